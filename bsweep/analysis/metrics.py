@@ -1,0 +1,312 @@
+"""Metrics: tidy frames in, tidy frames out.
+
+Three steps, each a pure function:
+
+1. ``summarize_trials``: one row per trial -> the same rows plus per-trial metrics
+   (final and best accuracy, steps/epochs/samples/seconds to target, throughput, diverged).
+2. ``aggregate_over_seeds``: per scientific point and learning rate, mean / std / standard error /
+   count over seeds. This is the **fixed learning rate** view: each lr on its own.
+3. ``tuned_view``: per scientific point, the row of the best lr by a stated criterion. This is the
+   **tuned** view (Deep Learning Tuning Playbook: lr and seed are nuisance parameters, batch size
+   and normalization are scientific). ``time_optimal_batch_size`` then picks, per condition, the
+   batch size with the least time (or steps) to target.
+
+No torch, no runner imports: these functions only read the frames of ``bsweep.analysis.load``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+# Columns that identify a scientific point, in the order used for sorting and display.
+# Only those present in a frame are used, so hand-made frames may omit the ones they do not vary.
+# lr and seed are deliberately absent: they are nuisance parameters.
+POINT_COLUMNS: tuple[str, ...] = ("data", "model", "optim", "schedule", "norm", "batch_size")
+
+# Trials whose numbers are final. A running trial's last measurement is not its final accuracy,
+# and a failed / oom trial has no (or partial) measurements; both are counted in the report,
+# not averaged.
+FINISHED_STATUSES: tuple[str, ...] = ("complete", "diverged")
+
+# Per-trial metrics that are averaged over seeds by default.
+DEFAULT_METRICS: tuple[str, ...] = (
+    "final_test_acc",
+    "final_test_error",
+    "best_test_acc",
+    "final_test_loss",
+    "steps_to_target",
+    "epochs_to_target",
+    "samples_to_target",
+    "seconds_to_target",
+    "samples_per_second",
+)
+
+# The per-trial columns that ``summarize_trials`` adds.
+TRIAL_METRIC_COLUMNS: tuple[str, ...] = (
+    "final_test_acc",
+    "final_test_error",
+    "best_test_acc",
+    "final_test_loss",
+    "steps_to_target",
+    "epochs_to_target",
+    "samples_to_target",
+    "seconds_to_target",
+    "samples_per_second",
+    "diverged",
+    "n_measurements",
+    "last_step",
+    "last_epoch",
+    "last_samples",
+    "last_seconds",
+)
+
+# Which way is better for each metric the tuned view may optimise.
+METRIC_GOAL: dict[str, Literal["max", "min"]] = {
+    "final_test_acc": "max",
+    "best_test_acc": "max",
+    "final_test_error": "min",
+    "final_test_loss": "min",
+    "steps_to_target": "min",
+    "epochs_to_target": "min",
+    "samples_to_target": "min",
+    "seconds_to_target": "min",
+    "samples_per_second": "max",
+}
+
+
+def point_columns(frame: pd.DataFrame) -> list[str]:
+    """The scientific-point columns present in ``frame`` (always ending with batch_size)."""
+    return [c for c in POINT_COLUMNS if c in frame.columns]
+
+
+def condition_columns(frame: pd.DataFrame) -> list[str]:
+    """Point columns except batch_size: one curve over batch size per value of these."""
+    return [c for c in point_columns(frame) if c != "batch_size"]
+
+
+def summarize_trials(
+    trials: pd.DataFrame, measurements: pd.DataFrame, final_window: int = 3
+) -> pd.DataFrame:
+    """Add per-trial metrics to ``trials`` (one row per trial, order and index kept).
+
+    Definitions (all from the trial's measurements, sorted by step):
+
+    - ``final_test_acc``: mean test accuracy of the last ``final_window`` measurements after
+      step 0 (the initial model is never "final"). Averaging a few evaluations damps the
+      evaluation-to-evaluation noise of a single last point. ``final_test_error`` = 1 - that.
+      ``final_test_loss``: the mean test loss over the same window (inf if the trial diverged).
+    - ``best_test_acc``: highest test accuracy at any measurement.
+    - ``steps_to_target`` / ``epochs_to_target`` / ``samples_to_target`` / ``seconds_to_target``:
+      step, epoch, samples and training seconds of the first measurement whose test accuracy is
+      >= the trial's ``target``; NaN when the target is never reached.
+    - ``samples_per_second``: samples seen / training seconds at the last measurement.
+    - ``diverged``: status is "diverged", or a test loss, or a train loss after step 0, is not
+      finite (train loss is NaN at step 0 by contract: no training happened yet).
+    - ``n_measurements`` and ``last_step`` / ``last_epoch`` / ``last_samples`` / ``last_seconds``:
+      how far the trial got (tells "never reached the target" apart from "stopped early").
+
+    Trials with no measurements get NaN metrics, ``n_measurements`` 0.
+    """
+    if final_window < 1:
+        raise ValueError(f"final_window must be >= 1, got {final_window}")
+    out = trials.copy()
+    m = measurements[measurements["trial_id"].isin(trials["trial_id"])]
+    m = m.sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
+    per_trial = pd.DataFrame(index=pd.Index(trials["trial_id"].unique(), name="trial_id"))
+
+    if len(m):
+        grouped = m.groupby("trial_id", sort=False)
+        last = grouped.tail(1).set_index("trial_id")
+        trained = m[m["step"] > 0]
+        window = trained.groupby("trial_id", sort=False).tail(final_window)
+        window_mean = window.groupby("trial_id")[["test_acc", "test_loss"]].mean()
+
+        per_trial["final_test_acc"] = window_mean["test_acc"]
+        per_trial["final_test_loss"] = window_mean["test_loss"]
+        per_trial["best_test_acc"] = grouped["test_acc"].max()
+        per_trial["n_measurements"] = grouped.size()
+        per_trial["last_step"] = last["step"]
+        per_trial["last_epoch"] = last["epoch"]
+        per_trial["last_samples"] = last["samples"]
+        per_trial["last_seconds"] = last["train_seconds"]
+        seconds = last["train_seconds"].where(last["train_seconds"] > 0)
+        per_trial["samples_per_second"] = last["samples"] / seconds
+
+        # First crossing of the target: rows are sorted by step, so the first row kept per
+        # trial after filtering is the earliest measurement at or above target.
+        target = m["trial_id"].map(trials.drop_duplicates("trial_id").set_index("trial_id")["target"])
+        hits = m[m["test_acc"] >= target].drop_duplicates("trial_id", keep="first")
+        hits = hits.set_index("trial_id")
+        per_trial["steps_to_target"] = hits["step"]
+        per_trial["epochs_to_target"] = hits["epoch"]
+        per_trial["samples_to_target"] = hits["samples"]
+        per_trial["seconds_to_target"] = hits["train_seconds"]
+
+        bad_test = ~np.isfinite(m["test_loss"].astype(float))
+        bad_train = (m["step"] > 0) & ~np.isfinite(m["train_loss"].astype(float))
+        per_trial["nonfinite_loss"] = (bad_test | bad_train).groupby(m["trial_id"]).any()
+
+    for column in TRIAL_METRIC_COLUMNS + ("nonfinite_loss",):
+        if column not in per_trial.columns and column not in ("final_test_error", "diverged"):
+            per_trial[column] = np.nan
+    per_trial["final_test_error"] = 1.0 - per_trial["final_test_acc"]
+    per_trial["n_measurements"] = per_trial["n_measurements"].fillna(0).astype(int)
+    nonfinite = per_trial["nonfinite_loss"].astype("boolean").fillna(False).astype(bool)
+
+    joined = per_trial.drop(columns="nonfinite_loss").reindex(out["trial_id"].to_numpy())
+    for column in TRIAL_METRIC_COLUMNS:
+        if column == "diverged":
+            continue
+        out[column] = joined[column].to_numpy()
+    out["diverged"] = (out["status"] == "diverged").to_numpy() | nonfinite.reindex(
+        out["trial_id"].to_numpy()
+    ).to_numpy()
+    return out
+
+
+def aggregate_over_seeds(
+    summary: pd.DataFrame,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    by: Sequence[str] | None = None,
+    statuses: Sequence[str] = FINISHED_STATUSES,
+) -> pd.DataFrame:
+    """Mean, std, standard error and count of each metric over seeds: the fixed-lr view.
+
+    ``by`` defaults to the scientific point columns plus ``lr`` (each lr on its own). Only
+    trials whose status is in ``statuses`` are used (finished ones, by default).
+
+    Output: one row per group with the ``by`` columns, ``n_trials``, ``n_diverged``,
+    ``n_reached_target``, and for each metric ``<metric>_mean``, ``<metric>_std`` (ddof 1, NaN
+    with one value), ``<metric>_sem`` (std / sqrt(count)) and ``<metric>_count`` (number of
+    finite values). Means skip NaN: a to-target mean is over the seeds that reached the target,
+    so read it with ``n_reached_target``.
+    """
+    if by is None:
+        by = [*point_columns(summary), "lr"]
+    by = list(by)
+    finished = summary[summary["status"].isin(statuses)].copy()
+    metrics = [m for m in metrics if m in finished.columns]
+    for metric in metrics:
+        # inf (e.g. a diverged loss) would poison mean and std; count it as missing here,
+        # divergence is reported by n_diverged.
+        finished[metric] = finished[metric].astype(float).replace([np.inf, -np.inf], np.nan)
+    finished["_reached"] = finished["steps_to_target"].notna()
+    finished["_diverged"] = finished["diverged"].astype(bool)
+
+    grouped = finished.groupby(by, sort=True, dropna=False)
+    result = pd.DataFrame(
+        {
+            "n_trials": grouped.size(),
+            "n_diverged": grouped["_diverged"].sum().astype(int),
+            "n_reached_target": grouped["_reached"].sum().astype(int),
+        }
+    )
+    for metric in metrics:
+        column = grouped[metric]
+        count = column.count()
+        std = column.std(ddof=1)
+        result[f"{metric}_mean"] = column.mean()
+        result[f"{metric}_std"] = std
+        result[f"{metric}_sem"] = std / np.sqrt(count)
+        result[f"{metric}_count"] = count.astype(int)
+    return result.reset_index()
+
+
+def tuned_view(
+    aggregated: pd.DataFrame,
+    criterion: str = "final_test_acc",
+    goal: Literal["max", "min"] | None = None,
+    by: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """For each scientific point, the aggregated row of the best learning rate.
+
+    ``aggregated`` is the output of ``aggregate_over_seeds`` (one row per point and lr).
+    The best lr is chosen, in this order of preference:
+
+    1. fewest diverged seeds (an lr that sometimes diverges is not a safe choice);
+    2. fewest seeds missing the criterion (e.g. seeds that never reached the target);
+    3. best mean of ``criterion`` over seeds (``goal`` "max" or "min"; from ``METRIC_GOAL``
+       when not given).
+
+    The same seeds choose the lr and measure it, so the tuned view is slightly optimistic.
+
+    Adds ``best_lr`` (= ``lr``), ``tuned_by`` (the criterion), ``n_lr`` (how many lr values were
+    tried at that point) and ``lr_on_edge``: True when the best lr is the smallest or the largest
+    lr tried there (the optimum may lie outside the grid), and also when only one lr was tried
+    (nothing was tuned).
+    """
+    goal = goal or METRIC_GOAL[criterion]
+    if by is None:
+        by = point_columns(aggregated)
+    by = list(by)
+    frame = aggregated.copy()
+    mean = frame[f"{criterion}_mean"].astype(float)
+    frame["_missing"] = frame["n_trials"] - frame[f"{criterion}_count"]
+    # A point whose mean is NaN (no seed has a value) is ranked last.
+    frame["_score"] = (-mean if goal == "max" else mean).fillna(np.inf)
+    ranked = frame.sort_values([*by, "n_diverged", "_missing", "_score"], kind="stable")
+    best = ranked.groupby(by, sort=True, dropna=False).head(1).set_index(by)
+
+    lr_range = frame.groupby(by, sort=True, dropna=False)["lr"].agg(["min", "max", "nunique"])
+    best["best_lr"] = best["lr"]
+    best["tuned_by"] = criterion
+    best["n_lr"] = lr_range["nunique"].reindex(best.index).astype(int)
+    best["lr_on_edge"] = (
+        (best["lr"] == lr_range["min"].reindex(best.index))
+        | (best["lr"] == lr_range["max"].reindex(best.index))
+        | (best["n_lr"] < 2)
+    )
+    return best.drop(columns=["_missing", "_score"]).reset_index()
+
+
+def time_optimal_batch_size(
+    view: pd.DataFrame,
+    metric: str = "seconds_to_target",
+    by: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per condition (norm, ... and lr for a fixed-lr view), the batch size with least ``metric``.
+
+    ``view`` is an aggregated frame (fixed-lr or tuned). Only batch sizes at which every seed
+    reached the target are candidates: a mean over the lucky seeds would flatter a batch size.
+    ``by`` defaults to the condition columns, plus ``lr`` when the view is the fixed-lr view
+    (it has an ``lr`` column but no ``best_lr``).
+
+    Output per condition: ``batch_size`` (the optimum; NaN when no batch size qualifies),
+    ``<metric>_mean`` and ``<metric>_sem`` there, ``n_batch_sizes`` (candidates), and
+    ``on_edge``: True when the optimum is the smallest or largest candidate batch size, i.e. the
+    grid does not show a minimum with both sides.
+    """
+    if by is None:
+        by = condition_columns(view)
+        if "lr" in view.columns and "best_lr" not in view.columns:
+            by.append("lr")
+    by = list(by)
+    all_reached = view["n_reached_target"] == view["n_trials"]
+    candidates = view[all_reached & view[f"{metric}_mean"].notna()]
+    rows = []
+    groups = view.groupby(by, sort=True, dropna=False) if by else [((), view)]
+    for key, _ in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        mask = np.ones(len(candidates), dtype=bool)
+        for column, value in zip(by, key):
+            mask &= (candidates[column] == value).to_numpy()
+        group = candidates[mask].sort_values("batch_size")
+        row: dict[str, object] = dict(zip(by, key))
+        row["n_batch_sizes"] = len(group)
+        if len(group) == 0:
+            row.update({"batch_size": np.nan, f"{metric}_mean": np.nan, f"{metric}_sem": np.nan})
+            row["on_edge"] = True
+        else:
+            best = group.loc[group[f"{metric}_mean"].idxmin()]
+            row["batch_size"] = best["batch_size"]
+            row[f"{metric}_mean"] = best[f"{metric}_mean"]
+            row[f"{metric}_sem"] = best[f"{metric}_sem"]
+            row["on_edge"] = bool(
+                best["batch_size"] in (group["batch_size"].min(), group["batch_size"].max())
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
