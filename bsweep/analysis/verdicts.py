@@ -1,0 +1,563 @@
+"""Verdicts on the claims of 3.5.5 (C1-C5) and 3.6 (N1, N2), with the numbers behind them.
+
+Each ``verdict_*`` function takes the per-trial summary (``metrics.summarize_trials``), builds
+the view its protocol asks for (fixed lr: each lr on its own; tuned lr: the best lr per batch
+size), evaluates the claim on every *slice* (one curve over batch size: one norm, and one lr in
+the fixed-lr protocol, and one value of any other condition the study varies), and combines the
+slices into one ``Verdict``:
+
+- no slice conclusive -> "inconclusive" (with the reasons);
+- every conclusive slice holds -> "holds";
+- no conclusive slice holds -> "does not hold";
+- some hold, some do not -> "holds", and ``condition`` says where it holds and where not.
+
+Differences are compared with the spread over seeds: a difference counts only when it is larger
+than ``K_STANDARD_ERRORS`` standard errors of the difference. A point with fewer than
+``MIN_SEEDS`` seeds has no spread and is left out; a slice with too few batch sizes left is
+inconclusive, never a pass. The verdict is what the data say, also when it contradicts the
+source text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from bsweep.analysis.metrics import (
+    DEFAULT_METRICS,
+    aggregate_over_seeds,
+    condition_columns,
+    tuned_view,
+)
+
+HOLDS = "holds"
+DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
+
+FIXED_LR = "fixed lr"
+TUNED_LR = "tuned lr"
+# Throughput does not depend on the learning rate, so C2 pools every lr and seed.
+POOLED_LR = "any lr (pooled)"
+
+# A difference is real when it exceeds this many standard errors of the difference
+# (sqrt(se_a^2 + se_b^2)); 2 is the usual ~95% two-sided rule of thumb for a normal mean.
+K_STANDARD_ERRORS = 2.0
+# Seeds needed at a point for a standard error; one seed has no spread.
+MIN_SEEDS = 2
+# Batch sizes needed in a slice for a trend or an optimum (an interior optimum needs a point on
+# each side of it).
+MIN_BATCH_SIZES_TREND = 3
+# Batch sizes needed for a two-point comparison (smallest vs best or vs largest).
+MIN_BATCH_SIZES_PAIR = 2
+
+CLAIMS: dict[str, str] = {
+    "C1": "batch size too small: the model does very badly (error spikes)",
+    "C2": "larger batch: the same amount of data is processed faster (throughput rises)",
+    "C3": "larger batch: more epochs are needed to reach the same accuracy",
+    "C4": "some batch size minimises time to target accuracy",
+    "C5": "some batch size gives the best final accuracy",
+    "N1": "BatchNorm error rises as the batch shrinks; GroupNorm stays flat",
+    "N2": "a normalized network reaches the target in fewer steps than an unnormalized one",
+}
+
+SE = f"{K_STANDARD_ERRORS:g} standard errors"
+RULES: dict[str, str] = {
+    "C1": (
+        f"Final test error (1 - mean of the last measurements) per batch size, >= {MIN_SEEDS} seeds, "
+        f">= {MIN_BATCH_SIZES_PAIR} batch sizes. Holds where the smallest batch sizes (a run "
+        f"upward from the smallest) each have error more than {SE} above the lowest error of any "
+        "batch size; does not hold where the smallest batch size is not significantly worse."
+    ),
+    "C2": (
+        f"Samples per second per batch size, pooled over lr and seeds, >= {MIN_SEEDS} trials, "
+        f">= {MIN_BATCH_SIZES_TREND} batch sizes. Holds when throughput at the largest batch size "
+        f"exceeds that at the smallest by more than {SE}; the condition names the batch size up "
+        "to which every doubling step still rises significantly."
+    ),
+    "C3": (
+        f"Epochs to target per batch size (all seeds reached it), >= {MIN_SEEDS} seeds, "
+        f">= {MIN_BATCH_SIZES_TREND} batch sizes. Holds when some batch size larger than the one "
+        f"needing fewest epochs needs more than {SE} more, or never reaches the target although "
+        "it trained for more epochs than that fewest; otherwise does not hold."
+    ),
+    "C4": (
+        f"Training seconds to target per batch size (all seeds reached it; a batch size where no "
+        f"seed reached it counts as slower), >= {MIN_SEEDS} seeds, >= {MIN_BATCH_SIZES_TREND} "
+        f"batch sizes. Holds when the fastest batch size has a significantly slower (> {SE}) batch "
+        "size on both sides; inconclusive when only one side is slower (optimum may lie outside "
+        "the grid); does not hold when neither side is."
+    ),
+    "C5": (
+        f"Final test error per batch size, >= {MIN_SEEDS} seeds, >= {MIN_BATCH_SIZES_TREND} batch "
+        f"sizes. Holds when the batch size with lowest error has a batch size with error more than "
+        f"{SE} higher on both sides; inconclusive when only on one side (optimum may lie outside "
+        "the grid); does not hold when on neither (accuracy flat in batch size)."
+    ),
+    "N1": (
+        f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
+        f">= {MIN_SEEDS} seeds. Rise = final error at the smallest minus at the largest common "
+        f"batch size. Holds when BatchNorm's rise exceeds {SE}, exceeds GroupNorm's rise by more "
+        f"than {SE}, and GroupNorm's rise does not exceed {SE}."
+    ),
+    "N2": (
+        f"Needs a norm=none arm. Per batch size, steps to target of each norm vs none, >= "
+        f"{MIN_SEEDS} seeds: faster when fewer by more than {SE} (or it reached the target and "
+        "none never did). Holds for a norm when it is faster at more than half of the comparable "
+        "batch sizes."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim under one protocol: the verdict, where it holds, the numbers and the rule."""
+
+    claim: str
+    statement: str
+    verdict: str
+    protocol: str
+    condition: str
+    numbers: str
+    rule: str
+    caveat: str = ""
+
+
+@dataclass(frozen=True)
+class _SliceOutcome:
+    label: str
+    outcome: str
+    where: str  # where it holds (e.g. "at batch size <= 4"), or why it is inconclusive
+    numbers: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fmt(mean: float, sem: float, n: int) -> str:
+    """mean +- standard error (n seeds)."""
+    if not np.isfinite(sem):
+        return f"{mean:.3g} (n={n})"
+    return f"{mean:.3g}±{sem:.2g} (n={n})"
+
+
+def _bs(value: float) -> str:
+    return str(int(value))
+
+
+def _exceeds(a_mean: float, a_sem: float, b_mean: float, b_sem: float) -> bool:
+    """a is larger than b by more than K standard errors of the difference."""
+    spread = K_STANDARD_ERRORS * float(np.hypot(a_sem, b_sem))
+    return bool(np.isfinite(spread) and np.isfinite(a_mean - b_mean) and a_mean - b_mean > spread)
+
+
+def _curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One slice's points over batch size: batch_size, mean, sem, count, n_trials, n_reached."""
+    curve = pd.DataFrame(
+        {
+            "batch_size": frame["batch_size"].to_numpy(),
+            "mean": frame[f"{metric}_mean"].to_numpy(dtype=float),
+            "sem": frame[f"{metric}_sem"].to_numpy(dtype=float),
+            "count": frame[f"{metric}_count"].to_numpy(),
+            "n_trials": frame["n_trials"].to_numpy(),
+            "n_reached": frame["n_reached_target"].to_numpy(),
+        }
+    )
+    if "last_epoch_mean" in frame.columns:
+        curve["last_epoch"] = frame["last_epoch_mean"].to_numpy(dtype=float)
+    return curve.sort_values("batch_size").reset_index(drop=True)
+
+
+def _build_view(
+    summary: pd.DataFrame, protocol: str, criterion: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """The aggregated view for a protocol and the columns that define one slice."""
+    aggregated = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "last_epoch"])
+    conditions = condition_columns(aggregated)
+    if protocol == FIXED_LR:
+        return aggregated, [*conditions, "lr"]
+    if protocol == TUNED_LR:
+        return tuned_view(aggregated, criterion), conditions
+    if protocol == POOLED_LR:
+        pooled = aggregate_over_seeds(
+            summary, metrics=["samples_per_second"], by=[*conditions, "batch_size"]
+        )
+        return pooled, conditions
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def _slices(
+    view: pd.DataFrame, columns: Sequence[str], summary: pd.DataFrame
+) -> list[tuple[str, dict[str, object], pd.DataFrame]]:
+    """Split a view into slices; label each with norm, lr and any condition the study varies."""
+    varying = {c for c in columns if c in summary.columns and summary[c].nunique() > 1}
+    shown = [c for c in columns if c in varying or c in ("norm", "lr")]
+    if not columns:
+        return [("all trials", {}, view)]
+    out = []
+    for key, frame in view.groupby(list(columns), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(columns, key))
+        label = ", ".join(f"{c}={values[c]:g}" if c == "lr" else f"{c}={values[c]}" for c in shown)
+        out.append((label or "all trials", values, frame))
+    return out
+
+
+def _combine(
+    claim: str, protocol: str, outcomes: Sequence[_SliceOutcome], caveat: str = ""
+) -> Verdict:
+    """Many slice outcomes -> one verdict (see the module docstring)."""
+    held = [o for o in outcomes if o.outcome == HOLDS]
+    failed = [o for o in outcomes if o.outcome == DOES_NOT_HOLD]
+    unknown = [o for o in outcomes if o.outcome == INCONCLUSIVE]
+    parts = []
+    if not held and not failed:
+        verdict = INCONCLUSIVE
+    elif not failed:
+        verdict = HOLDS
+    elif not held:
+        verdict = DOES_NOT_HOLD
+    else:
+        verdict = HOLDS
+    if held:
+        parts.append("holds for " + "; ".join(_describe(o) for o in held))
+    if failed:
+        parts.append("does not hold for " + "; ".join(_describe(o) for o in failed))
+    if unknown:
+        parts.append("inconclusive for " + "; ".join(_describe(o) for o in unknown))
+    if not outcomes:
+        parts.append("no data")
+    numbers = " | ".join(f"{o.label}: {o.numbers}" for o in outcomes if o.numbers)
+    return Verdict(
+        claim=claim,
+        statement=CLAIMS[claim],
+        verdict=verdict,
+        protocol=protocol,
+        condition=". ".join(parts),
+        numbers=numbers,
+        rule=RULES[claim],
+        caveat=caveat,
+    )
+
+
+def _describe(outcome: _SliceOutcome) -> str:
+    return f"{outcome.label} ({outcome.where})" if outcome.where else outcome.label
+
+
+def _edge_caveat(view: pd.DataFrame, protocol: str) -> str:
+    """Tuned view: name the points whose best lr sits on the edge of the lr grid."""
+    if protocol != TUNED_LR or "lr_on_edge" not in view.columns:
+        return ""
+    edge = view[view["lr_on_edge"].astype(bool)]
+    if edge.empty:
+        return ""
+    labels = sorted({f"{row.norm} bs {_bs(row.batch_size)}" if "norm" in edge.columns else _bs(row.batch_size) for row in edge.itertuples()})
+    return "best lr on the edge of the lr grid (or only one lr) at " + ", ".join(labels)
+
+
+def _usable(curve: pd.DataFrame) -> pd.DataFrame:
+    """Points with a standard error (enough seeds with a finite value)."""
+    return curve[curve["count"] >= MIN_SEEDS].reset_index(drop=True)
+
+
+def _too_few(minimum: int) -> str:
+    return f"needs >= {MIN_SEEDS} seeds at >= {minimum} batch sizes"
+
+
+# --------------------------------------------------------------------------- C1
+
+
+def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+    usable = _usable(curve)
+    if len(usable) < MIN_BATCH_SIZES_PAIR:
+        return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR), ""
+    best = usable.loc[usable["mean"].idxmin()]
+    smallest = usable.iloc[0]
+    numbers = (
+        f"error at bs {_bs(smallest.batch_size)} {_fmt(smallest['mean'], smallest['sem'], smallest['count'])}, "
+        f"lowest at bs {_bs(best.batch_size)} {_fmt(best['mean'], best['sem'], best['count'])}"
+    )
+    bad = []
+    for row in usable.itertuples():
+        if row.batch_size >= best.batch_size or not _exceeds(row.mean, row.sem, best["mean"], best["sem"]):
+            break
+        bad.append(row.batch_size)
+    if bad:
+        ratio = smallest["mean"] / best["mean"] if best["mean"] > 0 else np.inf
+        return HOLDS, f"at batch size <= {_bs(bad[-1])}, error x{ratio:.2g} the lowest", numbers
+    if best.batch_size == smallest.batch_size:
+        return DOES_NOT_HOLD, "lowest error at the smallest batch size", numbers
+    return DOES_NOT_HOLD, "smallest batch size not significantly worse than the best", numbers
+
+
+def verdict_c1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """C1: at too small a batch size the final error spikes."""
+    return _per_slice_verdict("C1", summary, protocol, "final_test_acc", "final_test_error", _c1_slice)
+
+
+# --------------------------------------------------------------------------- C2
+
+
+def _c2_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+    usable = _usable(curve)
+    if len(usable) < MIN_BATCH_SIZES_TREND:
+        return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND), ""
+    first, last = usable.iloc[0], usable.iloc[-1]
+    numbers = ", ".join(f"bs {_bs(r.batch_size)} {r.mean:.3g} samples/s" for r in usable.itertuples())
+    if not _exceeds(last["mean"], last["sem"], first["mean"], first["sem"]):
+        return DOES_NOT_HOLD, "no significant rise from smallest to largest batch size", numbers
+    rising_to = first.batch_size
+    for previous, current in zip(usable.itertuples(), usable.iloc[1:].itertuples()):
+        if not _exceeds(current.mean, current.sem, previous.mean, previous.sem):
+            break
+        rising_to = current.batch_size
+    if rising_to == last.batch_size:
+        return HOLDS, f"rises at every step up to batch size {_bs(rising_to)}", numbers
+    return HOLDS, f"rises at every step up to batch size {_bs(rising_to)}, not at every step beyond", numbers
+
+
+def verdict_c2(summary: pd.DataFrame, protocol: str = POOLED_LR) -> Verdict:
+    """C2: throughput (samples per second) rises with batch size. Pooled over lr and seeds."""
+    return _per_slice_verdict("C2", summary, POOLED_LR, "samples_per_second", "samples_per_second", _c2_slice)
+
+
+# --------------------------------------------------------------------------- C3
+
+
+def _c3_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+    enough = curve["n_trials"] >= MIN_SEEDS
+    reached = curve[enough & (curve["n_reached"] == curve["n_trials"])].reset_index(drop=True)
+    censored = curve[enough & (curve["n_reached"] == 0)].reset_index(drop=True)
+    if len(reached) == 0 or len(reached) + len(censored) < MIN_BATCH_SIZES_TREND:
+        return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND) + " where every seed or no seed reached the target", ""
+    fewest = reached.loc[reached["mean"].idxmin()]
+    numbers = ", ".join(
+        f"bs {_bs(r.batch_size)} {_fmt(r.mean, r.sem, r.count)} epochs" for r in reached.itertuples()
+    )
+    if len(censored):
+        numbers += "; never reached at bs " + ", ".join(_bs(b) for b in censored["batch_size"])
+    more = [
+        r.batch_size
+        for r in reached.itertuples()
+        if r.batch_size > fewest.batch_size and _exceeds(r.mean, r.sem, fewest["mean"], fewest["sem"])
+    ]
+    # A larger batch size that trained longer than the fewest epochs needed and still never got
+    # there needs more epochs too (censored observation).
+    more += [
+        r.batch_size
+        for r in censored.itertuples()
+        if r.batch_size > fewest.batch_size
+        and "last_epoch" in censored.columns
+        and r.last_epoch > fewest["mean"] + K_STANDARD_ERRORS * np.nan_to_num(fewest["sem"])
+    ]
+    if more:
+        return HOLDS, f"more epochs from batch size {_bs(min(more))} up than at {_bs(fewest.batch_size)}", numbers
+    return DOES_NOT_HOLD, f"no larger batch size needs significantly more epochs than {_bs(fewest.batch_size)}", numbers
+
+
+def verdict_c3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """C3: larger batches need more epochs to reach the target (tuned: lr with fewest epochs)."""
+    return _per_slice_verdict("C3", summary, protocol, "epochs_to_target", "epochs_to_target", _c3_slice)
+
+
+# --------------------------------------------------------------------------- C4, C5
+
+
+def _interior_optimum(
+    points: pd.DataFrame, always_worse: pd.DataFrame, unit: str
+) -> tuple[str, str, str]:
+    """Is the lowest-mean point significantly beaten by a point on each side?
+
+    ``points``: batch sizes with a mean and standard error (lower is better).
+    ``always_worse``: batch sizes that count as worse than any point (e.g. never reached target).
+    """
+    if len(points) == 0 or len(points) + len(always_worse) < MIN_BATCH_SIZES_TREND:
+        return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND), ""
+    best = points.loc[points["mean"].idxmin()]
+    numbers = ", ".join(f"bs {_bs(r.batch_size)} {_fmt(r.mean, r.sem, r.count)}" for r in points.itertuples())
+    if len(always_worse):
+        numbers += "; never reached at bs " + ", ".join(_bs(b) for b in always_worse["batch_size"])
+    numbers += f" ({unit})"
+
+    def worse_side(side: Callable[[float], bool]) -> bool:
+        beaten = any(
+            side(r.batch_size) and _exceeds(r.mean, r.sem, best["mean"], best["sem"])
+            for r in points.itertuples()
+        )
+        return beaten or any(side(b) for b in always_worse["batch_size"])
+
+    below = worse_side(lambda b: b < best.batch_size)
+    above = worse_side(lambda b: b > best.batch_size)
+    at = f"optimum at batch size {_bs(best.batch_size)}"
+    if below and above:
+        return HOLDS, f"{at}, significantly better than on both sides", numbers
+    if below or above:
+        side = "larger" if below else "smaller"
+        return INCONCLUSIVE, f"{at}; no significantly worse {side} batch size in the grid, the optimum may lie outside", numbers
+    return DOES_NOT_HOLD, f"{at}, but no batch size is significantly worse", numbers
+
+
+def _c4_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+    enough = curve["n_trials"] >= MIN_SEEDS
+    reached = curve[enough & (curve["n_reached"] == curve["n_trials"]) & (curve["count"] >= MIN_SEEDS)]
+    never = curve[enough & (curve["n_reached"] == 0)]
+    return _interior_optimum(reached.reset_index(drop=True), never, "training seconds to target")
+
+
+def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """C4: an interior batch size minimises training time to target (tuned: fastest lr)."""
+    return _per_slice_verdict("C4", summary, protocol, "seconds_to_target", "seconds_to_target", _c4_slice)
+
+
+def _c5_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error")
+
+
+def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """C5: an interior batch size gives the best final accuracy (tuned: most accurate lr)."""
+    return _per_slice_verdict("C5", summary, protocol, "final_test_acc", "final_test_error", _c5_slice)
+
+
+def _per_slice_verdict(
+    claim: str,
+    summary: pd.DataFrame,
+    protocol: str,
+    criterion: str,
+    metric: str,
+    rule: Callable[[pd.DataFrame], tuple[str, str, str]],
+) -> Verdict:
+    view, columns = _build_view(summary, protocol, criterion)
+    outcomes = []
+    for label, _, frame in _slices(view, columns, summary):
+        outcome, where, numbers = rule(_curve(frame, metric))
+        outcomes.append(_SliceOutcome(label, outcome, where, numbers))
+    return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- N1
+
+
+def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N1: BatchNorm's error rises as the batch shrinks, GroupNorm's does not."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = {"batch", "group"} - norms
+    if missing:
+        reason = "needs norm=batch and norm=group; missing " + ", ".join(sorted(missing))
+        return _combine("N1", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    view, columns = _build_view(summary, protocol, "final_test_acc")
+    view = view[view["norm"].isin(["batch", "group"])]
+    columns = [c for c in columns if c != "norm"]
+    outcomes = []
+    for label, _, frame in _slices(view, columns, summary):
+        bn = _usable(_curve(frame[frame["norm"] == "batch"], "final_test_error")).set_index("batch_size")
+        gn = _usable(_curve(frame[frame["norm"] == "group"], "final_test_error")).set_index("batch_size")
+        common = sorted(set(bn.index) & set(gn.index))
+        if len(common) < MIN_BATCH_SIZES_PAIR:
+            outcomes.append(_SliceOutcome(label, INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR) + " for both norms", ""))
+            continue
+        small, large = common[0], common[-1]
+        rise = {}
+        for name, curve in (("batch", bn), ("group", gn)):
+            rise[name] = (
+                curve.loc[small, "mean"] - curve.loc[large, "mean"],
+                float(np.hypot(curve.loc[small, "sem"], curve.loc[large, "sem"])),
+            )
+        numbers = (
+            f"error at bs {_bs(small)}: batch {_fmt(bn.loc[small, 'mean'], bn.loc[small, 'sem'], bn.loc[small, 'count'])}, "
+            f"group {_fmt(gn.loc[small, 'mean'], gn.loc[small, 'sem'], gn.loc[small, 'count'])}; "
+            f"rise from bs {_bs(large)} to {_bs(small)}: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g}, "
+            f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g}"
+        )
+        bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
+        gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0)
+        bn_more = _exceeds(rise["batch"][0], rise["batch"][1], rise["group"][0], rise["group"][1])
+        span = f"batch size {_bs(small)} vs {_bs(large)}"
+        if bn_rises and bn_more and not gn_rises:
+            outcome, where = HOLDS, span
+        elif not bn_rises:
+            outcome, where = DOES_NOT_HOLD, f"BatchNorm error does not rise significantly, {span}"
+        elif gn_rises:
+            outcome, where = DOES_NOT_HOLD, f"GroupNorm error rises too, {span}"
+        else:
+            outcome, where = DOES_NOT_HOLD, f"BatchNorm rise not significantly larger than GroupNorm's, {span}"
+        outcomes.append(_SliceOutcome(label, outcome, where, numbers))
+    return _combine("N1", protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- N2
+
+
+def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N2: each normalized network reaches the target in fewer steps than norm=none."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    if "none" not in norms:
+        reason = "the study has no norm=none arm to compare with"
+        return _combine("N2", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if norms == {"none"}:
+        reason = "the study has only norm=none"
+        return _combine("N2", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    view, columns = _build_view(summary, protocol, "steps_to_target")
+    others = [c for c in columns if c != "norm"]
+    outcomes = []
+    for label, values, frame in _slices(view[view["norm"] != "none"], columns, summary):
+        mask = view["norm"] == "none"
+        for column in others:
+            mask &= view[column] == values[column]
+        baseline = _curve(view[mask], "steps_to_target").set_index("batch_size")
+        curve = _curve(frame, "steps_to_target").set_index("batch_size")
+        faster, slower, same = [], [], []
+        cells = []
+        for bs in sorted(set(curve.index) & set(baseline.index)):
+            a, b = curve.loc[bs], baseline.loc[bs]
+            if a["n_trials"] < MIN_SEEDS or b["n_trials"] < MIN_SEEDS:
+                continue
+            a_all, b_all = a["n_reached"] == a["n_trials"], b["n_reached"] == b["n_trials"]
+            if a_all and b["n_reached"] == 0:
+                faster.append(bs)
+                cells.append(f"bs {_bs(bs)} {a['mean']:.3g} vs never")
+            elif b_all and a["n_reached"] == 0:
+                slower.append(bs)
+                cells.append(f"bs {_bs(bs)} never vs {b['mean']:.3g}")
+            elif a_all and b_all and a["count"] >= MIN_SEEDS and b["count"] >= MIN_SEEDS:
+                cells.append(f"bs {_bs(bs)} {_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}")
+                if _exceeds(b["mean"], b["sem"], a["mean"], a["sem"]):
+                    faster.append(bs)
+                elif _exceeds(a["mean"], a["sem"], b["mean"], b["sem"]):
+                    slower.append(bs)
+                else:
+                    same.append(bs)
+        numbers = "steps to target vs none: " + ", ".join(cells) if cells else ""
+        n_known = len(faster) + len(slower) + len(same)
+        if n_known == 0:
+            outcome, where = INCONCLUSIVE, f"no batch size where both arms have >= {MIN_SEEDS} seeds that all or none reached the target"
+        elif len(faster) > n_known / 2:
+            outcome, where = HOLDS, "fewer steps at batch size " + ", ".join(_bs(b) for b in faster)
+        else:
+            where = f"fewer steps at {len(faster)} of {n_known} batch sizes"
+            if slower:
+                where += ", more at " + ", ".join(_bs(b) for b in slower)
+            outcome = DOES_NOT_HOLD
+        outcomes.append(_SliceOutcome(label, outcome, where, numbers))
+    return _combine("N2", protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- table
+
+# (claim, function, protocols it is judged under). C2 is lr independent and judged once.
+VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tuple[str, ...]], ...] = (
+    ("C1", verdict_c1, (FIXED_LR, TUNED_LR)),
+    ("C2", verdict_c2, (POOLED_LR,)),
+    ("C3", verdict_c3, (FIXED_LR, TUNED_LR)),
+    ("C4", verdict_c4, (FIXED_LR, TUNED_LR)),
+    ("C5", verdict_c5, (FIXED_LR, TUNED_LR)),
+    ("N1", verdict_n1, (FIXED_LR, TUNED_LR)),
+    ("N2", verdict_n2, (FIXED_LR, TUNED_LR)),
+)
+
+
+def all_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table: one row per claim and protocol, columns as in ``Verdict``."""
+    rows = [asdict(function(summary, protocol)) for _, function, protocols in VERDICT_FUNCTIONS for protocol in protocols]
+    return pd.DataFrame(rows, columns=list(Verdict.__dataclass_fields__))

@@ -1,0 +1,139 @@
+"""The typed schema of a bsweep config: the one place defaults live.
+
+Every group under `configs/` merges into one of these dataclasses, so a misspelt key or a value
+of the wrong type is an error from OmegaConf that names the key. `register_configs()` puts the
+schema in Hydra's ConfigStore; `configs/config.yaml` lists it first in its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+# Choices that `validate` and the error messages list. The config groups under configs/ offer
+# exactly these (a test pins that), so the CLI can name the alternatives when a user mistypes one.
+DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
+NORMS = ("none", "batch", "group", "layer", "instance", "weight", "lrn")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "warmup")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
+FULL_SIZES: dict[str, tuple[int, int]] = {
+    "mnist1d": (4000, 1000),  # the package's default 5000 samples, 80/20
+    "digits": (1437, 360),  # 1797 images, 80/20
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+}
+
+
+def train_size(cfg: DataConfig) -> int:
+    """Training-set size a config asks for, without loading anything."""
+    return cfg.n_train if cfg.n_train is not None else FULL_SIZES[cfg.name][0]
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist1d"
+    # Training / test set sizes in samples. null = the dataset's own split in full.
+    n_train: Optional[int] = None
+    n_test: Optional[int] = None
+    # Seed of dataset generation (mnist1d) and of the train/test split (digits); fixed across a
+    # study so every trial sees the same data.
+    data_seed: int = 42
+    # torchvision sets only: where the files are, and whether to fetch them when missing.
+    root: str = "data"
+    download: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cnn"
+    width: int = 32  # channels in every conv layer
+    depth: int = 3  # conv -> norm -> ReLU blocks; every block after the first halves the length
+    kernel_size: int = 5  # odd, so "same" padding is symmetric
+
+
+@dataclass
+class NormConfig:
+    kind: str = "batch"
+    groups: int = 8  # group norm: groups per layer; must divide model.width
+    lrn_size: int = 5  # local response norm: neighbouring channels summed over (AlexNet used 5)
+    bn_momentum: float = 0.1  # batch norm running-statistics momentum (PyTorch default)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    momentum: float = 0.9  # sgd only; 0 = plain SGD
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 0.0  # L2 coefficient, coupled (torch.optim semantics)
+    beta1: float = 0.9  # adam only
+    beta2: float = 0.999  # adam only
+    eps: float = 1e-8  # adam only
+
+
+@dataclass
+class ScheduleConfig:
+    # constant: lr throughout; cosine: lr * cos decay to 0 over the budget; warmup: linear ramp
+    # from 0 over the first `warmup_fraction` of the budget's steps, then constant.
+    name: str = "constant"
+    warmup_fraction: float = 0.0  # of the trial's total steps; also applies before cosine
+
+
+@dataclass
+class BudgetConfig:
+    # How long a trial trains: it stops at whichever limit comes first. An epoch budget alone
+    # favours small batches, a step budget alone large ones; state both on purpose.
+    epochs: Optional[float] = 20.0  # passes over the training set
+    steps: Optional[int] = None  # optimizer steps
+    stop_at_target: bool = False  # stop at the first measurement reaching study.target
+
+
+@dataclass
+class EvalConfig:
+    # Measurements happen on a grid in samples seen, the same for every batch size: a geometric
+    # grid (ratio `growth`) so that "steps to target" is resolved within (growth - 1) relative
+    # error at every batch size, with gaps capped at `max_gap_samples` for dense late curves.
+    first_samples: int = 128  # first measurement after this many samples (plus one at step 0)
+    growth: float = 1.05  # 5 % relative resolution of steps/samples to target
+    max_gap_samples: int = 8000  # at most this many samples between two measurements
+    batch_size: int = 256  # evaluation batch: memory and speed only (256 measured 3x faster than 1000 on CPU); results identical
+
+
+@dataclass
+class StudyConfig:
+    name: str = "default"
+    description: str = ""
+    target: float = 0.8  # test accuracy that defines time-to-accuracy, fixed in advance
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    # The keys a user sweeps.
+    batch_size: int = 32
+    lr: float = 0.05
+    seed: int = 0
+    # Where and how to run: not part of a trial's identity (see plan.RUNTIME_KEYS).
+    device: str = "auto"
+    threads: Optional[int] = None  # torch intra-op threads per process; null = torch's default
+    results_dir: str = "results"
+    # Free-form notes a user wants recorded with the trial (kept in its id).
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    """Put the schema into Hydra's ConfigStore under the name `configs/config.yaml` uses."""
+    cs = ConfigStore.instance()
+    cs.store(name="bsweep_schema", node=Config)

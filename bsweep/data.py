@@ -1,0 +1,188 @@
+"""Datasets as tensors on the training device.
+
+Every dataset loads whole into memory (they are small), is standardized with training-set
+statistics, and is moved to the device once, so the training loop indexes tensors and never
+touches a DataLoader. mnist1d is generated locally and digits ships with scikit-learn; the
+torchvision sets read their usual files from `data.root` and download only when asked.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bsweep.config import DATASETS, FULL_SIZES, DataConfig
+
+
+class DatasetError(ValueError):
+    """A user-facing problem with the data configuration (missing files, bad sizes)."""
+
+
+@dataclass
+class TensorData:
+    x_train: torch.Tensor  # float32, (N, C, L) or (N, C, H, W), standardized
+    y_train: torch.Tensor  # int64, (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (channels, length) or (channels, height, width)."""
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        return TensorData(
+            self.x_train.to(device),
+            self.y_train.to(device),
+            self.x_test.to(device),
+            self.y_test.to(device),
+            self.n_classes,
+        )
+
+
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData:
+    """Load the configured dataset as standardized tensors on `device`."""
+    if cfg.name not in DATASETS:
+        raise DatasetError(f"unknown dataset {cfg.name!r}; choose one of {', '.join(DATASETS)}")
+    loader = {
+        "mnist1d": _mnist1d,
+        "digits": _digits,
+        "mnist": _torchvision_mnist,
+        "fashion_mnist": _torchvision_mnist,
+        "cifar10": _cifar10,
+    }[cfg.name]
+    x_train, y_train, x_test, y_test = loader(cfg)
+    x_train, y_train = _subsample(x_train, y_train, cfg.n_train, cfg.data_seed, "n_train")
+    x_test, y_test = _subsample(x_test, y_test, cfg.n_test, cfg.data_seed + 1, "n_test")
+    x_train, x_test = _standardize(x_train, x_test)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    return TensorData(
+        torch.as_tensor(x_train, dtype=torch.float32),
+        torch.as_tensor(y_train, dtype=torch.int64),
+        torch.as_tensor(x_test, dtype=torch.float32),
+        torch.as_tensor(y_test, dtype=torch.int64),
+        n_classes,
+    ).to(device)
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _mnist1d(cfg: DataConfig) -> Arrays:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    n_train = cfg.n_train if cfg.n_train is not None else FULL_SIZES["mnist1d"][0]
+    n_test = cfg.n_test if cfg.n_test is not None else FULL_SIZES["mnist1d"][1]
+    args = get_dataset_args()
+    # make_dataset draws num_samples // 10 per class, already shuffled; generate a multiple of
+    # 10 that covers both splits and cut them ourselves so any n_train / n_test is exact.
+    args.num_samples = -(-(n_train + n_test) // 10) * 10
+    args.train_split = 1.0
+    args.seed = cfg.data_seed
+    state = np.random.get_state()  # make_dataset reseeds numpy's global RNG; leave it as found
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    x, y = d["x"][:, None, :], d["y"]  # (N, 40) signals -> (N, 1, 40): one channel for Conv1d
+    return x[:n_train], y[:n_train], x[n_train : n_train + n_test], y[n_train : n_train + n_test]
+
+
+def _digits(cfg: DataConfig) -> Arrays:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.images[:, None, :, :].astype(np.float32)  # (1797, 1, 8, 8)
+    n_test = cfg.n_test if cfg.n_test is not None else FULL_SIZES["digits"][1]
+    if not 0 < n_test < len(x):
+        raise DatasetError(f"data.n_test={n_test} must be between 1 and {len(x) - 1} for digits")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=n_test, random_state=cfg.data_seed, stratify=digits.target
+    )
+    return x_train, y_train, x_test, y_test
+
+
+TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def _torchvision_mnist(cfg: DataConfig) -> Arrays:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[cfg.name])
+    try:
+        train = cls(cfg.root, train=True, download=cfg.download)
+        test = cls(cfg.root, train=False, download=cfg.download)
+    except RuntimeError as e:  # torchvision says "Dataset not found. You can use download=True"
+        raise DatasetError(_missing_message(cfg, str(e))) from None
+    return (
+        train.data.numpy()[:, None].astype(np.float32),
+        train.targets.numpy(),
+        test.data.numpy()[:, None].astype(np.float32),
+        test.targets.numpy(),
+    )
+
+
+def _cifar10(cfg: DataConfig) -> Arrays:
+    """CIFAR-10 from the standard python-pickle batches (`cifar-10-batches-py/`).
+
+    The batches are read directly, in the format torchvision also reads, because torchvision's
+    CIFAR10 insists on the official files' checksums; torchvision is used to download them.
+    """
+    folder = Path(cfg.root) / "cifar-10-batches-py"
+    if not folder.is_dir() and cfg.download:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(cfg.root, train=True, download=True)
+    names_train = [f"data_batch_{i}" for i in range(1, 6)]
+    missing = [n for n in [*names_train, "test_batch"] if not (folder / n).is_file()]
+    if missing:
+        raise DatasetError(_missing_message(cfg, f"missing {', '.join(missing)} in {folder}"))
+
+    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for name in names:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+
+    x_train, y_train = read(names_train)
+    x_test, y_test = read(["test_batch"])
+    return x_train, y_train, x_test, y_test
+
+
+def _missing_message(cfg: DataConfig, detail: str) -> str:
+    return (
+        f"dataset {cfg.name!r} not found under data.root={cfg.root!r} ({detail}). "
+        f"Put the files there, point data.root=... at them, or set data.download=true."
+    )
+
+
+def _subsample(
+    x: np.ndarray, y: np.ndarray, n: int | None, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    if n is None or n == len(x):
+        return x, y
+    if not 0 < n <= len(x):
+        raise DatasetError(f"data.{key}={n} but the split has {len(x)} samples; allowed 1..{len(x)}")
+    idx = np.random.default_rng(seed).permutation(len(x))[:n]
+    return x[idx], y[idx]
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel zero mean, unit variance, with statistics of the training set only."""
+    axes = (0, *range(2, x_train.ndim))
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True) + 1e-8  # 1e-8 guards a constant channel
+    return (x_train - mean) / std, (x_test - mean) / std

@@ -1,0 +1,79 @@
+"""The small CNN of a study, and `make_norm`: the normalization layers of section 3.6."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bsweep.config import NORMS, ModelConfig, NormConfig
+
+
+def make_norm(cfg: NormConfig, channels: int, dims: int) -> nn.Module:
+    """The normalization layer that follows a conv with `channels` outputs over `dims` (1 or 2) axes.
+
+    `weight` normalization is not a layer after the conv but a reparametrization of the conv
+    itself (see `make_cnn`), so here it is the identity, like `none`.
+    """
+    kind = cfg.kind
+    if kind in ("none", "weight"):
+        return nn.Identity()
+    if kind == "batch":
+        cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+        return cls(channels, momentum=cfg.bn_momentum)
+    if kind == "group":
+        if channels % cfg.groups:
+            raise ValueError(f"norm.groups={cfg.groups} does not divide {channels} channels")
+        return nn.GroupNorm(cfg.groups, channels)
+    if kind == "layer":  # one group: statistics over all channels and positions of a sample
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":  # one channel per group: statistics over positions only
+        return nn.GroupNorm(channels, channels)
+    if kind == "lrn":
+        return nn.LocalResponseNorm(cfg.lrn_size)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def conv_output_length(length: int, kernel_size: int, stride: int, padding: int) -> int:
+    return (length + 2 * padding - kernel_size) // stride + 1
+
+
+class SmallCNN(nn.Module):
+    """depth x (conv -> norm -> ReLU), stride 2 after the first block, then flatten -> linear."""
+
+    def __init__(
+        self, input_shape: tuple[int, ...], n_classes: int, model: ModelConfig, norm: NormConfig
+    ) -> None:
+        super().__init__()
+        dims = len(input_shape) - 1  # (C, L) -> 1-D convs, (C, H, W) -> 2-D convs
+        if dims not in (1, 2):
+            raise ValueError(f"input shape {input_shape} is neither (C, L) nor (C, H, W)")
+        conv_cls = nn.Conv1d if dims == 1 else nn.Conv2d
+        # A conv followed by a norm that re-centres each channel gets no use from a bias.
+        bias = norm.kind in ("none", "weight", "lrn")
+        layers: list[nn.Module] = []
+        channels, spatial = input_shape[0], list(input_shape[1:])
+        pad = model.kernel_size // 2
+        for i in range(model.depth):
+            stride = 1 if i == 0 else 2
+            conv = conv_cls(channels, model.width, model.kernel_size, stride, pad, bias=bias)
+            if norm.kind == "weight":
+                conv = nn.utils.parametrizations.weight_norm(conv)
+            layers += [conv, make_norm(norm, model.width, dims), nn.ReLU()]
+            channels = model.width
+            spatial = [conv_output_length(s, model.kernel_size, stride, pad) for s in spatial]
+        self.features = nn.Sequential(*layers)
+        n_features = channels
+        for s in spatial:
+            n_features *= s
+        self.classifier = nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def make_cnn(
+    input_shape: tuple[int, ...], n_classes: int, model: ModelConfig, norm: NormConfig
+) -> SmallCNN:
+    if model.name != "cnn":
+        raise ValueError(f"unknown model {model.name!r}; choose one of cnn")
+    return SmallCNN(input_shape, n_classes, model, norm)

@@ -1,0 +1,124 @@
+"""Study config -> the list of trials it asks for, each with a stable id. No torch here.
+
+A trial's id is a hash of its resolved config without the keys that say where or how it runs
+(`RUNTIME_KEYS`), so the same point of the grid has the same id on any machine, in any results
+folder, with any launcher.
+
+`expand` reproduces what Hydra's basic sweeper does with `-m`: the study's
+`hydra.sweeper.params` first, the user's overrides on top (a key given twice takes the later
+value), then the cartesian product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from bsweep.config import register_configs
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# Where and how a trial runs, not what it is: left out of its id.
+RUNTIME_KEYS = (
+    "device",
+    "threads",
+    "results_dir",
+    "data.root",
+    "data.download",
+    "study.name",
+    "study.description",
+    "study.eval.batch_size",
+)
+
+
+def trial_identity(cfg: DictConfig | dict) -> dict:
+    """The part of a resolved config that defines the trial (RUNTIME_KEYS removed)."""
+    tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    tree = json.loads(json.dumps(tree))  # a deep copy with plain types
+    tree.pop("hydra", None)
+    for dotted in RUNTIME_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return tree
+
+
+def trial_id(cfg: DictConfig | dict) -> str:
+    """12 hex digits of the SHA-256 of the trial's identity, as canonical JSON."""
+    canonical = json.dumps(trial_identity(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def study_dir(cfg: DictConfig | Any) -> Path:
+    return Path(cfg.results_dir) / cfg.study.name
+
+
+@dataclass
+class PlannedTrial:
+    overrides: list[str]  # the job's overrides, as Hydra would pass them
+    config: DictConfig  # resolved, without the hydra node
+    trial_id: str
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(hydra overrides, plain task overrides, sweep task overrides), each in the given order."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    hydra_o, plain, sweep = [], [], []
+    for o in parsed:
+        if o.is_hydra_override():
+            hydra_o.append(o.input_line)
+        elif o.is_sweep_override():
+            sweep.append(o.input_line)
+        else:
+            plain.append(o.input_line)
+    return hydra_o, plain, sweep
+
+
+def _job_override_lists(sweeper_params: dict, task_overrides: list[str]) -> list[list[str]]:
+    """The cartesian product of sweeper params + task overrides, as Hydra's basic sweeper does."""
+    lines = [f"{k}={v}" for k, v in sweeper_params.items()] + task_overrides
+    by_key: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(lines):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise ValueError(f"{o.input_line}: only discrete sweeps (a,b,c or range) are supported")
+            by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            by_key[key] = [o.input_line]
+    return [list(combo) for combo in itertools.product(*by_key.values())]
+
+
+def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose configs/config.yaml with overrides, as `bsweep run` would (no multirun)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=with_hydra)
+
+
+def expand(overrides: list[str]) -> list[PlannedTrial]:
+    """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order."""
+    hydra_o, plain, sweep = split_overrides(overrides)
+    base = compose_config(hydra_o + plain, with_hydra=True)
+    params = base.hydra.sweeper.get("params") or {}
+    sweeper_params = {str(k): str(v) for k, v in params.items()}
+    trials = []
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for job in _job_override_lists(sweeper_params, plain + sweep):
+            cfg = compose("config", overrides=job)
+            trials.append(PlannedTrial(job, cfg, trial_id(cfg)))
+    return trials

@@ -1,0 +1,231 @@
+"""Train one trial and measure it: the training loop, the evaluation cadence and the timer.
+
+The hot loop does no host synchronization: the data is already on the device, the shuffle is a
+device-side permutation, the training loss accumulates on the device, and everything that needs
+a Python number (divergence, accuracy) is read only at measurement points, where the clock is
+stopped anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bsweep.config import BudgetConfig, Config, EvalConfig, OptimConfig, ScheduleConfig
+from bsweep.data import TensorData
+from bsweep.models import make_cnn
+
+# Steps run on a throw-away copy of the model before the clock starts, so one-time costs
+# (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
+WARMUP_STEPS = 3
+
+
+@dataclass
+class TrialResult:
+    status: str  # "complete" or "diverged"
+    measurements: list[dict] = field(default_factory=list)
+    total_steps: int = 0  # the budget in steps, whether or not the trial used all of it
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; anything else is taken as asked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def total_steps(budget: BudgetConfig, n_train: int, batch_size: int) -> int:
+    """The budget in optimizer steps: the first of the epoch and step limits to be reached.
+
+    Each epoch is n_train // batch_size steps at exactly `batch_size` (the remainder of the
+    permutation is dropped), so every step of a trial uses the same batch size.
+    """
+    steps_per_epoch = n_train // batch_size
+    limits = []
+    if budget.epochs is not None:
+        limits.append(max(1, math.floor(budget.epochs * steps_per_epoch)))
+    if budget.steps is not None:
+        limits.append(budget.steps)
+    if not limits:
+        raise ValueError("study.budget needs epochs or steps (or both)")
+    return min(limits)
+
+
+def measurement_steps(cadence: EvalConfig, batch_size: int, steps: int) -> list[int]:
+    """Steps after which to measure: step 0, the grid in samples seen, and the last step.
+
+    The grid is the same list of sample counts for every batch size (geometric from
+    `first_samples` with ratio `growth`, gaps capped at `max_gap_samples`); a trial measures at
+    the first step whose samples seen reach each grid point.
+    """
+    last_samples = steps * batch_size
+    points = {0, steps}
+    s = float(cadence.first_samples)
+    while s < last_samples:
+        points.add(math.ceil(s / batch_size))
+        s += min(max(s * (cadence.growth - 1.0), 1.0), cadence.max_gap_samples)
+    return sorted(p for p in points if p <= steps)
+
+
+def lr_factor(schedule: ScheduleConfig, step: int, steps: int) -> float:
+    """Multiplier on the base learning rate for the update made at `step` (0-based)."""
+    warmup = round(schedule.warmup_fraction * steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule.name == "cosine":
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule.name in ("constant", "warmup"):
+        return 1.0
+    raise ValueError(f"unknown schedule {schedule.name!r}")
+
+
+def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer:
+    # foreach: one kernel launch per parameter group rather than per tensor.
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+            foreach=True,
+        )
+    if cfg.name == "adam":
+        return torch.optim.Adam(
+            params,
+            lr=lr,
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            foreach=True,
+        )
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
+    """Test loss (mean cross-entropy) and test accuracy, with the model in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=data.x_test.device)
+    correct = torch.zeros((), device=data.x_test.device, dtype=torch.int64)
+    for i in range(0, len(data.x_test), batch_size):
+        x, y = data.x_test[i : i + batch_size], data.y_test[i : i + batch_size]
+        logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train()
+    n = len(data.x_test)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _warm_up(cfg: Config, model: nn.Module, data: TensorData) -> None:
+    """A few untimed steps on copies, so the real model, optimizer and RNGs are untouched."""
+    shadow = copy.deepcopy(model)
+    opt = make_optimizer(cfg.optim, shadow.parameters(), cfg.lr)
+    x, y = data.x_train[: cfg.batch_size], data.y_train[: cfg.batch_size]
+    for _ in range(WARMUP_STEPS):
+        loss = F.cross_entropy(shadow(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    evaluate(shadow, data, cfg.study.eval.batch_size)
+    synchronize(data.x_train.device)
+
+
+def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResult:
+    """Train the model `cfg` describes on `data` (already on its device) and measure it.
+
+    `on_measurement(row)` is called after every measurement (for progress display).
+    Deterministic on CPU: the same config and data give the same measurements, seconds aside.
+    """
+    device = data.x_train.device
+    torch.manual_seed(cfg.seed)  # initialization
+    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device)
+    opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr)
+    # Data order has its own generator on the data's device: shuffling stays device-side.
+    order = torch.Generator(device=device)
+    order.manual_seed(cfg.seed)
+
+    n, batch = data.n_train, cfg.batch_size
+    steps_per_epoch = n // batch
+    steps = total_steps(cfg.study.budget, n, batch)
+    to_measure = measurement_steps(cfg.study.eval, batch, steps)
+    _warm_up(cfg, model, data)
+
+    result = TrialResult(status="complete", total_steps=steps)
+    loss_sum = torch.zeros((), device=device)
+    losses_since = 0
+    seconds = 0.0
+    step = 0
+    lr = cfg.lr * lr_factor(cfg.schedule, 0, steps)
+
+    def measure() -> dict:
+        nonlocal loss_sum, losses_since
+        test_loss, test_acc = evaluate(model, data, cfg.study.eval.batch_size)
+        train_loss = loss_sum.item() / losses_since if losses_since else math.nan
+        row = {
+            "step": step,
+            "samples": step * batch,
+            "epoch": step * batch / n,
+            "train_seconds": seconds,
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": lr,
+        }
+        loss_sum = torch.zeros((), device=device)
+        losses_since = 0
+        result.measurements.append(row)
+        if on_measurement is not None:
+            on_measurement(row)
+        return row
+
+    measure()
+    next_measure = iter(to_measure[1:])
+    measure_at = next(next_measure, None)
+    clock = time.perf_counter()
+    while step < steps:
+        perm = torch.randperm(n, generator=order, device=device)
+        for i in range(min(steps_per_epoch, steps - step)):
+            idx = perm[i * batch : (i + 1) * batch]
+            lr = cfg.lr * lr_factor(cfg.schedule, step, steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            losses_since += 1
+            step += 1
+            if step != measure_at:
+                continue
+            synchronize(device)
+            seconds += time.perf_counter() - clock
+            row = measure()
+            measure_at = next(next_measure, None)
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+                result.status = "diverged"
+                return result
+            if cfg.study.budget.stop_at_target and row["test_acc"] >= cfg.study.target:
+                return result
+            clock = time.perf_counter()
+    return result
