@@ -98,8 +98,8 @@ RULES: dict[str, str] = {
     ),
     "N1": (
         f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
-        f">= {MIN_SEEDS} seeds. Rise = final error at the smallest minus at the largest common "
-        f"batch size. Holds when BatchNorm's rise exceeds {SE}, exceeds GroupNorm's rise by more "
+        f">= {MIN_SEEDS} seeds. Rise = final error at the smallest common batch size minus the "
+        f"norm's lowest error over the common batch sizes. Holds when BatchNorm's rise exceeds {SE}, exceeds GroupNorm's rise by more "
         f"than {SE}, and GroupNorm's rise does not exceed {SE}."
     ),
     "N2": (
@@ -139,8 +139,8 @@ class _SliceOutcome:
 def _fmt(mean: float, sem: float, n: int) -> str:
     """mean +- standard error (n seeds)."""
     if not np.isfinite(sem):
-        return f"{mean:.3g} (n={n})"
-    return f"{mean:.3g}±{sem:.2g} (n={n})"
+        return f"{mean:.3g} (n={int(n)})"
+    return f"{mean:.3g}±{sem:.2g} (n={int(n)})"
 
 
 def _bs(value: float) -> str:
@@ -253,8 +253,16 @@ def _edge_caveat(view: pd.DataFrame, protocol: str) -> str:
     edge = view[view["lr_on_edge"].astype(bool)]
     if edge.empty:
         return ""
-    labels = sorted({f"{row.norm} bs {_bs(row.batch_size)}" if "norm" in edge.columns else _bs(row.batch_size) for row in edge.itertuples()})
-    return "best lr on the edge of the lr grid (or only one lr) at " + ", ".join(labels)
+    prefix = "best lr on the edge of the lr grid (or only one lr tried)"
+    if len(edge) == len(view):
+        return f"{prefix} at every point: the tuned view is not tuned within the grid"
+    if "norm" not in edge.columns:
+        return f"{prefix} at batch size " + ", ".join(_bs(b) for b in sorted(edge["batch_size"]))
+    per_norm = [
+        f"{norm} bs " + ", ".join(_bs(b) for b in sorted(group["batch_size"]))
+        for norm, group in edge.groupby("norm", sort=True)
+    ]
+    return f"{prefix} at " + "; ".join(per_norm)
 
 
 def _usable(curve: pd.DataFrame) -> pd.DataFrame:
@@ -457,31 +465,36 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         if len(common) < MIN_BATCH_SIZES_PAIR:
             outcomes.append(_SliceOutcome(label, INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR) + " for both norms", ""))
             continue
-        small, large = common[0], common[-1]
-        rise = {}
+        small = common[0]
+        # Each norm's reference is its own lowest-error batch size among the common ones (the GN
+        # paper compares with a typical batch size; under a fixed lr and budget the largest batch
+        # size can be under-trained, which would hide the small-batch rise).
+        rise, reference = {}, {}
         for name, curve in (("batch", bn), ("group", gn)):
+            ref = curve.loc[common, "mean"].idxmin()
+            reference[name] = ref
             rise[name] = (
-                curve.loc[small, "mean"] - curve.loc[large, "mean"],
-                float(np.hypot(curve.loc[small, "sem"], curve.loc[large, "sem"])),
+                curve.loc[small, "mean"] - curve.loc[ref, "mean"],
+                float(np.hypot(curve.loc[small, "sem"], curve.loc[ref, "sem"])),
             )
         numbers = (
             f"error at bs {_bs(small)}: batch {_fmt(bn.loc[small, 'mean'], bn.loc[small, 'sem'], bn.loc[small, 'count'])}, "
             f"group {_fmt(gn.loc[small, 'mean'], gn.loc[small, 'sem'], gn.loc[small, 'count'])}; "
-            f"rise from bs {_bs(large)} to {_bs(small)}: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g}, "
-            f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g}"
+            f"rise over own best: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} (best bs {_bs(reference['batch'])}), "
+            f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g} (best bs {_bs(reference['group'])})"
         )
         bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
         gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0)
         bn_more = _exceeds(rise["batch"][0], rise["batch"][1], rise["group"][0], rise["group"][1])
-        span = f"batch size {_bs(small)} vs {_bs(large)}"
+        span = f"at batch size {_bs(small)}"
         if bn_rises and bn_more and not gn_rises:
             outcome, where = HOLDS, span
         elif not bn_rises:
-            outcome, where = DOES_NOT_HOLD, f"BatchNorm error does not rise significantly, {span}"
+            outcome, where = DOES_NOT_HOLD, f"BatchNorm error does not rise significantly {span}"
         elif gn_rises:
-            outcome, where = DOES_NOT_HOLD, f"GroupNorm error rises too, {span}"
+            outcome, where = DOES_NOT_HOLD, f"GroupNorm error rises too {span}"
         else:
-            outcome, where = DOES_NOT_HOLD, f"BatchNorm rise not significantly larger than GroupNorm's, {span}"
+            outcome, where = DOES_NOT_HOLD, f"BatchNorm rise not significantly larger than GroupNorm's {span}"
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine("N1", protocol, outcomes, _edge_caveat(view, protocol))
 

@@ -1,0 +1,301 @@
+import math
+
+import pandas as pd
+import pytest
+
+from bsweep.analysis.metrics import summarize_trials
+from bsweep.analysis.verdicts import (
+    DOES_NOT_HOLD,
+    FIXED_LR,
+    HOLDS,
+    INCONCLUSIVE,
+    TUNED_LR,
+    Verdict,
+    all_verdicts,
+    verdict_c1,
+    verdict_c2,
+    verdict_c3,
+    verdict_c4,
+    verdict_c5,
+    verdict_n1,
+    verdict_n2,
+)
+
+BATCH_SIZES = (4, 16, 64, 256)
+
+
+def seed_noise(seed: int) -> float:
+    """A small, seed-dependent accuracy offset so every point has a spread over seeds."""
+    return -0.002 * seed
+
+
+def flat(norm, bs, lr, seed):
+    return 0.95 + seed_noise(seed)
+
+
+def fast(norm, bs, lr, seed):
+    return 0.5  # epochs: every batch size needs the same number of epochs
+
+
+def summary_of(study_factory, **kwargs) -> pd.DataFrame:
+    kwargs.setdefault("batch_sizes", BATCH_SIZES)
+    return summarize_trials(*study_factory(**kwargs))
+
+
+# --------------------------------------------------------------------------- C1
+
+
+def small_batch_penalty(norm, bs, lr, seed):
+    return flat(norm, bs, lr, seed) - (0.4 if bs <= 16 and norm == "batch" else 0.0)
+
+
+def test_c1_holds_where_small_batches_fail_and_says_where(study_factory):
+    summary = summary_of(
+        study_factory, ceiling=small_batch_penalty, tau_epochs=fast, norms=("batch", "group")
+    )
+    verdict = verdict_c1(summary, TUNED_LR)
+    assert isinstance(verdict, Verdict)
+    assert verdict.verdict == HOLDS
+    assert verdict.protocol == TUNED_LR
+    assert "norm=batch (at batch size <= 16" in verdict.condition
+    assert "does not hold for norm=group" in verdict.condition
+    assert "bs 4" in verdict.numbers
+
+
+def test_c1_does_not_hold_when_error_is_flat(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast)
+    assert verdict_c1(summary, FIXED_LR).verdict == DOES_NOT_HOLD
+
+
+def test_c1_one_seed_is_inconclusive(study_factory):
+    summary = summary_of(study_factory, ceiling=small_batch_penalty, tau_epochs=fast, seeds=(0,))
+    verdict = verdict_c1(summary, TUNED_LR)
+    assert verdict.verdict == INCONCLUSIVE
+    assert "seeds" in verdict.condition
+
+
+# --------------------------------------------------------------------------- C2
+
+
+def test_c2_throughput_rises(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast)
+    verdict = verdict_c2(summary)
+    assert verdict.verdict == HOLDS
+    assert "up to batch size 256" in verdict.condition
+
+
+def test_c2_flat_throughput_does_not_hold(study_factory):
+    summary = summary_of(
+        study_factory, ceiling=flat, tau_epochs=fast, throughput=lambda norm, bs: 5000.0
+    )
+    assert verdict_c2(summary).verdict == DOES_NOT_HOLD
+
+
+def test_c2_two_batch_sizes_is_inconclusive(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast, batch_sizes=(8, 64))
+    assert verdict_c2(summary).verdict == INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- C3, C4
+
+
+def critical_batch(norm, bs, lr, seed):
+    """Perfect scaling up to batch size 16 (same epochs), then epochs grow with batch size."""
+    return 0.3 * max(1.0, bs / 16)
+
+
+def test_c3_holds_beyond_critical_batch_size(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=critical_batch)
+    verdict = verdict_c3(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS
+    assert "from batch size 64 up" in verdict.condition
+
+
+def test_c3_counts_never_reaching_target_as_more_epochs(study_factory):
+    # At 256 the curve is too slow to reach the target within 10 epochs.
+    summary = summary_of(
+        study_factory, ceiling=flat, tau_epochs=lambda n, bs, lr, s: 0.3 if bs < 256 else 50.0
+    )
+    verdict = verdict_c3(summary, FIXED_LR)
+    assert verdict.verdict == HOLDS
+    assert "never reached at bs 256" in verdict.numbers
+
+
+def test_c3_same_epochs_does_not_hold(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast)
+    assert verdict_c3(summary, TUNED_LR).verdict == DOES_NOT_HOLD
+
+
+def test_c4_interior_time_optimum_holds(study_factory):
+    # Throughput rises as sqrt(batch size); epochs grow linearly past 16: optimum near 16.
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=critical_batch)
+    verdict = verdict_c4(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS
+    assert "optimum at batch size 16" in verdict.condition
+
+
+def test_c4_optimum_on_grid_edge_is_inconclusive(study_factory):
+    # Same epochs everywhere and rising throughput: the largest batch is fastest.
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast)
+    verdict = verdict_c4(summary, TUNED_LR)
+    assert verdict.verdict == INCONCLUSIVE
+    assert "optimum at batch size 256" in verdict.condition
+
+
+def test_c4_flat_time_does_not_hold(study_factory):
+    summary = summary_of(
+        study_factory, ceiling=flat, tau_epochs=fast, throughput=lambda norm, bs: 5000.0
+    )
+    assert verdict_c4(summary, FIXED_LR).verdict == DOES_NOT_HOLD
+
+
+# --------------------------------------------------------------------------- C5
+
+
+def lr_scales_with_batch(norm, bs, lr, seed):
+    """Best lr is 0.1 * bs / 16 (linear scaling): at a fixed lr one batch size is best."""
+    return 0.95 + seed_noise(seed) - 0.1 * abs(math.log2(lr * 16 / (0.1 * bs)))
+
+
+def test_c5_holds_at_fixed_lr_but_not_when_lr_is_tuned(study_factory):
+    summary = summary_of(
+        study_factory,
+        ceiling=lr_scales_with_batch,
+        tau_epochs=fast,
+        batch_sizes=(4, 16, 64),
+        lrs=(0.025, 0.1, 0.4),
+    )
+    fixed = verdict_c5(summary, FIXED_LR)
+    assert fixed.verdict == HOLDS
+    assert "lr=0.1 (optimum at batch size 16" in fixed.condition
+    tuned = verdict_c5(summary, TUNED_LR)
+    assert tuned.verdict == DOES_NOT_HOLD
+    # The best lr at batch size 4 and 64 is the grid's smallest / largest lr.
+    assert "bs 4, 64" in tuned.caveat
+
+
+def test_c5_monotone_accuracy_is_inconclusive(study_factory):
+    summary = summary_of(
+        study_factory,
+        ceiling=lambda n, bs, lr, s: 0.8 + 0.03 * math.log2(bs) + seed_noise(s),
+        tau_epochs=fast,
+    )
+    assert verdict_c5(summary, TUNED_LR).verdict == INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- N1
+
+
+def test_n1_holds_when_only_batchnorm_degrades(study_factory):
+    summary = summary_of(
+        study_factory, ceiling=small_batch_penalty, tau_epochs=fast, norms=("batch", "group")
+    )
+    verdict = verdict_n1(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS
+    assert "at batch size 4" in verdict.condition
+
+
+def test_n1_does_not_hold_when_groupnorm_degrades_too(study_factory):
+    summary = summary_of(
+        study_factory,
+        ceiling=lambda n, bs, lr, s: flat(n, bs, lr, s) - (0.4 if bs <= 16 else 0.0),
+        tau_epochs=fast,
+        norms=("batch", "group"),
+    )
+    verdict = verdict_n1(summary, FIXED_LR)
+    assert verdict.verdict == DOES_NOT_HOLD
+    assert "GroupNorm error rises too" in verdict.condition
+
+
+def test_n1_without_groupnorm_is_inconclusive(study_factory):
+    summary = summary_of(study_factory, ceiling=small_batch_penalty, tau_epochs=fast)
+    verdict = verdict_n1(summary, TUNED_LR)
+    assert verdict.verdict == INCONCLUSIVE
+    assert "missing group" in verdict.condition
+
+
+# --------------------------------------------------------------------------- N2
+
+
+def test_n2_holds_when_normalized_is_faster(study_factory):
+    summary = summary_of(
+        study_factory,
+        ceiling=flat,
+        tau_epochs=lambda n, bs, lr, s: 1.0 if n == "none" else 0.3,
+        norms=("batch", "none"),
+    )
+    verdict = verdict_n2(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS
+    assert "norm=batch" in verdict.condition
+
+
+def test_n2_does_not_hold_when_none_is_as_fast(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast, norms=("batch", "none"))
+    assert verdict_n2(summary, FIXED_LR).verdict == DOES_NOT_HOLD
+
+
+def test_n2_without_none_arm_is_inconclusive_with_reason(study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast, norms=("batch", "group"))
+    verdict = verdict_n2(summary, TUNED_LR)
+    assert verdict.verdict == INCONCLUSIVE
+    assert "no norm=none arm" in verdict.condition
+
+
+# --------------------------------------------------------------------------- table
+
+
+def test_all_verdicts_table(study_factory):
+    summary = summary_of(
+        study_factory,
+        ceiling=small_batch_penalty,
+        tau_epochs=critical_batch,
+        norms=("batch", "group"),
+        seeds=(0, 1),
+    )
+    table = all_verdicts(summary)
+    assert list(table.columns) == [
+        "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat"
+    ]
+    assert table["claim"].tolist() == [
+        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "N1", "N1", "N2", "N2"
+    ]
+    assert set(table["verdict"]) <= {HOLDS, DOES_NOT_HOLD, INCONCLUSIVE}
+    assert (table["rule"].str.len() > 50).all()
+    c1 = table[(table["claim"] == "C1") & (table["protocol"] == TUNED_LR)].iloc[0]
+    assert c1["verdict"] == HOLDS
+
+
+def test_running_and_failed_trials_are_left_out(study_factory):
+    trials, measurements = study_factory(
+        ceiling=small_batch_penalty, tau_epochs=fast, batch_sizes=BATCH_SIZES
+    )
+    summary = summarize_trials(trials, measurements)
+    # Mark every trial at batch size 4 as still running: C1 loses its evidence at batch size 4
+    # but still sees batch size 16 failing.
+    summary.loc[summary["batch_size"] == 4, "status"] = "running"
+    verdict = verdict_c1(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS
+    assert "bs 4" not in verdict.numbers
+
+
+@pytest.mark.parametrize("function", [verdict_c1, verdict_c3, verdict_c4, verdict_c5, verdict_n1, verdict_n2])
+def test_empty_summary_is_inconclusive(function, study_factory):
+    summary = summary_of(study_factory, ceiling=flat, tau_epochs=fast, norms=("batch", "group", "none"))
+    summary["status"] = "failed"
+    assert function(summary, TUNED_LR).verdict == INCONCLUSIVE
+
+
+def test_nullable_integer_columns_from_load(study_factory):
+    # load_trials gives batch_size / seed / n_train as pandas "Int64", and may hold a damaged
+    # trial with missing values; the analysis must not trip over either.
+    trials, measurements = study_factory(
+        ceiling=small_batch_penalty, tau_epochs=critical_batch, batch_sizes=BATCH_SIZES
+    )
+    damaged = trials.iloc[[0]].assign(trial_id="damaged", status="damaged", batch_size=None, lr=None)
+    trials = pd.concat([trials, damaged], ignore_index=True)
+    for column in ("batch_size", "seed", "n_train"):
+        trials[column] = pd.to_numeric(trials[column]).astype("Int64")
+    table = all_verdicts(summarize_trials(trials, measurements))
+    c1 = table[(table["claim"] == "C1") & (table["protocol"] == FIXED_LR)].iloc[0]
+    assert c1["verdict"] == HOLDS
+    assert "at batch size <= 16" in c1["condition"]
