@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
-
 # Choices that `validate` and the error messages list. The config groups under configs/ offer
 # exactly these (a test pins that), so the CLI can name the alternatives when a user mistypes one.
 DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
@@ -135,5 +133,7 @@ class Config:
 
 def register_configs() -> None:
     """Put the schema into Hydra's ConfigStore under the name `configs/config.yaml` uses."""
+    from hydra.core.config_store import ConfigStore  # here, so readers of results need no Hydra
+
     cs = ConfigStore.instance()
     cs.store(name="bsweep_schema", node=Config)

@@ -24,6 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from bsweep.config import register_configs
+from bsweep.validate import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -122,3 +123,15 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
             cfg = compose("config", overrides=job)
             trials.append(PlannedTrial(job, cfg, trial_id(cfg)))
     return trials
+
+
+def single(overrides: list[str]) -> PlannedTrial:
+    """The one trial `bsweep run OVERRIDES` trains (the study's grid is not expanded)."""
+    hydra_o, plain, sweep = split_overrides(overrides)
+    if sweep:
+        raise ConfigError(
+            f"`bsweep run` trains one trial, but {' '.join(sweep)} asks for several; "
+            f"use `bsweep sweep` for a grid"
+        )
+    cfg = compose_config(hydra_o + plain)
+    return PlannedTrial(plain, cfg, trial_id(cfg))

@@ -132,11 +132,11 @@ def is_finished(tdir: Path) -> bool:
 
 
 def trial_state(tdir: Path) -> str:
-    """One word for a trial folder: its status, `damaged`, or `missing` when there is none."""
+    """One word for a trial folder: its status, `damaged`, or `new` when it has no status yet."""
     try:
         status = read_status(tdir)
         if status is None:
-            return "missing"
+            return "new"
         if status["status"] in FINISHED:
             read_measurements(tdir)
         return status["status"]

@@ -26,7 +26,7 @@ MEASUREMENT_COLUMNS = [
 
 
 def _trial_row(tdir: Path) -> dict:
-    row: dict = {"trial_id": tdir.name, "status": "missing", "error": None}
+    row: dict = {"trial_id": tdir.name, "status": "new", "error": None}
     try:
         status = records.read_status(tdir)
         if status is not None:
@@ -75,7 +75,8 @@ def trial_dirs(study_dir: Path) -> list[Path]:
 
 
 def load_trials(study_dir: Path) -> pd.DataFrame:
-    """One row per trial folder (TRIAL_COLUMNS); status `damaged` for unreadable records."""
+    """One row per trial folder (TRIAL_COLUMNS); status `damaged` for unreadable records and
+    `new` for a folder whose trial has not written a status yet."""
     rows = [_trial_row(t) for t in trial_dirs(study_dir)]
     frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     for col in ("batch_size", "seed", "n_train"):

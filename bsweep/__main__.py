@@ -1,0 +1,3 @@
+from bsweep.cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""bsweep's command line: each command parses its arguments and calls one function below it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Batch-size studies for small CNNs: sweep batch size x learning rate x normalization "
+    "with Hydra, then read time-to-accuracy and final accuracy off the results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+# Commands that take Hydra overrides accept anything after them (`key=value`, `-m`,
+# `--config-dir DIR`, `hydra/launcher=joblib`) and pass it to Hydra untouched.
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+Overrides = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Hydra overrides, e.g. study=claims_quick batch_size=8,64 norm=batch,group", show_default=False),
+]
+StudyDir = Annotated[
+    Optional[Path],
+    typer.Argument(help="A study folder (results/<study>); default: see each command.", show_default=False),
+]
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where studies live.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    """The exception types that mean a user mistake: shown as one message, no traceback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bsweep.validate import ConfigError
+
+    return (ConfigError, HydraException, OmegaConfBaseException)
+
+
+def _plan_or_fail(fn, overrides: list[str]):
+    try:
+        return fn(overrides)
+    except _user_errors() as e:
+        _fail(str(e).strip())
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def run(overrides: Overrides = None) -> None:
+    """Train one trial at the configured point (no grid)."""
+    from bsweep.launch import run_one
+
+    outcome = _plan_or_fail(run_one, overrides or [])
+    _report_outcome(outcome)
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def sweep(overrides: Overrides = None) -> None:
+    """Train the study's grid (Hydra multirun), skipping trials already finished."""
+    from bsweep.launch import run_sweep
+
+    outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
+    _report_outcome(outcome)
+
+
+def _report_outcome(outcome) -> None:
+    counts = outcome.counts
+    line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    from bsweep.plan import study_dir
+
+    where = ", ".join(sorted({str(study_dir(p.config)) for p in outcome.planned}))
+    console.print(f"{len(outcome.planned)} trials: {line}. Results in {where}")
+    if not outcome.ok:
+        if outcome.hydra_exit:
+            _fail(f"Hydra stopped with exit code {outcome.hydra_exit} (its message is above)", 1)
+        _fail("some trials did not finish; `bsweep status` lists them with their errors", 1)
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def plan(overrides: Overrides = None) -> None:
+    """Dry run: list the trials a sweep would train and which are already finished."""
+    from bsweep.launch import plan_and_check, trial_states
+
+    planned = _plan_or_fail(plan_and_check, overrides or [])
+    states = trial_states(planned)
+    table = Table(title=f"study {planned[0].config.study.name}: {len(planned)} trials")
+    for col in ("#", "trial", "overrides", "state"):
+        table.add_column(col)
+    for i, p in enumerate(planned):
+        table.add_row(str(i), p.trial_id, " ".join(p.overrides), states[p.trial_id])
+    console.print(table)
+    finished = sum(s in ("complete", "diverged") for s in states.values())
+    console.print(f"{finished} finished, {len(planned) - finished} to run")
+
+
+@app.command()
+def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) -> None:
+    """Counts and a table of trials by status (every study under --results-dir when no STUDY)."""
+    from bsweep.analysis.load import load_trials
+
+    if study is None:
+        studies = sorted(p.parent for p in results_dir.glob("*/trials"))
+        if not studies:
+            _fail(f"no studies under {results_dir}/ yet; run `bsweep sweep` first")
+        table = Table(title=f"studies in {results_dir}/")
+        for col in ("study", "trials", "by status"):
+            table.add_column(col)
+        for s in studies:
+            trials = load_trials(s)
+            counts = trials["status"].value_counts()
+            table.add_row(s.name, str(len(trials)), ", ".join(f"{n} {k}" for k, n in counts.items()))
+        console.print(table)
+        return
+    if not (study / "trials").is_dir():
+        _fail(f"{study} is not a study folder (it has no trials/); try `bsweep status`")
+    trials = load_trials(study).sort_values(["norm", "batch_size", "lr", "seed"], na_position="last")
+    counts = trials["status"].value_counts()
+    console.print(f"{study}: {len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    table = Table()
+    for col in ("trial", "status", "data", "norm", "batch_size", "lr", "seed", "error"):
+        table.add_column(col)
+    for _, r in trials.iterrows():
+        table.add_row(*(str(r[c]) if r[c] is not None else "" for c in
+                        ("trial_id", "status", "data", "norm", "batch_size", "lr", "seed", "error")))
+    console.print(table)
+
+
+@app.command()
+def collect(
+    study: StudyDir = None,
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write trials.csv and measurements.csv into this folder.")] = None,
+    results_dir: ResultsDir = Path("results"),
+) -> None:
+    """Tidy tables of a study (one row per trial, one per measurement), written as Parquet
+    into the study folder. STUDY defaults to the most recently updated study."""
+    from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study, latest_study
+
+    study = study or latest_study(results_dir)
+    if study is None or not (study / "trials").is_dir():
+        _fail(f"no study to collect ({study or results_dir}/ has no trials/)")
+    trials, measurements = collect_study(study, csv)
+    cols = {"trial_id": "trial", "status": "status", "norm": "norm", "batch_size": "batch",
+            "lr": "lr", "seed": "seed", "final_test_acc": "final acc",
+            "steps_to_target": "steps to target", "seconds_to_target": "s to target"}
+    table = Table(title=f"{study}: {len(trials)} trials, {len(measurements)} measurements")
+    for label in cols.values():
+        table.add_column(label, no_wrap=True)
+    for _, r in trials.sort_values(["norm", "batch_size", "lr", "seed"]).iterrows():
+        table.add_row(*(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+    console.print(table)
+    console.print(f"wrote {study / TRIALS_TABLE}" + (f" and CSV files in {csv}" if csv else ""))
+
+
+def main() -> None:
+    app()
