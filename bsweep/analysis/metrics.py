@@ -309,4 +309,5 @@ def time_optimal_batch_size(
                 best["batch_size"] in (group["batch_size"].min(), group["batch_size"].max())
             )
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = [*by, "batch_size", f"{metric}_mean", f"{metric}_sem", "n_batch_sizes", "on_edge"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,322 @@
+"""Plots: each function takes a tidy frame and a matplotlib ``ax`` and only draws.
+
+The frames come from ``bsweep.analysis.metrics`` (aggregated fixed-lr or tuned views, the
+per-trial summary) or from ``load_measurements`` joined with trial columns. Nothing here
+computes a metric or chooses a learning rate: the caller decides what to show.
+
+Batch size is always on a log2 axis (the grids double it); quantities that span decades (time,
+steps, throughput) are on log axes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; must precede any pyplot import anywhere
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from bsweep.analysis.metrics import condition_columns
+
+# One colour per normalization, the same in every figure (matplotlib's tab10 palette).
+NORM_COLORS: dict[str, str] = {
+    "none": "tab:gray",
+    "batch": "tab:blue",
+    "group": "tab:orange",
+    "layer": "tab:green",
+    "instance": "tab:red",
+    "weight": "tab:purple",
+    "lrn": "tab:brown",
+}
+# Marker per lr value in the fixed-lr view, in order of increasing lr.
+LR_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+SPREAD_NOTE = "bars: ±1 std over seeds"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") -> None:
+    """log2 axis with a tick at each batch size, labelled as a plain integer."""
+    sizes = sorted({int(b) for b in batch_sizes if pd.notna(b)})
+    set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    set_scale("log", base=2)
+    if sizes:
+        target.set_major_locator(FixedLocator(sizes))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{int(round(v))}"))
+        target.set_minor_locator(NullLocator())
+    (ax.set_xlabel if axis == "x" else ax.set_ylabel)("batch size (samples per step)")
+
+
+def _log_y(ax: Axes) -> None:
+    """log y axis labelled 0.2, 0.5, 1, 2, 5, ... rather than 2x10^-1 (readable at a glance)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # Label the minor ticks at 2 and 5 times a power of ten, so a range under a decade still
+    # gets numbers; the others stay unlabelled to avoid clutter.
+    ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
+
+
+def _two_and_five(value: float, _: int) -> str:
+    if value <= 0:
+        return ""
+    leading = value / 10 ** np.floor(np.log10(value))
+    return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
+
+
+def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """Split a view into curves over batch size: (label, colour, marker, rows sorted by bs).
+
+    One curve per condition (norm, ...), and per lr when the view is the fixed-lr view
+    (an ``lr`` column and no ``best_lr``).
+    """
+    columns = condition_columns(view)
+    fixed_lr = "lr" in view.columns and "best_lr" not in view.columns
+    if fixed_lr:
+        columns = [*columns, "lr"]
+    lrs = sorted(view["lr"].dropna().unique()) if fixed_lr else []
+    varying = [c for c in columns if view[c].nunique(dropna=False) > 1 or c == "norm"]
+    out = []
+    groups = view.groupby(columns, sort=True, dropna=False) if columns else [((), view)]
+    for key, frame in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(columns, key))
+        label = ", ".join(
+            f"lr={values[c]:g}" if c == "lr" else (str(values[c]) if c == "norm" else f"{c}={values[c]}")
+            for c in varying
+        )
+        color = NORM_COLORS.get(str(values.get("norm")), "black")
+        marker = LR_MARKERS[lrs.index(values["lr"]) % len(LR_MARKERS)] if fixed_lr else "o"
+        out.append((label or "all", color, marker, frame.sort_values("batch_size")))
+    return out
+
+
+def _plot_metric_vs_batch_size(
+    ax: Axes,
+    view: pd.DataFrame,
+    metric: str,
+    ylabel: str,
+    spread: str = "std",
+    scale: float = 1.0,
+    require_all_seeds: bool = False,
+    log_y: bool = False,
+) -> None:
+    """Mean of ``metric`` over seeds vs batch size, one line per curve, error bars = spread."""
+    for label, color, marker, frame in _curves(view):
+        if require_all_seeds:
+            # A to-target mean over only the seeds that got there would flatter the point.
+            frame = frame[frame["n_reached_target"] == frame["n_trials"]]
+        if frame.empty:
+            continue
+        mean = frame[f"{metric}_mean"].astype(float) * scale
+        err = frame[f"{metric}_{spread}"].astype(float).fillna(0.0) * scale
+        ax.errorbar(
+            frame["batch_size"].astype(float), mean, yerr=err, label=label, color=color,
+            marker=marker, markersize=4, capsize=2, linewidth=1.2,
+        )
+    _batch_size_axis(ax, view["batch_size"])
+    if log_y:
+        _log_y(ax)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+# --------------------------------------------------------------------------- 1-5: over batch size
+
+
+def plot_seconds_to_target(
+    ax: Axes, view: pd.DataFrame, optimum: pd.DataFrame | None = None
+) -> None:
+    """(C4) Training seconds to target vs batch size, with the time-optimal batch size marked.
+
+    ``view``: aggregated view (tuned by seconds_to_target, or fixed-lr); only batch sizes where
+    every seed reached the target are drawn. ``optimum``: ``time_optimal_batch_size(view)``.
+    """
+    _plot_metric_vs_batch_size(
+        ax, view, "seconds_to_target", "training time to target (s)",
+        spread="std", require_all_seeds=True, log_y=True,
+    )
+    if optimum is not None:
+        found = optimum.dropna(subset=["batch_size"])
+        for row in found.itertuples():
+            color = NORM_COLORS.get(str(getattr(row, "norm", "")), "black")
+            ax.scatter(
+                [float(row.batch_size)], [row.seconds_to_target_mean], marker="*", s=180,
+                color=color, edgecolor="black", zorder=5,
+                label="time-optimal" if row.Index == found.index[0] else None,
+            )
+        if len(found):
+            ax.legend(fontsize="small")
+    ax.set_title(f"Time to target accuracy ({SPREAD_NOTE}; ★ fastest)")
+
+
+def plot_final_accuracy(ax: Axes, view: pd.DataFrame, as_error: bool = True) -> None:
+    """(C1, C5) Final test error (or accuracy) vs batch size, spread over seeds as error bars."""
+    if as_error:
+        _plot_metric_vs_batch_size(ax, view, "final_test_error", "final test error (%)", scale=100.0)
+    else:
+        _plot_metric_vs_batch_size(ax, view, "final_test_acc", "final test accuracy (%)", scale=100.0)
+    tuned = "best_lr" in view.columns
+    ax.set_title(f"Final test {'error' if as_error else 'accuracy'}, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
+
+
+def plot_throughput(ax: Axes, view: pd.DataFrame) -> None:
+    """(C2) Training throughput (samples per second) vs batch size, log-log."""
+    _plot_metric_vs_batch_size(
+        ax, view, "samples_per_second", "throughput (training samples / s)", log_y=True
+    )
+    ax.set_title(f"Throughput ({SPREAD_NOTE})")
+
+
+def plot_epochs_to_target(ax: Axes, view: pd.DataFrame) -> None:
+    """(C3) Epochs to target vs batch size (batch sizes where every seed reached it)."""
+    _plot_metric_vs_batch_size(
+        ax, view, "epochs_to_target", "epochs to target (passes over the training set)",
+        require_all_seeds=True,
+    )
+    ax.set_title(f"Epochs to target accuracy ({SPREAD_NOTE})")
+
+
+def plot_steps_to_target(ax: Axes, view: pd.DataFrame) -> None:
+    """Steps to target vs batch size, log-log, with perfect-scaling lines (slope -1).
+
+    Each curve gets its own dashed reference line through its smallest batch size: where the
+    curve follows it, doubling the batch halves the steps (perfect scaling); where it bends
+    away, returns diminish; where it goes flat, more parallelism no longer helps.
+    """
+    _plot_metric_vs_batch_size(
+        ax, view, "steps_to_target", "optimizer steps to target (steps)",
+        require_all_seeds=True, log_y=True,
+    )
+    first_line = True
+    for _, color, _, frame in _curves(view):
+        frame = frame[(frame["n_reached_target"] == frame["n_trials"]) & frame["steps_to_target_mean"].notna()]
+        if frame.empty:
+            continue
+        b0, s0 = float(frame["batch_size"].iloc[0]), float(frame["steps_to_target_mean"].iloc[0])
+        b = np.array(sorted(view["batch_size"].dropna().astype(float).unique()))
+        b = b[b >= b0]
+        ax.plot(b, s0 * b0 / b, linestyle="--", color=color, alpha=0.5, linewidth=1,
+                label="perfect scaling (slope -1)" if first_line else None)
+        first_line = False
+    if not first_line:
+        ax.legend(fontsize="small")
+    ax.set_title("Steps to target (log-log)")
+
+
+# --------------------------------------------------------------------------- 6: learning curves
+
+
+def plot_learning_curves(
+    ax: Axes,
+    curves: pd.DataFrame,
+    x: str = "train_seconds",
+    target: float | None = None,
+) -> None:
+    """Test accuracy vs ``x`` ("train_seconds" or "samples"), one colour per batch size.
+
+    ``curves``: measurements joined with the trials' ``batch_size`` (one line per trial_id;
+    the caller chooses which trials, e.g. the tuned lr of one norm, every seed).
+    """
+    sizes = sorted(curves["batch_size"].dropna().astype(int).unique())
+    colour_scale = LogNorm(vmin=min(sizes), vmax=max(sizes) if max(sizes) > min(sizes) else min(sizes) * 2) if sizes else Normalize()
+    cmap = matplotlib.colormaps["viridis"]
+    labelled: set[int] = set()
+    # Trials in order of batch size, so the legend reads 2, 4, 8, ...
+    order = curves.groupby("trial_id")["batch_size"].first().sort_values(kind="stable")
+    for trial_id in order.index:
+        frame = curves[curves["trial_id"] == trial_id].sort_values("step")
+        bs = int(frame["batch_size"].iloc[0])
+        xs = frame[x].astype(float)
+        if x == "train_seconds":
+            # A log time axis cannot show t = 0 (the initial model).
+            keep = xs > 0
+            frame, xs = frame[keep], xs[keep]
+        ax.plot(xs, frame["test_acc"].astype(float) * 100.0, color=cmap(colour_scale(bs)),
+                linewidth=1, alpha=0.8, label=f"bs {bs}" if bs not in labelled else None)
+        labelled.add(bs)
+    if target is not None and np.isfinite(target):
+        ax.axhline(target * 100.0, color="black", linestyle=":", linewidth=1, label=f"target {target:.0%}")
+    if x == "train_seconds":
+        ax.set_xscale("log")
+        ax.set_xlabel("training time (s, evaluation excluded)")
+        ax.set_title("Test accuracy vs training time")
+    else:
+        ax.set_xlabel("training samples seen")
+        ax.set_title("Test accuracy vs samples seen")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    if labelled:
+        ax.legend(fontsize="small", ncol=2)
+
+
+# --------------------------------------------------------------------------- 7: heat maps
+
+
+def plot_lr_batch_size_heatmap(
+    ax: Axes,
+    view: pd.DataFrame,
+    value: str = "final_test_acc_mean",
+    label: str = "final test accuracy (%)",
+    scale: float = 100.0,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> None:
+    """Heat map of ``value`` over lr (rows) x batch size (columns) of a fixed-lr view.
+
+    ``view`` must hold one row per (lr, batch size): filter it to one norm first. Cells with
+    no trial are left blank; every cell is annotated with its number.
+    """
+    if view.duplicated(["lr", "batch_size"]).any():
+        raise ValueError("heat map needs one row per (lr, batch_size); filter to one norm first")
+    grid = view.pivot(index="lr", columns="batch_size", values=value).sort_index(ascending=False)
+    data = grid.to_numpy(dtype=float) * scale
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(grid.shape[1]), [str(int(b)) for b in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{lr:g}" for lr in grid.index])
+    ax.set_xlabel("batch size (samples per step)")
+    ax.set_ylabel("learning rate")
+    for (i, j), number in np.ndenumerate(data):
+        if np.isfinite(number):
+            ax.text(j, i, f"{number:.3g}", ha="center", va="center", fontsize="x-small",
+                    color=_text_colour(image.cmap(image.norm(number))))
+    ax.figure.colorbar(image, ax=ax, label=label)
+
+
+def _text_colour(rgba: tuple[float, ...]) -> str:
+    """White text on dark cells, black on light ones (perceived luminance, ITU-R BT.601)."""
+    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+    return "white" if luminance < 0.5 else "black"
+
+
+def plot_divergence_heatmap(ax: Axes, view: pd.DataFrame) -> None:
+    """Share of seeds that diverged, over lr x batch size (one norm's fixed-lr view)."""
+    share = view.assign(diverged_share=view["n_diverged"] / view["n_trials"])
+    plot_lr_batch_size_heatmap(
+        ax, share, value="diverged_share", label="diverged seeds (%)", cmap="Reds", vmin=0.0, vmax=100.0
+    )
+
+
+# --------------------------------------------------------------------------- 8: error per norm
+
+
+def plot_error_by_norm(ax: Axes, view: pd.DataFrame) -> None:
+    """(N1) Final test error vs batch size for each normalization, GroupNorm-paper style.
+
+    Batch size decreases to the right, as in Wu & He (2018) figure 1, so a rise at small batch
+    reads as a rise to the right. ``view``: tuned view (or one lr of the fixed-lr view).
+    """
+    _plot_metric_vs_batch_size(ax, view, "final_test_error", "final test error (%)", scale=100.0)
+    ax.invert_xaxis()
+    ax.set_xlabel("batch size (samples per step), decreasing →")
+    ax.set_title(f"Error vs batch size per normalization ({SPREAD_NOTE})")

@@ -1,0 +1,507 @@
+"""The report: verdict table first, then figures, study config, environment, trial counts.
+
+``build_report`` takes the tidy frames and writes, under ``out_dir``:
+
+    index.html          self-contained: inline CSS, figures as base64 data URIs, no URL, no JS
+    report.md           the same content for a terminal or a repository
+    figures/<name>.png  and  figures/<name>.svg
+
+``write_report(study_dir)`` is the thin wrapper that loads a study from disk. Both work on a study
+that is still running or has failed trials, and say so at the top.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+
+from bsweep.analysis import plots
+from bsweep.analysis.metrics import (
+    FINISHED_STATUSES,
+    aggregate_over_seeds,
+    condition_columns,
+    summarize_trials,
+    time_optimal_batch_size,
+    tuned_view,
+)
+from bsweep.analysis.verdicts import (
+    K_STANDARD_ERRORS,
+    MIN_SEEDS,
+    all_verdicts,
+)
+
+# Figure resolution for the PNGs (dots per inch): sharp on a laptop screen, ~100 kB a figure.
+PNG_DPI = 110
+# Width of one panel in inches; figures are this wide per column, 0.8 as tall per row.
+PANEL_INCHES = 5.0
+# Characters of a failed trial's error message shown in the report (the full text is on disk).
+ERROR_CHARS = 200
+
+VERDICT_COLORS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700"}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
+       margin: 2em auto; padding: 0 1em; color: #1f2328; line-height: 1.45; }
+h1 { border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; vertical-align: top; text-align: left; }
+th { background: #f6f8fa; }
+.verdict { font-weight: bold; white-space: nowrap; }
+.notice { background: #fff8c5; border: 1px solid #d4a72c; padding: .6em 1em; margin: 1em 0; }
+.ok { background: #dafbe1; border: 1px solid #4ac26b; padding: .6em 1em; margin: 1em 0; }
+.small { font-size: 0.85em; color: #59636e; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; border: 1px solid #d0d7de; }
+figcaption { font-size: 0.9em; color: #59636e; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.85em; }
+details summary { cursor: pointer; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """One figure as written to disk: file stem, title and caption (what to read off it)."""
+
+    name: str
+    title: str
+    caption: str
+    png: Path | None
+    svg: Path | None
+    error: str = ""
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _norm_order(summary: pd.DataFrame) -> list[str]:
+    norms = [n for n in plots.NORM_COLORS if n in set(summary["norm"].dropna())]
+    return norms + sorted(set(summary["norm"].dropna()) - set(norms))
+
+
+def _learning_curve_trials(summary: pd.DataFrame, tuned_time: pd.DataFrame) -> pd.DataFrame:
+    """Trials shown in the learning curves: per norm and batch size, the lr fastest to target
+    (tuned by seconds), every seed."""
+    keys = [*condition_columns(tuned_time), "batch_size", "lr"]
+    chosen = tuned_time[keys].drop_duplicates()
+    finished = summary[summary["status"].isin(FINISHED_STATUSES)]
+    return finished.merge(chosen, on=keys)[["trial_id", *keys]]
+
+
+def _figure_specs(
+    summary: pd.DataFrame, measurements: pd.DataFrame
+) -> list[tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]]:
+    """(name, title, caption, (rows, cols), draw) for each figure of the report."""
+    fixed = aggregate_over_seeds(summary)
+    tuned_acc = tuned_view(fixed, "final_test_acc")
+    tuned_time = tuned_view(fixed, "seconds_to_target")
+    tuned_epochs = tuned_view(fixed, "epochs_to_target")
+    tuned_steps = tuned_view(fixed, "steps_to_target")
+    pooled = aggregate_over_seeds(summary, by=[*condition_columns(fixed), "batch_size"])
+    norms = _norm_order(summary[summary["status"].isin(FINISHED_STATUSES)])
+    target = float(summary["target"].dropna().iloc[0]) if summary["target"].notna().any() else None
+
+    def pair(draw_left: Callable, draw_right: Callable) -> Callable[[Figure], None]:
+        def draw(fig: Figure) -> None:
+            left, right = fig.subplots(1, 2)
+            draw_left(left)
+            draw_right(right)
+
+        return draw
+
+    def seconds(fig: Figure) -> None:
+        left, right = fig.subplots(1, 2)
+        plots.plot_seconds_to_target(left, tuned_time, time_optimal_batch_size(tuned_time))
+        left.set_title("Time to target, tuned lr (★ fastest batch size)")
+        plots.plot_seconds_to_target(right, fixed)
+        right.set_title("Time to target, each lr on its own")
+
+    def learning_curves(fig: Figure) -> None:
+        chosen = _learning_curve_trials(summary, tuned_time)
+        curves = measurements.merge(chosen[["trial_id", "norm", "batch_size"]], on="trial_id")
+        axes = fig.subplots(max(len(norms), 1), 2, squeeze=False)
+        for row, norm in enumerate(norms or ["(none)"]):
+            these = curves[curves["norm"] == norm]
+            for col, x in enumerate(("train_seconds", "samples")):
+                plots.plot_learning_curves(axes[row][col], these, x=x, target=target)
+                axes[row][col].set_title(f"{axes[row][col].get_title()}, norm={norm}")
+
+    def heatmaps(fig: Figure) -> None:
+        axes = fig.subplots(max(len(norms), 1), 2, squeeze=False)
+        for row, norm in enumerate(norms):
+            one = fixed[fixed["norm"] == norm]
+            plots.plot_lr_batch_size_heatmap(axes[row][0], one)
+            axes[row][0].set_title(f"Final test accuracy (%), norm={norm}")
+            plots.plot_divergence_heatmap(axes[row][1], one)
+            axes[row][1].set_title(f"Diverged seeds (%), norm={norm}")
+
+    rows = max(len(norms), 1)
+    return [
+        (
+            "seconds_to_target", "Training time to target accuracy (C4)",
+            "Seconds of training (evaluation excluded) until the first measurement at or above the "
+            "target; batch sizes where some seed never reached it are left out. Left: best lr per "
+            "batch size (fastest); right: each lr on its own. The star marks the time-optimal "
+            "batch size per norm.",
+            (1, 2), seconds,
+        ),
+        (
+            "final_accuracy", "Final test error vs batch size (C1, C5)",
+            "Final test error = 1 - mean test accuracy of the last measurements. Left: each lr "
+            "on its own (fixed-lr protocol); right: best lr per batch size (tuned protocol). "
+            "Bars: ±1 std over seeds.",
+            (1, 2), pair(lambda ax: plots.plot_final_accuracy(ax, fixed), lambda ax: plots.plot_final_accuracy(ax, tuned_acc)),
+        ),
+        (
+            "throughput", "Throughput vs batch size (C2)",
+            "Training samples per second at the end of each trial, pooled over lr and seeds.",
+            (1, 1), lambda fig: plots.plot_throughput(fig.subplots(), pooled),
+        ),
+        (
+            "epochs_to_target", "Epochs to target vs batch size (C3)",
+            "Passes over the training set until the target. Left: each lr on its own; right: "
+            "the lr with fewest epochs per batch size.",
+            (1, 2), pair(lambda ax: plots.plot_epochs_to_target(ax, fixed), lambda ax: plots.plot_epochs_to_target(ax, tuned_epochs)),
+        ),
+        (
+            "steps_to_target", "Steps to target vs batch size, log-log",
+            "Dashed: perfect scaling (slope -1, doubling the batch halves the steps). Following "
+            "it: perfect scaling; bending away: diminishing returns; flat: maximal parallelism. "
+            "Left: best lr per batch size (fewest steps); right: each lr on its own.",
+            (1, 2), pair(lambda ax: plots.plot_steps_to_target(ax, tuned_steps), lambda ax: plots.plot_steps_to_target(ax, fixed)),
+        ),
+        (
+            "learning_curves", "Learning curves",
+            "Test accuracy vs training seconds (time-to-accuracy curves) and vs samples seen, "
+            "one colour per batch size, each batch size at its fastest lr, every seed.",
+            (rows, 2), learning_curves,
+        ),
+        (
+            "heatmaps", "Learning rate x batch size",
+            "Mean final test accuracy over seeds, and the share of seeds that diverged, for "
+            "every lr and batch size of the grid.",
+            (rows, 2), heatmaps,
+        ),
+        (
+            "error_by_norm", "Error vs batch size per normalization (N1)",
+            "Final test error at the best lr per batch size, batch size decreasing to the right "
+            "as in the GroupNorm paper. Bars: ±1 std over seeds.",
+            (1, 1), lambda fig: plots.plot_error_by_norm(fig.subplots(), tuned_acc),
+        ),
+    ]
+
+
+def draw_figures(
+    summary: pd.DataFrame, measurements: pd.DataFrame, figures_dir: Path
+) -> list[ReportFigure]:
+    """Draw every report figure to ``figures_dir`` as PNG and SVG.
+
+    A figure that fails to draw does not stop the report: it is listed with its error, so a
+    half-finished study still gets the figures it can.
+    """
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, title, caption, (rows, cols), draw in _figure_specs(summary, measurements):
+        # A Figure made directly (not through pyplot) is never registered globally, so nothing
+        # leaks between figures and there is nothing to close.
+        fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), layout="constrained")
+        try:
+            draw(fig)
+            png, svg = figures_dir / f"{name}.png", figures_dir / f"{name}.svg"
+            fig.savefig(png, dpi=PNG_DPI)
+            fig.savefig(svg)
+            out.append(ReportFigure(name, title, caption, png, svg))
+        except Exception as error:  # noqa: BLE001 - reported in the page, see docstring
+            out.append(ReportFigure(name, title, caption, None, None, f"{type(error).__name__}: {error}"))
+    return out
+
+
+# --------------------------------------------------------------------------- text pieces
+
+
+def _status_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    counts = trials["status"].value_counts().rename_axis("status").reset_index(name="trials")
+    return counts.sort_values("status").reset_index(drop=True)
+
+
+def _notices(trials: pd.DataFrame) -> list[str]:
+    """Sentences for the top of the report about unfinished or failed trials."""
+    total = len(trials)
+    if total == 0:
+        return ["No trials found: nothing has run yet in this study."]
+    counts = trials["status"].value_counts()
+    notes = []
+    running = int(counts.get("running", 0))
+    if running:
+        notes.append(
+            f"The study is still running: {running} of {total} trials are not finished. "
+            "Numbers and verdicts are provisional and use finished trials only."
+        )
+    unfinished = {s: int(n) for s, n in counts.items() if s not in (*FINISHED_STATUSES, "running")}
+    if unfinished:
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(unfinished.items()))
+        notes.append(
+            f"{sum(unfinished.values())} of {total} trials have no result ({parts}); they are "
+            "left out of every number below and listed at the end."
+        )
+    if not (trials["status"].isin(FINISHED_STATUSES)).any():
+        notes.append("No trial has finished yet: every verdict is inconclusive.")
+    return notes
+
+
+def _tuned_lr_table(summary: pd.DataFrame) -> pd.DataFrame:
+    fixed = aggregate_over_seeds(summary)
+    tuned = tuned_view(fixed, "final_test_acc")
+    keys = [*condition_columns(tuned), "batch_size"]
+    table = tuned[[*keys, "best_lr", "n_lr", "lr_on_edge", "final_test_acc_mean", "final_test_acc_std", "n_trials"]]
+    return table.rename(
+        columns={"final_test_acc_mean": "final acc (mean)", "final_test_acc_std": "final acc (std)", "n_trials": "seeds"}
+    )
+
+
+def _failed_table(trials: pd.DataFrame) -> pd.DataFrame:
+    bad = trials[~trials["status"].isin([*FINISHED_STATUSES, "running"])]
+    columns = [c for c in ("trial_id", "status", "norm", "batch_size", "lr", "seed", "error") if c in bad.columns]
+    table = bad[columns].copy()
+    if "error" in table.columns:
+        table["error"] = table["error"].fillna("").astype(str).str.slice(0, ERROR_CHARS)
+    return table
+
+
+def _study_name(trials: pd.DataFrame, study_config: dict, fallback: str) -> str:
+    name = study_config.get("name") if isinstance(study_config, dict) else None
+    if not name and "study" in trials.columns and trials["study"].notna().any():
+        name = str(trials["study"].dropna().iloc[0])
+    return str(name or fallback)
+
+
+def _definitions(final_window: int, target: str) -> list[str]:
+    return [
+        f"Target accuracy: {target}. Steps / epochs / samples / seconds to target are read at the "
+        "first measurement at or above it; a trial that never reaches it has none.",
+        f"Final test accuracy: mean of the last {final_window} measurements after step 0.",
+        "Fixed lr: each learning rate on its own. Tuned lr: for each batch size (and norm), the "
+        "lr with fewest diverged seeds, then fewest seeds missing the criterion, then the best "
+        "mean of the criterion (final accuracy; or time / epochs / steps to target).",
+        f"A difference counts when it exceeds {K_STANDARD_ERRORS:g} standard errors of the "
+        f"difference over seeds; points with fewer than {MIN_SEEDS} seeds have no spread and are "
+        "left out. Running, failed and out-of-memory trials are left out of every number.",
+    ]
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in record)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _verdict_html(verdicts: pd.DataFrame) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "statement", "protocol", "verdict", "where / why", "numbers", "decision rule"))
+    rows = []
+    for v in verdicts.itertuples(index=False):
+        colour = VERDICT_COLORS.get(v.verdict, "black")
+        where = html.escape(v.condition)
+        if v.caveat:
+            where += f'<br><span class="small">caveat: {html.escape(v.caveat)}</span>'
+        rows.append(
+            "<tr>"
+            f"<td><b>{html.escape(v.claim)}</b></td><td>{html.escape(v.statement)}</td>"
+            f"<td>{html.escape(v.protocol)}</td>"
+            f'<td class="verdict" style="color:{colour}">{html.escape(v.verdict)}</td>'
+            f"<td>{where}</td>"
+            f'<td class="small">{html.escape(v.numbers)}</td>'
+            f'<td class="small">{html.escape(v.rule)}</td>'
+            "</tr>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _render_html(
+    name: str,
+    notices: list[str],
+    definitions: list[str],
+    verdicts: pd.DataFrame,
+    figures: list[ReportFigure],
+    tuned_lrs: pd.DataFrame,
+    config_text: str,
+    environment: dict,
+    counts: pd.DataFrame,
+    failed: pd.DataFrame,
+) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>bsweep report: {html.escape(name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>bsweep report: {html.escape(name)}</h1>",
+    ]
+    if notices:
+        parts += [f'<div class="notice">{html.escape(n)}</div>' for n in notices]
+    else:
+        parts.append('<div class="ok">Every trial of the study finished.</div>')
+    parts += ["<h2>Verdicts</h2>", _verdict_html(verdicts)]
+    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in definitions) + "</ul>")
+    parts.append("<h2>Figures</h2>")
+    if not figures:
+        parts.append("<p>No figures: no trial has finished yet.</p>")
+    for figure in figures:
+        parts.append(f"<figure><h3>{html.escape(figure.title)}</h3>")
+        if figure.png is not None:
+            parts.append(f'<img src="{_png_data_uri(figure.png)}" alt="{html.escape(figure.title)}">')
+        else:
+            parts.append(f'<div class="notice">Could not draw this figure: {html.escape(figure.error)}</div>')
+        parts.append(f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+    parts += ["<h2>Tuned learning rates</h2>", _html_table(tuned_lrs)]
+    parts += ["<h2>Study config</h2>", f"<pre>{html.escape(config_text)}</pre>"]
+    env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
+    parts += ["<h2>Environment</h2>", _html_table(env)]
+    parts += ["<h2>Trials by status</h2>", _html_table(counts)]
+    if len(failed):
+        parts += ["<h3>Trials without a result</h3>", _html_table(failed)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(_md_escape(c) for c in frame.columns) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    for record in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_escape(_cell(v)) for v in record) + " |")
+    return "\n".join(lines)
+
+
+def _render_markdown(
+    name: str,
+    notices: list[str],
+    definitions: list[str],
+    verdicts: pd.DataFrame,
+    figures: list[ReportFigure],
+    tuned_lrs: pd.DataFrame,
+    config_text: str,
+    environment: dict,
+    counts: pd.DataFrame,
+    failed: pd.DataFrame,
+    out_dir: Path,
+) -> str:
+    lines = [f"# bsweep report: {name}", ""]
+    lines += [f"> **Note:** {n}" for n in notices] or ["Every trial of the study finished."]
+    table = verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(columns={"condition": "where / why"})
+    lines += ["", "## Verdicts", "", _md_table(table), ""]
+    lines += [f"- {d}" for d in definitions]
+    lines += ["", "### Numbers and decision rules", ""]
+    for v in verdicts.itertuples(index=False):
+        lines += [f"- **{v.claim} ({v.protocol}) — {v.statement}: {v.verdict}.**", f"  Numbers: {v.numbers or '-'}", f"  Rule: {v.rule}"]
+    lines += ["", "## Figures", ""]
+    if not figures:
+        lines += ["No figures: no trial has finished yet.", ""]
+    for figure in figures:
+        lines += [f"### {figure.title}", ""]
+        if figure.png is not None:
+            lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
+        else:
+            lines.append(f"Could not draw this figure: {figure.error}")
+        lines += ["", figure.caption, ""]
+    lines += ["## Tuned learning rates", "", _md_table(tuned_lrs), ""]
+    lines += ["## Study config", "", "```yaml", config_text.rstrip(), "```", ""]
+    env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
+    lines += ["## Environment", "", _md_table(env), ""]
+    lines += ["## Trials by status", "", _md_table(counts), ""]
+    if len(failed):
+        lines += ["### Trials without a result", "", _md_table(failed), ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def build_report(
+    trials: pd.DataFrame,
+    measurements: pd.DataFrame,
+    study_config: dict,
+    environment: dict,
+    out_dir: Path,
+    final_window: int = 3,
+    name: str | None = None,
+) -> Path:
+    """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize_trials(trials, measurements, final_window=final_window)
+    verdicts = all_verdicts(summary)
+    finished = summary["status"].isin(FINISHED_STATUSES).any()
+    # Without a finished trial every figure would be empty axes; say so instead.
+    figures = draw_figures(summary, measurements, out_dir / "figures") if finished else []
+
+    name = name or _study_name(trials, study_config, out_dir.parent.name)
+    targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
+    target_text = ", ".join(f"{t:.1%}" for t in targets) or "not set"
+    pieces = dict(
+        name=name,
+        notices=_notices(trials),
+        definitions=_definitions(final_window, target_text),
+        verdicts=verdicts,
+        figures=figures,
+        tuned_lrs=_tuned_lr_table(summary),
+        config_text=yaml.safe_dump(study_config or {}, sort_keys=False, allow_unicode=True),
+        environment={str(k): str(v) for k, v in (environment or {}).items()},
+        counts=_status_counts(trials),
+        failed=_failed_table(trials),
+    )
+    index = out_dir / "index.html"
+    index.write_text(_render_html(**pieces), encoding="utf-8")
+    (out_dir / "report.md").write_text(_render_markdown(**pieces, out_dir=out_dir), encoding="utf-8")
+    return index
+
+
+def write_report(study_dir: Path, out_dir: Path | None = None) -> Path:
+    """Load a study from disk and write its report (default: ``<study_dir>/report``)."""
+    from bsweep.analysis import load
+
+    study_dir = Path(study_dir)
+    trials = load.load_trials(study_dir)
+    study_config = load.load_study_config(study_dir)
+    return build_report(
+        trials,
+        load.load_measurements(study_dir),
+        study_config,
+        load.load_environment(study_dir),
+        Path(out_dir) if out_dir is not None else study_dir / "report",
+        name=_study_name(trials, study_config, study_dir.name),
+    )

@@ -1,0 +1,188 @@
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bsweep.analysis import report
+from bsweep.analysis.report import build_report, write_report
+
+VOID_TAGS = {"meta", "img", "br", "hr", "link", "input"}
+
+
+class TagChecker(HTMLParser):
+    """Checks that every opened tag is closed in order, and collects src / href values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [value or "" for name, value in attrs if name in ("src", "href")]
+        if tag not in VOID_TAGS:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
+        else:
+            self.stack.pop()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from tests.analysis.conftest import make_study
+
+    trials, measurements = make_study(
+        ceiling=lambda n, bs, lr, s: 0.95 - 0.003 * s - (0.3 if n == "batch" and bs <= 4 else 0),
+        tau_epochs=lambda n, bs, lr, s: 0.3 * max(1.0, bs / 16),
+        batch_sizes=(4, 16, 64),
+        lrs=(0.05, 0.1),
+        norms=("batch", "group"),
+        seeds=(0, 1),
+        epochs=3.0,
+    )
+    config = {"name": "tiny", "target": 0.8, "budget": {"epochs": 3}, "note": "a <b> & c"}
+    environment = {"device": "cpu", "torch_version": "2.4.0"}
+    return trials, measurements, config, environment
+
+
+def check_html(text: str) -> TagChecker:
+    checker = TagChecker()
+    checker.feed(text)
+    checker.close()
+    assert not checker.errors, checker.errors
+    assert not checker.stack, f"unclosed tags: {checker.stack}"
+    return checker
+
+
+@pytest.fixture(scope="module")
+def built(frames, tmp_path_factory) -> Path:
+    """One report of the complete study, shared by the tests that only read it."""
+    trials, measurements, config, environment = frames
+    return build_report(trials, measurements, config, environment, tmp_path_factory.mktemp("built") / "report")
+
+
+def test_report_is_self_contained_and_ordered(built):
+    text = built.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    checker = check_html(text)
+    # Nothing is loaded from outside: every src / href is an embedded data URI.
+    assert checker.urls and all(url.startswith("data:image/png;base64,") for url in checker.urls)
+    assert "http://" not in text and "https://" not in text
+    assert "script" not in checker.tags and "link" not in checker.tags
+    # Verdict table first, then figures, config, environment, counts.
+    headings = re.findall(r"<h2>(.*?)</h2>", text)
+    assert headings[0] == "Verdicts" and headings[1] == "Figures"
+    assert headings.index("Study config") < headings.index("Environment") < headings.index("Trials by status")
+    assert len(re.findall(r"<img ", text)) == 8
+    assert "a &lt;b&gt; &amp; c" in text  # config text is escaped, not interpreted
+    assert "Every trial of the study finished." in text
+
+
+def test_report_writes_markdown_and_figures(built):
+    out = built.parent
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# bsweep report: tiny")
+    assert markdown.index("## Verdicts") < markdown.index("## Figures") < markdown.index("## Study config")
+    linked = re.findall(r"\]\((figures/[^)]+\.png)\)", markdown)
+    assert len(linked) == 8
+    for link in linked:
+        png = out / link
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.with_suffix(".svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    for claim in ("C1", "C2", "C3", "C4", "C5", "N1", "N2"):
+        assert f"| {claim} |" in markdown
+    assert "no norm=none arm" in markdown  # N2 says why it is inconclusive
+
+
+def test_report_on_running_study_with_failures_says_so(frames, tmp_path):
+    trials, measurements, config, environment = frames
+    trials = trials.copy()
+    trials.loc[trials.index[:2], "status"] = "running"
+    trials.loc[trials.index[2], ["status", "error"]] = ["failed", "RuntimeError: <boom>"]
+    trials.loc[trials.index[3], "status"] = "oom"
+    index = build_report(trials, measurements, config, environment, tmp_path / "report")
+    text = index.read_text(encoding="utf-8")
+    check_html(text)
+    notice = text.index("still running")
+    assert notice < text.index("<h2>Verdicts</h2>")
+    assert "2 of 24 trials have no result (1 failed, 1 oom)" in text
+    assert "RuntimeError: &lt;boom&gt;" in text
+
+
+def test_report_with_no_finished_trial(frames, tmp_path):
+    trials, measurements, config, environment = frames
+    trials = trials.assign(status="running")
+    index = build_report(trials, measurements.iloc[0:0], {}, {}, tmp_path / "report")
+    text = index.read_text(encoding="utf-8")
+    check_html(text)
+    assert "No trial has finished yet" in text
+    assert "No figures: no trial has finished yet." in text
+    verdicts = re.findall(r'<td class="verdict"[^>]*>([^<]*)</td>', text)
+    assert len(verdicts) == 13 and set(verdicts) == {"inconclusive"}
+
+
+def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
+    from bsweep.analysis import load
+
+    trials, measurements, config, environment = frames
+    study_dir = tmp_path / "results" / "tiny_study"
+    calls = []
+
+    def loader(value):
+        def load_function(path):
+            calls.append(Path(path))
+            return value
+
+        return load_function
+
+    monkeypatch.setattr(load, "load_trials", loader(trials))
+    monkeypatch.setattr(load, "load_measurements", loader(measurements))
+    monkeypatch.setattr(load, "load_study_config", loader({}))
+    monkeypatch.setattr(load, "load_environment", loader(environment))
+    built = {}
+
+    def fake_build(trials_, measurements_, config_, environment_, out_dir, **kwargs):
+        built.update(trials=trials_, measurements=measurements_, out_dir=out_dir, **kwargs)
+        return out_dir / "index.html"
+
+    # Drawing is tested above; here only the wiring from disk to build_report.
+    monkeypatch.setattr(report, "build_report", fake_build)
+    assert write_report(study_dir) == study_dir / "report" / "index.html"
+    assert set(calls) == {study_dir}
+    assert built["trials"] is trials and built["measurements"] is measurements
+    assert built["name"] == "synthetic"  # from the trials when the config has no name
+    assert write_report(study_dir, tmp_path / "elsewhere") == tmp_path / "elsewhere" / "index.html"
+
+
+def test_a_figure_that_fails_is_reported_not_fatal(frames, tmp_path, monkeypatch):
+    trials, measurements, config, environment = frames
+
+    def broken(ax, view):
+        raise RuntimeError("cannot draw")
+
+    monkeypatch.setattr(report.plots, "plot_throughput", broken)
+    index = build_report(trials, measurements, config, environment, tmp_path / "report")
+    text = index.read_text(encoding="utf-8")
+    assert "Could not draw this figure: RuntimeError: cannot draw" in text
+    assert len(re.findall(r"<img ", text)) == 7
+
+
+def test_analysis_imports_no_torch_and_no_runner():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bsweep.analysis.report, bsweep.analysis.verdicts, bsweep.analysis.plots;"
+        "bad = [m for m in sys.modules if m == 'torch' or m.split('.')[0] == 'torch' or "
+        "m in ('bsweep.train', 'bsweep.runner', 'bsweep.data', 'bsweep.models')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
