@@ -84,6 +84,9 @@ def run_trial_task(cfg: DictConfig) -> dict:
     records.write_yaml(tdir / records.CONFIG_FILE, OmegaConf.to_container(cfg, resolve=True))
     if config.threads:
         torch.set_num_threads(config.threads)
+    # Denormal floats make CPU kernels up to 100x slower late in training; flushing them to zero
+    # changes nothing measurable (test accuracy identical in our runs) and keeps step time flat.
+    torch.set_flush_denormal(True)
     device = resolve_device(config.device)
     records.write_json(tdir / records.ENV_FILE, environment(device))
     records.write_status(tdir, "running", pid=os.getpid(), host=socket.gethostname())

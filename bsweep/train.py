@@ -45,7 +45,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def total_steps(budget: BudgetConfig, n_train: int, batch_size: int) -> int:
-    """The budget in optimizer steps: the first of the epoch and step limits to be reached.
+    """The budget in optimizer steps: the first of the epoch and step limits to be reached
+    (rule "any") or the last (rule "all").
 
     Each epoch is n_train // batch_size steps at exactly `batch_size` (the remainder of the
     permutation is dropped), so every step of a trial uses the same batch size.
@@ -58,7 +59,7 @@ def total_steps(budget: BudgetConfig, n_train: int, batch_size: int) -> int:
         limits.append(budget.steps)
     if not limits:
         raise ValueError("study.budget needs epochs or steps (or both)")
-    return min(limits)
+    return max(limits) if budget.rule == "all" else min(limits)
 
 
 def measurement_steps(cadence: EvalConfig, batch_size: int, steps: int) -> list[int]:

@@ -63,6 +63,8 @@ def problems(cfg: Config) -> list[str]:
     budget = cfg.study.budget
     if budget.epochs is None and budget.steps is None:
         out.append("study.budget needs epochs or steps (or both); both are null")
+    if budget.rule not in ("any", "all"):
+        out.append(f"study.budget.rule={budget.rule!r} is not known; choose one of: any, all")
     if budget.epochs is not None and budget.epochs <= 0:
         out.append(f"study.budget.epochs={budget.epochs} must be > 0 (or null)")
     if budget.steps is not None and budget.steps <= 0:

@@ -263,7 +263,9 @@ def _notices(trials: pd.DataFrame) -> list[str]:
 def _tuned_lr_table(summary: pd.DataFrame) -> pd.DataFrame:
     fixed = aggregate_over_seeds(summary)
     tuned = tuned_view(fixed, "final_test_acc")
-    keys = [*condition_columns(tuned), "batch_size"]
+    # Conditions the study holds fixed (one dataset, one model, ...) would only repeat.
+    shown = [c for c in condition_columns(tuned) if c == "norm" or tuned[c].nunique() > 1]
+    keys = [*shown, "batch_size"]
     table = tuned[[*keys, "best_lr", "n_lr", "lr_on_edge", "final_test_acc_mean", "final_test_acc_std", "n_trials"]]
     return table.rename(
         columns={"final_test_acc_mean": "final acc (mean)", "final_test_acc_std": "final acc (std)", "n_trials": "seeds"}
@@ -448,6 +450,13 @@ def _render_markdown(
     return "\n".join(lines)
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a repeated sub-dict out again instead of as a YAML anchor (&id001), for readers."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -479,7 +488,7 @@ def build_report(
         verdicts=verdicts,
         figures=figures,
         tuned_lrs=_tuned_lr_table(summary),
-        config_text=yaml.safe_dump(study_config or {}, sort_keys=False, allow_unicode=True),
+        config_text=yaml.dump(study_config or {}, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
         environment={str(k): str(v) for k, v in (environment or {}).items()},
         counts=_status_counts(trials),
         failed=_failed_table(trials),

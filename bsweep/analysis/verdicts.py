@@ -47,6 +47,10 @@ POOLED_LR = "any lr (pooled)"
 K_STANDARD_ERRORS = 2.0
 # Seeds needed at a point for a standard error; one seed has no spread.
 MIN_SEEDS = 2
+# C1 says the error "spikes" (3.5.5: error 飙升), not merely rises: besides being significant,
+# the error at the small batch sizes must be at least this multiple of the lowest error (x1.5 =
+# half as many errors again). Set to 1.0 to judge significance alone.
+C1_MIN_ERROR_RATIO = 1.5
 # Batch sizes needed in a slice for a trend or an optimum (an interior optimum needs a point on
 # each side of it).
 MIN_BATCH_SIZES_TREND = 3
@@ -69,7 +73,8 @@ RULES: dict[str, str] = {
         f"Final test error (1 - mean of the last measurements) per batch size, >= {MIN_SEEDS} seeds, "
         f">= {MIN_BATCH_SIZES_PAIR} batch sizes. Holds where the smallest batch sizes (a run "
         f"upward from the smallest) each have error more than {SE} above the lowest error of any "
-        "batch size; does not hold where the smallest batch size is not significantly worse."
+        f"batch size and at least x{C1_MIN_ERROR_RATIO:g} that lowest error (a spike, not a "
+        "rise); does not hold where the smallest batch size is not worse by both measures."
     ),
     "C2": (
         f"Samples per second per batch size, pooled over lr and seeds, >= {MIN_SEEDS} trials, "
@@ -287,14 +292,26 @@ def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
         f"error at bs {_bs(smallest.batch_size)} {_fmt(smallest['mean'], smallest['sem'], smallest['count'])}, "
         f"lowest at bs {_bs(best.batch_size)} {_fmt(best['mean'], best['sem'], best['count'])}"
     )
-    bad = []
+    ratio = smallest["mean"] / best["mean"] if best["mean"] > 0 else np.inf
+    significant = []
     for row in usable.itertuples():
         if row.batch_size >= best.batch_size or not _exceeds(row.mean, row.sem, best["mean"], best["sem"]):
             break
-        bad.append(row.batch_size)
-    if bad:
-        ratio = smallest["mean"] / best["mean"] if best["mean"] > 0 else np.inf
-        return HOLDS, f"at batch size <= {_bs(bad[-1])}, error x{ratio:.2g} the lowest", numbers
+        significant.append(row)
+    # Only a run upward from the smallest batch size counts ("too small"): stop at the first
+    # batch size that is not both significantly and markedly worse.
+    run = []
+    for row in significant:
+        if row.mean < C1_MIN_ERROR_RATIO * best["mean"]:
+            break
+        run.append(row.batch_size)
+    if run:
+        return HOLDS, f"at batch size <= {_bs(run[-1])}, error x{ratio:.2g} the lowest", numbers
+    if significant:
+        return DOES_NOT_HOLD, (
+            f"error at batch size {_bs(smallest.batch_size)} significantly higher but only x{ratio:.2g} "
+            f"the lowest (a spike needs x{C1_MIN_ERROR_RATIO:g})"
+        ), numbers
     if best.batch_size == smallest.batch_size:
         return DOES_NOT_HOLD, "lowest error at the smallest batch size", numbers
     return DOES_NOT_HOLD, "smallest batch size not significantly worse than the best", numbers

@@ -67,6 +67,18 @@ def test_c1_does_not_hold_when_error_is_flat(study_factory):
     assert verdict_c1(summary, FIXED_LR).verdict == DOES_NOT_HOLD
 
 
+def test_c1_significant_but_small_rise_is_not_a_spike(study_factory):
+    # Error 0.05 -> 0.07 at batch size 4: significant (seed spread is tiny) but only x1.4.
+    summary = summary_of(
+        study_factory,
+        ceiling=lambda n, bs, lr, s: flat(n, bs, lr, s) - (0.02 if bs == 4 else 0.0),
+        tau_epochs=fast,
+    )
+    verdict = verdict_c1(summary, TUNED_LR)
+    assert verdict.verdict == DOES_NOT_HOLD
+    assert "significantly higher but only x1.4" in verdict.condition
+
+
 def test_c1_one_seed_is_inconclusive(study_factory):
     summary = summary_of(study_factory, ceiling=small_batch_penalty, tau_epochs=fast, seeds=(0,))
     verdict = verdict_c1(summary, TUNED_LR)

@@ -1,0 +1,98 @@
+"""End to end through the CLI: real Hydra composition and multirun, real training, real files."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bsweep import records
+from bsweep.analysis.load import load_trials
+from bsweep.cli import app
+from tests.conftest import TINY
+
+runner = CliRunner()
+
+
+def bsweep(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_sweep_trains_the_grid_writes_records_and_a_rerun_skips_them(results):
+    out = bsweep("sweep", *TINY, f"results_dir={results}")
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 4 and set(trials["status"]) == {"complete"}
+    assert set(trials["batch_size"]) == {16, 64} and set(trials["norm"]) == {"batch", "group"}
+    tdir = records.trial_dir(study, trials["trial_id"][0])
+    for name in ("config.yaml", "status.json", "env.json", "measurements.parquet"):
+        assert (tdir / name).is_file(), name
+    assert (study / "study.yaml").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in study.glob("trials/*/measurements.parquet")}
+
+    again = bsweep("sweep", *TINY, f"results_dir={results}")
+    assert again.exit_code == 0 and "4 already finished, 0 to run" in again.output
+    assert {p: p.stat().st_mtime_ns for p in study.glob("trials/*/measurements.parquet")} == stamps
+
+    planned = bsweep("plan", *TINY, f"results_dir={results}", "lr=0.05,0.1")
+    assert "4 finished, 4 to run" in planned.output
+
+
+def test_run_trains_one_trial_and_refuses_a_grid(results):
+    out = bsweep("run", *TINY, f"results_dir={results}", "batch_size=8")
+    assert out.exit_code == 0, out.output
+    trials = load_trials(results / "smoke")
+    assert len(trials) == 1 and trials["batch_size"][0] == 8
+    grid = runner.invoke(app, ["run", *TINY, f"results_dir={results}", "lr=0.1,0.2"])
+    assert grid.exit_code == 2 and "bsweep sweep" in grid.output
+
+
+def test_status_and_collect_tables(results, tmp_path):
+    assert bsweep("sweep", *TINY, f"results_dir={results}", "norm=batch").exit_code == 0
+    study = results / "smoke"
+    status = bsweep("status", str(study))
+    assert "2 complete" in status.output
+    listing = bsweep("status", "--results-dir", str(results))
+    assert "smoke" in listing.output
+    out = bsweep("collect", str(study), "--csv", str(tmp_path / "csv"))
+    assert out.exit_code == 0, out.output
+    table = pd.read_parquet(study / "trials.parquet")
+    needed = {"trial_id", "status", "data", "norm", "batch_size", "lr", "seed", "final_test_acc",
+              "best_test_acc", "steps_to_target", "epochs_to_target", "seconds_to_target",
+              "samples_per_second"}
+    assert needed <= set(table.columns) and len(table) == 2
+    assert (table["best_test_acc"] >= table["final_test_acc"] - 1e-9).all()
+    assert len(pd.read_csv(tmp_path / "csv" / "measurements.csv")) == len(
+        pd.read_parquet(study / "measurements.parquet"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("batch_size=0", "batch_size=0 must be between 1 and the training-set size 256"),
+        ("batch_size=100000", "between 1 and the training-set size"),
+        ("lr=-1", "lr=-1.0 must be a number > 0"),
+        ("norm.groups=3", "must divide model.width=8"),
+        ("study.target=1.5", "study.target=1.5 must be an accuracy in (0, 1]"),
+        ("norm=banana", "banana"),
+        ("optim.momentun=0.5", "momentun"),
+        ("lr=fast", "lr"),
+    ],
+)
+def test_bad_input_is_one_clear_message_before_training(results, override, message):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", override])
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    assert "Traceback" not in out.output
+    assert not (results / "smoke" / "trials").exists()  # nothing trained
+
+
+def test_python_m_bsweep_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bsweep", "run", *TINY, f"results_dir={tmp_path}", "batch_size=-3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "batch_size=-3" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout

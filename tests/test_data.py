@@ -1,0 +1,89 @@
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bsweep.config import DataConfig
+from bsweep.data import DatasetError, load_data
+
+
+def test_mnist1d_is_generated_locally_with_the_requested_split():
+    d = load_data(DataConfig(name="mnist1d", n_train=300, n_test=120))
+    assert d.x_train.shape == (300, 1, 40) and d.x_test.shape == (120, 1, 40)
+    assert d.n_classes == 10 and d.x_train.dtype == torch.float32
+    assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-2
+
+
+def test_mnist1d_default_split_matches_the_package_default():
+    from mnist1d.data import make_dataset
+
+    ref = make_dataset()  # the package's own 4000/1000 split
+    d = load_data(DataConfig(name="mnist1d", n_train=4000, n_test=1000))
+    assert torch.equal(d.y_train, torch.as_tensor(ref["y"]))
+    assert torch.equal(d.y_test, torch.as_tensor(ref["y_test"]))
+
+
+def test_data_is_deterministic_and_seeded():
+    a = load_data(DataConfig(name="mnist1d", n_train=100, n_test=50))
+    b = load_data(DataConfig(name="mnist1d", n_train=100, n_test=50))
+    c = load_data(DataConfig(name="mnist1d", n_train=100, n_test=50, data_seed=7))
+    assert torch.equal(a.x_train, b.x_train)
+    assert not torch.equal(a.x_train, c.x_train)
+
+
+def test_digits_ships_with_scikit_learn():
+    d = load_data(DataConfig(name="digits", n_train=1437, n_test=360))
+    assert d.x_train.shape == (1437, 1, 8, 8) and d.x_test.shape == (360, 1, 8, 8)
+    assert d.n_classes == 10
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format of the MNIST files: magic (0, 0, type 0x08=ubyte, ndim), dims, bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist_like(root: Path, folder: str, n_train: int, n_test: int) -> None:
+    rng = np.random.default_rng(0)
+    raw = root / folder / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_torchvision_mnist_sets_load_from_their_files_on_disk(tmp_path, name, folder):
+    _write_mnist_like(tmp_path, folder, n_train=40, n_test=20)
+    d = load_data(DataConfig(name=name, root=str(tmp_path), n_train=None, n_test=None))
+    assert d.x_train.shape == (40, 1, 28, 28) and d.x_test.shape == (20, 1, 28, 28)
+    assert d.y_train.tolist() == [i % 10 for i in range(40)]
+    sub = load_data(DataConfig(name=name, root=str(tmp_path), n_train=16, n_test=8))
+    assert sub.n_train == 16 and len(sub.x_test) == 8
+
+
+def test_cifar10_loads_from_the_python_pickle_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    d = load_data(DataConfig(name="cifar10", root=str(tmp_path), n_train=None, n_test=None))
+    assert d.x_train.shape == (20, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_missing_torchvision_set_says_where_it_looked_and_how_to_fix_it(tmp_path, name):
+    with pytest.raises(DatasetError) as e:
+        load_data(DataConfig(name=name, root=str(tmp_path), download=False))
+    assert str(tmp_path) in str(e.value) and "download=true" in str(e.value)
+
+
+def test_subsample_larger_than_the_split_is_an_error():
+    with pytest.raises(DatasetError, match="n_test"):
+        load_data(DataConfig(name="digits", n_train=None, n_test=5000))

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from bsweep.config import NORMS, ModelConfig, NormConfig
+from bsweep.models import make_cnn, make_norm
+
+
+@pytest.mark.parametrize("kind", NORMS)
+@pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8), (3, 32, 32)])
+def test_every_norm_builds_and_runs_on_1d_and_2d_inputs(kind, shape):
+    torch.manual_seed(0)
+    model = make_cnn(shape, 10, ModelConfig(width=16, depth=3, kernel_size=3), NormConfig(kind=kind, groups=4))
+    out = model(torch.randn(2, *shape))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    out.sum().backward()
+
+
+def test_norm_layers_are_the_ones_named():
+    assert isinstance(make_norm(NormConfig(kind="batch"), 8, 1), torch.nn.BatchNorm1d)
+    assert isinstance(make_norm(NormConfig(kind="batch"), 8, 2), torch.nn.BatchNorm2d)
+    gn = make_norm(NormConfig(kind="group", groups=4), 8, 2)
+    assert isinstance(gn, torch.nn.GroupNorm) and gn.num_groups == 4
+    assert make_norm(NormConfig(kind="layer"), 8, 1).num_groups == 1
+    assert make_norm(NormConfig(kind="instance"), 8, 1).num_groups == 8
+    assert isinstance(make_norm(NormConfig(kind="lrn"), 8, 1), torch.nn.LocalResponseNorm)
+
+
+def test_weight_norm_reparametrizes_the_convs():
+    model = make_cnn((1, 40), 10, ModelConfig(width=8, depth=2), NormConfig(kind="weight"))
+    assert hasattr(model.features[0], "parametrizations")
+
+
+def test_group_norm_groups_must_divide_channels():
+    with pytest.raises(ValueError, match="divide"):
+        make_norm(NormConfig(kind="group", groups=5), 8, 1)

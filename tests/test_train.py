@@ -1,0 +1,91 @@
+import math
+
+import pytest
+
+from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
+from bsweep.data import load_data
+from bsweep.train import lr_factor, measurement_steps, total_steps, train_trial
+
+
+def test_budget_rule_any_stops_at_the_first_limit_and_all_at_the_last():
+    assert total_steps(BudgetConfig(epochs=2, steps=None), 1000, 10) == 200
+    assert total_steps(BudgetConfig(epochs=2, steps=50, rule="any"), 1000, 10) == 50
+    assert total_steps(BudgetConfig(epochs=2, steps=500, rule="all"), 1000, 10) == 500
+    assert total_steps(BudgetConfig(epochs=2, steps=50, rule="all"), 1000, 10) == 200
+    # the last partial batch of an epoch is dropped: every step has the full batch size
+    assert total_steps(BudgetConfig(epochs=1, steps=None), 1000, 300) == 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32, 500, 1000])
+def test_cadence_resolves_samples_to_target_within_the_growth_factor(batch_size):
+    cadence = EvalConfig(first_samples=64, growth=1.05, max_gap_samples=4000)
+    steps = total_steps(BudgetConfig(epochs=20), 1000, batch_size)
+    points = measurement_steps(cadence, batch_size, steps)
+    assert points[0] == 0 and points[-1] == steps and points == sorted(set(points))
+    samples = [p * batch_size for p in points]
+    for prev, nxt in zip(samples[1:], samples[2:]):
+        # a crossing between two measurements is known to within one gap: at most 5 % of the
+        # samples seen, widened by one batch where grid points round up to whole steps
+        assert nxt - prev <= 0.05 * nxt + 1 + batch_size
+
+
+def test_cadence_is_the_same_grid_in_samples_for_every_batch_size():
+    cadence = EvalConfig(first_samples=100, growth=1.1, max_gap_samples=10**9)
+    small = {p * 1 for p in measurement_steps(cadence, 1, 5000)}
+    larger = {p * 4 for p in measurement_steps(cadence, 4, 1250)}
+    # every grid point is measured at the first step reaching it: within one batch
+    for s in sorted(small)[1:-1]:
+        assert any(0 <= t - s < 4 for t in larger), s
+
+
+def test_lr_schedules():
+    const, cos, warm = ScheduleConfig("constant"), ScheduleConfig("cosine"), ScheduleConfig("warmup", 0.1)
+    assert lr_factor(const, 50, 100) == 1.0
+    assert lr_factor(cos, 0, 100) == 1.0 and lr_factor(cos, 50, 100) == pytest.approx(0.5)
+    assert lr_factor(cos, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(warm, 0, 100) == pytest.approx(0.1) and lr_factor(warm, 9, 100) == 1.0
+    assert lr_factor(warm, 60, 100) == 1.0
+
+
+@pytest.fixture
+def tiny_data(tiny_config):
+    return load_data(tiny_config.data)
+
+
+def test_training_is_deterministic_on_cpu(tiny_config, tiny_data):
+    a = train_trial(tiny_config, tiny_data).measurements
+    b = train_trial(tiny_config, tiny_data).measurements
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
+    assert strip(a) == strip(b)
+
+
+def test_training_learns_and_measures_on_the_cadence(tiny_config, tiny_data):
+    tiny_config.study.budget.epochs = 4
+    result = train_trial(tiny_config, tiny_data)
+    m = result.measurements
+    assert result.status == "complete"
+    assert m[0]["step"] == 0 and math.isnan(m[0]["train_loss"])
+    assert m[-1]["step"] == result.total_steps == 4 * (256 // tiny_config.batch_size)
+    assert [r["step"] for r in m] == sorted({r["step"] for r in m})
+    assert all(r["train_seconds"] >= 0 for r in m)
+    assert [r["train_seconds"] for r in m] == sorted(r["train_seconds"] for r in m)
+    assert m[-1]["test_loss"] < m[0]["test_loss"]
+
+
+def test_a_huge_learning_rate_diverges_and_is_recorded_not_raised(tiny_config, tiny_data):
+    tiny_config.lr = 1e8
+    tiny_config.norm.kind = "none"
+    result = train_trial(tiny_config, tiny_data)
+    assert result.status == "diverged"
+    last = result.measurements[-1]
+    assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"]))
+
+
+def test_stop_at_target_ends_at_the_first_measurement_reaching_it(tiny_config, tiny_data):
+    tiny_config.study.target = 0.15
+    tiny_config.study.budget.epochs = 5
+    tiny_config.study.budget.stop_at_target = True
+    result = train_trial(tiny_config, tiny_data)
+    accs = [r["test_acc"] for r in result.measurements]
+    assert accs[-1] >= 0.15 and all(a < 0.15 for a in accs[1:-1])
+    assert result.measurements[-1]["step"] < result.total_steps
