@@ -228,7 +228,10 @@ def plot_learning_curves(
     the caller chooses which trials, e.g. the tuned lr of one norm, every seed).
     """
     sizes = sorted(curves["batch_size"].dropna().astype(int).unique())
-    colour_scale = LogNorm(vmin=min(sizes), vmax=max(sizes) if max(sizes) > min(sizes) else min(sizes) * 2) if sizes else Normalize()
+    # Colour by log batch size; a single batch size still needs a non-empty range.
+    colour_scale = Normalize()
+    if sizes:
+        colour_scale = LogNorm(vmin=min(sizes), vmax=max(max(sizes), 2 * min(sizes)))
     cmap = matplotlib.colormaps["viridis"]
     labelled: set[int] = set()
     # Trials in order of batch size, so the legend reads 2, 4, 8, ...

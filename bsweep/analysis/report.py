@@ -161,7 +161,8 @@ def _figure_specs(
             "Final test error = 1 - mean test accuracy of the last measurements. Left: each lr "
             "on its own (fixed-lr protocol); right: best lr per batch size (tuned protocol). "
             "Bars: ±1 std over seeds.",
-            (1, 2), pair(lambda ax: plots.plot_final_accuracy(ax, fixed), lambda ax: plots.plot_final_accuracy(ax, tuned_acc)),
+            (1, 2),
+            pair(lambda ax: plots.plot_final_accuracy(ax, fixed), lambda ax: plots.plot_final_accuracy(ax, tuned_acc)),
         ),
         (
             "throughput", "Throughput vs batch size (C2)",
@@ -172,14 +173,22 @@ def _figure_specs(
             "epochs_to_target", "Epochs to target vs batch size (C3)",
             "Passes over the training set until the target. Left: each lr on its own; right: "
             "the lr with fewest epochs per batch size.",
-            (1, 2), pair(lambda ax: plots.plot_epochs_to_target(ax, fixed), lambda ax: plots.plot_epochs_to_target(ax, tuned_epochs)),
+            (1, 2),
+            pair(
+                lambda ax: plots.plot_epochs_to_target(ax, fixed),
+                lambda ax: plots.plot_epochs_to_target(ax, tuned_epochs),
+            ),
         ),
         (
             "steps_to_target", "Steps to target vs batch size, log-log",
             "Dashed: perfect scaling (slope -1, doubling the batch halves the steps). Following "
             "it: perfect scaling; bending away: diminishing returns; flat: maximal parallelism. "
             "Left: best lr per batch size (fewest steps); right: each lr on its own.",
-            (1, 2), pair(lambda ax: plots.plot_steps_to_target(ax, tuned_steps), lambda ax: plots.plot_steps_to_target(ax, fixed)),
+            (1, 2),
+            pair(
+                lambda ax: plots.plot_steps_to_target(ax, tuned_steps),
+                lambda ax: plots.plot_steps_to_target(ax, fixed),
+            ),
         ),
         (
             "learning_curves", "Learning curves",
@@ -323,7 +332,8 @@ def _cell(value: object) -> str:
 
 
 def _verdict_html(verdicts: pd.DataFrame) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "statement", "protocol", "verdict", "where / why", "numbers", "decision rule"))
+    titles = ("claim", "statement", "protocol", "verdict", "where / why", "numbers", "decision rule")
+    head = "".join(f"<th>{h}</th>" for h in titles)
     rows = []
     for v in verdicts.itertuples(index=False):
         colour = VERDICT_COLORS.get(v.verdict, "black")
@@ -429,7 +439,11 @@ def _render_markdown(
     lines += [f"- {d}" for d in definitions]
     lines += ["", "### Numbers and decision rules", ""]
     for v in verdicts.itertuples(index=False):
-        lines += [f"- **{v.claim} ({v.protocol}) — {v.statement}: {v.verdict}.**", f"  Numbers: {v.numbers or '-'}", f"  Rule: {v.rule}"]
+        lines += [
+            f"- **{v.claim} ({v.protocol}) — {v.statement}: {v.verdict}.**",
+            f"  Numbers: {v.numbers or '-'}",
+            f"  Rule: {v.rule}",
+        ]
     lines += ["", "## Figures", ""]
     if not figures:
         lines += ["No figures: no trial has finished yet.", ""]

@@ -104,7 +104,8 @@ RULES: dict[str, str] = {
     "N1": (
         f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
         f">= {MIN_SEEDS} seeds. Rise = final error at the smallest common batch size minus the "
-        f"norm's lowest error over the common batch sizes. Holds when BatchNorm's rise exceeds {SE}, exceeds GroupNorm's rise by more "
+        f"norm's lowest error over the common batch sizes. Holds when BatchNorm's rise exceeds "
+        f"{SE}, exceeds GroupNorm's rise by more "
         f"than {SE}, and GroupNorm's rise does not exceed {SE}."
     ),
     "N2": (
@@ -310,7 +311,7 @@ def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
     if significant:
         return DOES_NOT_HOLD, (
             f"error at batch size {_bs(smallest.batch_size)} significantly higher but only x{ratio:.2g} "
-            f"the lowest (a spike needs x{C1_MIN_ERROR_RATIO:g})"
+            f"the lowest, a spike needs x{C1_MIN_ERROR_RATIO:g}"
         ), numbers
     if best.batch_size == smallest.batch_size:
         return DOES_NOT_HOLD, "lowest error at the smallest batch size", numbers
@@ -420,7 +421,8 @@ def _interior_optimum(
         return HOLDS, f"{at}, significantly better than on both sides", numbers
     if below or above:
         side = "larger" if below else "smaller"
-        return INCONCLUSIVE, f"{at}; no significantly worse {side} batch size in the grid, the optimum may lie outside", numbers
+        where = f"{at}; no significantly worse {side} batch size in the grid, the optimum may lie outside"
+        return INCONCLUSIVE, where, numbers
     return DOES_NOT_HOLD, f"{at}, but no batch size is significantly worse", numbers
 
 
@@ -497,7 +499,8 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         numbers = (
             f"error at bs {_bs(small)}: batch {_fmt(bn.loc[small, 'mean'], bn.loc[small, 'sem'], bn.loc[small, 'count'])}, "
             f"group {_fmt(gn.loc[small, 'mean'], gn.loc[small, 'sem'], gn.loc[small, 'count'])}; "
-            f"rise over own best: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} (best bs {_bs(reference['batch'])}), "
+            f"rise over own best: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} "
+            f"(best bs {_bs(reference['batch'])}), "
             f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g} (best bs {_bs(reference['group'])})"
         )
         bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
@@ -551,7 +554,8 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
                 slower.append(bs)
                 cells.append(f"bs {_bs(bs)} never vs {b['mean']:.3g}")
             elif a_all and b_all and a["count"] >= MIN_SEEDS and b["count"] >= MIN_SEEDS:
-                cells.append(f"bs {_bs(bs)} {_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}")
+                pair = f"{_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}"
+                cells.append(f"bs {_bs(bs)} {pair}")
                 if _exceeds(b["mean"], b["sem"], a["mean"], a["sem"]):
                     faster.append(bs)
                 elif _exceeds(a["mean"], a["sem"], b["mean"], b["sem"]):
@@ -561,7 +565,8 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         numbers = "steps to target vs none: " + ", ".join(cells) if cells else ""
         n_known = len(faster) + len(slower) + len(same)
         if n_known == 0:
-            outcome, where = INCONCLUSIVE, f"no batch size where both arms have >= {MIN_SEEDS} seeds that all or none reached the target"
+            outcome = INCONCLUSIVE
+            where = f"no batch size where both arms have >= {MIN_SEEDS} seeds that all or none reached the target"
         elif len(faster) > n_known / 2:
             outcome, where = HOLDS, "fewer steps at batch size " + ", ".join(_bs(b) for b in faster)
         else:

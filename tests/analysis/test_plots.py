@@ -3,7 +3,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
-import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 

@@ -76,7 +76,7 @@ def test_c1_significant_but_small_rise_is_not_a_spike(study_factory):
     )
     verdict = verdict_c1(summary, TUNED_LR)
     assert verdict.verdict == DOES_NOT_HOLD
-    assert "significantly higher but only x1.4" in verdict.condition
+    assert "significantly higher but only x1.4 the lowest, a spike needs x1.5" in verdict.condition
 
 
 def test_c1_one_seed_is_inconclusive(study_factory):
