@@ -141,8 +141,7 @@ def collect(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write trials.csv and measurements.csv into this folder.")] = None,
     results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Tidy tables of a study (one row per trial, one per measurement), written as Parquet
-    into the study folder. STUDY defaults to the most recently updated study."""
+    """Tidy tables of a study (one row per trial, one per measurement) as Parquet in the study folder; STUDY defaults to the most recently updated study."""
     from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study, latest_study
 
     study = study or latest_study(results_dir)
@@ -159,6 +158,50 @@ def collect(
         table.add_row(*(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     console.print(table)
     console.print(f"wrote {study / TRIALS_TABLE}" + (f" and CSV files in {csv}" if csv else ""))
+
+
+@app.command()
+def report(
+    study: StudyDir = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: STUDY/report).")] = None,
+    results_dir: ResultsDir = Path("results"),
+) -> None:
+    """Write the study's report (index.html, report.md, figures as PNG and SVG); STUDY defaults to the most recently updated study."""
+    from bsweep.analysis.collect import latest_study
+    from bsweep.analysis.report import write_report
+
+    study = study or latest_study(results_dir)
+    if study is None or not (study / "trials").is_dir():
+        _fail(f"no study to report on ({study or results_dir}/ has no trials/)")
+    html = write_report(study, out)
+    console.print(f"report: {html}")
+
+
+@app.command()
+def reproduce(
+    full: Annotated[bool, typer.Option("--full", help="Run the full `claims` grid (hours on a CPU) instead of `claims_quick`.")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Trials at once (default: one per CPU core without a GPU, else 1).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    overrides: Overrides = None,
+) -> None:
+    """Reproduce the claims of 3.5.5 and 3.6.11: run the claims_quick study, write its report, print the verdicts. Re-running reuses finished trials."""
+    from bsweep.reproduce import default_jobs, reproduce as run_reproduction
+
+    jobs = jobs if jobs is not None else default_jobs()
+    if jobs < 1:
+        _fail(f"--jobs={jobs} must be >= 1")
+    try:
+        result = run_reproduction(full, jobs, results_dir, overrides or [], console)
+    except _user_errors() as e:
+        _fail(str(e).strip())
+    table = Table(title="Verdicts (the report explains each rule)", show_lines=True)
+    for col in ("claim", "protocol", "verdict", "condition"):
+        table.add_column(col)
+    for _, v in result.verdicts.iterrows():
+        table.add_row(str(v["claim"]), str(v["protocol"]), str(v["verdict"]), str(v["condition"]))
+    console.print(table)
+    console.print(f"report: {result.report}")
+    _report_outcome(result.outcome)
 
 
 def main() -> None:

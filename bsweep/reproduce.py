@@ -1,0 +1,54 @@
+"""`bsweep reproduce`: the claims study end to end: sweep, report, verdicts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from bsweep.launch import SweepOutcome, run_sweep
+
+
+@dataclass
+class Reproduction:
+    outcome: SweepOutcome
+    study_dir: Path
+    report: Path
+    verdicts: pd.DataFrame
+
+
+def default_jobs() -> int:
+    """Parallel trials: one per CPU core on a CPU-only machine (each trial runs one torch
+    thread, see Config.threads), one at a time when a GPU does the work."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def launcher_overrides(jobs: int) -> list[str]:
+    """Hydra's joblib launcher for `jobs` > 1 (the basic, in-process launcher otherwise)."""
+    return [] if jobs <= 1 else ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+
+
+def reproduce(
+    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
+) -> Reproduction:
+    """Run `claims_quick` (or `claims` when `full`), write its report, and judge the claims.
+    Trials already finished in `results_dir` are reused."""
+    from bsweep.analysis.load import load_measurements, load_trials
+    from bsweep.analysis.metrics import summarize_trials
+    from bsweep.analysis.report import write_report
+    from bsweep.analysis.verdicts import all_verdicts
+    from bsweep.plan import study_dir
+
+    overrides = [f"study={'claims' if full else 'claims_quick'}", f"results_dir={results_dir}"]
+    outcome = run_sweep([*overrides, *launcher_overrides(jobs), *extra], console)
+    sdir = study_dir(outcome.planned[0].config)
+    report = write_report(sdir)
+    verdicts = all_verdicts(summarize_trials(load_trials(sdir), load_measurements(sdir)))
+    return Reproduction(outcome, sdir, report, verdicts)
