@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,8 +17,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+# Rich draws 80 columns when output is not a terminal; tables of trials need more to stay legible.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 # Commands that take Hydra overrides accept anything after them (`key=value`, `-m`,
 # `--config-dir DIR`, `hydra/launcher=joblib`) and pass it to Hydra untouched.
