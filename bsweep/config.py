@@ -115,6 +115,22 @@ class StudyConfig:
 
 
 @dataclass
+class PerfConfig:
+    # How a trial runs, not what it is (left out of the trial id, like `device`). Every "auto"
+    # below was chosen by measurement; README "Performance" has the numbers and tolerances.
+    # Fuse trials that differ only in lr and/or seed into one grouped-conv model (bsweep.fused),
+    # used by the `bsweep_fused` Hydra launcher: "auto" measures the step time of a few widths
+    # for the group's batch size and takes the fastest per trial; "off" trains one by one; an
+    # integer forces that many trials per fused model.
+    fuse: str = "auto"
+    # bf16 autocast of the forward pass: "auto" = on for CUDA (tensor cores), off on CPU (no
+    # speed-up measured for these small convs, and results move by ~1e-2 in loss).
+    amp: str = "auto"  # auto | bf16 | off
+    # channels_last memory format for 2-D convs: "auto" = on for CUDA, off on CPU.
+    channels_last: str = "auto"  # auto | on | off
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -122,6 +138,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     # The keys a user sweeps.
     batch_size: int = 32
     lr: float = 0.05

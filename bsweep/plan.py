@@ -38,6 +38,7 @@ RUNTIME_KEYS = (
     "study.name",
     "study.description",
     "study.eval.batch_size",
+    "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
 )
 
 

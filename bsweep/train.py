@@ -8,6 +8,7 @@ stopped anyway.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -91,8 +92,37 @@ def lr_factor(schedule: ScheduleConfig, step: int, steps: int) -> float:
     raise ValueError(f"unknown schedule {schedule.name!r}")
 
 
+def perf_flags(cfg: Config, device: torch.device, images: bool) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for this trial: `perf.amp` and `perf.channels_last`,
+    where "auto" means on for CUDA (tensor cores, NHWC convs) and off elsewhere (on this CPU bf16
+    autocast made these small convs no faster and moved the loss by ~1e-2; see README)."""
+    def flag(value: str, auto: bool) -> bool:
+        value = str(value).lower()
+        if value == "auto":
+            return auto
+        if value in ("on", "bf16", "true"):
+            return True
+        if value in ("off", "false", "none"):
+            return False
+        raise ValueError(f"perf setting {value!r}: use auto, on/bf16 or off")
+
+    cuda = device.type == "cuda"
+    return flag(cfg.perf.amp, cuda), flag(cfg.perf.channels_last, cuda) and images
+
+
+def autocast_context(device: torch.device, amp: bool):
+    """bf16 autocast around a forward pass when `amp`; nothing otherwise."""
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer:
-    # foreach: one kernel launch per parameter group rather than per tensor.
+    params = list(params)
+    on_cuda = bool(params) and params[0].is_cuda
+    impl = {"fused": True} if on_cuda else {"foreach": True}
+    # foreach: one kernel launch per parameter group rather than per tensor (fused=True, one
+    # kernel in all, exists for CUDA; torch takes foreach as the faster choice on CPU).
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -100,7 +130,7 @@ def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer
             momentum=cfg.momentum,
             nesterov=cfg.nesterov,
             weight_decay=cfg.weight_decay,
-            foreach=True,
+            **impl,
         )
     if cfg.name == "adam":
         return torch.optim.Adam(
@@ -109,7 +139,7 @@ def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer
             betas=(cfg.beta1, cfg.beta2),
             eps=cfg.eps,
             weight_decay=cfg.weight_decay,
-            foreach=True,
+            **impl,
         )
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
@@ -121,15 +151,30 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def prepare_model(cfg: Config, model: nn.Module, device: torch.device, images: bool) -> nn.Module:
+    """The model on `device`, in channels_last when `perf.channels_last` says so."""
+    model = model.to(device)
+    if perf_flags(cfg, device, images)[1]:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    return model
+
+
+def as_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: TensorData, batch_size: int, amp: bool = False, channels_last: bool = False) -> tuple[float, float]:
     """Test loss (mean cross-entropy) and test accuracy, with the model in eval mode."""
     model.eval()
     loss_sum = torch.zeros((), device=data.x_test.device)
     correct = torch.zeros((), device=data.x_test.device, dtype=torch.int64)
     for i in range(0, len(data.x_test), batch_size):
         x, y = data.x_test[i : i + batch_size], data.y_test[i : i + batch_size]
-        logits = model(x).float()
+        with autocast_context(x.device, amp):
+            logits = model(as_input(x, channels_last)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     model.train()
@@ -137,17 +182,19 @@ def evaluate(model: nn.Module, data: TensorData, batch_size: int) -> tuple[float
     return loss_sum.item() / n, correct.item() / n
 
 
-def _warm_up(cfg: Config, model: nn.Module, data: TensorData) -> None:
+def _warm_up(cfg: Config, model: nn.Module, data: TensorData, amp: bool, cl: bool) -> None:
     """A few untimed steps on copies, so the real model, optimizer and RNGs are untouched."""
     shadow = copy.deepcopy(model)
     opt = make_optimizer(cfg.optim, shadow.parameters(), cfg.lr)
-    x, y = data.x_train[: cfg.batch_size], data.y_train[: cfg.batch_size]
+    x, y = as_input(data.x_train[: cfg.batch_size], cl), data.y_train[: cfg.batch_size]
     for _ in range(WARMUP_STEPS):
-        loss = F.cross_entropy(shadow(x), y)
+        with autocast_context(x.device, amp):
+            logits = shadow(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    evaluate(shadow, data, cfg.study.eval.batch_size)
+    evaluate(shadow, data, cfg.study.eval.batch_size, amp, cl)
     synchronize(data.x_train.device)
 
 
@@ -158,8 +205,10 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
     Deterministic on CPU: the same config and data give the same measurements, seconds aside.
     """
     device = data.x_train.device
+    amp, cl = perf_flags(cfg, device, data.x_train.dim() == 4)
     torch.manual_seed(cfg.seed)  # initialization
-    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device)
+    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
+    model = prepare_model(cfg, model, device, data.x_train.dim() == 4)
     opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr)
     # Data order has its own generator on the data's device: shuffling stays device-side.
     order = torch.Generator(device=device)
@@ -169,7 +218,7 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
     steps_per_epoch = n // batch
     steps = total_steps(cfg.study.budget, n, batch)
     to_measure = measurement_steps(cfg.study.eval, batch, steps)
-    _warm_up(cfg, model, data)
+    _warm_up(cfg, model, data, amp, cl)
 
     result = TrialResult(status="complete", total_steps=steps)
     loss_sum = torch.zeros((), device=device)
@@ -177,10 +226,13 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
     seconds = 0.0
     step = 0
     lr = cfg.lr * lr_factor(cfg.schedule, 0, steps)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    x_train, y_train = data.x_train, data.y_train
 
     def measure() -> dict:
         nonlocal loss_sum, losses_since
-        test_loss, test_acc = evaluate(model, data, cfg.study.eval.batch_size)
+        test_loss, test_acc = evaluate(model, data, cfg.study.eval.batch_size, amp, cl)
         train_loss = loss_sum.item() / losses_since if losses_since else math.nan
         row = {
             "step": step,
@@ -207,10 +259,14 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
         perm = torch.randperm(n, generator=order, device=device)
         for i in range(min(steps_per_epoch, steps - step)):
             idx = perm[i * batch : (i + 1) * batch]
-            lr = cfg.lr * lr_factor(cfg.schedule, step, steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            new_lr = cfg.lr * lr_factor(cfg.schedule, step, steps)
+            if new_lr != lr:  # touch the param groups only when the schedule moves
+                lr = new_lr
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            with autocast_context(device, amp):
+                logits = model(as_input(x_train[idx], cl))
+            loss = F.cross_entropy(logits.float(), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
