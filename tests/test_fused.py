@@ -132,3 +132,44 @@ def test_split_is_even():
     assert fused.split(list(range(14)), 8) == [list(range(7)), list(range(7, 14))]
     assert [len(c) for c in fused.split(list(range(5)), 2)] == [2, 2, 1]
     assert fused.split([1], 4) == [[1]] and fused.split([], 4) == []
+
+
+def test_the_fused_launcher_sweeps_skips_finished_and_writes_each_member(results):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bsweep import records
+    from bsweep.analysis.load import load_trials
+    from bsweep.cli import app
+    from bsweep.plan import expand
+
+    args = [*TINY, f"results_dir={results}", "lr=0.05,0.1", "hydra/launcher=bsweep_fused"]
+    out = CliRunner().invoke(app, ["sweep", *args], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 8 and set(trials["status"]) == {"complete"}
+    planned = expand(args)
+    assert {p.trial_id for p in planned} == set(trials["trial_id"])  # the same ids as unfused
+    # every member's record holds the rows train_trial gives the same trial alone
+    p = next(p for p in planned if "lr=0.1" in p.overrides and "norm=group" in p.overrides)
+    tdir = records.trial_dir(study, p.trial_id)
+    env = json.loads((tdir / records.ENV_FILE).read_text())
+    assert env["fused_width"] >= 1 and p.trial_id in env["fused_with"]
+    got = records.read_measurements(tdir)
+    cfg = OmegaConf_to_object(p.config)
+    alone = train_trial(cfg, load_data(cfg.data)).measurements
+    assert list(got["step"]) == [r["step"] for r in alone]
+    for col in COLUMNS:
+        assert list(got[col]) == pytest.approx([r[col] for r in alone], rel=RTOL, nan_ok=True)
+    stamps = {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")}
+    again = CliRunner().invoke(app, ["sweep", *args], catch_exceptions=False)
+    assert again.exit_code == 0 and "8 already finished, 0 to run" in again.output
+    assert {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")} == stamps
+
+
+def OmegaConf_to_object(cfg):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)

@@ -1,0 +1,107 @@
+"""`hydra/launcher=bsweep_fused`: train a sweep's trials as fused groups (see bsweep.fused).
+
+The jobs of a sweep are grouped by `bsweep.fused.fusion_key` (everything equal but lr and seed);
+finished trials are skipped (`records.is_finished`); each group is trained by `train_fused` at a
+width chosen by measurement (`perf.fuse`), and every member is written as its own trial record,
+exactly as `bsweep.runner.run_trial_task` writes one. Groups run in this process, or in
+`hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), largest first.
+Jobs with `perf.fuse=off` go through Hydra's ordinary `run_job` and bsweep's task function.
+
+    bsweep sweep study=claims_quick hydra/launcher=bsweep_fused hydra.launcher.n_jobs=2
+"""
+
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BsweepFusedLauncherConf:
+    _target_: str = "hydra_plugins.bsweep_fused_launcher.bsweep_fused_launcher.BsweepFusedLauncher"
+    # Processes training groups at once; 1 = in this process; -1 = one per CPU core (each runs
+    # `threads` torch threads: 1 by default, the fastest per core for small CNNs).
+    n_jobs: int = 1
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="bsweep_fused", node=BsweepFusedLauncherConf, provider="bsweep"
+)
+
+
+class BsweepFusedLauncher(Launcher):
+    def __init__(self, n_jobs: int = 1) -> None:
+        self.n_jobs = n_jobs
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from ._core import Job, run_jobs
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("bsweep_fused: %d jobs", len(job_overrides))
+
+        jobs, plain = [], []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            task_cfg = OmegaConf.create(OmegaConf.to_container(sweep_config, resolve=False))
+            with open_dict(task_cfg):
+                del task_cfg["hydra"]
+            if str(task_cfg.perf.fuse).lower() == "off":
+                plain.append((i, list(overrides), sweep_config))
+            else:
+                jobs.append(Job(i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
+
+        returns: list[Optional[JobReturn]] = [None] * len(job_overrides)
+        for i, overrides, sweep_config in plain:
+            log.info("\t#%d : %s (not fused)", initial_job_idx + i, " ".join(filter_overrides(overrides)))
+            returns[i] = run_job(
+                hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
+                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+            )
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+        n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else len(os.sched_getaffinity(0))
+        for i, value in run_jobs(jobs, n_jobs).items():
+            ret = JobReturn(
+                overrides=jobs_overrides(jobs, i), cfg=OmegaConf.create(_job(jobs, i).config),
+                hydra_cfg=self.config, working_dir=os.getcwd(), task_name=self.config.hydra.job.name,
+            )
+            if isinstance(value, BaseException):
+                ret.status, ret.return_value = JobStatus.FAILED, value
+            else:
+                ret.status, ret.return_value = JobStatus.COMPLETED, value
+            returns[i] = ret
+        assert all(r is not None for r in returns)
+        return returns  # type: ignore[return-value]
+
+
+def _job(jobs: list, i: int) -> Any:
+    return next(j for j in jobs if j.index == i)
+
+
+def jobs_overrides(jobs: list, i: int) -> list[str]:
+    return _job(jobs, i).overrides
