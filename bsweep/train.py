@@ -182,18 +182,25 @@ def evaluate(model: nn.Module, data: TensorData, batch_size: int, amp: bool = Fa
     return loss_sum.item() / n, correct.item() / n
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               amp: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """One optimizer step on the batch (x, y); returns the loss, detached, on the device (no sync)."""
+    with autocast_context(x.device, amp):
+        logits = model(as_input(x, channels_last))
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def _warm_up(cfg: Config, model: nn.Module, data: TensorData, amp: bool, cl: bool) -> None:
     """A few untimed steps on copies, so the real model, optimizer and RNGs are untouched."""
     shadow = copy.deepcopy(model)
     opt = make_optimizer(cfg.optim, shadow.parameters(), cfg.lr)
-    x, y = as_input(data.x_train[: cfg.batch_size], cl), data.y_train[: cfg.batch_size]
+    x, y = data.x_train[: cfg.batch_size], data.y_train[: cfg.batch_size]
     for _ in range(WARMUP_STEPS):
-        with autocast_context(x.device, amp):
-            logits = shadow(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(shadow, opt, x, y, amp, cl)
     evaluate(shadow, data, cfg.study.eval.batch_size, amp, cl)
     synchronize(data.x_train.device)
 
@@ -264,13 +271,8 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
                 lr = new_lr
                 for group in opt.param_groups:
                     group["lr"] = lr
-            with autocast_context(device, amp):
-                logits = model(as_input(x_train[idx], cl))
-            loss = F.cross_entropy(logits.float(), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
+            loss = train_step(model, opt, x_train[idx], y_train[idx], amp, cl)
+            loss_sum += loss
             losses_since += 1
             step += 1
             if step != measure_at:
