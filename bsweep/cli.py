@@ -75,17 +75,56 @@ def sweep(overrides: Overrides = None) -> None:
     _report_outcome(outcome)
 
 
+def _first_line(text, width: int = 120) -> str:
+    line = str(text or "").strip().splitlines()
+    return line[0][:width] if line else ""
+
+
 def _report_outcome(outcome) -> None:
-    counts = outcome.counts
-    line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    """The sweep's summary: counts by state, who trained what, a table of every trial that did
+    not end as a result; exit 1 when any did not (or Hydra stopped)."""
+    from bsweep.launch import grid_points
     from bsweep.plan import study_dir
 
+    label = {"running": "running elsewhere"}
+    counts = outcome.counts
+    line = ", ".join(f"{n} {label.get(state, state)}" for state, n in sorted(counts.items()))
+    who = [f"{len(outcome.trained_here)} trained by this run",
+           f"{len(outcome.finished_before)} finished before"]
+    if outcome.ended_elsewhere:
+        who.append(f"{len(outcome.ended_elsewhere)} ended by another process")
     where = ", ".join(sorted({str(study_dir(p.config)) for p in outcome.planned}))
-    console.print(f"{len(outcome.planned)} trials: {line}. Results in {where}")
+    console.print(f"{len(outcome.planned)} trials: {line} ({'; '.join(who)}). Results in {where}",
+                  highlight=False)
+    if outcome.running_elsewhere:
+        owners = sorted({f"{outcome.status[t].get('host')} pid {outcome.status[t].get('pid')}"
+                         for t in outcome.running_elsewhere})
+        console.print(
+            f"note: {len(outcome.running_elsewhere)} trial(s) are being trained by another process "
+            f"({', '.join(owners)}); they were not started twice. `bsweep status {where}` shows "
+            f"when they end.", highlight=False)
+    failures = outcome.failures
+    points = grid_points(outcome.planned)
+    if failures:
+        table = Table(title=f"{len(failures)} trial(s) did not finish")
+        for col in ("trial", "point", "state", "error"):
+            table.add_column(col, overflow="fold")
+        for p in failures:
+            state = outcome.states[p.trial_id]
+            error = outcome.status.get(p.trial_id, {}).get("error")
+            if state == "interrupted":
+                error = error or "its process died while training (killed, or the machine went down)"
+            elif state == "damaged":
+                error = error or "its record cannot be read"
+            table.add_row(p.trial_id, points[p.trial_id], state, _first_line(error))
+        console.print(table)
+        console.print(
+            "Tracebacks: <study>/trials/<trial>/traceback.txt. Running the same command again "
+            "redoes these trials and keeps the finished ones.", highlight=False)
     if not outcome.ok:
         if outcome.hydra_exit:
             _fail(f"Hydra stopped with exit code {outcome.hydra_exit} (its message is above)", 1)
-        _fail("some trials did not finish; `bsweep status` lists them with their errors", 1)
+        _fail(f"{len(failures)} trial(s) did not finish (table above); `bsweep status` lists them", 1)
 
 
 @app.command(context_settings=HYDRA_ARGS)
@@ -105,9 +144,29 @@ def plan(overrides: Overrides = None) -> None:
     console.print(f"{finished} finished, {len(planned) - finished} to run")
 
 
+def _live_states(study: Path, trials):
+    """load_trials' status, with `running` split into running (a live owner) and interrupted
+    (its process is gone), as the next sweep will see them."""
+    from bsweep import records
+
+    trials = trials.copy()
+    running = trials["status"] == "running"
+    trials.loc[running, "status"] = [
+        records.trial_state(records.trial_dir(study, t)) for t in trials.loc[running, "trial_id"]]
+    return trials
+
+
+# States a sweep redoes.
+_REDO = ("failed", "oom", "damaged", "interrupted", "new")
+
+
 @app.command()
 def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) -> None:
-    """Counts and a table of trials by status (every study under --results-dir when no STUDY)."""
+    """Counts and a table of trials by status (every study under --results-dir when no STUDY).
+    `interrupted`: its process died mid-trial; `damaged`: its record cannot be read. A re-run
+    of the sweep redoes both, and failed and oom trials."""
+    import pandas as pd
+
     from bsweep.analysis.load import load_trials
 
     if study is None:
@@ -118,23 +177,30 @@ def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) ->
         for col in ("study", "trials", "by status"):
             table.add_column(col)
         for s in studies:
-            trials = load_trials(s)
+            trials = _live_states(s, load_trials(s))
             counts = trials["status"].value_counts()
             table.add_row(s.name, str(len(trials)), ", ".join(f"{n} {k}" for k, n in counts.items()))
         console.print(table)
         return
     if not (study / "trials").is_dir():
         _fail(f"{study} is not a study folder (it has no trials/); try `bsweep status`")
-    trials = load_trials(study).sort_values(["norm", "batch_size", "lr", "seed"], na_position="last")
+    trials = _live_states(study, load_trials(study)).sort_values(
+        ["norm", "batch_size", "lr", "seed"], na_position="last")
     counts = trials["status"].value_counts()
-    console.print(f"{study}: {len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    console.print(f"{study}: {len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+                  highlight=False)
     table = Table()
     for col in ("trial", "status", "data", "norm", "batch_size", "lr", "seed", "error"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for _, r in trials.iterrows():
-        table.add_row(*(str(r[c]) if r[c] is not None else "" for c in
-                        ("trial_id", "status", "data", "norm", "batch_size", "lr", "seed", "error")))
+        cells = ["" if pd.isna(r[c]) else str(r[c]) for c in
+                 ("trial_id", "status", "data", "norm", "batch_size", "lr", "seed")]
+        table.add_row(*cells, "" if pd.isna(r["error"]) else _first_line(r["error"]))
     console.print(table)
+    redo = int(trials["status"].isin(_REDO).sum())
+    if redo:
+        console.print(f"{redo} trial(s) not finished: the next `bsweep sweep` of this study redoes "
+                      f"them (tracebacks in trials/<trial>/traceback.txt)", highlight=False)
 
 
 @app.command()

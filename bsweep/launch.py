@@ -1,16 +1,19 @@
 """Plan, validate, then hand the user's overrides to Hydra's own entry, and watch the study folder.
 
-Progress is read from the trial records on disk, not from the jobs, so the bar is right for any
-launcher: in-process, joblib processes or cluster jobs that share the filesystem.
+Progress is read from the trial records on disk, not from the jobs, so the bar, the failure lines
+and the final summary are right for any launcher (in-process, joblib processes, submitit jobs on
+a cluster that shares the filesystem) and when another sweep works on the same study at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -18,13 +21,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bsweep import records
-from bsweep.plan import PlannedTrial, expand, single, study_dir
-from bsweep.validate import check_all
+from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
+from bsweep.plan import PlannedTrial, compose_config, expand, single, split_overrides, study_dir
+from bsweep.validate import ConfigError, check_all, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
 # rarely enough to cost nothing beside training.
 POLL_SECONDS = 0.5
 ENDED = ("complete", "diverged", "failed", "oom")
+FAILED = ("failed", "oom")
+# At most this many failures are printed as they happen; the summary table lists them all.
+MAX_FAILURE_LINES = 10
 
 
 @dataclass
@@ -32,20 +39,66 @@ class SweepOutcome:
     planned: list[PlannedTrial]
     states: dict[str, str]  # trial_id -> state after the run
     hydra_exit: int  # Hydra's exit code (non-zero: Hydra itself reported an error)
+    before: dict[str, str] = field(default_factory=dict)  # trial_id -> state before the run
+    status: dict[str, dict] = field(default_factory=dict)  # trial_id -> its status record
+    sweep_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # plan-time warnings (threads, cores)
 
     @property
     def counts(self) -> Counter:
         return Counter(self.states.values())
 
+    def _by_this_sweep(self, tid: str) -> bool:
+        return self.sweep_id is not None and self.status.get(tid, {}).get("sweep") == self.sweep_id
+
+    @property
+    def trained_here(self) -> list[str]:
+        """Trials this sweep trained (whatever their end)."""
+        return [t for t, s in self.states.items() if s in ENDED and self._by_this_sweep(t)]
+
+    @property
+    def finished_before(self) -> list[str]:
+        return [t for t, s in self.before.items() if s in records.FINISHED]
+
+    @property
+    def ended_elsewhere(self) -> list[str]:
+        """Trials another process (another sweep) ended while this sweep ran."""
+        return [t for t, s in self.states.items() if s in ENDED and t not in self.finished_before
+                and not self._by_this_sweep(t)]
+
+    @property
+    def running_elsewhere(self) -> list[str]:
+        return [t for t, s in self.states.items() if s == "running"]
+
+    @property
+    def failures(self) -> list[PlannedTrial]:
+        """Planned trials that did not end as a result: failed, oom, damaged, interrupted, new."""
+        return [p for p in self.planned
+                if self.states[p.trial_id] not in (*records.FINISHED, "running")]
+
     @property
     def ok(self) -> bool:
-        bad = self.counts["failed"] + self.counts["oom"] + self.counts["damaged"] + self.counts["new"] + self.counts["running"]
-        return self.hydra_exit == 0 and bad == 0
+        return self.hydra_exit == 0 and not self.failures
+
+
+def _as_config_error(fn, *args):
+    """Run fn; turn Hydra's and OmegaConf's composition errors into one clear ConfigError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(explain(e)) from None
+    except ValueError as e:  # plan's "only discrete sweeps" and friends
+        raise ConfigError(str(e)) from None
 
 
 def plan_and_check(overrides: list[str]) -> list[PlannedTrial]:
-    """Expand the grid and validate every trial (raises ConfigError / Hydra errors)."""
-    planned = expand(overrides)
+    """Expand the grid and validate every trial (raises ConfigError)."""
+    planned = _as_config_error(expand, overrides)
     check_all([OmegaConf.to_object(p.config) for p in planned])
     return planned
 
@@ -69,89 +122,211 @@ def write_study_file(planned: list[PlannedTrial], overrides: list[str]) -> None:
         )
 
 
+def _tdir(p: PlannedTrial) -> Path:
+    return records.trial_dir(study_dir(p.config), p.trial_id)
+
+
 def trial_states(planned: list[PlannedTrial]) -> dict[str, str]:
-    return {
-        p.trial_id: records.trial_state(records.trial_dir(study_dir(p.config), p.trial_id))
-        for p in planned
-    }
+    return {p.trial_id: records.trial_state(_tdir(p)) for p in planned}
 
 
-def call_hydra(argv: list[str]) -> int:
-    """Run bsweep's @hydra.main entry with `argv` as its command line; return its exit code."""
+def _status_or_empty(p: PlannedTrial) -> dict:
+    try:
+        return records.read_status(_tdir(p)) or {}
+    except records.DamagedRecord:
+        return {}
+
+
+def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run bsweep's @hydra.main entry with `argv` as its command line (and `env` added to the
+    environment its jobs inherit); return its exit code."""
     from bsweep.app import main as hydra_main
 
-    saved = sys.argv
+    saved_argv, saved_env = sys.argv, {k: os.environ.get(k) for k in env or {}}
     sys.argv = ["bsweep", *argv]
+    os.environ.update(env or {})
     try:
         hydra_main()
         return 0
     except SystemExit as e:  # Hydra reports its own errors, then exits
         return e.code if isinstance(e.code, int) else 1
     finally:
-        sys.argv = saved
+        sys.argv = saved_argv
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def grid_points(planned: list[PlannedTrial]) -> dict[str, str]:
+    """trial_id -> its point in the grid: the overrides that differ between the plan's trials
+    (all of them for a one-trial plan)."""
+    common = set.intersection(*(set(p.overrides) for p in planned)) if len(planned) > 1 else set()
+    return {p.trial_id: " ".join(o for o in p.overrides if o not in common) for p in planned}
+
+
+def describe(p: PlannedTrial, point: str | None = None) -> str:
+    """A trial as the user swept it: its id and its grid point."""
+    point = " ".join(p.overrides) if point is None else point
+    return f"{p.trial_id} ({point or 'default point'})"
 
 
 class _Watcher(threading.Thread):
-    """Counts ended trials of the plan on disk; draws a bar in a terminal, plain lines elsewhere."""
+    """Reads the plan's records on disk every POLL_SECONDS: draws a bar in a terminal (plain
+    lines elsewhere) and prints each failure the moment its record says so."""
 
-    def __init__(self, planned: list[PlannedTrial], console: Console) -> None:
+    def __init__(self, planned: list[PlannedTrial], console: Console, since: float) -> None:
         super().__init__(daemon=True)
-        self.planned, self.console = planned, console
+        self.planned, self.console, self.since = planned, console, since
         self.stop = threading.Event()
         self.start_time = time.monotonic()
+        self._cache: dict[str, tuple[tuple, str]] = {}  # trial_id -> (status file stamp, state)
+        self.reported: set[str] = set()
+        self.points = grid_points(planned)
 
-    def _done(self) -> int:
-        return sum(s in ENDED for s in trial_states(self.planned).values())
+    def _state(self, p: PlannedTrial) -> str:
+        """trial_state, re-read only when status.json changed (a finished study of hundreds of
+        trials would otherwise re-read every parquet file twice a second)."""
+        path = _tdir(p) / records.STATUS_FILE
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = ()
+        cached = self._cache.get(p.trial_id)
+        if cached and cached[0] == stamp and cached[1] not in ("running", "interrupted"):
+            return cached[1]
+        state = records.trial_state(_tdir(p))
+        self._cache[p.trial_id] = (stamp, state)
+        return state
+
+    def _poll(self, say) -> int:
+        done = 0
+        for p in self.planned:
+            state = self._state(p)
+            done += state in ENDED
+            if state in FAILED and p.trial_id not in self.reported:
+                record = _status_or_empty(p)
+                if record.get("time", 0) >= self.since:  # this run's failure, not an old one
+                    self.reported.add(p.trial_id)
+                    if len(self.reported) <= MAX_FAILURE_LINES:
+                        error = str(record.get("error", "")).splitlines()[0][:200] if record.get("error") else ""
+                        say(f"[red]{state}[/]: trial {describe(p, self.points[p.trial_id])}: {error}")
+                    elif len(self.reported) == MAX_FAILURE_LINES + 1:
+                        say("[red]more failures[/]: the summary at the end lists them all")
+        return done
 
     def run(self) -> None:
-        total, done0 = len(self.planned), self._done()
+        total = len(self.planned)
         if self.console.is_terminal:
             columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        TextColumn("ETA"), TimeRemainingColumn())
             with Progress(*columns, console=self.console, transient=False) as bar:
-                task = bar.add_task("trials", total=total, completed=done0)
+                say = lambda m: bar.console.print(m, highlight=False)  # noqa: E731
+                task = bar.add_task("trials", total=total, completed=self._poll(say))
                 while not self.stop.wait(POLL_SECONDS):
-                    bar.update(task, completed=self._done())
-                bar.update(task, completed=self._done())
+                    bar.update(task, completed=self._poll(say))
+                bar.update(task, completed=self._poll(say))
             return
-        last = done0
+        say = lambda m: self.console.print(m, highlight=False)  # noqa: E731
+        done0 = last = self._poll(say)
         while not self.stop.wait(POLL_SECONDS):
-            done = self._done()
+            done = self._poll(say)
             if done != last:
                 elapsed = time.monotonic() - self.start_time
                 rate = (done - done0) / elapsed if elapsed > 0 else 0.0
                 eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "?"
                 self.console.print(f"progress: {done}/{total} trials ended, {elapsed:.0f} s elapsed, ETA {eta}")
                 last = done
+        self._poll(say)
+
+
+def placement_notes(overrides: list[str], planned: list[PlannedTrial], n_to_run: int) -> tuple[int, list[str]]:
+    """(trials at once on this machine, warnings about cores) for the launcher the overrides pick."""
+    hydra_o, plain, _ = split_overrides(overrides)
+    launcher = OmegaConf.to_container(
+        _as_config_error(compose_config, hydra_o + plain, True).hydra.launcher, resolve=False)
+    n_cores = cores()
+    jobs = launcher_jobs(launcher, n_cores, max(1, n_to_run))
+    notes = []
+    if jobs > n_cores:
+        notes.append(f"{jobs} trials at once on {n_cores} CPU cores: they will share cores, so "
+                     f"measured seconds grow (steps and accuracy do not)")
+    asked = {p.config.threads for p in planned}
+    for t in sorted(asked, key=lambda x: -1 if x is None else x):
+        got = threads_for(t, jobs, n_cores)
+        if t is None or got < t:
+            notes.append(f"threads={t if t is not None else 'null'} with {jobs} trial(s) at once on "
+                         f"{n_cores} cores: each trial runs {got} torch thread(s)")
+    return jobs, notes
+
+
+def _settle(planned: list[PlannedTrial], states: dict[str, str]) -> dict[str, str]:
+    """Re-read trials that look new or interrupted for a moment: another sweep may have claimed
+    one and not yet written its `running` status."""
+    for _ in range(4):
+        odd = [p for p in planned if states[p.trial_id] in ("new", "interrupted")]
+        if not odd:
+            break
+        time.sleep(0.5)
+        for p in odd:
+            states[p.trial_id] = records.trial_state(_tdir(p))
+    return states
+
+
+def _ours_ended(states: dict[str, str], status: dict[str, dict], sweep_id: str) -> dict[str, str]:
+    """After Hydra returned, none of this sweep's jobs trains any more: a trial still `running`
+    for this sweep (a job that crashed past the runner, a reused worker process still alive) was
+    interrupted, not running elsewhere."""
+    return {t: "interrupted" if s == "running" and status[t].get("sweep") == sweep_id else s
+            for t, s in states.items()}
 
 
 def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutcome:
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
     planned = plan_and_check(overrides)
-    before = Counter(trial_states(planned).values())
+    before = trial_states(planned)
+    counts = Counter(before.values())
+    finished = counts["complete"] + counts["diverged"]
+    jobs, notes = placement_notes(overrides, planned, len(planned) - finished)
+    redo = {s: n for s, n in counts.items() if s in ("failed", "oom", "damaged", "interrupted")}
     console.print(
         f"study {planned[0].config.study.name}: {len(planned)} trials, "
-        f"{before['complete'] + before['diverged']} already finished, "
-        f"{len(planned) - before['complete'] - before['diverged']} to run"
+        f"{finished} already finished, {len(planned) - finished} to run"
+        + (f" ({', '.join(f'{n} {s}' for s, n in sorted(redo.items()))} to redo)" if redo else "")
+        + (f", {jobs} at a time" if jobs > 1 else ""),
+        highlight=False,
     )
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
     write_study_file(planned, overrides)
-    watcher = _Watcher(planned, console)
+    sweep_id = uuid.uuid4().hex[:12]
+    since = time.time()
+    watcher = _Watcher(planned, console, since)
     watcher.start()
     try:
-        code = call_hydra(["-m", *overrides])
+        code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs)})
     finally:
         watcher.stop.set()
         watcher.join()
-    return SweepOutcome(planned, trial_states(planned), code)
+    states = _settle(planned, trial_states(planned))
+    status = {p.trial_id: _status_or_empty(p) for p in planned}
+    return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
+                        sweep_id, notes)
 
 
 def run_one(overrides: list[str]) -> SweepOutcome:
     """`bsweep run`: one trial at the configured point (no grid)."""
-    planned = [single(overrides)]
+    planned = [_as_config_error(single, overrides)]
     check_all([OmegaConf.to_object(planned[0].config)])
-    code = call_hydra(overrides)
-    return SweepOutcome(planned, trial_states(planned), code)
+    before = trial_states(planned)
+    sweep_id = uuid.uuid4().hex[:12]
+    code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})
+    states = trial_states(planned)
+    status = {p.trial_id: _status_or_empty(p) for p in planned}
+    return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status, sweep_id)
 
 
 def study_dirs_of(planned: list[PlannedTrial]) -> list[Path]:

@@ -5,18 +5,40 @@
     results/<study>/trials/<trial_id>/env.json       torch version, device, threads, host
     results/<study>/trials/<trial_id>/measurements.parquet
     results/<study>/trials/<trial_id>/status.json    running | complete | diverged | failed | oom
+    results/<study>/trials/<trial_id>/traceback.txt  the traceback of a failed / oom trial
+    results/<study>/trials/<trial_id>/claims.jsonl   one line per time a process took the trial
+    results/<study>/trials/<trial_id>/.lock          the claim (see below); never deleted
 
 Every file is written to a temporary name in the same folder and renamed over the real one, so a
 crash leaves either the old file or the new one, never half of one. `status.json` is written last:
 a trial counts as finished only when its status says so *and* its measurements read back.
+
+Claims: one process trains a trial at a time. A process *claims* a trial by taking an exclusive
+`fcntl.flock` on the trial's `.lock` file and holds it while it trains. The kernel drops the lock
+when the process dies, however it dies (`kill -9` included), so a claim is never stale on one
+host; on NFS (v4, or v3 with lockd) Linux maps flock onto POSIX locks that the server drops when
+the client's lease expires. Where the filesystem has no working locks (flock fails with ENOLCK /
+EOPNOTSUPP, e.g. Lustre mounted without `-o flock`), or when `BSWEEP_LOCK=file`, the claim is an
+`O_CREAT|O_EXCL` file `.claim` holding pid, host and a heartbeat (its mtime, touched every
+HEARTBEAT_SECONDS); such a claim is taken over when its pid is dead (same host) or its heartbeat
+is older than STALE_SECONDS.
+
+A `running` status carries the owner's pid, host and a heartbeat time as well, so readers
+(`bsweep status`, the progress watcher) tell a trial being trained (`running`) from one whose
+process died (`interrupted`) without touching any lock.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import socket
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +54,21 @@ CONFIG_FILE = "config.yaml"
 ENV_FILE = "env.json"
 STATUS_FILE = "status.json"
 MEASUREMENTS_FILE = "measurements.parquet"
+TRACEBACK_FILE = "traceback.txt"
+CLAIMS_FILE = "claims.jsonl"
+LOCK_FILE = ".lock"
+CLAIM_FILE = ".claim"
+
+# A trial's owner rewrites its heartbeat this often, in seconds: rare enough to cost nothing,
+# often enough that a dead owner on another host is noticed within minutes.
+HEARTBEAT_SECONDS = 30.0
+# A heartbeat older than this (5 missed beats) means the owner is gone (other hosts; and the
+# claim-file fallback). Generous, because a loaded NFS server can delay a rename by seconds.
+STALE_SECONDS = 150.0
+# The sweep a process works for (set by `bsweep sweep` for its jobs), recorded in each status.
+SWEEP_ENV = "BSWEEP_SWEEP_ID"
+LOCK_ENV = "BSWEEP_LOCK"  # "flock" (default) or "file": the claim-file fallback
+HOST = socket.gethostname()
 
 
 class DamagedRecord(Exception):
@@ -132,13 +169,183 @@ def is_finished(tdir: Path) -> bool:
 
 
 def trial_state(tdir: Path) -> str:
-    """One word for a trial folder: its status, `damaged`, or `new` when it has no status yet."""
+    """One word for a trial folder: its status, `damaged`, `new` when it has no status yet, or
+    `interrupted` when it says `running` but its owner is gone (see `owner_alive`)."""
     try:
         status = read_status(tdir)
         if status is None:
             return "new"
         if status["status"] in FINISHED:
             read_measurements(tdir)
+        if status["status"] == "running" and not owner_alive(status):
+            return "interrupted"
         return status["status"]
     except DamagedRecord:
         return "damaged"
+
+
+# --- owners and claims -------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def owner_alive(record: dict, now: float | None = None) -> bool:
+    """Whether the process named in a `running` status (or a claim) still works on the trial:
+    on this host, its pid is alive; elsewhere (or without a pid), its heartbeat is fresh."""
+    now = time.time() if now is None else now
+    pid, host = record.get("pid"), record.get("host")
+    if host == HOST and isinstance(pid, int):
+        return pid_alive(pid)
+    beat = record.get("heartbeat", record.get("time"))
+    return isinstance(beat, (int, float)) and now - beat < STALE_SECONDS
+
+
+def owner() -> dict:
+    """Who this process is, for status records and claims."""
+    return {"pid": os.getpid(), "host": HOST, "sweep": os.environ.get(SWEEP_ENV)}
+
+
+def _lock_mode() -> str:
+    mode = os.environ.get(LOCK_ENV, "flock")
+    if mode not in ("flock", "file"):
+        raise ValueError(f"{LOCK_ENV}={mode!r}: choose flock or file")
+    return mode
+
+
+# errno values meaning "this filesystem does not do locks": fall back to claim files.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+
+
+class Claim:
+    """This process's exclusive right to train one trial, until `release()` (or death)."""
+
+    def __init__(self, tdir: Path, mode: str, fd: int | None, token: str) -> None:
+        self.tdir, self.mode, self._fd, self.token = Path(tdir), mode, fd, token
+
+    def beat(self) -> None:
+        """Refresh the claim's heartbeat (the claim file's mtime; flock needs none)."""
+        if self.mode == "file":
+            try:
+                os.utime(self.tdir / CLAIM_FILE)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        if self.mode == "flock" and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+        elif self.mode == "file":
+            path = self.tdir / CLAIM_FILE
+            try:  # only our own claim: after a takeover the file is someone else's
+                if json.loads(path.read_text()).get("token") == self.token:
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
+        self._fd = None
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def claim(tdir: Path) -> Claim | None:
+    """Claim the trial in `tdir` for this process, or None when a live process holds it."""
+    tdir = Path(tdir)
+    tdir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    if _lock_mode() == "flock":
+        fd = os.open(tdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in _NO_LOCKS:
+                raise
+        else:
+            return Claim(tdir, "flock", fd, token)
+    return _claim_file(tdir, token)
+
+
+def _claim_file(tdir: Path, token: str, retry: bool = True) -> Claim | None:
+    path = tdir / CLAIM_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            held = json.loads(path.read_text())
+            held["heartbeat"] = path.stat().st_mtime
+        except (OSError, ValueError):  # half-written by an owner that died at once, or gone
+            held = {"heartbeat": _mtime(path)}
+        if owner_alive(held) or not retry:
+            return None
+        # Stale: move it aside (one renamer wins; the others find it gone) and try once more.
+        aside = tdir / f"{CLAIM_FILE}.stale.{token}"
+        try:
+            os.rename(path, aside)
+            aside.unlink()
+        except OSError:
+            return None
+        return _claim_file(tdir, token, retry=False)
+    with os.fdopen(fd, "w") as f:
+        json.dump({**owner(), "token": token, "time": time.time()}, f)
+    return Claim(tdir, "file", None, token)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+class Heartbeat(threading.Thread):
+    """Calls `beat()` every HEARTBEAT_SECONDS until `stop()`; `stop()` returns only after the last
+    beat has finished, so nothing it writes can land after the caller's final status."""
+
+    def __init__(self, beat, interval: float = HEARTBEAT_SECONDS) -> None:
+        super().__init__(daemon=True, name="bsweep-heartbeat")
+        self._beat, self._interval = beat, interval
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self._interval):
+            try:
+                self._beat()
+            except OSError:  # a full disk or a flaky NFS mount must not kill the trial
+                pass
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join()
+
+
+def append_claim_log(tdir: Path, **fields: Any) -> None:
+    """One JSON line per claim: who trained the trial when (a history, not a contract)."""
+    with open(Path(tdir) / CLAIMS_FILE, "a") as f:
+        f.write(json.dumps({**owner(), "time": time.time(), **fields}) + "\n")
+
+
+def clear_for_rerun(tdir: Path) -> None:
+    """Remove what an earlier attempt left (its measurements, traceback, temporary files), so
+    a redone trial's folder holds one attempt only. Only under a claim."""
+    tdir = Path(tdir)
+    for name in (MEASUREMENTS_FILE, TRACEBACK_FILE):
+        (tdir / name).unlink(missing_ok=True)
+    for tmp in tdir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)

@@ -6,7 +6,11 @@ checks values and combinations the schema cannot express. No torch import: it ru
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tempfile
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from bsweep.config import (
@@ -22,6 +26,25 @@ from bsweep.config import (
 
 class ConfigError(ValueError):
     """A user mistake in the configuration; the message says what is wrong and what is allowed."""
+
+
+# The files each torchvision set needs under data.root, as torchvision (MNIST, FashionMNIST) and
+# bsweep's own CIFAR reader (data._cifar10) look for them. Checked at plan time, without loading,
+# so a missing set stops the sweep before the first trial rather than failing every trial.
+_MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DATA_FILES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(f"MNIST/raw/{f}" for f in _MNIST_RAW),
+    "fashion_mnist": tuple(f"FashionMNIST/raw/{f}" for f in _MNIST_RAW),
+    "cifar10": tuple(f"cifar-10-batches-py/{f}" for f in
+                     ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                      "data_batch_5", "test_batch")),
+}
+
+
+def missing_data_files(name: str, root: str) -> list[str]:
+    """The files of dataset `name` that are missing under `root` (empty for generated sets)."""
+    return [f for f in DATA_FILES.get(name, ()) if not (Path(root) / f).is_file()]
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> list[str]:
@@ -79,14 +102,30 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"schedule.warmup_fraction={cfg.schedule.warmup_fraction} must be in [0, 1)")
     if cfg.threads is not None and cfg.threads < 1:
         out.append(f"threads={cfg.threads} must be >= 1 (or null for torch's default)")
+    if cfg.data.name in DATA_FILES and not cfg.data.download:
+        missing = missing_data_files(cfg.data.name, cfg.data.root)
+        if missing:
+            out.append(
+                f"data={cfg.data.name}: {len(missing)} of its files are missing under "
+                f"data.root={cfg.data.root!r} (first: {missing[0]}); put the files there, point "
+                f"data.root=... at them, or set data.download=true"
+            )
     return out
 
 
 def _writable(path: Path) -> bool:
-    """Whether `path` (which may not exist yet) could be created and written."""
-    for parent in (path, *path.parents):
+    """Whether `path` (which may not exist yet) could be created and written: its nearest
+    existing ancestor is a folder where a file can really be created (a probe file, removed at
+    once; permission bits alone are wrong for root, read-only mounts and ACLs)."""
+    for parent in (path, *path.absolute().parents):
         if parent.exists():
-            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+            if not parent.is_dir():
+                return False
+            try:
+                with tempfile.TemporaryFile(dir=parent, prefix=".bsweep-probe-"):
+                    return True
+            except OSError:
+                return False
     return False
 
 
@@ -102,3 +141,68 @@ def check_all(configs: list[Config]) -> None:
             found.append(f"results_dir={results_dir!r} cannot be written; choose a writable folder")
     if found:
         raise ConfigError("\n".join(found))
+
+
+# --- Hydra's and OmegaConf's errors, told plainly ----------------------------------------------
+
+
+def _schema_keys(dotted: str) -> list[str] | None:
+    """The keys the schema allows next to the (dotted) key `dotted`, or None if unknown."""
+    from bsweep.config import Config
+
+    node = Config
+    for part in dotted.split(".")[:-1]:
+        match = [f for f in fields(node) if f.name == part]
+        if not match:
+            return None
+        node = match[0].default_factory if match[0].default_factory is not None else None  # type: ignore[misc]
+        if node is None or not is_dataclass(node):
+            return None
+    return [f.name for f in fields(node)]
+
+
+def explain(e: BaseException) -> str:
+    """One clear message for an error Hydra or OmegaConf raised while composing a config: what
+    is wrong and what is allowed, without Hydra's search path or a traceback."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    text = str(e).strip()
+    if isinstance(e, MissingConfigException):
+        m = re.search(r"Could not find '(.+)/([^'/]+)'", text)
+        options = e.options or re.findall(r"^\t(\S+)$", text, re.M)
+        if m:
+            group, value = m.groups()
+            if group == "hydra/launcher":
+                hint = " (the joblib and submitit launchers come with bsweep; others need their plugin)"
+            else:
+                hint = ""
+            return f"{group}={value} is not a known {group}; choose one of: {', '.join(options)}{hint}"
+        return text.split("\nConfig search path")[0]
+    if isinstance(e, OverrideParseException):
+        detail = " ".join(text.splitlines()[1:2]).strip()
+        return (
+            f"{text.splitlines()[0]}: {detail}. A value is key=value; a sweep is key=a,b,c "
+            f"(no empty items), range(start,stop[,step]) or choice(a,b)"
+        )
+    cause = e.__cause__
+    override = re.search(r"override (\S+)", text)
+    if cause is not None:
+        ctext = str(cause).strip()
+        first = ctext.splitlines()[0]
+        key = re.search(r"full_key: (\S+)", ctext)
+        if type(cause).__name__ in ("ConfigAttributeError", "ConfigKeyError") and key:
+            allowed = _schema_keys(key.group(1))
+            leaf = key.group(1).split(".")[-1]
+            if allowed:
+                close = difflib.get_close_matches(leaf, allowed, n=1)
+                guess = f" (did you mean {'.'.join([*key.group(1).split('.')[:-1], close[0]])}?)" if close else ""
+                return f"{key.group(1)} is not a config key{guess}; keys there: {', '.join(allowed)}"
+            return f"{key.group(1)} is not a config key"
+        where = f"{override.group(1)}: " if override else ""
+        conv = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", first)
+        if conv and key:
+            kind = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false"}
+            return (f"{where}{conv.group(1)!r} is not {kind.get(conv.group(2), conv.group(2))}; "
+                    f"{key.group(1)} takes {kind.get(conv.group(2), conv.group(2))}")
+        return f"{where}{first}" + (f" (key {key.group(1)})" if key else "")
+    return text.split("\nConfig search path")[0]

@@ -1,0 +1,226 @@
+"""Sweeps that survive: `kill -9` at any moment and resume, two sweeps of one study at once,
+damaged records, interrupted trials. Real subprocesses, real signals, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bsweep import records
+from bsweep.analysis.load import load_trials
+from bsweep.cli import app
+from tests.conftest import TINY
+
+runner = CliRunner()
+# 8 trials of about a second each on one CPU thread: long enough to kill one mid-way.
+LONGER = [*TINY, "study.budget.epochs=20", "seed=0,1"]
+
+
+def sweep_process(results: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bsweep", "sweep", *LONGER, f"results_dir={results}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def statuses(study: Path) -> dict[str, str]:
+    out = {}
+    for tdir in sorted(records.trials_dir(study).glob("*")):
+        try:
+            status = records.read_status(tdir)
+        except records.DamagedRecord:
+            continue
+        if status is not None:
+            out[tdir.name] = status["status"]
+    return out
+
+
+def claims(study: Path, tid: str) -> list[dict]:
+    path = records.trial_dir(study, tid) / records.CLAIMS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_trial_resumes_without_redoing_finished_trials(results):
+    study = results / "smoke"
+    proc = sweep_process(results)
+    deadline = time.monotonic() + 240
+    try:
+        while True:  # kill once two trials are complete and a third is training
+            s = list(statuses(study).values()) if study.exists() else []
+            if s.count("complete") >= 2 and "running" in s:
+                break
+            assert proc.poll() is None, f"the sweep ended before it could be killed:\n{proc.stdout.read()}"
+            assert time.monotonic() < deadline, "no trial completed in time"
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed = {t: records.trial_state(records.trial_dir(study, t)) for t in statuses(study)}
+    done = sorted(t for t, s in killed.items() if s == "complete")
+    interrupted = sorted(t for t, s in killed.items() if s == "interrupted")
+    assert len(done) >= 2 and len(interrupted) == 1, killed  # dead owner: not "running"
+    assert "running" not in killed.values()
+    stamps = {t: (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns for t in done}
+
+    status = runner.invoke(app, ["status", str(study)])
+    assert "1 interrupted" in status.output, status.output
+
+    again = runner.invoke(app, ["sweep", *LONGER, f"results_dir={results}"])
+    assert again.exit_code == 0, again.output
+    assert f"{len(done)} already finished, {8 - len(done)} to run (1 interrupted to redo)" in again.output
+    trials = load_trials(study)
+    assert len(trials) == 8 and set(trials["status"]) == {"complete"}
+    for t in done:  # finished trials were not redone
+        assert (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamps[t]
+        assert len(claims(study, t)) == 1
+    assert [c["previous"] for c in claims(study, interrupted[0])] == ["new", "interrupted"]
+    for tdir in records.trials_dir(study).iterdir():  # one record per trial, nothing half-written
+        assert not list(tdir.glob(".*.tmp")), list(tdir.iterdir())
+        assert records.is_finished(tdir)
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_one_study_at_once_train_each_trial_once(results):
+    a, b = sweep_process(results), sweep_process(results)
+    out_a, _ = a.communicate(timeout=300)
+    out_b, _ = b.communicate(timeout=300)
+    assert a.returncode == 0, out_a
+    assert b.returncode == 0, out_b
+    study = results / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 8 and set(trials["status"]) == {"complete"}
+    sweeps = []
+    for tid in trials["trial_id"]:
+        lines = claims(study, tid)
+        assert len(lines) == 1, (tid, lines)  # trained exactly once
+        sweeps.append(lines[0]["sweep"])
+    by_sweep = pd.Series(sweeps).value_counts()
+    assert len(by_sweep) == 2, f"the two sweeps did not overlap:\n{out_a}\n{out_b}"
+    # Each summary is right: what it trained, what the other ended or still trains.
+    trained = []
+    for out in (out_a, out_b):
+        summary = next(line for line in out.splitlines() if line.startswith("8 trials:"))
+        n = int(summary.split("(")[1].split(" trained by this run")[0])
+        trained.append(n)
+        assert "0 finished before" in summary
+        counts = summary.split(":")[1].split("(")[0]
+        assert "failed" not in counts and "interrupted" not in counts
+    assert sorted(trained) == sorted(by_sweep.tolist())
+    assert "skipped" in out_a + out_b  # at least one trial met a claim or a finished record
+
+
+def test_a_trial_claimed_by_a_live_process_is_skipped_as_running_elsewhere(results):
+    """The claim in isolation: this test process holds one trial's lock and `running` status,
+    as another sweep would; a sweep leaves that trial alone and says so."""
+    from bsweep.launch import plan_and_check
+
+    planned = plan_and_check([*TINY, f"results_dir={results}", "norm=batch"])
+    held_trial = planned[0]
+    tdir = records.trial_dir(results / "smoke", held_trial.trial_id)
+    held = records.claim(tdir)
+    assert held is not None and records.claim(tdir) is None  # exclusive, even within a process
+    records.write_status(tdir, "running", **records.owner(), heartbeat=time.time())
+    try:
+        out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch"])
+    finally:
+        held.release()
+    assert out.exit_code == 0, out.output
+    assert "2 trials: 1 complete, 1 running elsewhere" in out.output
+    assert "were not started twice" in out.output
+    assert not (tdir / records.MEASUREMENTS_FILE).exists()
+    assert records.claim(tdir) is not None  # released: the next sweep may take it
+
+
+def test_a_running_status_whose_process_died_is_interrupted_and_redone(results):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    from bsweep.launch import plan_and_check
+
+    planned = plan_and_check([*TINY, f"results_dir={results}", "norm=batch", "batch_size=16"])
+    tdir = records.trial_dir(results / "smoke", planned[0].trial_id)
+    records.write_status(tdir, "running", pid=int(dead), host=records.HOST, heartbeat=time.time())
+    assert records.trial_state(tdir) == "interrupted"
+    # Another host's owner is judged by its heartbeat.
+    other = {"pid": 1, "host": "elsewhere.example", "heartbeat": time.time()}
+    assert records.owner_alive(other)
+    assert not records.owner_alive({**other, "heartbeat": time.time() - records.STALE_SECONDS - 1})
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch", "batch_size=16"])
+    assert out.exit_code == 0 and "(1 interrupted to redo)" in out.output, out.output
+    assert records.trial_state(tdir) == "complete"
+
+
+def test_damaged_records_are_reported_and_redone_and_nothing_else_is_lost(results, tmp_path):
+    args = ["sweep", *TINY, f"results_dir={results}"]
+    assert runner.invoke(app, args).exit_code == 0
+    study = results / "smoke"
+    tids = sorted(statuses(study))
+    truncated, garbage, *kept = tids
+    path = records.trial_dir(study, truncated) / records.MEASUREMENTS_FILE
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # a half-copied file
+    (records.trial_dir(study, garbage) / records.STATUS_FILE).write_text('{"status": "compl')
+    stamps = {t: (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns for t in kept}
+
+    status = runner.invoke(app, ["status", str(study)])
+    assert status.exit_code == 0 and "2 complete, 2 damaged" in status.output, status.output
+    listing = runner.invoke(app, ["status", "--results-dir", str(results)])
+    assert "2 damaged" in listing.output
+    collect = runner.invoke(app, ["collect", str(study)])
+    assert collect.exit_code == 0, collect.output
+    table = pd.read_parquet(study / "trials.parquet").set_index("trial_id")
+    assert table.loc[truncated, "status"] == "damaged" and table.loc[garbage, "status"] == "damaged"
+    assert (table.loc[kept, "status"] == "complete").all()
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "2 already finished, 2 to run (2 damaged to redo)" in again.output
+    assert all(records.is_finished(records.trial_dir(study, t)) for t in tids)
+    for t in kept:
+        assert (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamps[t]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from bsweep import records
+    t = Path(sys.argv[1])
+    rows = [{"step": i, "test_acc": i / 1e4, "note": "x" * 200} for i in range(3000)]
+    i = 0
+    while True:
+        i += 1
+        records.write_measurements(t, rows[: 1000 + i % 2000])
+        records.write_status(t, "complete", n=i, pad="y" * (i % 5000))
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_during_writes_never_leaves_a_record_that_reads_as_valid_but_is_not(tmp_path):
+    """A writer rewriting a trial's files as fast as it can, killed at random moments: every
+    time, both files read back whole (the old version or the new one, never a torn one)."""
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    tdir = tmp_path / "trial"
+    rng = random.Random(0)
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, str(script), str(tdir)])
+        while not (tdir / records.STATUS_FILE).exists():
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        status = records.read_status(tdir)  # raises DamagedRecord if torn
+        assert status["status"] == "complete"
+        frame = records.read_measurements(tdir)
+        assert 1000 <= len(frame) <= 3000 and frame["step"].tolist() == list(range(len(frame)))
+    assert records.is_finished(tdir)
