@@ -138,13 +138,17 @@ def _status_or_empty(p: PlannedTrial) -> dict:
 
 
 def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
-    """Run bsweep's @hydra.main entry with `argv` as its command line (and `env` added to the
-    environment its jobs inherit); return its exit code."""
+    """Run bsweep's @hydra.main entry with `argv` as its command line; return its exit code.
+
+    `env` reaches every job through Hydra's own `hydra.job.env_set` (set while the job runs,
+    whatever the launcher: in-process, a reused joblib worker, a submitit job on a cluster node);
+    added after the user's overrides, which stay untouched.
+    """
     from bsweep.app import main as hydra_main
 
-    saved_argv, saved_env = sys.argv, {k: os.environ.get(k) for k in env or {}}
-    sys.argv = ["bsweep", *argv]
-    os.environ.update(env or {})
+    extra = [f"++hydra.job.env_set.{k}={v}" for k, v in (env or {}).items()]
+    saved_argv = sys.argv
+    sys.argv = ["bsweep", *argv, *extra]
     try:
         hydra_main()
         return 0
@@ -152,11 +156,6 @@ def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 1
     finally:
         sys.argv = saved_argv
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def grid_points(planned: list[PlannedTrial]) -> dict[str, str]:

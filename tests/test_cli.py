@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from bsweep import records
@@ -68,25 +67,7 @@ def test_status_and_collect_tables(results, tmp_path):
         pd.read_parquet(study / "measurements.parquet"))
 
 
-@pytest.mark.parametrize(
-    "override,message",
-    [
-        ("batch_size=0", "batch_size=0 must be between 1 and the training-set size 256"),
-        ("batch_size=100000", "between 1 and the training-set size"),
-        ("lr=-1", "lr=-1.0 must be a number > 0"),
-        ("norm.groups=3", "must divide model.width=8"),
-        ("study.target=1.5", "study.target=1.5 must be an accuracy in (0, 1]"),
-        ("norm=banana", "banana"),
-        ("optim.momentun=0.5", "momentun"),
-        ("lr=fast", "lr"),
-    ],
-)
-def test_bad_input_is_one_clear_message_before_training(results, override, message):
-    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", override])
-    assert out.exit_code == 2, out.output
-    assert message in out.output
-    assert "Traceback" not in out.output
-    assert not (results / "smoke" / "trials").exists()  # nothing trained
+# Bad inputs: tests/test_validation.py.
 
 
 def test_python_m_bsweep_reports_errors_without_traceback(tmp_path):

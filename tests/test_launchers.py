@@ -1,0 +1,169 @@
+"""Launchers: basic (in-process), joblib (local processes), submitit_local (local jobs, as on
+SLURM); threads per job, GPU spread, and the claim-file fallback for filesystems without locks.
+Whatever the launcher, the records land in the same study folder and read the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bsweep import records
+from bsweep.analysis.load import load_trials
+from bsweep.cli import app
+from bsweep.placement import choose_device, cores, launcher_jobs, threads_for
+from tests.conftest import TINY
+
+runner = CliRunner()
+JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+def envs(study) -> list[dict]:
+    return [json.loads((t / records.ENV_FILE).read_text()) for t in records.trials_dir(study).iterdir()]
+
+
+def test_trials_at_once_per_launcher():
+    assert launcher_jobs(None, cores=8) == 1
+    assert launcher_jobs({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) == 1
+    assert launcher_jobs({"_target_": JOBLIB, "n_jobs": 3}, cores=8) == 3
+    assert launcher_jobs({"_target_": JOBLIB, "n_jobs": -1}, cores=8) == 8  # joblib: all cores
+    assert launcher_jobs({"_target_": JOBLIB, "n_jobs": -2}, cores=8) == 7
+    assert launcher_jobs({"_target_": JOBLIB, "n_jobs": 4}, cores=8, n_trials=2) == 2
+    assert launcher_jobs({"_target_": SUBMITIT_LOCAL}, cores=8, n_trials=5) == 5  # all at once
+    assert launcher_jobs({"_target_": SUBMITIT_SLURM}, cores=8, n_trials=500) == 1  # own allocations
+
+
+def test_jobs_times_threads_never_exceeds_the_cores():
+    for n_cores in (1, 2, 8, 64):
+        for jobs in (1, 2, 3, 8, 100):
+            for asked in (None, 1, 2, 4, 64):
+                got = threads_for(asked, jobs, n_cores)
+                assert got >= 1
+                assert got * jobs <= max(n_cores, jobs)  # one thread each when jobs > cores
+                if asked is not None:
+                    assert got <= asked
+    assert threads_for(None, 1, 8) == 8 and threads_for(None, 2, 8) == 4 and threads_for(4, 4, 8) == 2
+
+
+def test_auto_device_spreads_parallel_trials_over_gpus():
+    assert [choose_device("auto", j, jobs=4, n_gpus=2) for j in range(4)] == \
+        ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]  # several trials share one GPU
+    assert choose_device("auto", 5, jobs=8, n_gpus=3) == "cuda:2"
+    assert choose_device("auto", 3, jobs=1, n_gpus=2) == "auto"  # one at a time: the default GPU
+    assert choose_device("auto", 3, jobs=4, n_gpus=1) == "auto"
+    assert choose_device("cpu", 1, jobs=4, n_gpus=2) == "cpu"  # an explicit device is kept
+    assert choose_device("cuda:1", 0, jobs=4, n_gpus=2) == "cuda:1"
+
+
+@pytest.mark.slow
+def test_joblib_runs_trials_in_parallel_processes_into_the_same_study(results):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=joblib",
+                              "hydra.launcher.n_jobs=2", "threads=4"])
+    assert out.exit_code == 0, out.output
+    assert "2 at a time" in out.output
+    expected = threads_for(4, 2, cores())
+    assert f"each trial runs {expected} torch thread(s)" in out.output  # told, and capped
+    study = results / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 4 and set(trials["status"]) == {"complete"}
+    found = envs(study)
+    assert {e["parallel_jobs"] for e in found} == {2}
+    assert {e["threads"] for e in found} == {expected}
+    assert os.getpid() not in {e["pid"] for e in found}  # trained in worker processes
+    assert "4 trained by this run" in out.output
+    status = runner.invoke(app, ["status", str(study)])
+    assert "4 complete" in status.output
+
+    # A second joblib sweep of the same study (reused loky workers) trains nothing again.
+    again = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=joblib",
+                                "hydra.launcher.n_jobs=2", "lr=0.05,0.1", "norm=batch"])
+    assert again.exit_code == 0, again.output
+    assert "2 trained by this run; 2 finished before" in again.output
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_jobs_as_separate_processes_into_the_same_study(results, tmp_path, monkeypatch):
+    # A relative results_dir, as users write it: jobs run in their own processes and still
+    # write into the study folder under the directory the sweep was started from.
+    monkeypatch.chdir(tmp_path)
+    out = runner.invoke(app, ["sweep", *TINY, "results_dir=results", "norm=batch",
+                              "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"])
+    assert out.exit_code == 0, out.output
+    study = tmp_path / "results" / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 2 and set(trials["status"]) == {"complete"}
+    assert os.getpid() not in {e["pid"] for e in envs(study)}
+    assert {e["parallel_jobs"] for e in envs(study)} == {2}
+    assert (study / "hydra" / "multirun").is_dir()  # submitit's own logs stay in the study
+    assert "2 trained by this run" in out.output
+    assert runner.invoke(app, ["collect", str(study)]).exit_code == 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two or more GPUs")
+def test_parallel_trials_use_different_gpus(results):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=joblib",
+                              "hydra.launcher.n_jobs=2", "device=auto"])
+    assert out.exit_code == 0, out.output
+    assert {e["device"] for e in envs(results / "smoke")} == {"cuda:0", "cuda:1"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_parallel_trials_can_share_one_gpu(results):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=joblib",
+                              "hydra.launcher.n_jobs=2", "device=auto"])
+    assert out.exit_code == 0, out.output
+    assert all(e["device"].startswith("cuda") for e in envs(results / "smoke"))
+
+
+# --- the claim-file fallback (filesystems without working locks) --------------------------------
+
+
+@pytest.fixture
+def claim_files(monkeypatch):
+    monkeypatch.setenv(records.LOCK_ENV, "file")
+
+
+def test_claim_file_is_exclusive_and_released(tmp_path, claim_files):
+    held = records.claim(tmp_path / "t")
+    assert held is not None and held.mode == "file"
+    assert records.claim(tmp_path / "t") is None
+    held.release()
+    assert not (tmp_path / "t" / records.CLAIM_FILE).exists()
+    assert records.claim(tmp_path / "t") is not None
+
+
+def test_a_claim_file_of_a_dead_process_is_taken_over(tmp_path, claim_files):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+    tdir = tmp_path / "t"
+    tdir.mkdir()
+    (tdir / records.CLAIM_FILE).write_text(json.dumps({"pid": dead, "host": records.HOST}))
+    held = records.claim(tdir)
+    assert held is not None
+    assert json.loads((tdir / records.CLAIM_FILE).read_text())["pid"] == os.getpid()
+
+
+def test_a_claim_file_from_another_host_is_stale_only_after_its_heartbeat_stops(tmp_path, claim_files):
+    tdir = tmp_path / "t"
+    tdir.mkdir()
+    path = tdir / records.CLAIM_FILE
+    path.write_text(json.dumps({"pid": 1, "host": "node-17.cluster"}))
+    assert records.claim(tdir) is None  # fresh heartbeat (mtime): a live owner elsewhere
+    old = time.time() - records.STALE_SECONDS - 5
+    os.utime(path, (old, old))
+    assert records.claim(tdir) is not None  # heartbeat stopped: taken over
+
+
+def test_a_sweep_works_with_claim_files(results, claim_files):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch"])
+    assert out.exit_code == 0, out.output
+    for tdir in records.trials_dir(results / "smoke").iterdir():
+        assert records.is_finished(tdir) and not (tdir / records.CLAIM_FILE).exists()

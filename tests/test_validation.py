@@ -1,0 +1,118 @@
+"""Bad input: one clear message (what is wrong, what is allowed), exit code 2, no traceback,
+before any training, and nothing already on disk touched."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from bsweep import records
+from bsweep.cli import app
+from bsweep.validate import DATA_FILES, missing_data_files
+from tests.conftest import TINY
+
+runner = CliRunner()
+
+
+def refused(results, *overrides: str, command: str = "sweep"):
+    out = runner.invoke(app, [command, *TINY, f"results_dir={results}", *overrides])
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output and "Config search path" not in out.output
+    assert not (results / "smoke" / "trials").exists()  # nothing trained
+    return " ".join(out.output.split())  # rich wraps long lines; compare with single spaces
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("batch_size=0", "batch_size=0 must be between 1 and the training-set size 256"),
+        ("batch_size=-4", "batch_size=-4 must be between 1 and the training-set size 256"),
+        ("batch_size=100000", "batch_size=100000 must be between 1 and the training-set size 256"),
+        ("batch_size=16,100000", "batch_size=100000 must be between 1"),  # one bad point of a grid
+        ("lr=-1", "lr=-1.0 must be a number > 0"),
+        ("lr=0", "lr=0.0 must be a number > 0"),
+        ("lr=fast", "lr=fast: 'fast' is not a number; lr takes a number"),
+        ("lr=0.1,fast", "lr=fast: 'fast' is not a number"),
+        ("batch_size=lots", "'lots' is not a whole number; batch_size takes a whole number"),
+        ("norm=banana", "norm=banana is not a known norm; choose one of: batch, group, instance, layer, lrn, none, weight"),
+        ("data=imagenet", "data=imagenet is not a known data; choose one of: cifar10, digits, fashion_mnist, mnist, mnist1d"),
+        ("optim=rmsprop", "optim=rmsprop is not a known optim; choose one of: adam, sgd"),
+        ("study=nope", "study=nope is not a known study; choose one of:"),
+        ("hydra/launcher=ray", "hydra/launcher=ray is not a known hydra/launcher; choose one of: basic,"),
+        ("optim.momentun=0.5", "optim.momentun is not a config key (did you mean optim.momentum?)"),
+        ("norm.groups=3", "norm.groups=3 must divide model.width=8; allowed: 1, 2, 4, 8"),
+        ("study.target=1.5", "study.target=1.5 must be an accuracy in (0, 1]"),
+        ("study.target=0", "study.target=0.0 must be an accuracy in (0, 1]"),
+        ("batch_size=8,,64", "Error parsing override 'batch_size=8,,64'"),
+        ("lr=interval(0.1,1)", "only discrete sweeps"),
+        ("threads=0", "threads=0 must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_clear_message_before_training(results, override, message):
+    assert message in refused(results, "norm=group" if override == "norm.groups=3" else "seed=0", override)
+
+
+def test_a_malformed_sweep_says_what_a_sweep_looks_like(results):
+    assert "a sweep is key=a,b,c (no empty items)" in refused(results, "batch_size=8,,64")
+
+
+def test_bsweep_run_refuses_the_same_mistakes(results):
+    assert "lr=-1.0 must be a number > 0" in refused(results, "lr=-1", command="run")
+    assert "norm=banana is not a known norm" in refused(results, "norm=banana", command="run")
+    assert "'fast' is not a number" in refused(results, "lr=fast", command="run")
+
+
+@pytest.mark.parametrize("name", sorted(DATA_FILES))
+def test_a_torchvision_set_missing_from_data_root_is_refused_at_plan_time(results, tmp_path, name):
+    message = refused(results, f"data={name}", f"data.root={tmp_path / 'nothing'}")
+    assert f"data={name}: {len(DATA_FILES[name])} of its files are missing under data.root=" in message
+    assert "data.download=true" in message
+
+
+def test_present_dataset_files_pass_the_check_without_loading(tmp_path):
+    for rel in DATA_FILES["mnist"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")  # existence only: reading is the trial's job
+    assert missing_data_files("mnist", str(tmp_path)) == []
+    assert missing_data_files("mnist1d", str(tmp_path / "nowhere")) == []  # generated locally
+    assert len(missing_data_files("cifar10", str(tmp_path))) == 6
+
+
+def test_download_true_skips_the_files_check(results, tmp_path):
+    from bsweep.launch import plan_and_check
+
+    plan_and_check([*TINY, f"results_dir={results}", "data=mnist", f"data.root={tmp_path}",
+                    "data.download=true", "data.n_train=256"])
+
+
+def test_a_results_dir_that_is_a_file_is_refused(results, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={blocker / 'results'}"])
+    assert out.exit_code == 2 and "cannot be written; choose a writable folder" in out.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+def test_a_read_only_results_dir_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        out = runner.invoke(app, ["sweep", *TINY, f"results_dir={ro / 'results'}"])
+    finally:
+        ro.chmod(stat.S_IRWXU)
+    assert out.exit_code == 2 and "cannot be written" in out.output
+
+
+def test_a_mistake_leaves_an_existing_study_untouched(results):
+    assert runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch"]).exit_code == 0
+    study = results / "smoke"
+    before = {p: p.stat().st_mtime_ns for p in study.rglob("*") if p.is_file()}
+    for bad in ("lr=fast", "batch_size=0", "norm=banana", "batch_size=8,,64"):
+        out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch", bad])
+        assert out.exit_code == 2, out.output
+    assert {p: p.stat().st_mtime_ns for p in study.rglob("*") if p.is_file()} == before
+    assert all(records.is_finished(t) for t in records.trials_dir(study).iterdir())
