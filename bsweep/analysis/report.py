@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from bsweep.analysis import plots
+from bsweep.analysis import plots, scaling, scaling_plots
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
     aggregate_over_seeds,
@@ -219,9 +219,17 @@ def draw_figures(
     A figure that fails to draw does not stop the report: it is listed with its error, so a
     half-finished study still gets the figures it can.
     """
+    return _draw_specs(_figure_specs(summary, measurements), figures_dir)
+
+
+FigureSpec = tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]
+
+
+def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure]:
+    """Draw each (name, title, caption, (rows, cols), draw) to PNG + SVG; a failure is listed."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, title, caption, (rows, cols), draw in _figure_specs(summary, measurements):
+    for name, title, caption, (rows, cols), draw in specs:
         # A Figure made directly (not through pyplot) is never registered globally, so nothing
         # leaks between figures and there is nothing to close.
         fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), layout="constrained")
@@ -234,6 +242,149 @@ def draw_figures(
         except Exception as error:  # noqa: BLE001 - reported in the page, see docstring
             out.append(ReportFigure(name, title, caption, None, None, f"{type(error).__name__}: {error}"))
     return out
+
+
+# --------------------------------------------------------------------------- critical batch size
+
+CRITICAL_INTRO = (
+    "McCandlish et al. (2018) model the steps S and training examples E = B S needed to reach a "
+    "target at batch size B, with the learning rate tuned per batch size, as S(B) = S_min (1 + "
+    "B_crit / B) and E(B) = E_min (1 + B / B_crit), E_min = S_min B_crit. Below B_crit a larger "
+    "batch saves steps almost for free (perfect scaling); around it, it saves steps but costs "
+    "examples (diminishing returns); far above it, it saves nothing (maximal parallelism). The "
+    "fit uses steps to target at the lr with fewest steps per batch size, over the batch sizes "
+    "where every seed reached the target; intervals are 95 % (fit covariance, t with n - 2 "
+    "degrees of freedom)."
+)
+
+
+@dataclass(frozen=True)
+class CriticalSection:
+    """The report's "Critical batch size" section: tables, figures and the reading in words."""
+
+    notes: list[str]
+    fit_table: pd.DataFrame
+    prediction_table: pd.DataFrame
+    noise_table: pd.DataFrame
+    reading: list[str]
+    figures: list[ReportFigure]
+
+
+def _shown_conditions(frame: pd.DataFrame, exclude: tuple[str, ...]) -> list[str]:
+    """Condition columns worth a table column: norm always, the others only when they vary."""
+    return [c for c in frame.columns if c not in exclude and (c == "norm" or frame[c].nunique() > 1)]
+
+
+def _interval(value: float, lo: float, hi: float) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{value:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{value:.4g}"
+
+
+def _critical_tables(result: scaling.CriticalBatchSize) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    fits = result.fits
+    keys = _shown_conditions(fits, scaling.FIT_COLUMNS)
+    fit_table = fits[keys].copy()
+    fit_table["batch sizes fitted"] = [
+        f"{int(r.n_batch_sizes)} ({r.b_min:g}-{r.b_max:g})" if r.n_batch_sizes else "0"
+        for r in fits.itertuples()
+    ]
+    for name, label in (("s_min", "S_min (steps)"), ("b_crit", "B_crit (examples)"), ("e_min", "E_min (examples)")):
+        fit_table[label] = [_interval(v, lo, hi) for v, lo, hi in zip(fits[name], fits[f"{name}_lo"], fits[f"{name}_hi"])]
+    fit_table["rms misfit"] = fits["rms_rel_residual"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
+    fit_table["why no fit"] = fits["reason"]
+
+    p = result.prediction
+    keys = _shown_conditions(p, scaling.PREDICTION_COLUMNS)
+    prediction_table = p[keys].copy()
+    prediction_table["predicted optimum"] = p["predicted_batch_size"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    prediction_table["predicted, on the grid"] = p["predicted_grid_batch_size"]
+    prediction_table["measured optimum"] = p["measured_batch_size"]
+    prediction_table["predicted s"] = p["predicted_seconds"]
+    prediction_table["measured s"] = p["measured_seconds"]
+    prediction_table["step times from"] = p["step_time_source"]
+    prediction_table["why no prediction"] = p["reason"]
+
+    n = result.noise
+    keys = _shown_conditions(n, ("noise_scale_at_target", "n_trials", "b_crit", "b_crit_over_noise", "reason"))
+    noise_table = n[keys].copy()
+    noise_table["noise scale near target"] = n["noise_scale_at_target"]
+    noise_table["trials"] = n["n_trials"]
+    noise_table["fitted B_crit"] = n["b_crit"]
+    noise_table["B_crit / noise scale"] = n["b_crit_over_noise"]
+    noise_table["why none"] = n["reason"]
+    return fit_table, prediction_table, noise_table
+
+
+def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
+    def fit_and_tradeoff(fig: Figure) -> None:
+        left, right = fig.subplots(1, 2)
+        scaling_plots.plot_steps_fit(left, result.points, result.curve, result.fits)
+        scaling_plots.plot_tradeoff(right, result.points, result.curve, result.fits)
+
+    specs: list[FigureSpec] = [
+        (
+            "critical_batch_size", "Fitted steps vs batch size, and the steps-examples trade-off",
+            "Left: steps to target at the best lr per batch size (points, ±1 std over seeds) and "
+            "the fitted S(B) (line); dashed: S_min, dotted: B_crit, where the two asymptotes "
+            "meet. Right: the same points as examples (B x steps) against steps, with the "
+            "fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1; x marks B = B_crit.",
+            (1, 2), fit_and_tradeoff,
+        ),
+        (
+            "critical_time_optimal", "Predicted vs measured time to target",
+            "Line: time to target predicted by the fitted S(B) times the step time t(B) (a "
+            "calibrated benchmark when the study has one, else the trials' own seconds per "
+            "step). Points: measured seconds to target at the fastest lr per batch size. Star: "
+            "predicted time-optimal batch size; diamond: the measured one.",
+            (1, 1),
+            lambda fig: scaling_plots.plot_time_optimal(
+                fig.subplots(), result.time_curve, result.seconds_view, result.prediction),
+        ),
+    ]
+    if len(result.noise_curves):
+        specs.append((
+            "critical_noise_scale", "Gradient noise scale over training",
+            "The smoothed simple noise scale B_simple = tr(Sigma) / |G|^2 at the measurement "
+            "points of each trial shown in the fit (one line per trial, coloured by batch size), "
+            "against samples seen; dashed: the fitted B_crit. McCandlish et al. expect B_simple "
+            "near the target to be of the order of B_crit.",
+            (1, 1),
+            lambda fig: scaling_plots.plot_noise_scale(fig.subplots(), result.noise_curves, result.fits),
+        ))
+    return specs
+
+
+def critical_section(
+    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path
+) -> CriticalSection:
+    """Fit the critical-batch-size model and draw its figures; never raises.
+
+    Whatever stops it (no finished trial, too few batch sizes, an error) becomes a note in the
+    section, so the rest of the report is unaffected.
+    """
+    empty = pd.DataFrame()
+    try:
+        result = scaling.analyse_critical_batch_size(summary, measurements, bench)
+    except Exception as error:  # noqa: BLE001 - reported in the section, see docstring
+        return CriticalSection([f"Could not fit the model: {type(error).__name__}: {error}"],
+                               empty, empty, empty, [], [])
+    notes = list(result.notes)
+    if not result.any_fit:
+        reasons = "; ".join(sorted(set(result.fits["reason"].astype(str))))
+        notes.append(f"Could not fit the model: {reasons}.")
+    fit_table, prediction_table, noise_table = _critical_tables(result)
+    if result.noise_curves.empty:
+        notes.append("No gradient noise scale was measured in these trials (noise tracking "
+                     "is off by default), so B_crit is not compared with it.")
+        noise_table = empty
+    figures = _draw_specs(_critical_specs(result), figures_dir) if result.any_fit else []
+    return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
+                           noise_table, reading(result) if result.any_fit else [], figures)
+
+
+def reading(result: scaling.CriticalBatchSize) -> list[str]:
+    return scaling.reading(result)
 
 
 # --------------------------------------------------------------------------- text pieces
@@ -357,6 +508,34 @@ def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _html_figure(figure: ReportFigure) -> str:
+    parts = [f"<figure><h3>{html.escape(figure.title)}</h3>"]
+    if figure.png is not None:
+        parts.append(f'<img src="{_png_data_uri(figure.png)}" alt="{html.escape(figure.title)}">')
+    else:
+        parts.append(f'<div class="notice">Could not draw this figure: {html.escape(figure.error)}</div>')
+    parts.append(f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+    return "".join(parts)
+
+
+def _critical_html(critical: CriticalSection | None) -> list[str]:
+    if critical is None:
+        return []
+    parts = ["<h2>Critical batch size</h2>", f"<p>{html.escape(CRITICAL_INTRO)}</p>"]
+    parts += [f'<div class="notice">{html.escape(n)}</div>' for n in critical.notes]
+    if len(critical.fit_table):
+        parts += ["<h3>Fit</h3>", _html_table(critical.fit_table)]
+    if critical.reading:
+        parts += ["<h3>What it means for your batch size</h3>"]
+        parts.append("<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in critical.reading) + "</ul>")
+    if len(critical.prediction_table):
+        parts += ["<h3>Time-optimal batch size: predicted vs measured</h3>", _html_table(critical.prediction_table)]
+    if len(critical.noise_table):
+        parts += ["<h3>Gradient noise scale near the target vs B_crit</h3>", _html_table(critical.noise_table)]
+    parts += [_html_figure(figure) for figure in critical.figures]
+    return parts
+
+
 def _render_html(
     name: str,
     notices: list[str],
@@ -368,6 +547,7 @@ def _render_html(
     environment: dict,
     counts: pd.DataFrame,
     failed: pd.DataFrame,
+    critical: CriticalSection | None = None,
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -386,13 +566,8 @@ def _render_html(
     parts.append("<h2>Figures</h2>")
     if not figures:
         parts.append("<p>No figures: no trial has finished yet.</p>")
-    for figure in figures:
-        parts.append(f"<figure><h3>{html.escape(figure.title)}</h3>")
-        if figure.png is not None:
-            parts.append(f'<img src="{_png_data_uri(figure.png)}" alt="{html.escape(figure.title)}">')
-        else:
-            parts.append(f'<div class="notice">Could not draw this figure: {html.escape(figure.error)}</div>')
-        parts.append(f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+    parts += [_html_figure(figure) for figure in figures]
+    parts += _critical_html(critical)
     parts += ["<h2>Tuned learning rates</h2>", _html_table(tuned_lrs)]
     parts += ["<h2>Study config</h2>", f"<pre>{html.escape(config_text)}</pre>"]
     env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
@@ -431,6 +606,7 @@ def _render_markdown(
     counts: pd.DataFrame,
     failed: pd.DataFrame,
     out_dir: Path,
+    critical: CriticalSection | None = None,
 ) -> str:
     lines = [f"# bsweep report: {name}", ""]
     lines += [f"> **Note:** {n}" for n in notices] or ["Every trial of the study finished."]
@@ -454,6 +630,7 @@ def _render_markdown(
         else:
             lines.append(f"Could not draw this figure: {figure.error}")
         lines += ["", figure.caption, ""]
+    lines += _critical_markdown(critical, out_dir)
     lines += ["## Tuned learning rates", "", _md_table(tuned_lrs), ""]
     lines += ["## Study config", "", "```yaml", config_text.rstrip(), "```", ""]
     env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
@@ -462,6 +639,32 @@ def _render_markdown(
     if len(failed):
         lines += ["### Trials without a result", "", _md_table(failed), ""]
     return "\n".join(lines)
+
+
+def _critical_markdown(critical: CriticalSection | None, out_dir: Path) -> list[str]:
+    if critical is None:
+        return []
+    lines = ["## Critical batch size", "", CRITICAL_INTRO, ""]
+    lines += [f"> **Note:** {n}" for n in critical.notes]
+    if critical.notes:
+        lines.append("")
+    if len(critical.fit_table):
+        lines += ["### Fit", "", _md_table(critical.fit_table), ""]
+    if critical.reading:
+        lines += ["### What it means for your batch size", ""]
+        lines += [f"- {r}" for r in critical.reading] + [""]
+    if len(critical.prediction_table):
+        lines += ["### Time-optimal batch size: predicted vs measured", "", _md_table(critical.prediction_table), ""]
+    if len(critical.noise_table):
+        lines += ["### Gradient noise scale near the target vs B_crit", "", _md_table(critical.noise_table), ""]
+    for figure in critical.figures:
+        lines += [f"### {figure.title}", ""]
+        if figure.png is not None:
+            lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
+        else:
+            lines.append(f"Could not draw this figure: {figure.error}")
+        lines += ["", figure.caption, ""]
+    return lines
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -482,8 +685,13 @@ def build_report(
     out_dir: Path,
     final_window: int = 3,
     name: str | None = None,
+    bench: pd.DataFrame | None = None,
 ) -> Path:
-    """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path."""
+    """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
+
+    ``bench``: calibrated step times (``results/<study>/bench.parquet``) for the critical batch
+    size section's prediction; without it, the trials' own seconds per step are used.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize_trials(trials, measurements, final_window=final_window)
@@ -491,6 +699,7 @@ def build_report(
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
     figures = draw_figures(summary, measurements, out_dir / "figures") if finished else []
+    critical = critical_section(summary, measurements, bench, out_dir / "figures")
 
     name = name or _study_name(trials, study_config, out_dir.parent.name)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
@@ -506,6 +715,7 @@ def build_report(
         environment={str(k): str(v) for k, v in (environment or {}).items()},
         counts=_status_counts(trials),
         failed=_failed_table(trials),
+        critical=critical,
     )
     index = out_dir / "index.html"
     index.write_text(_render_html(**pieces), encoding="utf-8")
@@ -527,4 +737,5 @@ def write_report(study_dir: Path, out_dir: Path | None = None) -> Path:
         load.load_environment(study_dir),
         Path(out_dir) if out_dir is not None else study_dir / "report",
         name=_study_name(trials, study_config, study_dir.name),
+        bench=scaling.load_bench(study_dir),
     )

@@ -51,6 +51,12 @@ def frames():
     return trials, measurements, config, environment
 
 
+def section(text: str, start: str, end: str) -> str:
+    """The part of a page between two headings (the Figures section ends where the critical
+    batch size section, with its own figures, begins)."""
+    return text[text.index(start) : text.index(end)]
+
+
 def check_html(text: str) -> TagChecker:
     checker = TagChecker()
     checker.feed(text)
@@ -79,7 +85,8 @@ def test_report_is_self_contained_and_ordered(built):
     headings = re.findall(r"<h2>(.*?)</h2>", text)
     assert headings[0] == "Verdicts" and headings[1] == "Figures"
     assert headings.index("Study config") < headings.index("Environment") < headings.index("Trials by status")
-    assert len(re.findall(r"<img ", text)) == 8
+    figures = section(text, "<h2>Figures</h2>", "<h2>Critical batch size</h2>")
+    assert len(re.findall(r"<img ", figures)) == 8
     assert "a &lt;b&gt; &amp; c" in text  # config text is escaped, not interpreted
     assert "Every trial of the study finished." in text
 
@@ -90,7 +97,7 @@ def test_report_writes_markdown_and_figures(built):
     assert markdown.startswith("# bsweep report: tiny")
     assert markdown.index("## Verdicts") < markdown.index("## Figures") < markdown.index("## Study config")
     linked = re.findall(r"\]\((figures/[^)]+\.png)\)", markdown)
-    assert len(linked) == 8
+    assert len(re.findall(r"\]\((figures/[^)]+\.png)\)", section(markdown, "## Figures", "## Critical batch size"))) == 8
     for link in linked:
         png = out / link
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -170,7 +177,7 @@ def test_a_figure_that_fails_is_reported_not_fatal(frames, tmp_path, monkeypatch
     index = build_report(trials, measurements, config, environment, tmp_path / "report")
     text = index.read_text(encoding="utf-8")
     assert "Could not draw this figure: RuntimeError: cannot draw" in text
-    assert len(re.findall(r"<img ", text)) == 7
+    assert len(re.findall(r"<img ", section(text, "<h2>Figures</h2>", "<h2>Critical batch size</h2>"))) == 7
 
 
 def test_analysis_imports_no_torch_and_no_runner():
@@ -185,3 +192,61 @@ def test_analysis_imports_no_torch_and_no_runner():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- critical batch size
+
+
+@pytest.fixture(scope="module")
+def wide_frames():
+    """Six batch sizes, so the critical-batch-size model can be fitted, with a noise scale."""
+    from tests.analysis.conftest import make_study
+
+    trials, measurements = make_study(
+        ceiling=lambda n, bs, lr, s: 0.95,
+        tau_epochs=lambda n, bs, lr, s: 0.3 * (1 + bs / 16) * (1 + 0.05 * s),
+        batch_sizes=(4, 8, 16, 32, 64, 128),
+        lrs=(0.05, 0.1),
+        norms=("group",),
+        seeds=(0, 1),
+        epochs=6.0,
+    )
+    return trials, measurements.assign(noise_scale=5 + measurements["samples"] / 100.0)
+
+
+def test_critical_section_fits_explains_and_draws(wide_frames, tmp_path):
+    trials, measurements = wide_frames
+    index = build_report(trials, measurements, {"name": "wide"}, {}, tmp_path / "report")
+    text = index.read_text(encoding="utf-8")
+    check_html(text)
+    headings = re.findall(r"<h2>(.*?)</h2>", text)
+    assert headings.index("Figures") + 1 == headings.index("Critical batch size") < headings.index("Tuned learning rates")
+    critical = section(text, "<h2>Critical batch size</h2>", "<h2>Tuned learning rates</h2>")
+    # epochs to target ~ (1 + B/16): steps ~ (1/B + 1/16), i.e. B_crit ~ 16 (evaluation-grid steps aside).
+    b_crit = float(re.search(r"S\(B\) = [\d.]+ x \(1 \+ ([\d.]+) / B\)", critical).group(1))
+    assert 10 < b_crit < 25
+    assert "What it means for your batch size" in critical and "diminishing returns" in critical
+    assert "Time-optimal batch size: predicted vs measured" in critical
+    assert "noise scale near target" in critical and "consistent" in critical
+    assert len(re.findall(r"<img ", critical)) == 3  # fit + trade-off, time, noise scale
+    markdown = (index.parent / "report.md").read_text(encoding="utf-8")
+    assert markdown.index("## Figures") < markdown.index("## Critical batch size") < markdown.index("## Tuned")
+    for name in ("critical_batch_size", "critical_time_optimal", "critical_noise_scale"):
+        assert f"(figures/{name}.png)" in markdown
+        assert (index.parent / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_critical_section_says_why_it_cannot_fit(frames, tmp_path):
+    trials, measurements, config, environment = frames
+    keep = trials["batch_size"].isin([4, 16])
+    section_ = report.critical_section(
+        report.summarize_trials(trials[keep], measurements), measurements, None, tmp_path / "figures"
+    )
+    assert not section_.figures and not section_.reading
+    assert any("Could not fit the model" in n and "needs at least 3" in n for n in section_.notes)
+    assert any("noise tracking" in n for n in section_.notes)
+    # A whole report with nothing finished still gets the section, with its reason.
+    index = build_report(trials.assign(status="running"), measurements.iloc[0:0], {}, {}, tmp_path / "r")
+    text = index.read_text(encoding="utf-8")
+    check_html(text)
+    assert "Could not fit the model: no finished trial." in text
