@@ -31,9 +31,9 @@ examples and ``n_pairs`` of ``b_small`` examples, i.e. ``n_pairs * (b_big + b_sm
 of compute, about ``n_pairs * (b_big + b_small) / B`` training steps' worth at training batch
 size B (less at small B, where a step is overhead-bound). With the tracker's defaults
 (b_small 16, b_big 512, 4 pairs, every 4th measurement point) that is 2112 examples per noise
-point; on the default geometric evaluation grid (5 % growth) a trial has roughly 30-40 noise
-points, i.e. ~70k examples, about 17 epochs of mnist1d's 4000 training examples. That is why it
-is off by default. The time is spent while the training clock is stopped (at a measurement
+point; on the default evaluation grid (5 % growth) a claims_quick trial has 69-110 measurement
+points, so 18-28 noise points, i.e. 38k-59k examples: 10-15 epochs of mnist1d's 4000 training
+examples, on top of the trial's own 6+. That is why it is off by default. The time is spent while the training clock is stopped (at a measurement
 point), so it never enters ``train_seconds``; the tracker reports it as ``noise_seconds``.
 
 This module is training-side and imports torch; the analysis never imports it (it reads the
