@@ -380,11 +380,7 @@ def critical_section(
         noise_table = empty
     figures = _draw_specs(_critical_specs(result), figures_dir) if result.any_fit else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
-                           noise_table, reading(result) if result.any_fit else [], figures)
-
-
-def reading(result: scaling.CriticalBatchSize) -> list[str]:
-    return scaling.reading(result)
+                           noise_table, scaling.reading(result) if result.any_fit else [], figures)
 
 
 # --------------------------------------------------------------------------- text pieces
