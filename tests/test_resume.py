@@ -70,22 +70,26 @@ def test_a_sweep_killed_mid_trial_resumes_without_redoing_finished_trials(result
     killed = {t: records.trial_state(records.trial_dir(study, t)) for t in statuses(study)}
     done = sorted(t for t, s in killed.items() if s == "complete")
     interrupted = sorted(t for t, s in killed.items() if s == "interrupted")
-    assert len(done) >= 2 and len(interrupted) == 1, killed  # dead owner: not "running"
-    assert "running" not in killed.values()
+    # The kill lands while a trial trains (it was seen `running`), so one is interrupted, unless
+    # that trial finished in the milliseconds between the look and the kill.
+    assert len(done) >= 2 and len(interrupted) <= 1, killed
+    assert "running" not in killed.values()  # a dead owner's trial never reads as running
     stamps = {t: (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns for t in done}
 
     status = runner.invoke(app, ["status", str(study)])
-    assert "1 interrupted" in status.output, status.output
+    assert f"{len(interrupted)} interrupted" in status.output or not interrupted, status.output
 
     again = runner.invoke(app, ["sweep", *LONGER, f"results_dir={results}"])
     assert again.exit_code == 0, again.output
-    assert f"{len(done)} already finished, {8 - len(done)} to run (1 interrupted to redo)" in again.output
+    assert f"{len(done)} already finished, {8 - len(done)} to run" in again.output
+    assert "(1 interrupted to redo)" in again.output or not interrupted
     trials = load_trials(study)
     assert len(trials) == 8 and set(trials["status"]) == {"complete"}
     for t in done:  # finished trials were not redone
         assert (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamps[t]
         assert len(claims(study, t)) == 1
-    assert [c["previous"] for c in claims(study, interrupted[0])] == ["new", "interrupted"]
+    for t in interrupted:
+        assert [c["previous"] for c in claims(study, t)] == ["new", "interrupted"]
     for tdir in records.trials_dir(study).iterdir():  # one record per trial, nothing half-written
         assert not list(tdir.glob(".*.tmp")), list(tdir.iterdir())
         assert records.is_finished(tdir)
