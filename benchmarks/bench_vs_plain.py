@@ -1,0 +1,348 @@
+"""bsweep against the plain PyTorch loop a user would write, in the same run, on the same machine.
+
+Baseline: a DataLoader over a TensorDataset (shuffle=True, drop_last=True), one model, one
+process, torch.optim with its defaults, torch's default thread count, the same model, optimizer,
+batch size, number of steps, and evaluation at the same measurement points (a test DataLoader,
+`.item()` per batch, as users write it).
+
+(a) per trial: seconds per step at each batch size of the study, bsweep alone (one trial,
+    `train.train_step`) and fused (per member, at the width bsweep's launcher picks for the
+    study's group size), against the baseline's;
+(b) the whole study: `bsweep sweep study=claims_quick hydra/launcher=bsweep_fused
+    hydra.launcher.n_jobs=<cores>` (a fresh results folder, so nothing is skipped) against the
+    baseline training the same trials one after another. `--scale` runs that fraction of every
+    trial's budget on both sides (epochs and steps scaled; the output says so);
+(c) peak resident memory of each side (the largest process of the side).
+
+    .venv/bin/python benchmarks/bench_vs_plain.py --scale 0.1 --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# ----------------------------------------------------------------------------------------------
+# The baseline: what a user writes
+
+
+def plain_trial(cfg, data_cpu, measure_at=None, max_steps=None, time_only=False):
+    """Train one trial the plain way. Returns (seconds, steps, final test acc)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from bsweep.models import make_cnn
+    from bsweep.train import measurement_steps, total_steps
+
+    from bsweep.train import resolve_device
+
+    device = resolve_device(cfg.device)  # a user moves the model, and each batch, to the GPU
+    torch.manual_seed(cfg.seed)
+    model = make_cnn(data_cpu.input_shape, data_cpu.n_classes, cfg.model, cfg.norm).to(device)
+    if cfg.optim.name == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.optim.momentum,
+                              nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                               eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    train = DataLoader(TensorDataset(data_cpu.x_train, data_cpu.y_train), batch_size=cfg.batch_size,
+                       shuffle=True, drop_last=True)
+    test = DataLoader(TensorDataset(data_cpu.x_test, data_cpu.y_test), batch_size=cfg.study.eval.batch_size)
+    steps = max_steps or total_steps(cfg.study.budget, data_cpu.n_train, cfg.batch_size)
+    points = set(measurement_steps(cfg.study.eval, cfg.batch_size, steps)) if not time_only else set()
+
+    def evaluate():
+        model.eval()
+        loss, correct = 0.0, 0
+        with torch.no_grad():
+            for x, y in test:
+                x, y = x.to(device), y.to(device)
+                out = model(x)
+                loss += F.cross_entropy(out, y, reduction="sum").item()
+                correct += (out.argmax(1) == y).sum().item()
+        model.train()
+        return loss / len(test.dataset), correct / len(test.dataset)
+
+    acc = math.nan
+    if points:
+        evaluate()
+    step = 0
+    t = time.perf_counter()
+    while step < steps:
+        for x, y in train:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step in points:
+                _, acc = evaluate()
+                if not math.isfinite(loss.item()):
+                    return time.perf_counter() - t, step, acc
+            if step >= steps:
+                break
+    return time.perf_counter() - t, step, acc
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) per trial
+
+
+def per_trial(study: str, seconds_per_point: float, baseline_threads: int) -> list[dict]:
+    import torch
+
+    from bsweep.bench import fused_step_seconds, single_step_seconds
+    from bsweep.data import load_data
+    from bsweep.fused import choose_width
+    from bsweep.plan import expand
+    from bsweep.train import resolve_device
+    from omegaconf import OmegaConf
+
+    planned = expand([f"study={study}", "norm=batch", "lr=0.01", "seed=0"])
+    lrs_seeds = len(expand([f"study={study}", "norm=batch", "batch_size=1"]))  # members per group
+    rows = []
+    for p in planned:
+        cfg = OmegaConf.to_object(p.config)
+        device = resolve_device(cfg.device)
+        data = load_data(cfg.data, device)
+        torch.set_num_threads(cfg.threads or torch.get_num_threads())
+        torch.set_flush_denormal(True)
+        alone = single_step_seconds(cfg, data, cfg.batch_size, block_seconds=seconds_per_point / 3)
+        width = choose_width(cfg, data, lrs_seeds)
+        fused = fused_step_seconds(cfg, data, cfg.batch_size, width, block_seconds=seconds_per_point / 3) / width
+        mem = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+        flops = step_flops(cfg, data)
+        # baseline: torch's default threads, CPU tensors through a DataLoader (on CUDA: .to per batch)
+        torch.set_num_threads(baseline_threads or os.cpu_count())
+        data_cpu = load_data(cfg.data, "cpu")
+        n = max(20, min(3000, int(seconds_per_point / max(alone * 3, 1e-5))))
+        plain_trial(cfg, data_cpu, max_steps=5, time_only=True)  # warm-up
+        best = min(plain_trial(cfg, data_cpu, max_steps=n, time_only=True)[0] / n for _ in range(2))
+        rows.append({"batch_size": cfg.batch_size, "plain_ms": best * 1e3, "bsweep_ms": alone * 1e3,
+                     "fused_width": width, "fused_ms_per_member": fused * 1e3,
+                     "ratio_alone": best / alone, "ratio_fused": best / fused, "cuda_peak_bytes": mem,
+                     "tflops_alone": flops / alone / 1e12, "tflops_fused": flops / fused / 1e12,
+                     "peak_fraction": (flops / min(alone, fused) / 1e12 / peak_tflops()) if peak_tflops() else None})
+        print(f"  batch {cfg.batch_size:5d}: plain {best * 1e3:8.3f} ms/step, bsweep {alone * 1e3:8.3f} "
+              f"({best / alone:5.2f}x), fused x{width} {fused * 1e3:8.3f} per member ({best / fused:5.2f}x)",
+              flush=True)
+    return rows
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from NVIDIA's data sheets.
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def peak_tflops() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    for key, value in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return value * (0.76 if "PCIe" in name and key == "H100" else 1.0)  # H100 PCIe: 756
+    return None
+
+
+def step_flops(cfg, data) -> float:
+    """FLOPs of one training step (forward + backward), counted by torch's FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bsweep.models import make_cnn
+    from bsweep.train import make_optimizer, train_step
+
+    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(data.x_train.device)
+    opt = make_optimizer(cfg.optim, model.parameters(), 1e-6)
+    idx = torch.arange(cfg.batch_size, device=data.x_train.device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(model, opt, data.x_train[idx], data.y_train[idx])
+    return float(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------------------------
+# (b) + (c) the whole study
+
+
+def scaled_overrides(study: str, scale: float) -> list[str]:
+    from bsweep.plan import compose_config
+
+    if scale >= 1:
+        return []
+    cfg = compose_config([f"study={study}"])
+    b = cfg.study.budget
+    out = []
+    if b.epochs is not None:
+        out.append(f"study.budget.epochs={b.epochs * scale:g}")
+    if b.steps is not None:
+        out.append(f"study.budget.steps={max(1, round(b.steps * scale))}")
+    return out
+
+
+def run_measured(cmd: list[str], env=None) -> tuple[float, int, int]:
+    """Wall seconds, exit code and peak RSS (KiB, the largest process) of `cmd` in a fresh
+    process tree."""
+    probe = ("import resource, subprocess, sys, time, json; t = time.perf_counter(); "
+             "r = subprocess.run(sys.argv[1:]); "
+             "print(json.dumps([time.perf_counter() - t, r.returncode, "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode != 0 or not out.stdout.strip():
+        print(out.stdout[-3000:], out.stderr[-3000:])
+    seconds, code, rss = json.loads(out.stdout.strip().splitlines()[-1])
+    if code != 0:
+        print(out.stdout[-3000:], out.stderr[-3000:])
+    return seconds, code, rss
+
+
+def baseline_study(study: str, extra: list[str], threads: int) -> None:
+    """Child process: every trial of the study, one after another, the plain way."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from bsweep.data import load_data
+    from bsweep.plan import expand
+
+    if threads:
+        torch.set_num_threads(threads)
+    planned = expand([f"study={study}", *extra])
+    data = None
+    for p in planned:
+        cfg = OmegaConf.to_object(p.config)
+        if data is None:
+            data = load_data(cfg.data, "cpu")
+        plain_trial(cfg, data)
+
+
+def whole_study(study: str, scale: float, jobs: int, threads: int) -> dict:
+    extra = scaled_overrides(study, scale)
+    with tempfile.TemporaryDirectory() as tmp:
+        bs_cmd = [str(ROOT / ".venv/bin/bsweep") if (ROOT / ".venv/bin/bsweep").exists() else "bsweep",
+                  "sweep", f"study={study}", f"results_dir={tmp}/results", *extra,
+                  "hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
+        print("  bsweep:  ", " ".join(bs_cmd[1:]), flush=True)
+        bs = run_measured(bs_cmd)
+        n_trials = len(list(Path(tmp, "results", study, "trials").glob("*/status.json")))
+    base_cmd = [sys.executable, __file__, "--baseline-child", "--study", study,
+                "--baseline-threads", str(threads), "--", *extra]
+    print("  baseline: the same", n_trials, "trials one after another, plain loop", flush=True)
+    base = run_measured(base_cmd)
+    return {"study": study, "scale": scale, "overrides": extra, "jobs": jobs, "trials": n_trials,
+            "bsweep_seconds": bs[0], "bsweep_exit": bs[1], "bsweep_peak_rss_mib": bs[2] / 1024,
+            "plain_seconds": base[0], "plain_exit": base[1], "plain_peak_rss_mib": base[2] / 1024,
+            "ratio": base[0] / bs[0]}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+            "python": platform.python_version(), "load_before": os.getloadavg()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
+    lines = [f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info.get('gpu') or info['cpu']}", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores" + (f", GPU {info['gpu']}" if info.get("gpu") else "")
+             + f"; torch {info['torch']}, Python {info['python']}.",
+             f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in info['load_before'])}; "
+             f"after: {', '.join(f'{x:.2f}' for x in info['load_after'])}. Other work shared the machine: "
+             "timings are noisy, ratios come from the same run.", "",
+             f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/bench_vs_plain.py', *sys.argv[1:]])}`", ""]
+    if rows:
+        lines += ["### (a) Seconds per step, one trial (study grid batch sizes, batch norm, SGD)", "",
+                  f"Baseline threads: {args.baseline_threads or 'torch default'}; bsweep: 1 thread per process.", "",
+                  "| batch | plain loop ms/step | bsweep alone ms/step | speed-up | fused width | fused ms/step per member | speed-up |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['batch_size']} | {r['plain_ms']:.3f} | {r['bsweep_ms']:.3f} | {r['ratio_alone']:.2f}x "
+                         f"| {r['fused_width']} | {r['fused_ms_per_member']:.3f} | {r['ratio_fused']:.2f}x |")
+        top = rows[-1]
+        lines += ["", f"At batch {top['batch_size']}: {max(top['tflops_alone'], top['tflops_fused']):.3g} TFLOP/s achieved "
+                  "(FLOPs of a step counted by torch's FlopCounterMode)"
+                  + (f", {top['peak_fraction']:.2%} of the card's dense bf16 peak." if top.get("peak_fraction") else "."), ""]
+    if study:
+        lines += [f"### (b) Whole study `{study['study']}` ({study['trials']} trials)", ""]
+        if study["scale"] < 1:
+            lines += [f"**Scaled:** every trial ran {study['scale']:g} of its budget on both sides "
+                      f"(`{' '.join(study['overrides'])}`), evaluation cadence unchanged.", ""]
+        lines += ["| side | wall seconds | peak RSS (largest process) |", "|---|---:|---:|",
+                  f"| plain loop, trials one after another | {study['plain_seconds']:.1f} | {study['plain_peak_rss_mib']:.0f} MiB |",
+                  f"| `bsweep sweep ... hydra/launcher=bsweep_fused hydra.launcher.n_jobs={study['jobs']}` | "
+                  f"{study['bsweep_seconds']:.1f} | {study['bsweep_peak_rss_mib']:.0f} MiB (x{study['jobs']} workers) |", "",
+                  f"**bsweep is {study['ratio']:.2f}x faster than the plain loop on the whole study.**", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default="claims_quick")
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of every trial's budget, both sides")
+    ap.add_argument("--jobs", type=int, default=0, help="bsweep worker processes (0: one per core on CPU, 1 with a GPU)")
+    ap.add_argument("--baseline-threads", type=int, default=0, help="0 = torch's default")
+    ap.add_argument("--seconds-per-point", type=float, default=1.5, help="(a): timing per batch size and side")
+    ap.add_argument("--skip-per-trial", action="store_true")
+    ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument("--write", type=Path, help="append the results as a section of this Markdown file")
+    ap.add_argument("--json", type=Path, help="also write the raw numbers here")
+    ap.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.baseline_child:
+        baseline_study(args.study, args.extra, args.baseline_threads)
+        return
+    info = machine()
+    if not args.jobs:
+        args.jobs = 1 if info.get("gpu") else info["cores"]
+    print(f"machine: {info}", flush=True)
+    rows = [] if args.skip_per_trial else (print("(a) per trial", flush=True), per_trial(args.study, args.seconds_per_point, args.baseline_threads))[1]
+    study = None
+    if not args.skip_study:
+        print(f"(b) whole study {args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)
+        study = whole_study(args.study, args.scale, args.jobs, args.baseline_threads)
+        print(f"  plain {study['plain_seconds']:.1f} s, bsweep {study['bsweep_seconds']:.1f} s: "
+              f"{study['ratio']:.2f}x; peak RSS plain {study['plain_peak_rss_mib']:.0f} MiB, "
+              f"bsweep {study['bsweep_peak_rss_mib']:.0f} MiB per process", flush=True)
+    info["load_after"] = os.getloadavg()
+    text = markdown(info, rows, study, args)
+    print(text)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write(text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "per_trial": rows, "study": study}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
