@@ -27,3 +27,17 @@ def test_cli_override_replaces_the_study_grid_for_that_key():
     trials = expand(["study=smoke", "batch_size=8"])
     assert {t.config.batch_size for t in trials} == {8}
     assert len(trials) == 2  # norm batch,group still swept
+
+
+def test_expand_gives_exactly_what_hydra_composes_for_each_job():
+    from omegaconf import OmegaConf
+
+    from bsweep.plan import compose_config
+
+    trials = expand(["study=smoke", "lr=0.01,0.1", "optim=adam", "study.budget.epochs=2",
+                     "data.n_train=null", "seed=0,1"])
+    assert len(trials) == 16
+    for t in trials[::3]:
+        full = compose_config(t.overrides)
+        assert OmegaConf.to_container(t.config) == OmegaConf.to_container(full), t.overrides
+        assert t.trial_id == trial_id(full)

@@ -32,6 +32,8 @@ def _trial_row(tdir: Path) -> dict:
         if status is not None:
             row["status"] = status["status"]
             row["error"] = status.get("error")
+            if status["status"] == "running" and not records.owner_alive(status):
+                row["status"] = "interrupted"  # its process is gone; the next sweep redoes it
         cfg = records.read_yaml(tdir / records.CONFIG_FILE)
     except records.DamagedRecord as e:
         row.update(status="damaged", error=str(e))
