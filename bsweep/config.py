@@ -17,6 +17,7 @@ NORMS = ("none", "batch", "group", "layer", "instance", "weight", "lrn")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 # Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
 FULL_SIZES: dict[str, tuple[int, int]] = {
@@ -26,6 +27,12 @@ FULL_SIZES: dict[str, tuple[int, int]] = {
     "fashion_mnist": (60000, 10000),
     "cifar10": (50000, 10000),
 }
+
+
+def effective_lr(cfg: "Config") -> float:
+    """The base learning rate after the config's scaling rule (see Config.lr_scaling)."""
+    power = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}[cfg.lr_scaling]
+    return cfg.lr * (cfg.batch_size / cfg.base_batch_size) ** power
 
 
 def train_size(cfg: DataConfig) -> int:
@@ -115,6 +122,19 @@ class StudyConfig:
 
 
 @dataclass
+class NoiseConfig:
+    # Gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), measured at
+    # measurement points from gradients at fixed weights at two batch sizes (bsweep.noise).
+    # Training itself is unchanged (the measurement restores weights, grads and BN buffers).
+    enabled: bool = False  # off by default: costs ~pairs * (b_small + b_big) examples per point
+    b_small: int = 16  # examples; small enough that tr(Sigma)/b_small dominates |G_small|^2
+    b_big: int = 512  # examples; large against b_small, of the order of the noise scale
+    pairs: int = 4  # gradient pairs per noise point; the EMA averages over points as well
+    every: int = 4  # measure at every 4th measurement point (every ~22 % in samples on the 5 % grid)
+    ema: float = 0.3  # weight of the newest point: averages ~3 points, i.e. ~2x in samples seen
+
+
+@dataclass
 class PerfConfig:
     # How a trial runs, not what it is (left out of the trial id, like `device`). Every "auto"
     # below was chosen by measurement; README "Performance" has the numbers and tolerances.
@@ -139,10 +159,17 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     # The keys a user sweeps.
     batch_size: int = 32
     lr: float = 0.05
     seed: int = 0
+    # Learning-rate scaling rule (Goyal et al. 2017: linear; Hoffer et al. 2017: sqrt): the lr in
+    # effect is lr * (batch_size / base_batch_size) ** {none: 0, linear: 1, sqrt: 0.5}, so a grid
+    # over `lr` means the same base learning rate at every batch size. Measurements record the
+    # effective lr; the trial's config keeps `lr` as given.
+    lr_scaling: str = "none"
+    base_batch_size: int = 32  # samples; the batch size at which the effective lr equals `lr`
     # Where and how to run: not part of a trial's identity (see plan.RUNTIME_KEYS).
     device: str = "auto"
     # torch intra-op threads per process; null = torch's default (all cores). 1 by default: on a

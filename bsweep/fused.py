@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsweep.config import Config, OptimConfig
+from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.models import SmallCNN, make_cnn
 from bsweep.train import (
@@ -276,7 +276,7 @@ def build_group(cfgs: list[Config], data: TensorData) -> FusedGroup:
     model = FusedCNN(members)
     flat, member_of = flatten_parameters(model)
     opt = FusedOptimizer(cfgs[0].optim, flat, list(model.parameters()))
-    base_lr = torch.tensor([c.lr for c in cfgs], device=device, dtype=flat.dtype)
+    base_lr = torch.tensor([effective_lr(c) for c in cfgs], device=device, dtype=flat.dtype)
     return FusedGroup(model, flat, member_of, opt, base_lr)
 
 
@@ -389,7 +389,7 @@ def train_fused(cfgs: list[Config], data: TensorData, on_measurement=None) -> li
                 "train_loss": train_loss[m],
                 "test_loss": test_loss[m],
                 "test_acc": test_acc[m],
-                "lr": cfgs[m].lr * factor,
+                "lr": effective_lr(cfgs[m]) * factor,
             }
             results[m].measurements.append(row)
             if on_measurement is not None:

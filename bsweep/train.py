@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsweep.config import BudgetConfig, Config, EvalConfig, OptimConfig, ScheduleConfig
+from bsweep.config import BudgetConfig, Config, EvalConfig, OptimConfig, ScheduleConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.models import make_cnn
 
@@ -197,7 +197,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 def _warm_up(cfg: Config, model: nn.Module, data: TensorData, amp: bool, cl: bool) -> None:
     """A few untimed steps on copies, so the real model, optimizer and RNGs are untouched."""
     shadow = copy.deepcopy(model)
-    opt = make_optimizer(cfg.optim, shadow.parameters(), cfg.lr)
+    opt = make_optimizer(cfg.optim, shadow.parameters(), effective_lr(cfg))
     x, y = data.x_train[: cfg.batch_size], data.y_train[: cfg.batch_size]
     for _ in range(WARMUP_STEPS):
         train_step(shadow, opt, x, y, amp, cl)
@@ -216,7 +216,7 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
     torch.manual_seed(cfg.seed)  # initialization
     model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
     model = prepare_model(cfg, model, device, data.x_train.dim() == 4)
-    opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr)
+    opt = make_optimizer(cfg.optim, model.parameters(), effective_lr(cfg))
     # Data order has its own generator on the data's device: shuffling stays device-side.
     order = torch.Generator(device=device)
     order.manual_seed(cfg.seed)
@@ -232,10 +232,16 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
     losses_since = 0
     seconds = 0.0
     step = 0
-    lr = cfg.lr * lr_factor(cfg.schedule, 0, steps)
+    base_lr = effective_lr(cfg)
+    lr = base_lr * lr_factor(cfg.schedule, 0, steps)
     for group in opt.param_groups:
         group["lr"] = lr
     x_train, y_train = data.x_train, data.y_train
+    tracker = None
+    if cfg.noise.enabled:
+        from bsweep.noise import NoiseScaleTracker
+
+        tracker = NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed)
 
     def measure() -> dict:
         nonlocal loss_sum, losses_since
@@ -251,6 +257,8 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
             "test_acc": test_acc,
             "lr": lr,
         }
+        if tracker is not None:  # the clock is stopped here: noise passes are not training time
+            row.update(tracker.update(model, data, step))
         loss_sum = torch.zeros((), device=device)
         losses_since = 0
         result.measurements.append(row)
@@ -266,7 +274,7 @@ def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResu
         perm = torch.randperm(n, generator=order, device=device)
         for i in range(min(steps_per_epoch, steps - step)):
             idx = perm[i * batch : (i + 1) * batch]
-            new_lr = cfg.lr * lr_factor(cfg.schedule, step, steps)
+            new_lr = base_lr * lr_factor(cfg.schedule, step, steps)
             if new_lr != lr:  # touch the param groups only when the schedule moves
                 lr = new_lr
                 for group in opt.param_groups:

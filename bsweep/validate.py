@@ -16,6 +16,7 @@ from pathlib import Path
 from bsweep.config import (
     DATASETS,
     DEVICES,
+    LR_SCALINGS,
     NORMS,
     OPTIMIZERS,
     SCHEDULES,
@@ -100,6 +101,16 @@ def problems(cfg: Config) -> list[str]:
         )
     if not 0 <= cfg.schedule.warmup_fraction < 1:
         out.append(f"schedule.warmup_fraction={cfg.schedule.warmup_fraction} must be in [0, 1)")
+    out += _choice("lr_scaling", cfg.lr_scaling, LR_SCALINGS)
+    if cfg.base_batch_size < 1:
+        out.append(f"base_batch_size={cfg.base_batch_size} must be >= 1")
+    if cfg.noise.enabled and not 1 <= cfg.noise.b_small < cfg.noise.b_big:
+        out.append(
+            f"noise.b_small={cfg.noise.b_small} and noise.b_big={cfg.noise.b_big} need "
+            f"1 <= b_small < b_big"
+        )
+    if cfg.noise.enabled and (cfg.noise.pairs < 1 or cfg.noise.every < 1 or not 0 < cfg.noise.ema <= 1):
+        out.append("noise.pairs and noise.every must be >= 1 and noise.ema in (0, 1]")
     if cfg.threads is not None and cfg.threads < 1:
         out.append(f"threads={cfg.threads} must be >= 1 (or null for torch's default)")
     if cfg.data.name in DATA_FILES and not cfg.data.download:

@@ -101,7 +101,9 @@ def load_measurements(study_dir: Path) -> pd.DataFrame:
         frames.append(m.assign(trial_id=tdir.name))
     if not frames:
         return pd.DataFrame(columns=MEASUREMENT_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[MEASUREMENT_COLUMNS]
+    frame = pd.concat(frames, ignore_index=True)
+    extra = [c for c in frame.columns if c not in MEASUREMENT_COLUMNS]  # e.g. noise_* columns
+    return frame[MEASUREMENT_COLUMNS + extra]
 
 
 def load_study_config(study_dir: Path) -> dict:

@@ -70,7 +70,8 @@ class BsweepFusedLauncher(Launcher):
             task_cfg = OmegaConf.create(OmegaConf.to_container(sweep_config, resolve=False))
             with open_dict(task_cfg):
                 del task_cfg["hydra"]
-            if str(task_cfg.perf.fuse).lower() == "off":
+            # Noise-scale tracking measures one model's gradients; fused models do not have it.
+            if str(task_cfg.perf.fuse).lower() == "off" or task_cfg.noise.enabled:
                 plain.append((i, list(overrides), sweep_config))
             else:
                 jobs.append(Job(i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
