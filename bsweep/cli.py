@@ -218,7 +218,8 @@ def collect(
     trials, measurements = collect_study(study, csv)
     cols = {"trial_id": "trial", "status": "status", "norm": "norm", "batch_size": "batch",
             "lr": "lr", "seed": "seed", "final_test_acc": "final acc",
-            "steps_to_target": "steps to target", "seconds_to_target": "s to target"}
+            "steps_to_target": "steps to target", "seconds_to_target": "s to target",
+            "calibrated_seconds_to_target": "calibrated s"}
     table = Table(title=f"{study}: {len(trials)} trials, {len(measurements)} measurements")
     for label in cols.values():
         table.add_column(label, no_wrap=True)

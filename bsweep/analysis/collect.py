@@ -8,6 +8,7 @@ import pandas as pd
 
 from bsweep.analysis.load import load_measurements, load_trials
 from bsweep.analysis.metrics import summarize_trials
+from bsweep.analysis.scaling import add_calibrated_seconds, load_bench
 
 TRIALS_TABLE = "trials.parquet"
 MEASUREMENTS_TABLE = "measurements.parquet"
@@ -18,7 +19,8 @@ def collect(study_dir: Path, csv_dir: Path | None = None) -> tuple[pd.DataFrame,
     (and as CSV in `csv_dir` when given). Returns (trials, measurements)."""
     study_dir = Path(study_dir)
     measurements = load_measurements(study_dir)
-    trials = summarize_trials(load_trials(study_dir), measurements)
+    trials = add_calibrated_seconds(summarize_trials(load_trials(study_dir), measurements),
+                                    load_bench(study_dir))
     trials.to_parquet(study_dir / TRIALS_TABLE, index=False)
     measurements.to_parquet(study_dir / MEASUREMENTS_TABLE, index=False)
     if csv_dir is not None:

@@ -601,3 +601,23 @@ def reading(result: CriticalBatchSize) -> list[str]:
                          )
         out.append(" ".join(text))
     return out
+
+
+def add_calibrated_seconds(summary: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``summary`` plus ``calibrated_seconds_to_target`` = steps to target x the seconds per
+    step of ``step_times`` (the calibrated benchmark where there is one, else the median over
+    the study's trials at that batch size), and ``seconds_per_step_source``. Beside the measured
+    ``seconds_to_target``, it stays meaningful when trials ran fused, in parallel or on a busy
+    machine."""
+    out = summary.copy()
+    if out.empty or "steps_to_target" not in out.columns:
+        out["calibrated_seconds_to_target"] = np.nan
+        out["seconds_per_step_source"] = None
+        return out
+    table = step_times(summary, bench).rename(columns={"source": "seconds_per_step_source"})
+    keys = [*condition_columns(summary), "batch_size"]
+    merged = out.merge(table, on=keys, how="left")
+    merged.index = out.index
+    out["calibrated_seconds_to_target"] = merged["steps_to_target"] * merged["seconds_per_step"]
+    out["seconds_per_step_source"] = merged["seconds_per_step_source"]
+    return out

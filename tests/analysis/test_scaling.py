@@ -220,3 +220,26 @@ def test_noise_scale_near_target_is_compared_with_b_crit():
     assert noise["b_crit_over_noise"] == pytest.approx(B_CRIT / 50.0, rel=1e-6)
     assert set(result.noise_curves["batch_size"]) == {8, 32, 128, 512}
     assert "consistent" in " ".join(reading(result))
+
+
+def test_calibrated_seconds_use_the_benchmark_when_there_is_one():
+    import pandas as pd
+
+    from bsweep.analysis.scaling import add_calibrated_seconds
+
+    summary = pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "status": ["complete"] * 3, "norm": ["batch"] * 3,
+        "batch_size": [8, 8, 64], "lr": [0.1, 0.2, 0.1], "seed": [0, 0, 0],
+        "steps_to_target": [100.0, float("nan"), 10.0], "last_step": [200, 200, 40],
+        "last_seconds": [2.0, 4.0, 4.0], "device": ["cpu"] * 3,
+    })
+    trials_only = add_calibrated_seconds(summary)
+    # median seconds per step at batch 8 over both trials: (0.01 + 0.02) / 2
+    assert trials_only["calibrated_seconds_to_target"].tolist()[0] == pytest.approx(1.5)
+    assert pd.isna(trials_only["calibrated_seconds_to_target"].tolist()[1])
+    bench = pd.DataFrame({"batch_size": [8, 64], "norm": ["batch", "batch"], "device": ["cpu", "cpu"],
+                          "seconds_per_step": [0.001, 0.05], "fused_width": [1, 1]})
+    calibrated = add_calibrated_seconds(summary, bench)
+    assert calibrated["calibrated_seconds_to_target"].tolist()[0] == pytest.approx(0.1)
+    assert calibrated["calibrated_seconds_to_target"].tolist()[2] == pytest.approx(0.5)
+    assert set(calibrated["seconds_per_step_source"]) == {"benchmark"}
