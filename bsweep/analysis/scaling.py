@@ -208,7 +208,8 @@ def _groups(frame: pd.DataFrame, by: list[str]) -> Iterator[tuple[dict, pd.DataF
         yield dict(zip(by, key)), group
 
 
-def _select(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
+def select_rows(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """Rows whose columns equal `values` (columns the frame lacks are ignored)."""
     mask = np.ones(len(frame), dtype=bool)
     for column, value in values.items():
         if column in frame.columns:
@@ -289,7 +290,7 @@ def regimes(view: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for values, fit in _fitted(fits):
-        for _, point in _select(view, values).sort_values("batch_size").iterrows():
+        for _, point in select_rows(view, values).sort_values("batch_size").iterrows():
             batch = float(point["batch_size"])
             steps = float(point["steps_to_target_mean"]) if point["n_reached_target"] == point["n_trials"] else np.nan
             rows.append({
@@ -372,7 +373,7 @@ def time_curve(fits: pd.DataFrame, times: pd.DataFrame, points: int = CURVE_POIN
     """
     frames = []
     for values, fit in _fitted(fits):
-        known = _select(times, values).dropna(subset=["seconds_per_step"]).sort_values("batch_size")
+        known = select_rows(times, values).dropna(subset=["seconds_per_step"]).sort_values("batch_size")
         if len(known) < 2:
             continue
         log_b = np.log(known["batch_size"].astype(float).to_numpy())
@@ -409,7 +410,7 @@ def predict_time_optimal(fits: pd.DataFrame, times: pd.DataFrame, measured: pd.D
     for _, fit in fits.iterrows():
         values = {c: fit[c] for c in by}
         row: dict = {**values, **{c: np.nan for c in PREDICTION_COLUMNS}, "reason": ""}
-        known = _select(times, values).dropna(subset=["seconds_per_step"])
+        known = select_rows(times, values).dropna(subset=["seconds_per_step"])
         sources = sorted(set(known["source"])) if len(known) else []
         row["step_time_source"] = "+".join(sources)
         if not np.isfinite(fit["b_crit"]):
@@ -417,7 +418,7 @@ def predict_time_optimal(fits: pd.DataFrame, times: pd.DataFrame, measured: pd.D
         elif len(known) < 2:
             row["reason"] = "step times at fewer than 2 batch sizes"
         else:
-            these = _select(curve, values)
+            these = select_rows(curve, values)
             best = these.loc[these["predicted_seconds"].idxmin()]
             row["predicted_batch_size"] = float(best["batch_size"])
             row["predicted_seconds"] = float(best["predicted_seconds"])
@@ -429,7 +430,7 @@ def predict_time_optimal(fits: pd.DataFrame, times: pd.DataFrame, measured: pd.D
                                 * known["seconds_per_step"])
             row["predicted_grid_batch_size"] = float(grid.loc[grid["t"].idxmin(), "batch_size"])
         if measured is not None and len(measured):
-            found = _select(measured, values)
+            found = select_rows(measured, values)
             if len(found) and pd.notna(found["batch_size"].iloc[0]):
                 row["measured_batch_size"] = float(found["batch_size"].iloc[0])
                 row["measured_seconds"] = float(found["seconds_to_target_mean"].iloc[0])
@@ -475,7 +476,7 @@ def noise_at_target(curves: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
         values = {c: fit[c] for c in by}
         row = {**values, "noise_scale_at_target": np.nan, "n_trials": 0, "b_crit": fit["b_crit"],
                "b_crit_over_noise": np.nan, "reason": ""}
-        these = _select(curves, values)
+        these = select_rows(curves, values)
         before = these[~these["at_target"].astype(bool)] if len(these) else these
         near = before.groupby("trial_id").tail(1) if len(before) else before
         near = near[near["noise_scale"] > 0] if len(near) else near
@@ -579,7 +580,7 @@ def reading(result: CriticalBatchSize) -> list[str]:
         if fit["n_lr_on_edge"]:
             text.append(f"At {int(fit['n_lr_on_edge'])} of {int(fit['n_batch_sizes'])} batch sizes the best "
                         "lr was at the edge of the lr grid, so their steps may be overestimated.")
-        prediction = _select(result.prediction, values)
+        prediction = select_rows(result.prediction, values)
         if len(prediction) and np.isfinite(prediction["predicted_batch_size"].iloc[0]):
             p = prediction.iloc[0]
             where = "on the calibrated benchmark's step times" if "benchmark" in p["step_time_source"] else \
@@ -588,7 +589,7 @@ def reading(result: CriticalBatchSize) -> list[str]:
                         f"~{_num(p['predicted_batch_size'])} (on the grid: {p['predicted_grid_batch_size']:g})"
                         + (" at the edge of the batch sizes with a step time, so possibly beyond it" if p["predicted_on_edge"] else "")
                         + (f"; measured fastest: {p['measured_batch_size']:g}." if np.isfinite(p["measured_batch_size"]) else "; no measured optimum (no batch size where every seed reached the target)."))
-        noise = _select(result.noise, values)
+        noise = select_rows(result.noise, values)
         if len(noise) and np.isfinite(noise["noise_scale_at_target"].iloc[0]):
             q = noise.iloc[0]
             text.append(f"The gradient noise scale measured near the target is {_num(q['noise_scale_at_target'])} "

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
 from bsweep.analysis.plots import NORM_COLORS, _batch_size_axis, _log_y
-from bsweep.analysis.scaling import FIT_COLUMNS, PREDICTION_COLUMNS
+from bsweep.analysis.scaling import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
 
 # Marker size of the measured points and of the optimum markers (points^2, matplotlib's unit).
 POINT_SIZE = 30
@@ -35,14 +35,6 @@ def _conditions(fits: pd.DataFrame, exclude: tuple[str, ...] = FIT_COLUMNS) -> l
     return out
 
 
-def _select(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
-    mask = np.ones(len(frame), dtype=bool)
-    for column, value in values.items():
-        if column in frame.columns:
-            mask &= (frame[column] == value).to_numpy()
-    return frame[mask]
-
-
 def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
     ax.set_xticks([])
@@ -57,13 +49,13 @@ def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd
     as a dashed horizontal one: the two asymptotes meet at B = B_crit).
     """
     for values, label, colour in _conditions(fits):
-        fit = _select(fits, values).iloc[0]
-        measured = _select(points, values)
+        fit = select_rows(fits, values).iloc[0]
+        measured = select_rows(points, values)
         measured = measured[measured["n_reached_target"] == measured["n_trials"]]
         ax.errorbar(measured["batch_size"].astype(float), measured["steps_to_target_mean"],
                     yerr=measured["steps_to_target_std"].fillna(0.0), fmt="o", color=colour,
                     markersize=4, capsize=2, label=f"{label}: measured")
-        line = _select(curve, values)
+        line = select_rows(curve, values)
         if line.empty:
             continue
         ax.plot(line["batch_size"], line["steps"], color=colour, linewidth=1.5,
@@ -83,15 +75,15 @@ def plot_tradeoff(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.
     """Examples vs steps to target: the measured points and the fitted hyperbola
     (S / S_min - 1)(E / E_min - 1) = 1, log-log, each measured point labelled with its batch size."""
     for values, label, colour in _conditions(fits):
-        fit = _select(fits, values).iloc[0]
-        measured = _select(points, values)
+        fit = select_rows(fits, values).iloc[0]
+        measured = select_rows(points, values)
         measured = measured[measured["n_reached_target"] == measured["n_trials"]]
         steps = measured["steps_to_target_mean"].astype(float)
         examples = steps * measured["batch_size"].astype(float)
         ax.scatter(steps, examples, color=colour, s=POINT_SIZE, zorder=3, label=f"{label}: measured")
         for b, x, y in zip(measured["batch_size"], steps, examples):
             ax.annotate(f"{int(b)}", (x, y), textcoords="offset points", xytext=(4, 2), fontsize="x-small")
-        line = _select(curve, values)
+        line = select_rows(curve, values)
         if line.empty:
             continue
         ax.plot(line["steps"], line["examples"], color=colour, linewidth=1.5,
@@ -125,7 +117,7 @@ def plot_noise_scale(ax: Axes, noise_curves: pd.DataFrame, fits: pd.DataFrame) -
         ax.plot(trial["samples"].astype(float), trial["noise_scale"], linewidth=1.0,
                 alpha=0.8, color=cmap(colours(float(trial["batch_size"].iloc[0]))))
     for values, label, colour in _conditions(fits):
-        fit = _select(fits, values).iloc[0]
+        fit = select_rows(fits, values).iloc[0]
         if np.isfinite(fit["b_crit"]):
             ax.axhline(fit["b_crit"], color=colour, linestyle="--", linewidth=1.2,
                        label=f"{label}: fitted B_crit = {fit['b_crit']:.3g}")
@@ -146,17 +138,17 @@ def plot_time_optimal(ax: Axes, time_curve: pd.DataFrame, seconds_view: pd.DataF
     """Predicted time to target S(B) t(B) (line) over the measured one (points, tuned by time),
     with the predicted (star) and measured (diamond) time-optimal batch sizes."""
     for values, label, colour in _conditions(prediction, PREDICTION_COLUMNS):
-        line = _select(time_curve, values)
+        line = select_rows(time_curve, values)
         if len(line):
             ax.plot(line["batch_size"], line["predicted_seconds"], color=colour, linewidth=1.5,
                     label=f"{label}: predicted S(B) t(B)")
-        measured = _select(seconds_view, values)
+        measured = select_rows(seconds_view, values)
         if len(measured):
             measured = measured[measured["n_reached_target"] == measured["n_trials"]]
             ax.errorbar(measured["batch_size"].astype(float), measured["seconds_to_target_mean"],
                         yerr=measured["seconds_to_target_std"].fillna(0.0), fmt="o", color=colour,
                         markersize=4, capsize=2, label=f"{label}: measured")
-        row = _select(prediction, values).iloc[0]
+        row = select_rows(prediction, values).iloc[0]
         if np.isfinite(row["predicted_batch_size"]):
             ax.scatter([row["predicted_batch_size"]], [row["predicted_seconds"]], marker="*",
                        s=OPTIMUM_SIZE, color=colour, edgecolor="black", zorder=5,
