@@ -478,26 +478,40 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _verdict_cell(v) -> str:
+    colour = VERDICT_COLORS.get(v.verdict, "black")
+    return f'<td class="verdict" style="color:{colour}">{html.escape(v.verdict)}</td>'
+
+
 def _verdict_html(verdicts: pd.DataFrame) -> str:
-    titles = ("claim", "statement", "protocol", "verdict", "where / why", "numbers", "decision rule")
-    head = "".join(f"<th>{h}</th>" for h in titles)
+    """A summary table a reader takes in at a glance (one row per claim: the verdict under each
+    protocol and where the tuned verdict holds), then the evidence per claim and protocol in
+    native <details> blocks: condition, caveat, numbers and the decision rule."""
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "statement", "tuned lr", "fixed lr", "where (tuned lr)"))
     rows = []
+    for claim, group in verdicts.groupby("claim", sort=False):
+        by_protocol = {v.protocol: v for v in group.itertuples(index=False)}
+        tuned = by_protocol.get("tuned lr") or next(iter(by_protocol.values()))
+        fixed = by_protocol.get("fixed lr")
+        fixed_cell = _verdict_cell(fixed) if fixed is not None and fixed is not tuned else "<td>-</td>"
+        label = "" if tuned.protocol == "tuned lr" else f'<span class="small">({html.escape(tuned.protocol)})</span> '
+        rows.append(
+            f"<tr><td><b>{html.escape(str(claim))}</b></td><td>{html.escape(tuned.statement)}</td>"
+            f"{_verdict_cell(tuned)}{fixed_cell}<td>{label}{html.escape(tuned.condition)}</td></tr>"
+        )
+    summary = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    details = []
     for v in verdicts.itertuples(index=False):
         colour = VERDICT_COLORS.get(v.verdict, "black")
-        where = html.escape(v.condition)
-        if v.caveat:
-            where += f'<br><span class="small">caveat: {html.escape(v.caveat)}</span>'
-        rows.append(
-            "<tr>"
-            f"<td><b>{html.escape(v.claim)}</b></td><td>{html.escape(v.statement)}</td>"
-            f"<td>{html.escape(v.protocol)}</td>"
-            f'<td class="verdict" style="color:{colour}">{html.escape(v.verdict)}</td>'
-            f"<td>{where}</td>"
-            f'<td class="small">{html.escape(v.numbers)}</td>'
-            f'<td class="small">{html.escape(v.rule)}</td>'
-            "</tr>"
+        caveat = f"<p><b>Caveat:</b> {html.escape(v.caveat)}</p>" if v.caveat else ""
+        details.append(
+            f"<details><summary><b>{html.escape(v.claim)}</b>, {html.escape(v.protocol)}: "
+            f'<span style="color:{colour}">{html.escape(v.verdict)}</span></summary>'
+            f"<p><b>Where / why:</b> {html.escape(v.condition)}</p>{caveat}"
+            f'<p class="small"><b>Numbers:</b> {html.escape(v.numbers)}</p>'
+            f'<p class="small"><b>Decision rule:</b> {html.escape(v.rule)}</p></details>'
         )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return summary + "<h3>Evidence per claim and protocol</h3>" + "".join(details)
 
 
 def _png_data_uri(path: Path) -> str:
