@@ -31,6 +31,9 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     # self-contained: nothing loaded from outside the file
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "report:" in out.output
+    # fused trials share their seconds: time claims use the isolated step time of `bench`
+    assert (study / "bench.parquet").is_file()
+    assert "Time basis (C2, C4, time figures): calibrated" in html
 
     again = runner.invoke(app, ["reproduce", "--jobs", "1", "--results-dir", str(results), *SHRUNK])
     assert again.exit_code == 0 and "12 already finished, 0 to run" in again.output

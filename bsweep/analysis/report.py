@@ -705,6 +705,7 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize_trials(trials, measurements, final_window=final_window)
+    summary, measurements, time_basis = scaling.calibrate_times(summary, measurements, bench)
     verdicts = all_verdicts(summary)
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
@@ -717,7 +718,7 @@ def build_report(
     pieces = dict(
         name=name,
         notices=_notices(trials),
-        definitions=_definitions(final_window, target_text),
+        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis}."],
         verdicts=verdicts,
         figures=figures,
         tuned_lrs=_tuned_lr_table(summary),

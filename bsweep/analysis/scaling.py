@@ -348,6 +348,8 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFr
     if bench is None or bench.empty or "batch_size" not in bench.columns:
         return None
     bench = bench.copy()
+    if "fused_width" in bench.columns:  # wider rows time a fused model, per member: not one trial
+        bench = bench[bench["fused_width"] == 1]
     if "seconds_per_step" not in bench.columns:
         if "samples_per_second" not in bench.columns:
             return None
@@ -622,3 +624,44 @@ def add_calibrated_seconds(summary: pd.DataFrame, bench: pd.DataFrame | None = N
     out["calibrated_seconds_to_target"] = merged["steps_to_target"] * merged["seconds_per_step"]
     out["seconds_per_step_source"] = merged["seconds_per_step_source"]
     return out
+
+
+def calibrate_times(
+    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Put every time-based quantity on the calibrated basis when the benchmark covers the study.
+
+    Trials that ran fused, in parallel or on a busy machine have measured seconds that say more
+    about their neighbours than about their batch size. When ``bench`` has an isolated step time
+    for every finished trial's batch size (and norm), this returns copies in which
+    ``seconds_to_target`` = steps to target x that step time, ``samples_per_second`` = batch size /
+    step time, and the measurements' ``train_seconds`` = step x step time; the measured values are
+    kept as ``measured_seconds_to_target``, ``measured_samples_per_second`` and
+    ``measured_train_seconds``. Otherwise the frames come back unchanged. The string says which
+    basis is in use, for the report.
+    """
+    finished = summary["status"].isin(FINISHED_STATUSES)
+    table = _bench_table(summary, bench)
+    if table is None or not finished.any():
+        return summary, measurements, "measured (no calibrated benchmark for this study)"
+    keys = [c for c in ("norm", "batch_size") if c in table.columns]
+    merged = summary[keys].merge(table, on=keys, how="left")
+    per_step = pd.Series(merged["seconds_per_step"].to_numpy(), index=summary.index)
+    missing = finished & per_step.isna()
+    if missing.any():
+        sizes = sorted(set(summary.loc[missing, "batch_size"].dropna().astype(int)))
+        return summary, measurements, (
+            "measured: the calibrated benchmark lacks batch sizes " + ", ".join(map(str, sizes)))
+    out = summary.copy()
+    out["measured_seconds_to_target"] = out["seconds_to_target"]
+    out["measured_samples_per_second"] = out["samples_per_second"]
+    out["seconds_to_target"] = out["steps_to_target"] * per_step
+    out["samples_per_second"] = out["batch_size"].astype(float) / per_step
+    m = measurements.copy()
+    step_time = m["trial_id"].map(pd.Series(per_step.to_numpy(), index=out["trial_id"]))
+    m["measured_train_seconds"] = m["train_seconds"]
+    m["train_seconds"] = m["step"] * step_time
+    return out, m, (
+        "calibrated: seconds = steps x the isolated step time of `bsweep bench` (bench.parquet) "
+        "at the trial's batch size and norm; measured seconds are kept beside them. Throughput (C2) "
+        "has one calibrated number per batch size, so its spread over seeds is zero.")

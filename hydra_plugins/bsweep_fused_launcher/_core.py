@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -132,6 +132,9 @@ def train_group(group: list[Job]) -> dict[int, Any]:
         if records.is_finished(tdir):
             out[job.index] = {"trial_id": tid, "status": records.read_status(tdir)["status"], "skipped": True}
             continue
+        previous = records.trial_state(tdir)  # as the runner does: one attempt per folder
+        records.clear_for_rerun(tdir)
+        records.append_claim_log(tdir, previous=previous, fused=True)
         ensure_study_file(sdir, OmegaConf.create(job.config))
         records.write_yaml(tdir / records.CONFIG_FILE, job.config)
         members.append((job, cfg, tid, tdir))
@@ -159,29 +162,39 @@ def _train_chunk(chunk: list, data, device, width: int) -> dict[int, Any]:
 
     ids = [tid for _, _, tid, _ in chunk]
     env = {**environment(device), "fused_width": len(chunk), "fused_with": ids}
+    me = records.owner()  # pid, host and the sweep id, as the runner's records carry
+
+    def running() -> None:
+        for _, _, _, tdir in chunk:
+            records.write_status(tdir, "running", **me, heartbeat=time.time(), fused_with=ids)
+
     for job, cfg, tid, tdir in chunk:
         records.write_json(tdir / records.ENV_FILE, env)
-        records.write_status(tdir, "running", pid=os.getpid(), host=socket.gethostname(), fused_with=ids)
         log.info("trial %s (%s): training fused (%d members) on %s", tid, _point(job.config), len(chunk), device)
+    running()
+    beat = records.Heartbeat(running)  # other hosts judge liveness by this heartbeat
+    beat.start()
     out: dict[int, Any] = {}
     try:
         results = train_fused([cfg for _, cfg, _, _ in chunk], data)
     except Exception as e:  # the group's failure is every member's record, not the sweep's end
+        beat.stop()
         oom = isinstance(e, MemoryError) or "out of memory" in str(e)
         status = "oom" if oom else "failed"
         for job, cfg, tid, tdir in chunk:
             records.write_status(tdir, status, error=f"{type(e).__name__}: {e}",
-                                 traceback=traceback.format_exc(), fused_with=ids)
+                                 traceback=traceback.format_exc(), fused_with=ids, **me)
             out[job.index] = {"trial_id": tid, "status": status, "skipped": False}
         log.error("fused group %s: %s: %s", ids, type(e).__name__, e)
         return out
+    beat.stop()
     for (job, cfg, tid, tdir), result in zip(chunk, results):
         records.write_measurements(tdir, result.measurements)
         last = result.measurements[-1]
         records.write_status(
             tdir, result.status, steps=last["step"], total_steps=result.total_steps,
             final_test_acc=last["test_acc"], train_seconds=last["train_seconds"],
-            fused_width=len(chunk), fused_with=ids,
+            fused_width=len(chunk), fused_with=ids, **me,
         )
         log.info("trial %s (%s): %s, test acc %.4f after %d steps, %.1f s training (shared by %d fused)",
                  tid, _point(job.config), result.status, last["test_acc"], last["step"], last["train_seconds"], len(chunk))

@@ -86,7 +86,20 @@ class BsweepFusedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
         n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else len(os.sched_getaffinity(0))
-        for i, value in run_jobs(jobs, n_jobs).items():
+        # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
+        # Hydra's own jobs; spawned workers inherit it.
+        env_set = {str(k): str(v) for k, v in (self.config.hydra.job.get("env_set") or {}).items()}
+        saved = {k: os.environ.get(k) for k in env_set}
+        os.environ.update(env_set)
+        try:
+            results = run_jobs(jobs, n_jobs)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        for i, value in results.items():
             ret = JobReturn(
                 overrides=jobs_overrides(jobs, i), cfg=OmegaConf.create(_job(jobs, i).config),
                 hydra_cfg=self.config, working_dir=os.getcwd(), task_name=self.config.hydra.job.name,

@@ -243,3 +243,46 @@ def test_calibrated_seconds_use_the_benchmark_when_there_is_one():
     assert calibrated["calibrated_seconds_to_target"].tolist()[0] == pytest.approx(0.1)
     assert calibrated["calibrated_seconds_to_target"].tolist()[2] == pytest.approx(0.5)
     assert set(calibrated["seconds_per_step_source"]) == {"benchmark"}
+
+
+def _timed_summary():
+    import pandas as pd
+
+    summary = pd.DataFrame({
+        "trial_id": ["a", "b"], "status": ["complete", "complete"], "norm": ["batch", "batch"],
+        "batch_size": [8, 64], "lr": [0.1, 0.1], "seed": [0, 0], "device": ["cpu", "cpu"],
+        "steps_to_target": [100.0, 20.0], "seconds_to_target": [9.0, 9.0],
+        "samples_per_second": [1.0, 1.0], "last_step": [200, 40], "last_seconds": [18.0, 18.0],
+    })
+    measurements = pd.DataFrame({"trial_id": ["a", "b"], "step": [100, 20], "train_seconds": [9.0, 9.0]})
+    return summary, measurements
+
+
+def test_calibrate_times_puts_time_on_the_benchmark_basis():
+    import pandas as pd
+
+    from bsweep.analysis.scaling import calibrate_times
+
+    summary, measurements = _timed_summary()
+    bench = pd.DataFrame({"batch_size": [8, 64, 8], "norm": ["batch"] * 3, "device": ["cpu"] * 3,
+                          "seconds_per_step": [0.001, 0.01, 0.0001], "fused_width": [1, 1, 4]})
+    s, m, basis = calibrate_times(summary, measurements, bench)
+    assert basis.startswith("calibrated")
+    assert s["seconds_to_target"].tolist() == pytest.approx([0.1, 0.2])  # width-4 row ignored
+    assert s["samples_per_second"].tolist() == pytest.approx([8000, 6400])
+    assert s["measured_seconds_to_target"].tolist() == [9.0, 9.0]
+    assert m["train_seconds"].tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_calibrate_times_keeps_measured_seconds_when_the_benchmark_is_incomplete():
+    import pandas as pd
+
+    from bsweep.analysis.scaling import calibrate_times
+
+    summary, measurements = _timed_summary()
+    bench = pd.DataFrame({"batch_size": [8], "norm": ["batch"], "device": ["cpu"],
+                          "seconds_per_step": [0.001], "fused_width": [1]})
+    s, m, basis = calibrate_times(summary, measurements, bench)
+    assert "lacks batch sizes 64" in basis and s["seconds_to_target"].tolist() == [9.0, 9.0]
+    s, _, basis = calibrate_times(summary, measurements, None)
+    assert basis.startswith("measured")
