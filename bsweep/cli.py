@@ -57,11 +57,22 @@ def _plan_or_fail(fn, overrides: list[str]):
         _fail(str(e).strip())
 
 
+def _hydra_prints_only(argv: list[str], multirun: bool = False) -> None:
+    """`--cfg job`, `--info`, `--hydra-help`...: Hydra prints and trains nothing; let it."""
+    from bsweep.plan import parse_command_line
+
+    if parse_command_line(argv).prints_only:
+        from bsweep.launch import call_hydra
+
+        raise typer.Exit(call_hydra(["-m", *argv] if multirun else argv))
+
+
 @app.command(context_settings=HYDRA_ARGS)
 def run(overrides: Overrides = None) -> None:
     """Train one trial at the configured point (no grid)."""
     from bsweep.launch import run_one
 
+    _hydra_prints_only(overrides or [])
     outcome = _plan_or_fail(run_one, overrides or [])
     _report_outcome(outcome)
 
@@ -71,6 +82,7 @@ def sweep(overrides: Overrides = None) -> None:
     """Train the study's grid (Hydra multirun), skipping trials already finished."""
     from bsweep.launch import run_sweep
 
+    _hydra_prints_only(overrides or [], multirun=True)
     outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
     _report_outcome(outcome)
 

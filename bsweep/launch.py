@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bsweep import records
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_config, expand, single, split_overrides, study_dir
+from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, study_dir
 from bsweep.validate import ConfigError, check_all, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -243,9 +243,10 @@ class _Watcher(threading.Thread):
 
 def placement_notes(overrides: list[str], planned: list[PlannedTrial], n_to_run: int) -> tuple[int, list[str]]:
     """(trials at once on this machine, warnings about cores) for the launcher the overrides pick."""
-    hydra_o, plain, _ = split_overrides(overrides)
-    launcher = OmegaConf.to_container(
-        _as_config_error(compose_config, hydra_o + plain, True).hydra.launcher, resolve=False)
+    line = parse_command_line(overrides)
+    hydra_o, plain, _ = split_overrides(line.overrides)
+    composed = _as_config_error(compose_config, hydra_o + plain, True, line.config_dirs, line.config_name)
+    launcher = OmegaConf.to_container(composed.hydra.launcher, resolve=False)
     n_cores = cores()
     jobs = launcher_jobs(launcher, n_cores, max(1, n_to_run))
     notes = []

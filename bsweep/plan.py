@@ -88,6 +88,44 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str], list[st
     return hydra_o, plain, sweep
 
 
+# Hydra's own command-line flags (`bsweep sweep --hydra-help`). Those that only print (config,
+# info, help) go to Hydra alone; --config-dir and --config-name change what is composed.
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+               "--package", "-p", "--experimental-rerun")
+PRINT_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--version",
+               "--shell-completion", "-sc")
+
+
+@dataclass
+class CommandLine:
+    overrides: list[str]  # key=value arguments
+    config_dirs: list[str]  # from --config-dir / -cd, searched before bsweep's own configs
+    config_name: str  # from --config-name / -cn
+    prints_only: bool  # a flag that makes Hydra print something and train nothing
+
+
+def parse_command_line(argv: list[str]) -> CommandLine:
+    """Split Hydra's flags from the overrides, as Hydra's own argument parser would."""
+    line = CommandLine([], [], "config", False)
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-") or arg in ("-m", "--multirun", "--resolve"):
+            if not arg.startswith("-"):
+                line.overrides.append(arg)
+            continue
+        name, has_value, value = arg.partition("=")
+        if name in PRINT_FLAGS:
+            line.prints_only = True
+            continue
+        if name in VALUE_FLAGS:
+            value = value if has_value else next(args, "")
+            if name in ("--config-dir", "-cd"):
+                line.config_dirs.append(str(Path(value).resolve()))
+            elif name in ("--config-name", "-cn"):
+                line.config_name = value
+    return line
+
+
 def _job_override_lists(sweeper_params: dict, task_overrides: list[str]) -> list[list[str]]:
     """The cartesian product of sweeper params + task overrides, as Hydra's basic sweeper does."""
     lines = [f"{k}={v}" for k, v in sweeper_params.items()] + task_overrides
@@ -103,12 +141,22 @@ def _job_override_lists(sweeper_params: dict, task_overrides: list[str]) -> list
     return [list(combo) for combo in itertools.product(*by_key.values())]
 
 
-def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+def _searchpath(config_dirs: list[str]) -> list[str]:
+    """The override that adds a user's --config-dir folders to Hydra's search path."""
+    if not config_dirs:
+        return []
+    return ["hydra.searchpath=[" + ",".join(f"file://{d}" for d in config_dirs) + "]"]
+
+
+def compose_config(
+    overrides: list[str], with_hydra: bool = False, config_dirs: list[str] = (), config_name: str = "config"
+) -> DictConfig:
     """Compose configs/config.yaml with overrides, as `bsweep run` would (no multirun)."""
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=with_hydra)
+        return compose(config_name, overrides=[*_searchpath(list(config_dirs)), *overrides],
+                       return_hydra_config=with_hydra)
 
 
 def _is_plain_value(o) -> bool:
@@ -128,8 +176,10 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
     and get their plain `key=value` overrides set on a copy, which is what Hydra does after
     composing; any override that is not that simple (or fails) takes Hydra's full compose.
     """
-    hydra_o, plain, sweep = split_overrides(overrides)
-    base = compose_config(hydra_o + plain, with_hydra=True)
+    line = parse_command_line(overrides)
+    search = _searchpath(line.config_dirs)
+    hydra_o, plain, sweep = split_overrides(line.overrides)
+    base = compose_config(hydra_o + plain, True, line.config_dirs, line.config_name)
     params = base.hydra.sweeper.get("params") or {}
     sweeper_params = {str(k): str(v) for k, v in params.items()}
     parser = OverridesParser.create()
@@ -144,23 +194,24 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
             structure = tuple(o.input_line for o in parsed if not _is_plain_value(o))
             try:
                 if structure not in composed:
-                    composed[structure] = compose("config", overrides=list(structure))
+                    composed[structure] = compose(line.config_name, overrides=[*search, *structure])
                 cfg = copy.deepcopy(composed[structure])
                 for o in values:
                     OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
             except Exception:  # let Hydra itself compose it, and say what is wrong
-                cfg = compose("config", overrides=job)
+                cfg = compose(line.config_name, overrides=[*search, *job])
             trials.append(PlannedTrial(job, cfg, trial_id(cfg)))
     return trials
 
 
 def single(overrides: list[str]) -> PlannedTrial:
     """The one trial `bsweep run OVERRIDES` trains (the study's grid is not expanded)."""
-    hydra_o, plain, sweep = split_overrides(overrides)
+    line = parse_command_line(overrides)
+    hydra_o, plain, sweep = split_overrides(line.overrides)
     if sweep:
         raise ConfigError(
             f"`bsweep run` trains one trial, but {' '.join(sweep)} asks for several; "
             f"use `bsweep sweep` for a grid"
         )
-    cfg = compose_config(hydra_o + plain)
+    cfg = compose_config(hydra_o + plain, False, line.config_dirs, line.config_name)
     return PlannedTrial(plain, cfg, trial_id(cfg))

@@ -77,3 +77,31 @@ def test_python_m_bsweep_reports_errors_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "batch_size=-3" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_users_own_config_dir_adds_study_presets(results, tmp_path):
+    study = tmp_path / "my_configs" / "study"
+    study.mkdir(parents=True)
+    (study / "mine.yaml").write_text(
+        "# @package _global_\n"
+        "study: {name: mine, target: 0.3, budget: {epochs: 1}}\n"
+        "data: {n_train: 256, n_test: 128}\n"
+        "model: {width: 8, depth: 2, kernel_size: 3}\n"
+        "hydra: {sweeper: {params: {batch_size: '16,64'}}}\n"
+    )
+    args = ["--config-dir", str(tmp_path / "my_configs"), "study=mine", f"results_dir={results}"]
+    planned = bsweep("plan", *args)
+    assert planned.exit_code == 0, planned.output
+    assert "2 to run" in planned.output
+    out = bsweep("sweep", *args)
+    assert out.exit_code == 0, out.output
+    assert set(load_trials(results / "mine")["batch_size"]) == {16, 64}
+
+
+def test_hydra_print_flags_pass_through(results):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bsweep", "run", "--cfg", "job", "study=smoke", "lr=0.125"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lr: 0.125" in proc.stdout and "name: smoke" in proc.stdout
