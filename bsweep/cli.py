@@ -172,6 +172,17 @@ def _live_states(study: Path, trials):
 _REDO = ("failed", "oom", "damaged", "interrupted", "new")
 
 
+# The order statuses are listed in: results first, then what still needs doing.
+STATUS_ORDER = ("complete", "diverged", "running", "interrupted", "new", "failed", "oom", "damaged")
+
+
+def _counts_line(statuses: pd.Series) -> str:
+    """`2 complete, 1 failed`, always in STATUS_ORDER (then any other state, alphabetically)."""
+    counts = statuses.value_counts()
+    order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts.index) - set(STATUS_ORDER))
+    return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
 @app.command()
 def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) -> None:
     """Counts and a table of trials by status (every study under --results-dir when no STUDY).
@@ -190,17 +201,14 @@ def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) ->
             table.add_column(col)
         for s in studies:
             trials = _live_states(s, load_trials(s))
-            counts = trials["status"].value_counts()
-            table.add_row(s.name, str(len(trials)), ", ".join(f"{n} {k}" for k, n in counts.items()))
+            table.add_row(s.name, str(len(trials)), _counts_line(trials["status"]))
         console.print(table)
         return
     if not (study / "trials").is_dir():
         _fail(f"{study} is not a study folder (it has no trials/); try `bsweep status`")
     trials = _live_states(study, load_trials(study)).sort_values(
         ["norm", "batch_size", "lr", "seed"], na_position="last")
-    counts = trials["status"].value_counts()
-    console.print(f"{study}: {len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
-                  highlight=False)
+    console.print(f"{study}: {len(trials)} trials: " + _counts_line(trials["status"]), highlight=False)
     table = Table()
     for col in ("trial", "status", "data", "norm", "batch_size", "lr", "seed", "error"):
         table.add_column(col, overflow="fold")
