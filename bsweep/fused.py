@@ -51,9 +51,16 @@ from bsweep.train import (
 
 # Widths the auto choice tries (members per fused model), and the cap: beyond 32 the gain per
 # member has flattened in every measurement (README "Fused trials") and memory grows linearly.
-CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)
-# Steps timed per candidate width (after 2 untimed): enough for a stable median at small batch.
+CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)  # plus the group's own size, when it is not one of these
+# Steps timed per candidate width (after 2 untimed), at least, and at least PROBE_SECONDS of them:
+# at batch 1 a step is ~0.4 ms, and 8 steps alone gave medians noisy enough to pick width 1
+# where width 8 was 3x faster per member.
 PROBE_STEPS = 8
+PROBE_SECONDS = 0.05
+# The search over widths stops once a width is this much slower per member than the best so far
+# (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend:
+# per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8.
+STOP_RATIO = 1.5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,8 +501,9 @@ def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_S
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     lr_full = group.base_lr[group.member_of] * 1e-3  # small: the probe must not blow up
-    times = []
-    for i in range(steps + 2):
+    times: list[float] = []
+    i = 0
+    while i < steps + 2 or sum(times) < PROBE_SECONDS:
         idx = torch.randint(0, data.n_train, (width, batch), generator=gen, device=device)
         synchronize(device)
         t = time.perf_counter()
@@ -503,6 +511,7 @@ def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_S
         synchronize(device)
         if i >= 2:
             times.append(time.perf_counter() - t)
+        i += 1
     times.sort()
     return times[len(times) // 2]
 
@@ -510,20 +519,18 @@ def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_S
 def width_table(cfg: Config, data: TensorData, max_width: int) -> dict[int, float]:
     """Seconds per member-step at each candidate width up to `max_width` (cached per shape).
 
-    Widths are tried in increasing order and the search stops once a width is clearly (10 %)
-    slower per member than the best so far: per-member cost is convex in practice.
+    Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
+    and the search stops once a width is clearly (STOP_RATIO) slower per member than the best.
     """
     key = (fusion_key(cfg), str(data.x_train.device), data.n_train, max_width, torch.get_num_threads())
     if key in _WIDTH_CACHE:
         return _WIDTH_CACHE[key]
     table: dict[int, float] = {}
     best = math.inf
-    for w in CANDIDATE_WIDTHS:
-        if w > max_width:
-            break
+    for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
         per_member = step_seconds(cfg, data, w) / w
         table[w] = per_member
-        if per_member > 1.1 * best:
+        if per_member > STOP_RATIO * best:
             break
         best = min(best, per_member)
     _WIDTH_CACHE[key] = table
