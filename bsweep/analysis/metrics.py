@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bsweep import records
+
 # Columns that identify a scientific point, in the order used for sorting and display.
 # Only those present in a frame are used, so hand-made frames may omit the ones they do not vary.
 # lr and seed are deliberately absent: they are nuisance parameters.
@@ -30,7 +32,7 @@ POINT_COLUMNS: tuple[str, ...] = ("data", "model", "optim", "schedule", "norm", 
 # Trials whose numbers are final. A running trial's last measurement is not its final accuracy,
 # and a failed / oom trial has no (or partial) measurements; both are counted in the report,
 # not averaged.
-FINISHED_STATUSES: tuple[str, ...] = ("complete", "diverged")
+FINISHED_STATUSES: tuple[str, ...] = records.FINISHED  # the on-disk contract's definition
 
 # Per-trial metrics that are averaged over seeds by default.
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -46,16 +48,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 )
 
 # The per-trial columns that ``summarize_trials`` adds.
-TRIAL_METRIC_COLUMNS: tuple[str, ...] = (
-    "final_test_acc",
-    "final_test_error",
-    "best_test_acc",
-    "final_test_loss",
-    "steps_to_target",
-    "epochs_to_target",
-    "samples_to_target",
-    "seconds_to_target",
-    "samples_per_second",
+TRIAL_METRIC_COLUMNS: tuple[str, ...] = DEFAULT_METRICS + (
     "diverged",
     "n_measurements",
     "last_step",
