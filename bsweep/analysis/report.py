@@ -718,7 +718,7 @@ def build_report(
     pieces = dict(
         name=name,
         notices=_notices(trials),
-        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis}."],
+        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}."],
         verdicts=verdicts,
         figures=figures,
         tuned_lrs=_tuned_lr_table(summary),
