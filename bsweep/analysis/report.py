@@ -546,45 +546,50 @@ def _critical_html(critical: CriticalSection | None) -> list[str]:
     return parts
 
 
-def _render_html(
-    name: str,
-    notices: list[str],
-    definitions: list[str],
-    verdicts: pd.DataFrame,
-    figures: list[ReportFigure],
-    tuned_lrs: pd.DataFrame,
-    config_text: str,
-    environment: dict,
-    counts: pd.DataFrame,
-    failed: pd.DataFrame,
-    critical: CriticalSection | None = None,
-) -> str:
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything the HTML and Markdown renderers show, computed once by `build_report`."""
+
+    name: str
+    notices: list[str]
+    definitions: list[str]
+    verdicts: pd.DataFrame
+    figures: list[ReportFigure]
+    tuned_lrs: pd.DataFrame
+    config_text: str
+    environment: dict
+    counts: pd.DataFrame
+    failed: pd.DataFrame
+    critical: CriticalSection | None = None
+
+
+def _render_html(c: ReportContent) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>bsweep report: {html.escape(name)}</title>",
+        f"<title>bsweep report: {html.escape(c.name)}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>bsweep report: {html.escape(name)}</h1>",
+        f"<h1>bsweep report: {html.escape(c.name)}</h1>",
     ]
-    if notices:
-        parts += [f'<div class="notice">{html.escape(n)}</div>' for n in notices]
+    if c.notices:
+        parts += [f'<div class="notice">{html.escape(n)}</div>' for n in c.notices]
     else:
         parts.append('<div class="ok">Every trial of the study finished.</div>')
-    parts += ["<h2>Verdicts</h2>", _verdict_html(verdicts)]
-    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in definitions) + "</ul>")
+    parts += ["<h2>Verdicts</h2>", _verdict_html(c.verdicts)]
+    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in c.definitions) + "</ul>")
     parts.append("<h2>Figures</h2>")
-    if not figures:
+    if not c.figures:
         parts.append("<p>No figures: no trial has finished yet.</p>")
-    parts += [_html_figure(figure) for figure in figures]
-    parts += _critical_html(critical)
-    parts += ["<h2>Tuned learning rates</h2>", _html_table(tuned_lrs)]
-    parts += ["<h2>Study config</h2>", f"<pre>{html.escape(config_text)}</pre>"]
-    env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
+    parts += [_html_figure(figure) for figure in c.figures]
+    parts += _critical_html(c.critical)
+    parts += ["<h2>Tuned learning rates</h2>", _html_table(c.tuned_lrs)]
+    parts += ["<h2>Study config</h2>", f"<pre>{html.escape(c.config_text)}</pre>"]
+    env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
     parts += ["<h2>Environment</h2>", _html_table(env)]
-    parts += ["<h2>Trials by status</h2>", _html_table(counts)]
-    if len(failed):
-        parts += ["<h3>Trials without a result</h3>", _html_table(failed)]
+    parts += ["<h2>Trials by status</h2>", _html_table(c.counts)]
+    if len(c.failed):
+        parts += ["<h3>Trials without a result</h3>", _html_table(c.failed)]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -604,50 +609,41 @@ def _md_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _render_markdown(
-    name: str,
-    notices: list[str],
-    definitions: list[str],
-    verdicts: pd.DataFrame,
-    figures: list[ReportFigure],
-    tuned_lrs: pd.DataFrame,
-    config_text: str,
-    environment: dict,
-    counts: pd.DataFrame,
-    failed: pd.DataFrame,
-    out_dir: Path,
-    critical: CriticalSection | None = None,
-) -> str:
-    lines = [f"# bsweep report: {name}", ""]
-    lines += [f"> **Note:** {n}" for n in notices] or ["Every trial of the study finished."]
-    table = verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(columns={"condition": "where / why"})
+def _md_figure(figure: ReportFigure, out_dir: Path) -> list[str]:
+    lines = [f"### {figure.title}", ""]
+    if figure.png is not None:
+        lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
+    else:
+        lines.append(f"Could not draw this figure: {figure.error}")
+    return lines + ["", figure.caption, ""]
+
+
+def _render_markdown(c: ReportContent, out_dir: Path) -> str:
+    lines = [f"# bsweep report: {c.name}", ""]
+    lines += [f"> **Note:** {n}" for n in c.notices] or ["Every trial of the study finished."]
+    table = c.verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(columns={"condition": "where / why"})
     lines += ["", "## Verdicts", "", _md_table(table), ""]
-    lines += [f"- {d}" for d in definitions]
+    lines += [f"- {d}" for d in c.definitions]
     lines += ["", "### Numbers and decision rules", ""]
-    for v in verdicts.itertuples(index=False):
+    for v in c.verdicts.itertuples(index=False):
         lines += [
             f"- **{v.claim} ({v.protocol}) — {v.statement}: {v.verdict}.**",
             f"  Numbers: {v.numbers or '-'}",
             f"  Rule: {v.rule}",
         ]
     lines += ["", "## Figures", ""]
-    if not figures:
+    if not c.figures:
         lines += ["No figures: no trial has finished yet.", ""]
-    for figure in figures:
-        lines += [f"### {figure.title}", ""]
-        if figure.png is not None:
-            lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
-        else:
-            lines.append(f"Could not draw this figure: {figure.error}")
-        lines += ["", figure.caption, ""]
-    lines += _critical_markdown(critical, out_dir)
-    lines += ["## Tuned learning rates", "", _md_table(tuned_lrs), ""]
-    lines += ["## Study config", "", "```yaml", config_text.rstrip(), "```", ""]
-    env = pd.DataFrame(sorted(environment.items()), columns=["key", "value"])
+    for figure in c.figures:
+        lines += _md_figure(figure, out_dir)
+    lines += _critical_markdown(c.critical, out_dir)
+    lines += ["## Tuned learning rates", "", _md_table(c.tuned_lrs), ""]
+    lines += ["## Study config", "", "```yaml", c.config_text.rstrip(), "```", ""]
+    env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
     lines += ["## Environment", "", _md_table(env), ""]
-    lines += ["## Trials by status", "", _md_table(counts), ""]
-    if len(failed):
-        lines += ["### Trials without a result", "", _md_table(failed), ""]
+    lines += ["## Trials by status", "", _md_table(c.counts), ""]
+    if len(c.failed):
+        lines += ["### Trials without a result", "", _md_table(c.failed), ""]
     return "\n".join(lines)
 
 
@@ -668,12 +664,7 @@ def _critical_markdown(critical: CriticalSection | None, out_dir: Path) -> list[
     if len(critical.noise_table):
         lines += ["### Gradient noise scale near the target vs B_crit", "", _md_table(critical.noise_table), ""]
     for figure in critical.figures:
-        lines += [f"### {figure.title}", ""]
-        if figure.png is not None:
-            lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
-        else:
-            lines.append(f"Could not draw this figure: {figure.error}")
-        lines += ["", figure.caption, ""]
+        lines += _md_figure(figure, out_dir)
     return lines
 
 
@@ -715,7 +706,7 @@ def build_report(
     name = name or _study_name(trials, study_config, out_dir.parent.name)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
     target_text = ", ".join(f"{t:.1%}" for t in targets) or "not set"
-    pieces = dict(
+    content = ReportContent(
         name=name,
         notices=_notices(trials),
         definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}."],
@@ -729,8 +720,8 @@ def build_report(
         critical=critical,
     )
     index = out_dir / "index.html"
-    index.write_text(_render_html(**pieces), encoding="utf-8")
-    (out_dir / "report.md").write_text(_render_markdown(**pieces, out_dir=out_dir), encoding="utf-8")
+    index.write_text(_render_html(content), encoding="utf-8")
+    (out_dir / "report.md").write_text(_render_markdown(content, out_dir), encoding="utf-8")
     return index
 
 
