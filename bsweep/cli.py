@@ -223,6 +223,16 @@ def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) ->
                       f"them (tracebacks in trials/<trial>/traceback.txt)", highlight=False)
 
 
+def _study_or_latest(study: Optional[Path], results_dir: Path, verb: str) -> Path:
+    """The study folder given, or the most recently updated one under results_dir; else fail."""
+    from bsweep.analysis.collect import latest_study
+
+    study = study or latest_study(results_dir)
+    if study is None or not (study / "trials").is_dir():
+        _fail(f"no study to {verb} ({study or results_dir}/ has no trials/)")
+    return study
+
+
 @app.command()
 def collect(
     study: StudyDir = None,
@@ -230,11 +240,9 @@ def collect(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Tidy tables of a study (one row per trial, one per measurement) as Parquet in the study folder; STUDY defaults to the most recently updated study."""
-    from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study, latest_study
+    from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study
 
-    study = study or latest_study(results_dir)
-    if study is None or not (study / "trials").is_dir():
-        _fail(f"no study to collect ({study or results_dir}/ has no trials/)")
+    study = _study_or_latest(study, results_dir, "collect")
     trials, measurements = collect_study(study, csv)
     cols = {"trial_id": "trial", "status": "status", "norm": "norm", "batch_size": "batch",
             "lr": "lr", "seed": "seed", "final_test_acc": "final acc",
@@ -256,12 +264,9 @@ def report(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Write the study's report (index.html, report.md, figures as PNG and SVG); STUDY defaults to the most recently updated study."""
-    from bsweep.analysis.collect import latest_study
     from bsweep.analysis.report import write_report
 
-    study = study or latest_study(results_dir)
-    if study is None or not (study / "trials").is_dir():
-        _fail(f"no study to report on ({study or results_dir}/ has no trials/)")
+    study = _study_or_latest(study, results_dir, "report on")
     html = write_report(study, out)
     console.print(f"report: {html}")
 
