@@ -118,7 +118,8 @@ def test_two_sweeps_of_one_study_at_once_train_each_trial_once(results):
         summary = next(line for line in out.splitlines() if line.startswith("8 trials:"))
         n = int(summary.split("(")[1].split(" trained by this run")[0])
         trained.append(n)
-        assert "0 finished before" in summary
+        # "N finished before" may be non-zero: a sweep that starts a second late on a loaded
+        # machine plans after the other has finished a trial (a race of the test, not of bsweep).
         counts = summary.split(":")[1].split("(")[0]
         assert "failed" not in counts and "interrupted" not in counts
     assert sorted(trained) == sorted(by_sweep.tolist())
