@@ -104,12 +104,15 @@ def plain_trial(cfg, data_cpu, measure_at=None, max_steps=None, time_only=False)
 # (a) per trial
 
 
-def per_trial(study: str, seconds_per_point: float, baseline_threads: int) -> list[dict]:
+def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compiled: bool) -> list[dict]:
+    import dataclasses
+
     import torch
 
     from bsweep.bench import fused_step_seconds, single_step_seconds
     from bsweep.data import load_data
     from bsweep.fused import choose_width
+    from bsweep.perf import choose
     from bsweep.plan import expand
     from bsweep.train import resolve_device
     from omegaconf import OmegaConf
@@ -123,9 +126,16 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int) -> li
         data = load_data(cfg.data, device)
         torch.set_num_threads(cfg.threads or torch.get_num_threads())
         torch.set_flush_denormal(True)
-        alone = single_step_seconds(cfg, data, cfg.batch_size, block_seconds=seconds_per_point / 3)
-        width = choose_width(cfg, data, lrs_seeds)
-        fused = fused_step_seconds(cfg, data, cfg.batch_size, width, block_seconds=seconds_per_point / 3) / width
+        perf = choose(cfg, data)  # what bsweep trains with: perf.amp/channels_last measured where auto
+        alone = single_step_seconds(cfg, data, cfg.batch_size, perf, block_seconds=seconds_per_point / 3)
+        width = choose_width(cfg, data, lrs_seeds, perf)
+        fused = fused_step_seconds(cfg, data, cfg.batch_size, width, perf, block_seconds=seconds_per_point / 3) / width
+        extra = {}
+        if compiled:  # perf.compile=on (CUDA graphs on CUDA), alone and fused at the same width
+            on = dataclasses.replace(perf, compile=True)
+            extra["compiled_ms"] = single_step_seconds(cfg, data, cfg.batch_size, on, block_seconds=seconds_per_point / 3) * 1e3
+            extra["compiled_fused_ms_per_member"] = fused_step_seconds(
+                cfg, data, cfg.batch_size, width, on, block_seconds=seconds_per_point / 3) / width * 1e3
         mem = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
         flops = step_flops(cfg, data)
         # baseline: torch's default threads, CPU tensors through a DataLoader (on CUDA: .to per batch)
@@ -134,14 +144,16 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int) -> li
         n = max(20, min(3000, int(seconds_per_point / max(alone * 3, 1e-5))))
         plain_trial(cfg, data_cpu, max_steps=5, time_only=True)  # warm-up
         best = min(plain_trial(cfg, data_cpu, max_steps=n, time_only=True)[0] / n for _ in range(2))
-        rows.append({"batch_size": cfg.batch_size, "plain_ms": best * 1e3, "bsweep_ms": alone * 1e3,
+        rows.append({"batch_size": cfg.batch_size, **perf.describe(), **extra, "plain_ms": best * 1e3, "bsweep_ms": alone * 1e3,
                      "fused_width": width, "fused_ms_per_member": fused * 1e3,
                      "ratio_alone": best / alone, "ratio_fused": best / fused, "cuda_peak_bytes": mem,
                      "tflops_alone": flops / alone / 1e12, "tflops_fused": flops / fused / 1e12,
                      "peak_fraction": (flops / min(alone, fused) / 1e12 / peak_tflops()) if peak_tflops() else None})
         print(f"  batch {cfg.batch_size:5d}: plain {best * 1e3:8.3f} ms/step, bsweep {alone * 1e3:8.3f} "
-              f"({best / alone:5.2f}x), fused x{width} {fused * 1e3:8.3f} per member ({best / fused:5.2f}x)",
-              flush=True)
+              f"({best / alone:5.2f}x), fused x{width} {fused * 1e3:8.3f} per member ({best / fused:5.2f}x)"
+              f" [amp {perf.describe()['amp']}, channels_last {perf.describe()['channels_last']}]"
+              + (f"; compiled {extra['compiled_ms']:.3f}, fused {extra['compiled_fused_ms_per_member']:.3f} per member"
+                 if extra else ""), flush=True)
     return rows
 
 
@@ -283,11 +295,14 @@ def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
     if rows:
         lines += ["### (a) Seconds per step, one trial (study grid batch sizes, batch norm, SGD)", "",
                   f"Baseline threads: {args.baseline_threads or 'torch default'}; bsweep: 1 thread per process.", "",
-                  "| batch | plain loop ms/step | bsweep alone ms/step | speed-up | fused width | fused ms/step per member | speed-up |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| batch | plain loop ms/step | bsweep alone ms/step | speed-up | fused width | fused ms/step per member | speed-up | bsweep's amp, channels_last |"
+                  + (" compiled alone ms/step | compiled fused ms/step per member |" if rows[0].get("compiled_ms") else ""),
+                  "|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|---:|" if rows[0].get("compiled_ms") else "")]
         for r in rows:
             lines.append(f"| {r['batch_size']} | {r['plain_ms']:.3f} | {r['bsweep_ms']:.3f} | {r['ratio_alone']:.2f}x "
-                         f"| {r['fused_width']} | {r['fused_ms_per_member']:.3f} | {r['ratio_fused']:.2f}x |")
+                         f"| {r['fused_width']} | {r['fused_ms_per_member']:.3f} | {r['ratio_fused']:.2f}x "
+                         f"| {r['amp']}, {r['channels_last']} |"
+                         + (f" {r['compiled_ms']:.3f} | {r['compiled_fused_ms_per_member']:.3f} |" if r.get("compiled_ms") else ""))
         top = rows[-1]
         lines += ["", f"At batch {top['batch_size']}: {max(top['tflops_alone'], top['tflops_fused']):.3g} TFLOP/s achieved "
                   "(FLOPs of a step counted by torch's FlopCounterMode)"
@@ -312,6 +327,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=0, help="bsweep worker processes (0: one per core on CPU, 1 with a GPU)")
     ap.add_argument("--baseline-threads", type=int, default=0, help="0 = torch's default")
     ap.add_argument("--seconds-per-point", type=float, default=1.5, help="(a): timing per batch size and side")
+    ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                    help="(a): also time perf.compile=on (auto: with a GPU only; on the CPU it is slower)")
     ap.add_argument("--skip-per-trial", action="store_true")
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--write", type=Path, help="append the results as a section of this Markdown file")
@@ -326,7 +343,11 @@ def main() -> None:
     if not args.jobs:
         args.jobs = 1 if info.get("gpu") else info["cores"]
     print(f"machine: {info}", flush=True)
-    rows = [] if args.skip_per_trial else (print("(a) per trial", flush=True), per_trial(args.study, args.seconds_per_point, args.baseline_threads))[1]
+    compiled = args.compile == "on" or (args.compile == "auto" and bool(info.get("gpu")))
+    rows = []
+    if not args.skip_per_trial:
+        print("(a) per trial", flush=True)
+        rows = per_trial(args.study, args.seconds_per_point, args.baseline_threads, compiled)
     study = None
     if not args.skip_study:
         print(f"(b) whole study {args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)

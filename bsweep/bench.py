@@ -7,7 +7,8 @@ steps-to-target x seconds_per_step at the trial's batch size.
 
     results/<study>/bench.parquet   one row per (batch_size, norm, model, device, fused_width):
         batch_size, norm, device, seconds_per_step, samples_per_second, fused_width,
-        data, model_width, model_depth, optim, threads, device_name, torch_version, time
+        data, model_width, model_depth, optim, amp, channels_last, threads, device_name,
+        torch_version, time
 
 `fused_width` 1 is the calibrated number (one trial alone, `train.train_step`, the step
 `train_trial` times). Rows with a larger width time one step of the fused model of that many
@@ -27,6 +28,7 @@ import torch
 
 from bsweep.config import Config
 from bsweep.data import TensorData
+from bsweep.perf import PerfChoice
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
@@ -59,16 +61,15 @@ def time_steps(step, device: torch.device, block_seconds: float = BLOCK_SECONDS,
     return best
 
 
-def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, **kw) -> float:
+def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, perf: PerfChoice = PerfChoice(), **kw) -> float:
     """Seconds per step of one trial like `cfg` at `batch_size`, the step train_trial runs."""
     from bsweep.models import make_cnn
-    from bsweep.train import make_optimizer, perf_flags, prepare_model, train_step
+    from bsweep.train import make_optimizer, prepare_model, train_step
 
     device = data.x_train.device
-    images = data.x_train.dim() == 4
-    amp, cl = perf_flags(cfg, device, images)
+    amp, cl = perf.amp, perf.channels_last
     torch.manual_seed(cfg.seed)
-    model = prepare_model(cfg, make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm), device, images)
+    model = prepare_model(make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm), device, cl, perf.compile)
     opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr * 1e-3)  # small: must not diverge
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
@@ -81,18 +82,18 @@ def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, **kw) ->
     return time_steps(step, device, **kw)
 
 
-def fused_step_seconds(cfg: Config, data: TensorData, batch_size: int, width: int, **kw) -> float:
+def fused_step_seconds(cfg: Config, data: TensorData, batch_size: int, width: int,
+                       perf: PerfChoice = PerfChoice(), **kw) -> float:
     """Seconds per step of a fused model of `width` trials like `cfg` (the whole fused step)."""
     import copy
 
     from bsweep import fused
-    from bsweep.train import perf_flags
 
     c = copy.deepcopy(cfg)
     c.batch_size = batch_size
     device = data.x_train.device
-    amp, cl = perf_flags(c, device, data.x_train.dim() == 4)
-    group = fused.build_group([c] * width, data)
+    amp, cl = perf.amp, perf.channels_last
+    group = fused.build_group([c] * width, data, perf.compile)
     lr_full = group.base_lr[group.member_of] * 1e-3
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
@@ -124,6 +125,8 @@ def points_of(configs: list[Config]) -> list[BenchPoint]:
 def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None, **kw) -> pd.DataFrame:
     """Time every point of `configs` at each fused width in `widths`; rows as in BENCH_FILE."""
     from bsweep.data import load_data
+    from bsweep.perf import choose
+    from bsweep.plan import study_dir
     from bsweep.runner import environment
     from bsweep.train import resolve_device
 
@@ -141,11 +144,13 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
             cache[key] = load_data(cfg.data, device)
         data = cache[key]
         env = environment(device)
+        # the settings the study's trials ran with at this point (perf/ in the study folder)
+        perf = choose(cfg, data, study_dir(cfg))
         for width in widths:
             if width == 1:
-                seconds = single_step_seconds(cfg, data, point.batch_size, **kw)
+                seconds = single_step_seconds(cfg, data, point.batch_size, perf, **kw)
             else:
-                seconds = fused_step_seconds(cfg, data, point.batch_size, width, **kw) / width
+                seconds = fused_step_seconds(cfg, data, point.batch_size, width, perf, **kw) / width
             row = {
                 "batch_size": point.batch_size,
                 "norm": cfg.norm.kind,
@@ -157,6 +162,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
                 "model_width": cfg.model.width,
                 "model_depth": cfg.model.depth,
                 "optim": cfg.optim.name,
+                **perf.describe(),
                 "threads": torch.get_num_threads(),
                 "device_name": env["device_name"],
                 "torch_version": env["torch_version"],

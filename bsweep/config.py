@@ -137,17 +137,39 @@ class NoiseConfig:
 @dataclass
 class PerfConfig:
     # How a trial runs, not what it is (left out of the trial id, like `device`). Every "auto"
-    # below was chosen by measurement; README "Performance" has the numbers and tolerances.
+    # below is decided by measuring on the machine that trains; README "Performance" has the
+    # numbers and tolerances.
     # Fuse trials that differ only in lr and/or seed into one grouped-conv model (bsweep.fused),
     # used by the `bsweep_fused` Hydra launcher: "auto" measures the step time of a few widths
     # for the group's batch size and takes the fastest per trial; "off" trains one by one; an
     # integer forces that many trials per fused model.
     fuse: str = "auto"
-    # bf16 autocast of the forward pass: "auto" = on for CUDA (tensor cores), off on CPU (no
-    # speed-up measured for these small convs, and results move by ~1e-2 in loss).
-    amp: str = "auto"  # auto | bf16 | off
-    # channels_last memory format for 2-D convs: "auto" = on for CUDA, off on CPU.
+    # bf16 autocast of the forward pass. "auto" times a few steps of the trial's model at its
+    # batch size with and without, once per study (bsweep.perf), and turns bf16 on only where it
+    # is >= 20 % faster: it moves losses by ~1e-2 relative. On our 2-core CPU that was batch
+    # >= 512 or so; on GPUs, tensor cores.
+    amp: str = "auto"  # auto | bf16 (= on) | off
+    # channels_last memory format for 2-D convs; "auto" measured like amp (needs >= 5 % gain).
     channels_last: str = "auto"  # auto | on | off
+    # torch.compile of the model (forward and backward; the optimizer stays eager), with CUDA
+    # graphs on CUDA (mode "reduce-overhead"). Off by default: on the 2-core CPU the step took
+    # 0.85-0.88x the eager speed at batch 1-256 (1.07x at 1024), after 5-15 s of compiling per
+    # process; not yet measured on a GPU (benchmarks/gpu_check.sh does), so it has no "auto".
+    compile: str = "off"  # on | off
+
+
+def perf_setting(value: object, name: str) -> str:
+    """`perf.<name>` (amp, channels_last or compile) as auto | on | off; a ValueError says what
+    is allowed. true/false are accepted too, since YAML may turn on/off into booleans."""
+    v = str(value).strip().lower()
+    if v == "auto" and name != "compile":
+        return "auto"
+    if v in ("on", "true") or (name == "amp" and v == "bf16"):
+        return "on"
+    if v in ("off", "false"):
+        return "off"
+    allowed = {"amp": "auto, bf16 (or on) or off", "compile": "on or off"}.get(name, "auto, on or off")
+    raise ValueError(f"perf.{name}={value!r} is not known; choose {allowed}")
 
 
 @dataclass

@@ -39,6 +39,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.models import SmallCNN, make_cnn
+from bsweep.perf import PerfChoice, choose
 from bsweep.train import (
     WARMUP_STEPS,
     TrialResult,
@@ -273,14 +274,17 @@ class FusedGroup:
     base_lr: torch.Tensor  # (K,) float
 
 
-def build_group(cfgs: list[Config], data: TensorData) -> FusedGroup:
-    """Initialize every member exactly as `train_trial` would (seeded `make_cnn`), then fuse."""
+def build_group(cfgs: list[Config], data: TensorData, compile: bool = False) -> FusedGroup:
+    """Initialize every member exactly as `train_trial` would (seeded `make_cnn`), then fuse
+    (compiled in place when `compile`, as `train.prepare_model` does)."""
     device = data.x_train.device
     members = []
     for cfg in cfgs:
         torch.manual_seed(cfg.seed)
         members.append(make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device))
     model = FusedCNN(members)
+    if compile:
+        model.compile(mode="reduce-overhead" if device.type == "cuda" else None)
     flat, member_of = flatten_parameters(model)
     opt = FusedOptimizer(cfgs[0].optim, flat, list(model.parameters()))
     base_lr = torch.tensor([effective_lr(c) for c in cfgs], device=device, dtype=flat.dtype)
@@ -334,7 +338,8 @@ def _step(group: FusedGroup, data: TensorData, idx: torch.Tensor, lr_full: torch
     return losses.detach()
 
 
-def train_fused(cfgs: list[Config], data: TensorData, on_measurement=None) -> list[TrialResult]:
+def train_fused(cfgs: list[Config], data: TensorData, on_measurement=None,
+                perf: PerfChoice | None = None) -> list[TrialResult]:
     """Train the trials `cfgs` (equal but for lr and seed) as one fused model.
 
     Returns one `TrialResult` per member, with the rows `train_trial` would give it; every
@@ -346,9 +351,10 @@ def train_fused(cfgs: list[Config], data: TensorData, on_measurement=None) -> li
         raise ValueError("fused trials must differ only in lr and seed")
     cfg = cfgs[0]
     device = data.x_train.device
-    amp, cl = _perf_flags(cfg, device, data)
+    perf = perf if perf is not None else choose(cfg, data)
+    amp, cl = perf.amp, perf.channels_last
     k = len(cfgs)
-    group = build_group(cfgs, data)
+    group = build_group(cfgs, data, perf.compile)
     model = group.model
     orders = []
     for c in cfgs:
@@ -474,12 +480,6 @@ def _warm_up(group: FusedGroup, data: TensorData, batch: int, eval_batch: int, a
     synchronize(data.x_train.device)
 
 
-def _perf_flags(cfg: Config, device: torch.device, data: TensorData) -> tuple[bool, bool]:
-    from bsweep.train import perf_flags
-
-    return perf_flags(cfg, device, data.x_train.dim() == 4)
-
-
 # ----------------------------------------------------------------------------------------------
 # Choosing the fusion width by measuring
 
@@ -487,13 +487,14 @@ def _perf_flags(cfg: Config, device: torch.device, data: TensorData) -> tuple[bo
 _WIDTH_CACHE: dict[tuple, dict[int, float]] = {}
 
 
-def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_STEPS) -> float:
+def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_STEPS,
+                 perf: PerfChoice = PerfChoice()) -> float:
     """Median wall seconds of one fused step of `width` copies of `cfg`'s trial."""
     cfgs = [cfg] * width
-    amp, cl = _perf_flags(cfg, data.x_train.device, data)
+    amp, cl = perf.amp, perf.channels_last
     state = torch.random.get_rng_state()
     try:
-        group = build_group(cfgs, data)
+        group = build_group(cfgs, data, perf.compile)
     finally:
         torch.random.set_rng_state(state)
     device = data.x_train.device
@@ -516,19 +517,19 @@ def step_seconds(cfg: Config, data: TensorData, width: int, steps: int = PROBE_S
     return times[len(times) // 2]
 
 
-def width_table(cfg: Config, data: TensorData, max_width: int) -> dict[int, float]:
+def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice = PerfChoice()) -> dict[int, float]:
     """Seconds per member-step at each candidate width up to `max_width` (cached per shape).
 
     Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
     and the search stops once a width is clearly (STOP_RATIO) slower per member than the best.
     """
-    key = (fusion_key(cfg), str(data.x_train.device), data.n_train, max_width, torch.get_num_threads())
+    key = (fusion_key(cfg), str(data.x_train.device), data.n_train, max_width, torch.get_num_threads(), perf)
     if key in _WIDTH_CACHE:
         return _WIDTH_CACHE[key]
     table: dict[int, float] = {}
     best = math.inf
     for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
-        per_member = step_seconds(cfg, data, w) / w
+        per_member = step_seconds(cfg, data, w, perf=perf) / w
         table[w] = per_member
         if per_member > STOP_RATIO * best:
             break
@@ -537,7 +538,7 @@ def width_table(cfg: Config, data: TensorData, max_width: int) -> dict[int, floa
     return table
 
 
-def choose_width(cfg: Config, data: TensorData, n_members: int) -> int:
+def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice = PerfChoice()) -> int:
     """The fusion width for a group of `n_members` trials like `cfg`: forced by `perf.fuse`, or
     measured ("auto"): the candidate width with the lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
@@ -551,7 +552,7 @@ def choose_width(cfg: Config, data: TensorData, n_members: int) -> int:
         if width < 1:
             raise ValueError(f"perf.fuse={width}: a width must be >= 1")
         return min(width, n_members)
-    table = width_table(cfg, data, n_members)
+    table = width_table(cfg, data, n_members, perf)
     return min(table, key=table.get)
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from bsweep import records
 from bsweep.config import Config, DataConfig
 from bsweep.data import TensorData, load_data
+from bsweep.perf import choose
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
 from bsweep.plan import study_dir, trial_id
 from bsweep.train import resolve_device, train_trial
@@ -173,7 +174,10 @@ def _train_claimed(cfg, config: Config, tid: str, sdir: Path, tdir: Path, point:
     log.info("trial %s (%s): training on %s", tid, point, device)
     try:
         data = _data_for(config.data, device)
-        result = train_trial(config, data)
+        perf = choose(config, data, sdir)  # measured once per study and batch size where `auto`
+        records.write_json(tdir / records.ENV_FILE, {**environment(device), "parallel_jobs": jobs,
+                                                     **perf.describe()})
+        result = train_trial(config, data, perf=perf)
     except Exception as e:  # a trial's failure is a record, not the end of the sweep
         beat.stop()
         status = "oom" if _is_oom(e) else "failed"

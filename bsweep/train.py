@@ -21,6 +21,7 @@ from torch import nn
 from bsweep.config import BudgetConfig, Config, EvalConfig, OptimConfig, ScheduleConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.models import make_cnn
+from bsweep.perf import PerfChoice, choose
 
 # Steps run on a throw-away copy of the model before the clock starts, so one-time costs
 # (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
@@ -92,24 +93,6 @@ def lr_factor(schedule: ScheduleConfig, step: int, steps: int) -> float:
     raise ValueError(f"unknown schedule {schedule.name!r}")
 
 
-def perf_flags(cfg: Config, device: torch.device, images: bool) -> tuple[bool, bool]:
-    """(bf16 autocast, channels_last) for this trial: `perf.amp` and `perf.channels_last`,
-    where "auto" means on for CUDA (tensor cores, NHWC convs) and off elsewhere (on this CPU bf16
-    autocast made these small convs no faster and moved the loss by ~1e-2; see README)."""
-    def flag(value: str, auto: bool) -> bool:
-        value = str(value).lower()
-        if value == "auto":
-            return auto
-        if value in ("on", "bf16", "true"):
-            return True
-        if value in ("off", "false", "none"):
-            return False
-        raise ValueError(f"perf setting {value!r}: use auto, on/bf16 or off")
-
-    cuda = device.type == "cuda"
-    return flag(cfg.perf.amp, cuda), flag(cfg.perf.channels_last, cuda) and images
-
-
 def autocast_context(device: torch.device, amp: bool):
     """bf16 autocast around a forward pass when `amp`; nothing otherwise."""
     if not amp:
@@ -151,11 +134,17 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def prepare_model(cfg: Config, model: nn.Module, device: torch.device, images: bool) -> nn.Module:
-    """The model on `device`, in channels_last when `perf.channels_last` says so."""
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = False,
+                  compile: bool = False) -> nn.Module:
+    """The model on `device`, in channels_last memory format when asked (2-D convs only), and
+    compiled in place when asked (`nn.Module.compile`: the module stays the same object, its
+    copies and its eval mode included; CUDA graphs on CUDA). A new model of the same class and
+    shapes reuses the process's compiled graph, so only a process's first trial pays the compile."""
     model = model.to(device)
-    if perf_flags(cfg, device, images)[1]:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model.compile(mode="reduce-overhead" if device.type == "cuda" else None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
     return model
@@ -205,17 +194,21 @@ def _warm_up(cfg: Config, model: nn.Module, data: TensorData, amp: bool, cl: boo
     synchronize(data.x_train.device)
 
 
-def train_trial(cfg: Config, data: TensorData, on_measurement=None) -> TrialResult:
+def train_trial(cfg: Config, data: TensorData, on_measurement=None, perf: PerfChoice | None = None) -> TrialResult:
     """Train the model `cfg` describes on `data` (already on its device) and measure it.
 
-    `on_measurement(row)` is called after every measurement (for progress display).
-    Deterministic on CPU: the same config and data give the same measurements, seconds aside.
+    `on_measurement(row)` is called after every measurement (for progress display). `perf`: the
+    autocast and memory-format settings, by default `perf.choose` (measured where `auto`).
+    Deterministic on CPU for fixed `perf`: the same config and data give the same measurements,
+    seconds aside.
     """
     device = data.x_train.device
-    amp, cl = perf_flags(cfg, device, data.x_train.dim() == 4)
+    if perf is None:
+        perf = choose(cfg, data)
+    amp, cl = perf.amp, perf.channels_last
     torch.manual_seed(cfg.seed)  # initialization
     model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
-    model = prepare_model(cfg, model, device, data.x_train.dim() == 4)
+    model = prepare_model(model, device, cl, perf.compile)
     opt = make_optimizer(cfg.optim, model.parameters(), effective_lr(cfg))
     # Data order has its own generator on the data's device: shuffling stays device-side.
     order = torch.Generator(device=device)

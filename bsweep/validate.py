@@ -21,6 +21,7 @@ from bsweep.config import (
     OPTIMIZERS,
     SCHEDULES,
     Config,
+    perf_setting,
     train_size,
 )
 
@@ -111,6 +112,14 @@ def problems(cfg: Config) -> list[str]:
         )
     if cfg.noise.enabled and (cfg.noise.pairs < 1 or cfg.noise.every < 1 or not 0 < cfg.noise.ema <= 1):
         out.append("noise.pairs and noise.every must be >= 1 and noise.ema in (0, 1]")
+    for name in ("amp", "channels_last", "compile"):
+        try:
+            perf_setting(getattr(cfg.perf, name), name)
+        except ValueError as e:
+            out.append(str(e))
+    fuse = str(cfg.perf.fuse).strip().lower()
+    if fuse not in ("auto", "off") and not (fuse.isdigit() and int(fuse) >= 1):
+        out.append(f"perf.fuse={cfg.perf.fuse!r} is not known; choose auto, off or a width >= 1")
     if cfg.threads is not None and cfg.threads < 1:
         out.append(f"threads={cfg.threads} must be >= 1 (or null for torch's default)")
     if cfg.data.name in DATA_FILES and not cfg.data.download:

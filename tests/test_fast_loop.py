@@ -1,4 +1,4 @@
-"""The fast loop's options: what `auto` picks, and what each option does to results."""
+"""The fast loop's options: what each option does to results (what `auto` picks: test_perf.py)."""
 
 import copy
 import math
@@ -8,7 +8,7 @@ import torch
 
 from bsweep import fused
 from bsweep.data import load_data
-from bsweep.train import perf_flags, train_trial
+from bsweep.train import train_trial
 from tests.conftest import TINY, compose
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -16,18 +16,6 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 def rows(result):
     return [{k: v for k, v in r.items() if k != "train_seconds"} for r in result.measurements]
-
-
-def test_auto_means_bf16_and_channels_last_on_cuda_only():
-    cfg = compose(TINY)
-    assert perf_flags(cfg, torch.device("cpu"), images=True) == (False, False)
-    assert perf_flags(cfg, torch.device("cuda"), images=True) == (True, True)
-    assert perf_flags(cfg, torch.device("cuda"), images=False) == (True, False)  # 1-D data
-    cfg.perf.amp, cfg.perf.channels_last = "off", "on"
-    assert perf_flags(cfg, torch.device("cuda"), images=True) == (False, True)
-    cfg.perf.amp = "fp8"
-    with pytest.raises(ValueError, match="perf setting"):
-        perf_flags(cfg, torch.device("cpu"), images=True)
 
 
 def test_bf16_autocast_is_applied_and_stays_close_to_float32():

@@ -17,7 +17,7 @@ from bsweep.config import FULL_SIZES
 TRIAL_COLUMNS = [
     "trial_id", "study", "status", "error", "data", "model", "norm", "optim", "schedule",
     "batch_size", "lr", "seed", "target", "n_train", "budget_epochs", "budget_steps",
-    "device", "device_name", "torch_version", "threads",
+    "device", "device_name", "torch_version", "threads", "amp", "channels_last",
 ]
 MEASUREMENT_COLUMNS = [
     "trial_id", "step", "samples", "epoch", "train_seconds", "train_loss", "test_loss",
@@ -60,7 +60,8 @@ def _trial_row(tdir: Path) -> dict:
     if env_path.exists():
         try:
             env = records.read_json(env_path)
-            row.update({k: env.get(k) for k in ("device", "device_name", "torch_version", "threads")})
+            row.update({k: env.get(k) for k in ("device", "device_name", "torch_version", "threads",
+                                                  "amp", "channels_last")})
         except records.DamagedRecord:
             pass
     if row["status"] in records.FINISHED:

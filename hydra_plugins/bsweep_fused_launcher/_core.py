@@ -104,6 +104,7 @@ def train_group(group: list[Job]) -> dict[int, Any]:
     from bsweep import records
     from bsweep.data import load_data
     from bsweep.fused import choose_width, split, train_fused
+    from bsweep.perf import choose
     from bsweep.plan import study_dir, trial_id
     from bsweep.runner import ensure_study_file, environment
     from bsweep.train import resolve_device
@@ -146,22 +147,23 @@ def train_group(group: list[Job]) -> dict[int, Any]:
             _DATA.clear()
             _DATA[key] = load_data(first.data, device)
         data = _DATA[key]
-        width = choose_width(first, data, len(members))
+        perf = choose(first, data, study_dir(first))  # autocast, memory format: as the runner
+        width = choose_width(first, data, len(members), perf)
         for chunk in split(members, width):
-            out.update(_train_chunk(chunk, data, device, width))
+            out.update(_train_chunk(chunk, data, device, perf))
     finally:
         for c in held:
             c.release()
     return out
 
 
-def _train_chunk(chunk: list, data, device, width: int) -> dict[int, Any]:
+def _train_chunk(chunk: list, data, device, perf) -> dict[int, Any]:
     from bsweep import records
     from bsweep.fused import train_fused
     from bsweep.runner import environment
 
     ids = [tid for _, _, tid, _ in chunk]
-    env = {**environment(device), "fused_width": len(chunk), "fused_with": ids}
+    env = {**environment(device), **perf.describe(), "fused_width": len(chunk), "fused_with": ids}
     me = records.owner()  # pid, host and the sweep id, as the runner's records carry
 
     def running() -> None:
@@ -176,7 +178,7 @@ def _train_chunk(chunk: list, data, device, width: int) -> dict[int, Any]:
     beat.start()
     out: dict[int, Any] = {}
     try:
-        results = train_fused([cfg for _, cfg, _, _ in chunk], data)
+        results = train_fused([cfg for _, cfg, _, _ in chunk], data, perf=perf)
     except Exception as e:  # the group's failure is every member's record, not the sweep's end
         beat.stop()
         oom = isinstance(e, MemoryError) or "out of memory" in str(e)

@@ -1,0 +1,164 @@
+"""perf.amp / perf.channels_last: fixed settings, and `auto` decided by measuring, once per study."""
+
+import json
+
+import pytest
+import torch
+
+from bsweep import perf
+from bsweep.data import load_data
+from bsweep.perf import PerfChoice, candidates, choose, pick
+from bsweep.validate import problems
+from tests.conftest import TINY, compose
+
+EXACT, BF16 = PerfChoice(False, False), PerfChoice(True, False)
+NHWC, BOTH = PerfChoice(False, True), PerfChoice(True, True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_memo():
+    perf._MEMO.clear()
+    yield
+    perf._MEMO.clear()
+
+
+def test_candidates_follow_the_settings_and_the_data():
+    cfg = compose(TINY)  # auto, auto
+    assert candidates(cfg, images=True) == [EXACT, NHWC, BF16, BOTH]
+    assert candidates(cfg, images=False) == [EXACT, BF16]  # 1-D data has no memory format
+    cfg.perf.amp, cfg.perf.channels_last = "off", "on"
+    assert candidates(cfg, images=True) == [NHWC]
+    cfg.perf.amp = "bf16"
+    assert candidates(cfg, images=False) == [BF16]
+    cfg.perf.amp = "false"  # what YAML makes of an unquoted `off` in some places
+    assert candidates(cfg, images=False) == [EXACT]
+
+
+def test_pick_needs_a_clear_gain_to_leave_float32():
+    # bf16 15 % faster: not enough (it moves results); 25 % faster: taken
+    assert pick({EXACT: 1.0, BF16: 1 / 1.15}) == EXACT
+    assert pick({EXACT: 1.0, BF16: 1 / 1.25}) == BF16
+    # channels_last needs 5 %; both together need both margins
+    assert pick({EXACT: 1.0, NHWC: 1 / 1.03}) == EXACT
+    assert pick({EXACT: 1.0, NHWC: 1 / 1.08}) == NHWC
+    assert pick({EXACT: 1.0, NHWC: 1 / 1.08, BF16: 1 / 1.1, BOTH: 1 / 1.24}) == NHWC
+    assert pick({EXACT: 1.0, NHWC: 1 / 1.08, BF16: 1 / 1.1, BOTH: 1 / 1.5}) == BOTH
+    # slower candidates never win
+    assert pick({EXACT: 1.0, BF16: 2.0, NHWC: 1.5}) == EXACT
+    # the first key is the reference, whatever it is (amp forced on: only the layout is open)
+    assert pick({BF16: 1.0, BOTH: 1 / 1.1}) == BOTH
+
+
+def test_the_probe_stops_early_only_when_every_candidate_is_clear():
+    assert perf.decided({EXACT: 1.0, BF16: 2.0})  # bf16 twice as slow
+    assert perf.decided({EXACT: 1.0, BF16: 1 / 2.0})  # twice as fast
+    assert not perf.decided({EXACT: 1.0, BF16: 1 / 1.2})  # right at the margin
+    assert not perf.decided({EXACT: 1.0, BF16: 2.0, NHWC: 1 / 1.05})
+
+
+def test_fixed_settings_are_not_measured(monkeypatch):
+    cfg = compose([*TINY, "perf.amp=bf16", "perf.channels_last=off"])
+    data = load_data(cfg.data)
+    monkeypatch.setattr(perf, "measure", lambda *a: pytest.fail("measured a fixed setting"))
+    assert choose(cfg, data) == BF16
+
+
+def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path):
+    cfg = compose([*TINY, "batch_size=64"])
+    data = load_data(cfg.data)
+    rng = torch.random.get_rng_state()
+    first = choose(cfg, data, tmp_path)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the probe leaves the RNG alone
+    files = list((tmp_path / "perf").glob("*.json"))
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert record["key"]["batch_size"] == 64 and record["key"]["amp"] == "auto"
+    assert set(record["ms_per_step"]) == {json.dumps(c.describe()) for c in (EXACT, BF16)}
+    assert all(ms > 0 for ms in record["ms_per_step"].values())
+    assert PerfChoice(**record["choice"]) == first
+
+    # another process (fresh memo) reads the study's decision instead of measuring again,
+    # even where its own measurement would differ
+    perf._MEMO.clear()
+    other = PerfChoice(not first.amp, False)
+    record["choice"] = {"amp": other.amp, "channels_last": False}
+    files[0].write_text(json.dumps(record))
+    assert choose(cfg, data, tmp_path) == other
+    # another batch size is another decision
+    cfg.batch_size = 16
+    choose(cfg, data, tmp_path)
+    assert len(list((tmp_path / "perf").glob("*.json"))) == 2
+
+
+def test_the_first_writer_wins(tmp_path):
+    path = tmp_path / "perf" / "k.json"
+    assert perf._store(path, {"choice": {"amp": True, "channels_last": False}}) == BF16
+    assert perf._store(path, {"choice": {"amp": False, "channels_last": False}}) == BF16
+    assert [p.name for p in path.parent.iterdir()] == ["k.json"]  # no temp files left
+
+
+def test_bad_settings_are_config_errors():
+    cfg = compose(TINY)
+    cfg.perf.amp, cfg.perf.channels_last, cfg.perf.fuse = "fp8", "maybe", "many"
+    found = "\n".join(problems(cfg))
+    assert "perf.amp='fp8' is not known; choose auto, bf16 (or on) or off" in found
+    assert "perf.channels_last='maybe' is not known; choose auto, on or off" in found
+    assert "perf.fuse='many' is not known; choose auto, off or a width >= 1" in found
+
+
+def test_a_sweep_records_the_settings_each_trial_ran_with(tmp_path):
+    from bsweep.analysis.load import load_trials
+    from bsweep.cli import app
+    from typer.testing import CliRunner
+
+    results = tmp_path / "results"
+    out = CliRunner().invoke(app, ["sweep", *TINY, f"results_dir={results}", "batch_size=16,64",
+                                   "norm=batch", "perf.amp=auto"])
+    assert out.exit_code == 0, out.output
+    trials = load_trials(results / "smoke")
+    assert set(trials["amp"]) <= {"bf16", "off"} and len(trials) == 2
+    assert set(trials["channels_last"]) == {"off"}  # 1-D data
+    assert len(list((results / "smoke" / "perf").glob("*.json"))) == 2  # one decision per batch size
+
+
+def test_compile_is_on_or_off_only():
+    cfg = compose([*TINY, "perf.compile=on", "perf.amp=off"])
+    assert candidates(cfg, images=False) == [PerfChoice(False, False, True)]
+    cfg.perf.compile = "auto"
+    assert "perf.compile='auto' is not known; choose on or off" in problems(cfg)
+
+
+@pytest.mark.slow
+def test_compiled_trials_match_eager_ones_alone_and_fused():
+    """perf.compile=on (torch.compile, inductor on CPU; the first compile takes ~15 s): the same
+    measurements as eager within float tolerance, for a trial alone and for a fused group."""
+    import copy
+    import math
+
+    from bsweep.fused import train_fused
+    from bsweep.train import train_trial
+
+    cfg = compose([*TINY, "perf.amp=off", "norm=batch", "batch_size=32"])
+    data = load_data(cfg.data)
+    from torch._dynamo.utils import counters
+
+    eager = train_trial(cfg, data, perf=EXACT)
+    torch._dynamo.reset()  # compile afresh here, whatever ran before in this process
+    counters.clear()
+    compiled = train_trial(cfg, data, perf=PerfChoice(compile=True))
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled the model
+    assert len(compiled.measurements) == len(eager.measurements)
+    for a, b in zip(eager.measurements, compiled.measurements):
+        for col in ("train_loss", "test_loss", "test_acc"):
+            if not math.isnan(a[col]):
+                assert b[col] == pytest.approx(a[col], rel=1e-4, abs=1e-6)
+
+    cfgs = [copy.deepcopy(cfg) for _ in range(2)]
+    cfgs[1].lr, cfgs[1].seed = 0.02, 1
+    together = train_fused(cfgs, data, perf=PerfChoice(compile=True))
+    for c, member in zip(cfgs, together):
+        alone = train_trial(c, data, perf=EXACT)
+        for a, b in zip(alone.measurements, member.measurements):
+            for col in ("train_loss", "test_loss"):
+                if not math.isnan(a[col]):
+                    assert b[col] == pytest.approx(a[col], rel=1e-4, abs=1e-6)
