@@ -458,6 +458,26 @@ def _definitions(final_window: int, target: str) -> list[str]:
     ]
 
 
+def _settings_line(trials: pd.DataFrame) -> str | None:
+    """Where the trials ran with bf16 autocast or channels_last (perf.*), by batch size; None
+    when every trial ran in float32, contiguous, or no trial says."""
+    parts = []
+    for col, label in (("amp", "bf16 autocast"), ("channels_last", "channels_last")):
+        if col not in trials.columns:
+            continue
+        on = trials.loc[trials[col].isin(["bf16", "on"]), "batch_size"].dropna()
+        if on.empty:
+            continue
+        sizes = sorted({int(b) for b in on})
+        mixed = trials.loc[~trials[col].isin(["bf16", "on"]) & trials[col].notna(), "batch_size"]
+        where = "every trial" if mixed.empty else f"batch size {', '.join(map(str, sizes))}"
+        parts.append(f"{label} at {where}")
+    if not parts:
+        return None
+    return ("Run settings (perf.*, measured where auto; results within tolerance, see README "
+            "\"Performance\"): " + "; ".join(parts) + ". The rest ran in float32, contiguous.")
+
+
 # --------------------------------------------------------------------------- HTML
 
 
@@ -709,7 +729,8 @@ def build_report(
     content = ReportContent(
         name=name,
         notices=_notices(trials),
-        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}."],
+        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
+                     *filter(None, [_settings_line(trials)])],
         verdicts=verdicts,
         figures=figures,
         tuned_lrs=_tuned_lr_table(summary),

@@ -250,3 +250,19 @@ def test_critical_section_says_why_it_cannot_fit(frames, tmp_path):
     text = index.read_text(encoding="utf-8")
     check_html(text)
     assert "Could not fit the model: no finished trial." in text
+
+
+def test_report_says_where_bf16_and_channels_last_ran():
+    import pandas as pd
+
+    from bsweep.analysis.report import _settings_line
+
+    trials = pd.DataFrame({"batch_size": [16, 256, 1024, 1024], "amp": ["off", "bf16", "bf16", "bf16"],
+                           "channels_last": ["off"] * 4})
+    assert _settings_line(trials) == (
+        'Run settings (perf.*, measured where auto; results within tolerance, see README '
+        '"Performance"): bf16 autocast at batch size 256, 1024. The rest ran in float32, contiguous.')
+    trials["channels_last"] = "on"
+    assert "channels_last at every trial" in _settings_line(trials)
+    assert _settings_line(trials.assign(amp="off", channels_last="off")) is None
+    assert _settings_line(trials.drop(columns=["amp", "channels_last"])) is None  # older studies
