@@ -231,7 +231,7 @@ def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> Perf
         choice = pick(seconds)
         if path is not None:
             record = {"key": key, "choice": asdict(choice), "time": time.time(),
-                      "ms_per_step": {json.dumps(c.describe()): t * 1e3 for c, t in seconds.items()}}
+                      "measured": [{**c.describe(), "ms_per_step": t * 1e3} for c, t in seconds.items()]}
             choice = _store(path, record) or choice
     _MEMO[memo_key] = choice
     return choice

@@ -43,10 +43,7 @@ def reproduce(
 ) -> Reproduction:
     """Run `claims_quick` (or `claims` when `full`) with fused trials, time each batch size alone
     (`bsweep bench`), write the report, and judge the claims. Finished trials are reused."""
-    from bsweep.analysis.load import load_measurements, load_trials
-    from bsweep.analysis.metrics import summarize_trials
-    from bsweep.analysis.report import write_report
-    from bsweep.analysis.verdicts import all_verdicts
+    from bsweep.analysis.report import study_verdicts, write_report
     from bsweep.bench import run_bench, write_bench
     from bsweep.plan import study_dir
 
@@ -59,5 +56,5 @@ def reproduce(
     console.print(f"calibrating step times ({len({(c.batch_size, c.norm.kind) for c in configs})} points, one at a time)")
     write_bench(sdir, run_bench(configs, (1,)))
     report = write_report(sdir)
-    verdicts = all_verdicts(summarize_trials(load_trials(sdir), load_measurements(sdir)))
+    verdicts = study_verdicts(sdir)  # the report's verdicts: calibrated time basis
     return Reproduction(outcome, sdir, report, verdicts)

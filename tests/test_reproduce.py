@@ -34,6 +34,15 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     # fused trials share their seconds: time claims use the isolated step time of `bench`
     assert (study / "bench.parquet").is_file()
     assert "Time basis (C2, C4, time figures): calibrated" in html
+    # the verdicts printed are the report's, word for word (same time basis)
+    md = (study / "report" / "report.md").read_text()
+    printed = re.sub(r"\s+", " ", out.output.replace("│", " "))
+    for line in md.splitlines():
+        m = re.match(r"\| (C\d|N\d) \| ([^|]+) \| (\w+) \| ([^|]+) \|", line)
+        if m:
+            claim, protocol, verdict, condition = (g.strip() for g in m.groups())
+            assert f"{claim} {protocol} {verdict}" in printed
+            assert condition.split(" (")[0] in printed
 
     again = runner.invoke(app, ["reproduce", "--jobs", "1", "--results-dir", str(results), *SHRUNK])
     assert again.exit_code == 0 and "12 already finished, 0 to run" in again.output

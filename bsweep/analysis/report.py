@@ -698,6 +698,26 @@ class _PlainDumper(yaml.SafeDumper):
 # --------------------------------------------------------------------------- entry points
 
 
+def judged_summary(
+    trials: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, final_window: int = 3
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Per-trial metrics on the time basis the verdicts use (calibrated when ``bench`` covers
+    the study), the measurements on that basis, and the sentence naming the basis. The report
+    and every other place that prints verdicts start here, so they cannot disagree."""
+    summary = summarize_trials(trials, measurements, final_window=final_window)
+    return scaling.calibrate_times(summary, measurements, bench)
+
+
+def study_verdicts(study_dir: Path) -> pd.DataFrame:
+    """The verdicts the report of the study on disk at ``study_dir`` gives."""
+    from bsweep.analysis import load
+
+    study_dir = Path(study_dir)
+    summary, _, _ = judged_summary(load.load_trials(study_dir), load.load_measurements(study_dir),
+                                   scaling.load_bench(study_dir))
+    return all_verdicts(summary)
+
+
 def build_report(
     trials: pd.DataFrame,
     measurements: pd.DataFrame,
@@ -715,8 +735,7 @@ def build_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize_trials(trials, measurements, final_window=final_window)
-    summary, measurements, time_basis = scaling.calibrate_times(summary, measurements, bench)
+    summary, measurements, time_basis = judged_summary(trials, measurements, bench, final_window)
     verdicts = all_verdicts(summary)
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
