@@ -11,6 +11,7 @@ from bsweep.perf import PerfChoice, candidates, choose, pick
 from bsweep.validate import problems
 from tests.conftest import TINY, compose
 
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 EXACT, BF16 = PerfChoice(False, False), PerfChoice(True, False)
 NHWC, BOTH = PerfChoice(False, True), PerfChoice(True, True)
 
@@ -162,3 +163,37 @@ def test_compiled_trials_match_eager_ones_alone_and_fused():
             for col in ("train_loss", "test_loss"):
                 if not math.isnan(a[col]):
                     assert b[col] == pytest.approx(a[col], rel=1e-4, abs=1e-6)
+
+
+@cuda
+def test_auto_measures_on_cuda_and_the_choice_trains(tmp_path):
+    from bsweep.train import train_trial
+
+    cfg = compose([*TINY, "device=cuda", "data=digits", "data.n_train=256", "data.n_test=128",
+                   "norm=group", "batch_size=64"])
+    data = load_data(cfg.data, "cuda")
+    choice = choose(cfg, data, tmp_path)
+    record = json.loads(next((tmp_path / "perf").glob("*.json")).read_text())
+    assert len(record["measured"]) == 4  # float32/bf16 x contiguous/channels_last on 2-D data
+    result = train_trial(cfg, data, perf=choice)
+    assert result.status == "complete"
+    assert result.measurements[-1]["test_loss"] < result.measurements[0]["test_loss"]
+
+
+@cuda
+@pytest.mark.slow
+def test_compile_with_cuda_graphs_matches_eager_on_cuda():
+    import math
+
+    from bsweep.train import train_trial
+
+    cfg = compose([*TINY, "device=cuda", "norm=batch", "batch_size=32"])
+    data = load_data(cfg.data, "cuda")
+    eager = train_trial(cfg, data, perf=EXACT)
+    compiled = train_trial(cfg, data, perf=PerfChoice(compile=True))  # mode="reduce-overhead"
+    assert len(compiled.measurements) == len(eager.measurements)
+    for a, b in zip(eager.measurements, compiled.measurements):
+        for col in ("train_loss", "test_loss", "test_acc"):
+            if not math.isnan(a[col]):
+                # inductor's kernels sum in another order than cuDNN's (and TF32 where enabled)
+                assert b[col] == pytest.approx(a[col], rel=1e-2, abs=1e-3)
