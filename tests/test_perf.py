@@ -197,3 +197,15 @@ def test_compile_with_cuda_graphs_matches_eager_on_cuda():
             if not math.isnan(a[col]):
                 # inductor's kernels sum in another order than cuDNN's (and TF32 where enabled)
                 assert b[col] == pytest.approx(a[col], rel=1e-2, abs=1e-3)
+
+
+def test_a_bad_perf_setting_stops_the_sweep_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from bsweep.cli import app
+
+    out = CliRunner().invoke(app, ["sweep", *TINY, f"results_dir={tmp_path / 'results'}", "perf.amp=fp16"])
+    assert out.exit_code == 2
+    assert "perf.amp='fp16' is not known; choose auto, bf16 (or on) or off" in out.output
+    assert "Traceback" not in out.output
+    assert not (tmp_path / "results").exists()
