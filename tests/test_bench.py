@@ -7,7 +7,8 @@ from bsweep import bench
 from bsweep.cli import app
 from tests.conftest import TINY, compose
 
-COLUMNS = {"batch_size", "norm", "device", "seconds_per_step", "samples_per_second", "fused_width"}
+COLUMNS = {"batch_size", "norm", "device", "seconds_per_step", "samples_per_second", "fused_width",
+           "amp", "channels_last"}
 
 
 def test_bench_times_every_batch_size_and_norm_of_the_plan(results):
@@ -23,6 +24,9 @@ def test_bench_times_every_batch_size_and_norm_of_the_plan(results):
     assert (table["seconds_per_step"] > 0).all() and (table["device"] == "cpu").all()
     ratio = table["samples_per_second"] * table["seconds_per_step"] / table["batch_size"]
     assert ratio.round(9).eq(1).all()
+    # timed with the settings the study's trials use: perf.amp=auto decided once per point
+    assert set(table["amp"]) <= {"bf16", "off"} and set(table["channels_last"]) == {"off"}
+    assert len(list((results / "smoke" / "perf").glob("*.json"))) == 4
     bad = CliRunner().invoke(app, ["bench", *TINY, f"results_dir={results}", "--widths", "0"])
     assert bad.exit_code == 2
 
