@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -38,31 +39,44 @@ BLOCK_SECONDS = 0.25
 BLOCKS = 3
 
 
-def time_steps(step, device: torch.device, block_seconds: float = BLOCK_SECONDS, blocks: int = BLOCKS) -> float:
-    """Best-of-`blocks` mean seconds per call of `step()`, each block about `block_seconds`."""
+def steps_per_block(step: Callable[[], None], device: torch.device, block_seconds: float,
+                    min_steps: int = 3, max_steps: int = 2000) -> int:
+    """Warm `step` up (allocator, kernel choice), then how many calls fill about `block_seconds`."""
     from bsweep.train import synchronize
 
-    for _ in range(3):  # warm-up: allocator, kernel choice
+    for _ in range(3):
         step()
     synchronize(device)
     t = time.perf_counter()
     step()
     synchronize(device)
     one = max(time.perf_counter() - t, 1e-6)
-    n = max(3, min(2000, int(block_seconds / one)))
-    best = math.inf
-    for _ in range(blocks):
-        synchronize(device)
-        t = time.perf_counter()
-        for _ in range(n):
-            step()
-        synchronize(device)
-        best = min(best, (time.perf_counter() - t) / n)
-    return best
+    return max(min_steps, min(max_steps, int(block_seconds / one)))
 
 
-def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, perf: PerfChoice = PerfChoice(), **kw) -> float:
-    """Seconds per step of one trial like `cfg` at `batch_size`, the step train_trial runs."""
+def time_block(step: Callable[[], None], device: torch.device, n: int) -> float:
+    """Mean seconds per call over `n` calls of `step()`, the device synchronized at both ends."""
+    from bsweep.train import synchronize
+
+    synchronize(device)
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - t) / n
+
+
+def time_steps(step: Callable[[], None], device: torch.device, block_seconds: float = BLOCK_SECONDS,
+               blocks: int = BLOCKS) -> float:
+    """Best-of-`blocks` mean seconds per call of `step()`, each block about `block_seconds`."""
+    n = steps_per_block(step, device, block_seconds)
+    return min(time_block(step, device, n) for _ in range(blocks))
+
+
+def single_step(cfg: Config, data: TensorData, batch_size: int, perf: PerfChoice = PerfChoice()) -> Callable[[], None]:
+    """One training step of a trial like `cfg` at `batch_size` on a random batch (the step
+    `train_trial` runs, with a tiny lr so that repeating it cannot diverge). Seeds torch's
+    global RNG with `cfg.seed` to initialize the model."""
     from bsweep.models import make_cnn
     from bsweep.train import make_optimizer, prepare_model, train_step
 
@@ -70,7 +84,7 @@ def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, perf: Pe
     amp, cl = perf.amp, perf.channels_last
     torch.manual_seed(cfg.seed)
     model = prepare_model(make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm), device, cl, perf.compile)
-    opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr * 1e-3)  # small: must not diverge
+    opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr * 1e-3)
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     n = data.n_train
@@ -79,7 +93,12 @@ def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, perf: Pe
         perm = torch.randint(0, n, (batch_size,), generator=gen, device=device)
         train_step(model, opt, data.x_train[perm], data.y_train[perm], amp, cl)
 
-    return time_steps(step, device, **kw)
+    return step
+
+
+def single_step_seconds(cfg: Config, data: TensorData, batch_size: int, perf: PerfChoice = PerfChoice(), **kw) -> float:
+    """Seconds per step of one trial like `cfg` at `batch_size`, the step train_trial runs."""
+    return time_steps(single_step(cfg, data, batch_size, perf), data.x_train.device, **kw)
 
 
 def fused_step_seconds(cfg: Config, data: TensorData, batch_size: int, width: int,

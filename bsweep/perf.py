@@ -139,49 +139,18 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
 def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> dict[PerfChoice, float]:
     """Best-block seconds per training step of `cfg`'s trial under each choice (no effect on
     the global RNG)."""
-    from bsweep.models import make_cnn
-    from bsweep.train import make_optimizer, prepare_model, synchronize, train_step
+    from bsweep.bench import single_step, steps_per_block, time_block
 
     device = data.x_train.device
     batch = min(cfg.batch_size, data.n_train)
-    cpu_rng = torch.random.get_rng_state()
-    steps = []
-    try:
-        for c in choices:
-            torch.manual_seed(cfg.seed)
-            model = prepare_model(make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm), device,
-                                  c.channels_last, c.compile)
-            opt = make_optimizer(cfg.optim, model.parameters(), 1e-6)  # tiny: the probe must not diverge
-            gen = torch.Generator(device=device)
-            gen.manual_seed(0)
-
-            def step(model=model, opt=opt, gen=gen, c=c) -> None:
-                idx = torch.randint(0, data.n_train, (batch,), generator=gen, device=device)
-                train_step(model, opt, data.x_train[idx], data.y_train[idx], c.amp, c.channels_last)
-
-            steps.append(step)
-    finally:
-        torch.random.set_rng_state(cpu_rng)
-
-    per_block = []
-    for step in steps:  # warm-up (allocator, kernel choice), then one step sets the block length
-        for _ in range(3):
-            step()
-        synchronize(device)
-        t = time.perf_counter()
-        step()
-        synchronize(device)
-        one = max(time.perf_counter() - t, 1e-6)
-        per_block.append(max(PROBE_MIN_STEPS, int(PROBE_BLOCK_SECONDS / one)))
+    # single_step seeds torch's RNGs (CPU and every GPU) to build each model: put them back after
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        steps = [single_step(cfg, data, batch, c) for c in choices]
+    per_block = [steps_per_block(step, device, PROBE_BLOCK_SECONDS, PROBE_MIN_STEPS) for step in steps]
     best = [float("inf")] * len(steps)
     for r in range(PROBE_ROUNDS):
         for i, step in enumerate(steps):
-            synchronize(device)
-            t = time.perf_counter()
-            for _ in range(per_block[i]):
-                step()
-            synchronize(device)
-            best[i] = min(best[i], (time.perf_counter() - t) / per_block[i])
+            best[i] = min(best[i], time_block(step, device, per_block[i]))
         if r + 1 >= PROBE_MIN_ROUNDS and decided(dict(zip(choices, best))):
             break
     return dict(zip(choices, best))
