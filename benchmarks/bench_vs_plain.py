@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -244,23 +245,47 @@ def baseline_study(study: str, extra: list[str], threads: int) -> None:
         plain_trial(cfg, data)
 
 
-def whole_study(study: str, scale: float, jobs: int, threads: int) -> dict:
+def merged(overrides: list[str], later: list[str]) -> list[str]:
+    """`overrides` with `later` appended, a later key replacing an earlier one (Hydra refuses
+    the same key twice)."""
+    keys = {o.split("=", 1)[0] for o in later}
+    return [o for o in overrides if o.split("=", 1)[0] not in keys] + later
+
+
+def whole_study(study: str, scale: float, jobs: int, threads: int, variants: list[list[str]],
+                result: dict) -> None:
+    """Fill `result` as each side finishes, so a run stopped by a time limit keeps what it
+    measured: bsweep as a user runs it, then the plain loop, then one more bsweep run per
+    extra variant (overrides added to the user's command)."""
     extra = scaled_overrides(study, scale)
-    with tempfile.TemporaryDirectory() as tmp:
-        # `python -m bsweep`: the CLI a user runs, also where bsweep is on PYTHONPATH, not installed
-        bs_cmd = [sys.executable, "-m", "bsweep", "sweep", f"study={study}", f"results_dir={tmp}/results", *extra,
-                  "hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
-        print("  bsweep:  ", " ".join(bs_cmd[3:]), flush=True)
-        bs = run_measured(bs_cmd)
-        n_trials = len(list(Path(tmp, "results", study, "trials").glob("*/status.json")))
+    result.update({"study": study, "scale": scale, "overrides": extra, "jobs": jobs, "trials": None, "runs": []})
+
+    def bsweep_run(variant: list[str]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            # `python -m bsweep`: the CLI a user runs, also where bsweep is on PYTHONPATH, not installed
+            args = merged(["sweep", f"study={study}", f"results_dir={tmp}/results", *extra,
+                           "hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"], variant)
+            print("  bsweep:  ", " ".join(args), flush=True)
+            seconds, code, rss = run_measured([sys.executable, "-m", "bsweep", *args])
+            result["trials"] = len(list(Path(tmp, "results", study, "trials").glob("*/status.json")))
+        workers = int(next(a for a in args if a.startswith("hydra.launcher.n_jobs=")).split("=")[1])
+        run = {"variant": " ".join(variant) or "(as a user runs it)", "command": " ".join(args[3:]),
+               "seconds": seconds, "exit": code, "peak_rss_mib": rss / 1024, "workers": workers}
+        if result.get("plain_seconds"):
+            run["ratio"] = result["plain_seconds"] / seconds
+        result["runs"].append(run)
+        print(f"    {seconds:.1f} s, exit {code}" + (f", {run['ratio']:.2f}x the plain loop" if "ratio" in run else ""), flush=True)
+
+    bsweep_run(variants[0])
     base_cmd = [sys.executable, __file__, "--baseline-child", "--study", study,
                 "--baseline-threads", str(threads), "--", *extra]
-    print("  baseline: the same", n_trials, "trials one after another, plain loop", flush=True)
-    base = run_measured(base_cmd)
-    return {"study": study, "scale": scale, "overrides": extra, "jobs": jobs, "trials": n_trials,
-            "bsweep_seconds": bs[0], "bsweep_exit": bs[1], "bsweep_peak_rss_mib": bs[2] / 1024,
-            "plain_seconds": base[0], "plain_exit": base[1], "plain_peak_rss_mib": base[2] / 1024,
-            "ratio": base[0] / bs[0]}
+    print("  baseline: the same", result["trials"], "trials one after another, plain loop", flush=True)
+    seconds, code, rss = run_measured(base_cmd)
+    result.update(plain_seconds=seconds, plain_exit=code, plain_peak_rss_mib=rss / 1024)
+    result["runs"][0]["ratio"] = seconds / result["runs"][0]["seconds"]
+    print(f"    {seconds:.1f} s, exit {code}; bsweep {result['runs'][0]['ratio']:.2f}x", flush=True)
+    for variant in variants[1:]:
+        bsweep_run(variant)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,17 +341,21 @@ def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
         lines += ["", f"At batch {top['batch_size']}: {max(top['tflops_alone'], top['tflops_fused']):.3g} TFLOP/s achieved "
                   "(FLOPs of a step counted by torch's FlopCounterMode)"
                   + (f", {top['peak_fraction']:.2%} of the card's dense bf16 peak." if top.get("peak_fraction") else "."), ""]
-    if study:
+    if study and study.get("runs"):
         lines += [f"### (b) Whole study `{study['study']}` ({study['trials']} trials)", ""]
         if study["scale"] < 1:
             lines += [f"**Scaled:** every trial ran {study['scale']:g} of its budget on both sides "
                       f"(`{' '.join(study['overrides'])}`), evaluation cadence unchanged.", ""]
-        lines += ["| side | wall seconds | peak RSS (largest process) |", "|---|---:|---:|",
-                  f"| plain loop, trials one after another | {study['plain_seconds']:.1f} | {study['plain_peak_rss_mib']:.0f} MiB |",
-                  f"| `bsweep sweep ... hydra/launcher=bsweep_fused hydra.launcher.n_jobs={study['jobs']}` | "
-                  f"{study['bsweep_seconds']:.1f} | {study['bsweep_peak_rss_mib']:.0f} MiB (x{study['jobs']} workers) |", "",
-                  f"**Whole study: bsweep ran at {study['ratio']:.2f}x the plain loop's speed "
-                  f"({study['plain_seconds']:.1f} s / {study['bsweep_seconds']:.1f} s).**", ""]
+        plain = study.get("plain_seconds")
+        lines += ["| side | wall seconds | speed vs the plain loop | peak RSS (largest process) |", "|---|---:|---:|---:|",
+                  (f"| plain loop, trials one after another | {plain:.1f} | 1x | {study['plain_peak_rss_mib']:.0f} MiB |"
+                   if plain is not None else "| plain loop, trials one after another | not finished (time limit) | | |")]
+        for run in study["runs"]:
+            ratio = f"**{run['ratio']:.2f}x**" if "ratio" in run else "-"
+            failed = "" if run["exit"] == 0 else f" (exit {run['exit']})"
+            lines.append(f"| `bsweep {run['command']}`{failed} | {run['seconds']:.1f} | {ratio} | "
+                         f"{run['peak_rss_mib']:.0f} MiB (x{run['workers']} workers) |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +368,9 @@ def main() -> None:
     ap.add_argument("--seconds-per-point", type=float, default=1.5, help="(a): timing per batch size and side")
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                     help="(a): also time perf.compile=on (auto: with a GPU only; on the CPU it is slower)")
+    ap.add_argument("--also", action="append", default=[], metavar="OVERRIDES",
+                    help="(b): also run bsweep with these extra overrides (space-separated), e.g. "
+                         "'perf.compile=on' or 'hydra.launcher.n_jobs=4'; repeatable")
     ap.add_argument("--skip-per-trial", action="store_true")
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--write", type=Path, help="append the results as a section of this Markdown file")
@@ -354,26 +386,32 @@ def main() -> None:
         args.jobs = 1 if info.get("gpu") else info["cores"]
     print(f"machine: {info}", flush=True)
     compiled = args.compile == "on" or (args.compile == "auto" and bool(info.get("gpu")))
-    rows = []
+    variants = [[]] + [a.split() for a in args.also]
+    rows: list[dict] = []
+    study: dict = {}
+
+    def finish(*_signal) -> None:
+        """Write what was measured, also when a time limit (SIGTERM) cuts the run short."""
+        info["load_after"] = os.getloadavg()
+        text = markdown(info, rows, study, args)
+        print(text, flush=True)
+        if args.write:
+            with open(args.write, "a") as f:
+                f.write(text + "\n")
+        if args.json:
+            args.json.write_text(json.dumps({"machine": info, "per_trial": rows, "study": study}, indent=2, default=str))
+        if _signal:
+            sys.exit(124)
+
+    signal.signal(signal.SIGTERM, finish)
     if not args.skip_per_trial:
         print("(a) per trial", flush=True)
-        rows = per_trial(args.study, args.seconds_per_point, args.baseline_threads, compiled)
-    study = None
+        rows.extend(per_trial(args.study, args.seconds_per_point, args.baseline_threads, compiled))
     if not args.skip_study:
         print(f"(b) whole study {args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)
-        study = whole_study(args.study, args.scale, args.jobs, args.baseline_threads)
-        print(f"  plain {study['plain_seconds']:.1f} s, bsweep {study['bsweep_seconds']:.1f} s: "
-              f"{study['ratio']:.2f}x; peak RSS plain {study['plain_peak_rss_mib']:.0f} MiB, "
-              f"bsweep {study['bsweep_peak_rss_mib']:.0f} MiB per process", flush=True)
-    info["load_after"] = os.getloadavg()
-    text = markdown(info, rows, study, args)
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "per_trial": rows, "study": study}, indent=2, default=str))
-
+        whole_study(args.study, args.scale, args.jobs, args.baseline_threads, variants, study)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    finish()
 
 if __name__ == "__main__":
     main()
