@@ -146,8 +146,8 @@ class PerfConfig:
     fuse: str = "auto"
     # bf16 autocast of the forward pass. "auto" times a few steps of the trial's model at its
     # batch size with and without, once per study (bsweep.perf), and turns bf16 on only where it
-    # is >= 20 % faster: it moves losses by ~1e-2 relative. On our 2-core CPU that was batch
-    # >= 512 or so; on GPUs, tensor cores.
+    # is >= 20 % faster: it moves losses by ~1e-2 relative. On our 2-core CPU (mnist1d) that
+    # was batch 1024 and up, and 256-512 in some runs; never below 256.
     amp: str = "auto"  # auto | bf16 (= on) | off
     # channels_last memory format for 2-D convs; "auto" measured like amp (needs >= 5 % gain).
     channels_last: str = "auto"  # auto | on | off
