@@ -34,8 +34,8 @@ from bsweep.data import TensorData
 # mantissa bits; losses move by ~1e-2 relative), which is worth it only for a clear gain.
 AMP_MARGIN = 1.20
 # channels_last changes only the order of summation, so a small gain is enough: 5 % is above
-# the probe's noise at small batch (repeat probes of one setting on the 2-core CPU agreed to 1-4 %
-# up to batch 64; at batch 256-4000 they spread by 9-35 %, where the gains measured were larger).
+# the probe's noise at small batch (repeat probes of one setting on the 2-core CPU agreed to 0.3-4 %
+# up to batch 64; at batch 256-4000 they spread by 5-35 %, where the gains measured were larger).
 LAYOUT_MARGIN = 1.05
 # Each candidate is timed in up to PROBE_ROUNDS blocks of at least PROBE_BLOCK_SECONDS (and at
 # least PROBE_MIN_STEPS steps), interleaved across candidates so a burst of other load hits them
