@@ -49,8 +49,9 @@ K_STANDARD_ERRORS = 2.0
 MIN_SEEDS = 2
 # C1 says the error "spikes" (3.5.5: error 飙升), not merely rises: besides being significant,
 # the error at the small batch sizes must be at least this multiple of the lowest error (x1.5 =
-# half as many errors again). Set to 1.0 to judge significance alone.
-C1_MIN_ERROR_RATIO = 1.5
+# half as many errors again). N1's "GroupNorm stays flat" uses the same line: a GroupNorm rise
+# below it is no spike. Set to 1.0 to judge significance alone.
+SPIKE_ERROR_RATIO = 1.5
 # Batch sizes needed in a slice for a trend or an optimum (an interior optimum needs a point on
 # each side of it).
 MIN_BATCH_SIZES_TREND = 3
@@ -73,7 +74,7 @@ RULES: dict[str, str] = {
         f"Final test error (1 - mean of the last measurements) per batch size, >= {MIN_SEEDS} seeds, "
         f">= {MIN_BATCH_SIZES_PAIR} batch sizes. Holds where the smallest batch sizes (a run "
         f"upward from the smallest) each have error more than {SE} above the lowest error of any "
-        f"batch size and at least x{C1_MIN_ERROR_RATIO:g} that lowest error (a spike, not a "
+        f"batch size and at least x{SPIKE_ERROR_RATIO:g} that lowest error (a spike, not a "
         "rise); does not hold where the smallest batch size is not worse by both measures."
     ),
     "C2": (
@@ -105,8 +106,9 @@ RULES: dict[str, str] = {
         f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
         f">= {MIN_SEEDS} seeds. Rise = final error at the smallest common batch size minus the "
         f"norm's lowest error over the common batch sizes. Holds when BatchNorm's rise exceeds "
-        f"{SE}, exceeds GroupNorm's rise by more "
-        f"than {SE}, and GroupNorm's rise does not exceed {SE}."
+        f"{SE}, exceeds GroupNorm's rise by more than {SE}, and GroupNorm does not spike: its rise "
+        f"does not exceed {SE}, or its error at the smallest batch size is below "
+        f"x{SPIKE_ERROR_RATIO:g} its lowest (C1's spike line)."
     ),
     "N2": (
         f"Needs a norm=none arm. Per batch size, steps to target of each norm vs none, >= "
@@ -303,7 +305,7 @@ def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
     # batch size that is not both significantly and markedly worse.
     run = []
     for row in significant:
-        if row.mean < C1_MIN_ERROR_RATIO * best["mean"]:
+        if row.mean < SPIKE_ERROR_RATIO * best["mean"]:
             break
         run.append(row.batch_size)
     if run:
@@ -311,7 +313,7 @@ def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
     if significant:
         return DOES_NOT_HOLD, (
             f"error at batch size {_bs(smallest.batch_size)} significantly higher but only x{ratio:.2g} "
-            f"the lowest, a spike needs x{C1_MIN_ERROR_RATIO:g}"
+            f"the lowest, a spike needs x{SPIKE_ERROR_RATIO:g}"
         ), numbers
     if best.batch_size == smallest.batch_size:
         return DOES_NOT_HOLD, "lowest error at the smallest batch size", numbers
@@ -504,7 +506,9 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g} (best bs {_bs(reference['group'])})"
         )
         bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
-        gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0)
+        gn_ratio = gn.loc[small, "mean"] / gn.loc[reference["group"], "mean"] if gn.loc[reference["group"], "mean"] > 0 else np.inf
+        gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0) and gn_ratio >= SPIKE_ERROR_RATIO
+        numbers += f"; group error x{gn_ratio:.3g} its best"
         bn_more = _exceeds(rise["batch"][0], rise["batch"][1], rise["group"][0], rise["group"][1])
         span = f"at batch size {_bs(small)}"
         if bn_rises and bn_more and not gn_rises:
@@ -512,7 +516,7 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         elif not bn_rises:
             outcome, where = DOES_NOT_HOLD, f"BatchNorm error does not rise significantly {span}"
         elif gn_rises:
-            outcome, where = DOES_NOT_HOLD, f"GroupNorm error rises too {span}"
+            outcome, where = DOES_NOT_HOLD, f"GroupNorm error spikes too {span} (x{gn_ratio:.3g} its best)"
         else:
             outcome, where = DOES_NOT_HOLD, f"BatchNorm rise not significantly larger than GroupNorm's {span}"
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
