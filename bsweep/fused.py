@@ -26,6 +26,7 @@ reset to finite values, so it cannot disturb anyone, and it is no longer recorde
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -552,7 +553,9 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
         if width < 1:
             raise ValueError(f"perf.fuse={width}: a width must be >= 1")
         return min(width, n_members)
-    table = width_table(cfg, data, n_members, perf)
+    # Widths are ranked eagerly even when the group will train compiled: compiling each
+    # candidate would cost a compile per width (5-15 s each on the CPU) to rank them.
+    table = width_table(cfg, data, n_members, dataclasses.replace(perf, compile=False))
     return min(table, key=table.get)
 
 
