@@ -161,7 +161,8 @@ def _train_claimed(cfg, config: Config, tid: str, sdir: Path, tdir: Path, point:
     torch.set_flush_denormal(True)
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = resolve_device(choose_device(config.device, job_num, jobs, n_gpus))
-    records.write_json(tdir / records.ENV_FILE, {**environment(device), "parallel_jobs": jobs})
+    env = {**environment(device), "parallel_jobs": jobs}
+    records.write_json(tdir / records.ENV_FILE, env)  # now, so a trial that fails to start has one
     started = time.time()
     me = records.owner()
 
@@ -175,8 +176,7 @@ def _train_claimed(cfg, config: Config, tid: str, sdir: Path, tdir: Path, point:
     try:
         data = _data_for(config.data, device)
         perf = choose(config, data, sdir)  # measured once per study and batch size where `auto`
-        records.write_json(tdir / records.ENV_FILE, {**environment(device), "parallel_jobs": jobs,
-                                                     **perf.describe()})
+        records.write_json(tdir / records.ENV_FILE, {**env, **perf.describe()})
         result = train_trial(config, data, perf=perf)
     except Exception as e:  # a trial's failure is a record, not the end of the sweep
         beat.stop()

@@ -55,6 +55,13 @@ def _batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") ->
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)("batch size (samples per step)")
 
 
+def _grid_and_legend(ax: Axes) -> None:
+    """Major grid lines, and a small legend when anything on the axes has a label."""
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
 def _log_y(ax: Axes) -> None:
     """log y axis labelled 0.2, 0.5, 1, 2, 5, ... rather than 2x10^-1 (readable at a glance)."""
     ax.set_yscale("log")
@@ -125,9 +132,7 @@ def _plot_metric_vs_batch_size(
     if log_y:
         _log_y(ax)
     ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _grid_and_legend(ax)
 
 
 # --------------------------------------------------------------------------- 1-5: over batch size

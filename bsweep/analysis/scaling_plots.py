@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
-from bsweep.analysis.plots import NORM_COLORS, _batch_size_axis, _log_y
+from bsweep.analysis.plots import NORM_COLORS, _batch_size_axis, _grid_and_legend, _log_y
 from bsweep.analysis.scaling import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
 
 # Marker size of the measured points and of the optimum markers (points^2, matplotlib's unit).
@@ -66,9 +66,7 @@ def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd
     _log_y(ax)
     ax.set_ylabel("optimizer steps to target (steps)")
     ax.set_title("Steps to target, tuned lr: S(B) = S_min (1 + B_crit / B)")
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _grid_and_legend(ax)
 
 
 def plot_tradeoff(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.DataFrame) -> None:
@@ -97,9 +95,7 @@ def plot_tradeoff(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.
     ax.set_xlabel("optimizer steps to target (steps)")
     ax.set_ylabel("training examples to target (examples)")
     ax.set_title("Steps vs examples trade-off (dashed: S_min, E_min)")
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _grid_and_legend(ax)
 
 
 def plot_noise_scale(ax: Axes, noise_curves: pd.DataFrame, fits: pd.DataFrame) -> None:
@@ -128,9 +124,7 @@ def plot_noise_scale(ax: Axes, noise_curves: pd.DataFrame, fits: pd.DataFrame) -
     ax.set_xlabel("training samples seen")
     ax.set_ylabel("noise scale B_simple (examples)")
     ax.set_title("Gradient noise scale over training")
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _grid_and_legend(ax)
 
 
 def plot_time_optimal(ax: Axes, time_curve: pd.DataFrame, seconds_view: pd.DataFrame,
@@ -161,6 +155,4 @@ def plot_time_optimal(ax: Axes, time_curve: pd.DataFrame, seconds_view: pd.DataF
     _log_y(ax)
     ax.set_ylabel("training time to target (s)")
     ax.set_title("Time to target: predicted from the fit vs measured")
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _grid_and_legend(ax)

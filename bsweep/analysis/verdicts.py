@@ -506,7 +506,8 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g} (best bs {_bs(reference['group'])})"
         )
         bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
-        gn_ratio = gn.loc[small, "mean"] / gn.loc[reference["group"], "mean"] if gn.loc[reference["group"], "mean"] > 0 else np.inf
+        gn_best = gn.loc[reference["group"], "mean"]
+        gn_ratio = gn.loc[small, "mean"] / gn_best if gn_best > 0 else np.inf
         gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0) and gn_ratio >= SPIKE_ERROR_RATIO
         numbers += f"; group error x{gn_ratio:.3g} its best"
         bn_more = _exceeds(rise["batch"][0], rise["batch"][1], rise["group"][0], rise["group"][1])
