@@ -48,9 +48,8 @@ def plain_trial(cfg, data_cpu, measure_at=None, max_steps=None, time_only=False)
     from torch.utils.data import DataLoader, TensorDataset
 
     from bsweep.models import make_cnn
-    from bsweep.train import measurement_steps, total_steps
-
-    from bsweep.train import resolve_device
+    from bsweep.device import resolve_device
+    from bsweep.schedule import measurement_steps, total_steps
 
     device = resolve_device(cfg.device)  # a user moves the model, and each batch, to the GPU
     torch.manual_seed(cfg.seed)
@@ -110,12 +109,11 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
 
     import torch
 
-    from bsweep.bench import fused_step_seconds, single_step_seconds
+    from bsweep.bench import step_seconds
     from bsweep.data import load_data
-    from bsweep.fused import choose_width
-    from bsweep.perf import choose
+    from bsweep.device import resolve_device
+    from bsweep.perf import choose, choose_width
     from bsweep.plan import expand
-    from bsweep.train import resolve_device
     from omegaconf import OmegaConf
 
     planned = expand([f"study={study}", "norm=batch", "lr=0.01", "seed=0"])
@@ -128,14 +126,14 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
         torch.set_num_threads(cfg.threads or torch.get_num_threads())
         torch.set_flush_denormal(True)
         perf = choose(cfg, data)  # what bsweep trains with: perf.amp/channels_last measured where auto
-        alone = single_step_seconds(cfg, data, cfg.batch_size, perf, block_seconds=seconds_per_point / 3)
+        alone = step_seconds(cfg, data, cfg.batch_size, 1, perf, block_seconds=seconds_per_point / 3)
         width = choose_width(cfg, data, lrs_seeds, perf)
-        fused = fused_step_seconds(cfg, data, cfg.batch_size, width, perf, block_seconds=seconds_per_point / 3) / width
+        fused = step_seconds(cfg, data, cfg.batch_size, width, perf, block_seconds=seconds_per_point / 3) / width
         extra = {}
         if compiled:  # perf.compile=on (CUDA graphs on CUDA), alone and fused at the same width
             on = dataclasses.replace(perf, compile=True)
-            extra["compiled_ms"] = single_step_seconds(cfg, data, cfg.batch_size, on, block_seconds=seconds_per_point / 3) * 1e3
-            extra["compiled_fused_ms_per_member"] = fused_step_seconds(
+            extra["compiled_ms"] = step_seconds(cfg, data, cfg.batch_size, 1, on, block_seconds=seconds_per_point / 3) * 1e3
+            extra["compiled_fused_ms_per_member"] = step_seconds(
                 cfg, data, cfg.batch_size, width, on, block_seconds=seconds_per_point / 3) / width * 1e3
         mem = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
         flops = step_flops(cfg, data)
@@ -179,15 +177,13 @@ def step_flops(cfg, data) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bsweep.models import make_cnn
-    from bsweep.train import make_optimizer, train_step
+    from bsweep.engine import Alone, PerfChoice, train_step
 
-    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(data.x_train.device)
-    opt = make_optimizer(cfg.optim, model.parameters(), 1e-6)
-    idx = torch.arange(cfg.batch_size, device=data.x_train.device)
+    members = Alone(cfg, data, PerfChoice())
+    idx = torch.arange(cfg.batch_size, device=data.x_train.device).unsqueeze(0)
     counter = FlopCounterMode(display=False)
     with counter:
-        train_step(model, opt, data.x_train[idx], data.y_train[idx])
+        train_step(members, data, idx, amp=False)
     return float(counter.get_total_flops())
 
 
@@ -294,7 +290,7 @@ def whole_study(study: str, scale: float, jobs: int, threads: int, variants: lis
 def machine() -> dict:
     import torch
 
-    from bsweep.perf import device_name
+    from bsweep.device import device_name
 
     info = {"cpu": device_name(torch.device("cpu")), "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
             "python": platform.python_version(), "load_before": os.getloadavg()}

@@ -1,4 +1,4 @@
-"""How a trial runs: bf16 autocast and channels_last, as `perf.*` fixes them or as measured.
+"""How a trial runs, decided by measuring: bf16 autocast, channels_last and the fusion width.
 
 `perf.amp` and `perf.channels_last` take `on`, `off` or `auto`. `auto` times the training step of
 the trial's own model, norm, optimizer and batch size on its own device with each candidate
@@ -13,22 +13,33 @@ one end of every study.
 A choice is remembered per process and, given a study folder, on disk in
 `results/<study>/perf/<key>.json` (first writer wins), so all trials of one study at one
 (device, model, norm, optimizer, batch size) run the same way, in every worker and on resume.
+
+The fusion width (`perf.fuse`) is measured per process: members per fused model, from the step
+time per member at a few widths. Every timing here runs the engine's own training step
+(`timed_step`), through the one timing helper (`bsweep.timing`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
+import math
 import os
-import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from bsweep.config import Config, perf_setting
 from bsweep.data import TensorData
+from bsweep.device import device_name
+from bsweep.engine import PerfChoice, train_step
+from bsweep.fused import build_members, fusion_key
+from bsweep.timing import steps_per_block, time_block, time_steps
 
 # bf16 autocast must make the step at least 20 % faster to be chosen: it changes results (8
 # mantissa bits; losses move by ~1e-2 relative), which is worth it only for a clear gain.
@@ -50,21 +61,7 @@ PROBE_MIN_STEPS = 2
 CLEAR = 1.3
 PERF_DIR = "perf"
 
-_MEMO: dict[str, "PerfChoice"] = {}
-
-
-@dataclass(frozen=True)
-class PerfChoice:
-    """The settings a trial trains with."""
-
-    amp: bool = False  # bf16 autocast of the forward pass
-    channels_last: bool = False  # NHWC memory format for 2-D convs
-    compile: bool = False  # torch.compile of the model (CUDA graphs on CUDA); never probed
-
-    def describe(self) -> dict[str, str]:
-        """As written into a trial's env.json and shown in reports."""
-        return {"amp": "bf16" if self.amp else "off", "channels_last": "on" if self.channels_last else "off",
-                "compile": "on" if self.compile else "off"}
+_MEMO: dict[str, PerfChoice] = {}
 
 
 def candidates(cfg: Config, images: bool) -> list[PerfChoice]:
@@ -105,18 +102,6 @@ def decided(seconds: dict[PerfChoice, float]) -> bool:
     return True
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def probe_key(cfg: Config, data: TensorData) -> dict:
     """What the speed of the candidates depends on (not lr, seed or the data's values)."""
     device = data.x_train.device
@@ -137,15 +122,9 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
 
 
 def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> dict[PerfChoice, float]:
-    """Best-block seconds per training step of `cfg`'s trial under each choice (no effect on
-    the global RNG)."""
-    from bsweep.bench import single_step, steps_per_block, time_block
-
+    """Best-block seconds per training step of `cfg`'s trial under each choice."""
     device = data.x_train.device
-    batch = min(cfg.batch_size, data.n_train)
-    # single_step seeds torch's RNGs (CPU and every GPU) to build each model: put them back after
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
-        steps = [single_step(cfg, data, batch, c) for c in choices]
+    steps = [timed_step(cfg, data, 1, c) for c in choices]
     per_block = [steps_per_block(step, device, PROBE_BLOCK_SECONDS, PROBE_MIN_STEPS) for step in steps]
     best = [float("inf")] * len(steps)
     for r in range(PROBE_ROUNDS):
@@ -204,3 +183,78 @@ def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> Perf
             choice = _store(path, record) or choice
     _MEMO[memo_key] = choice
     return choice
+
+
+def timed_step(cfg: Config, data: TensorData, width: int, perf: PerfChoice,
+               batch_size: int | None = None) -> Callable[[], None]:
+    """One training step (`engine.train_step`) of `width` members like `cfg`'s trial (at
+    `batch_size`, default the trial's) on random batches, at 1e-3 of the trial's learning rate
+    so that repeating it cannot diverge. Torch's RNGs (CPU and every GPU) are left as they were."""
+    cfg = copy.deepcopy(cfg)
+    cfg.batch_size = min(batch_size or cfg.batch_size, data.n_train)
+    device = data.x_train.device
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        members = build_members([cfg] * width, data, perf)  # seeds the global RNG to initialize
+    members.set_lr([cfg.lr * 1e-3] * width)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+
+    def step() -> None:
+        idx = torch.randint(0, data.n_train, (width, cfg.batch_size), generator=gen, device=device)
+        train_step(members, data, idx, perf.amp)
+
+    return step
+
+
+# Widths the auto choice tries (members per fused model), and the cap: beyond 32 the gain per
+# member has flattened in every measurement (README "Fused trials") and memory grows linearly.
+CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)  # plus the group's own size, when it is not one of these
+# Each width is timed in WIDTH_BLOCKS blocks of at least WIDTH_BLOCK_SECONDS and WIDTH_MIN_STEPS
+# steps (best block): at batch 1 a step is ~0.4 ms, and 8 steps alone were noisy enough to pick
+# width 1 where width 8 was 3x faster per member.
+WIDTH_BLOCK_SECONDS = 0.025
+WIDTH_BLOCKS = 2
+WIDTH_MIN_STEPS = 8
+# The search over widths stops once a width is this much slower per member than the best so far
+# (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend:
+# per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8.
+STOP_RATIO = 1.5
+
+_WIDTH_CACHE: dict[tuple, dict[int, float]] = {}
+
+
+def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice = PerfChoice()) -> dict[int, float]:
+    """Seconds per member-step at each candidate width up to `max_width` (cached per shape).
+
+    Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
+    and the search stops once a width is clearly (STOP_RATIO) slower per member than the best.
+    """
+    key = (fusion_key(cfg), str(data.x_train.device), data.n_train, max_width, torch.get_num_threads(), perf)
+    if key in _WIDTH_CACHE:
+        return _WIDTH_CACHE[key]
+    table: dict[int, float] = {}
+    best = math.inf
+    for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
+        step = timed_step(cfg, data, w, perf)
+        table[w] = time_steps(step, data.x_train.device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
+        if table[w] > STOP_RATIO * best:
+            break
+        best = min(best, table[w])
+    _WIDTH_CACHE[key] = table
+    return table
+
+
+def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice = PerfChoice()) -> int:
+    """The fusion width for a group of `n_members` trials like `cfg`: forced by `perf.fuse`, or
+    measured ("auto"): the candidate width with the lowest seconds per member-step."""
+    fuse = str(cfg.perf.fuse).strip().lower()
+    if fuse == "off" or n_members <= 1:
+        return 1
+    if fuse != "auto":
+        if not fuse.isdigit() or int(fuse) < 1:
+            raise ValueError(f"perf.fuse={cfg.perf.fuse!r} is not known; choose auto, off or a width >= 1")
+        return min(int(fuse), n_members)
+    # Widths are ranked eagerly even when the group will train compiled: compiling each
+    # candidate would cost a compile per width (5-15 s each on the CPU) to rank them.
+    table = width_table(cfg, data, n_members, dataclasses.replace(perf, compile=False))
+    return min(table, key=table.get)

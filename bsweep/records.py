@@ -26,6 +26,15 @@ is older than STALE_SECONDS.
 A `running` status carries the owner's pid, host and a heartbeat time as well, so readers
 (`bsweep status`, the progress watcher) tell a trial being trained (`running`) from one whose
 process died (`interrupted`) without touching any lock.
+
+The lifecycle of a trial, the same for every launcher (the runner trains one trial, the fused
+launcher several at once):
+
+    take()      claim -> previous attempt cleared -> a line in claims.jsonl -> config.yaml
+    Attempt     env.json -> `running` with a heartbeat that keeps the claim fresh as well ->
+                finish(): measurements, then `complete` | `diverged`
+                fail():   traceback.txt, then `failed` | `oom` with the error
+                leaving it by Ctrl-C / SystemExit: `failed` (interrupted); claims released
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ import socket
 import tempfile
 import threading
 import time
+import traceback
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -317,9 +328,10 @@ class Heartbeat(threading.Thread):
     """Calls `beat()` every HEARTBEAT_SECONDS until `stop()`; `stop()` returns only after the last
     beat has finished, so nothing it writes can land after the caller's final status."""
 
-    def __init__(self, beat, interval: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(self, beat, interval: float | None = None) -> None:
         super().__init__(daemon=True, name="bsweep-heartbeat")
-        self._beat, self._interval = beat, interval
+        self._beat = beat
+        self._interval = HEARTBEAT_SECONDS if interval is None else interval
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -349,3 +361,136 @@ def clear_for_rerun(tdir: Path) -> None:
         (tdir / name).unlink(missing_ok=True)
     for tmp in tdir.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def ensure_study_file(sdir: Path, config: dict) -> None:
+    """Write study.yaml from a trial's resolved config if the study has none yet."""
+    path = Path(sdir) / STUDY_FILE
+    if not path.exists():
+        write_yaml(path, {"study": config["study"], "config": config, "grid": {}})
+
+
+# --- the lifecycle ------------------------------------------------------------------------------
+
+# Messages of out-of-memory errors that arrive as plain RuntimeError: CUDA's caching allocator
+# (older torch), the CPU allocator ("DefaultCPUAllocator: can't allocate memory", seen under a
+# memory cap) and MPS ("MPS backend out of memory").
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def is_oom(e: BaseException) -> bool:
+    """Whether `e` says the device ran out of memory: Python's MemoryError, torch's
+    OutOfMemoryError (matched by name: records has no torch), or an allocator's message."""
+    names = {t.__name__ for t in type(e).__mro__}
+    return bool(names & {"MemoryError", "OutOfMemoryError"}) or any(m in str(e) for m in OOM_MESSAGES)
+
+
+def error_line(e: BaseException) -> str:
+    """`Type: message`; where the message is empty (a bare assert), where it was raised."""
+    message = str(e).strip()
+    if message:
+        return f"{type(e).__name__}: {message}"
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return type(e).__name__
+    last = frames[-1]
+    return f"{type(e).__name__} at {Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+@dataclass
+class Held:
+    """A trial this process has claimed and prepared for a new attempt."""
+
+    trial_id: str
+    tdir: Path
+    claim: Claim
+    details: dict = field(default_factory=dict)  # env.json and status extras (fused_with, ...)
+
+
+def take(sdir: Path, trial_id: str, config: dict, **log: Any) -> Held | str:
+    """Claim a trial of the study in `sdir` and prepare its folder for a new attempt (the last
+    attempt's files removed, a line in claims.jsonl with `log`, config.yaml, study.yaml when the
+    study has none). When it is not ours to train, the reason: its finished status, or
+    "running elsewhere" when a live process holds it."""
+    tdir = trial_dir(sdir, trial_id)
+    if is_finished(tdir):
+        return read_status(tdir)["status"]
+    held = claim(tdir)
+    if held is None:
+        return "running elsewhere"
+    if is_finished(tdir):  # finished by another process between the check and the claim
+        held.release()
+        return read_status(tdir)["status"]
+    previous = trial_state(tdir)
+    clear_for_rerun(tdir)
+    append_claim_log(tdir, previous=previous, **log)
+    ensure_study_file(sdir, config)
+    write_yaml(tdir / CONFIG_FILE, config)
+    return Held(trial_id, tdir, held)
+
+
+class Attempt:
+    """Held trials being trained (one alone, or the members of a fused group), from `running`
+    to a final status each. While the block runs, a heartbeat rewrites each unfinished trial's
+    `running` status and refreshes its claim, so neither goes stale however long it trains.
+    Leaving the block with an exception records the unfinished trials as failed (interrupted);
+    every claim is released."""
+
+    def __init__(self, held: list[Held], env: dict) -> None:
+        self.held, self.env = list(held), env
+        self.open = {h.trial_id for h in self.held}
+        self.started, self.me = time.time(), owner()
+        self._lock = threading.Lock()  # a beat never writes `running` over a final status
+        self._heart = Heartbeat(self._beat)
+
+    def __enter__(self) -> "Attempt":
+        self.note(self.held)
+        self._beat()
+        self._heart.start()
+        return self
+
+    def _status(self, h: Held, status: str, **fields: Any) -> None:
+        write_status(h.tdir, status, **self.me, started=self.started, **h.details, **fields)
+
+    def _beat(self) -> None:
+        with self._lock:
+            for h in self.held:
+                if h.trial_id in self.open:
+                    h.claim.beat()
+                    self._status(h, "running", heartbeat=time.time())
+
+    def note(self, held: list[Held], **details: Any) -> None:
+        """Add `details` to these trials' env.json and statuses (what they run with)."""
+        for h in held:
+            h.details.update(details)
+            write_json(h.tdir / ENV_FILE, {**self.env, **h.details})
+
+    def finish(self, h: Held, status: str, measurements: list[dict], total_steps: int) -> None:
+        """A trained trial: its measurements, then its final status (complete or diverged)."""
+        with self._lock:
+            self.open.discard(h.trial_id)
+            write_measurements(h.tdir, measurements)
+            last = measurements[-1]
+            self._status(h, status, steps=last["step"], total_steps=total_steps,
+                         final_test_acc=last["test_acc"], train_seconds=last["train_seconds"])
+
+    def fail(self, h: Held, e: BaseException, tb: str) -> str:
+        """A trial that raised: traceback.txt, then `oom` or `failed` with the error. Returns
+        the status written."""
+        status = "oom" if is_oom(e) else "failed"
+        with self._lock:
+            self.open.discard(h.trial_id)
+            atomic_write_text(h.tdir / TRACEBACK_FILE, tb)
+            self._status(h, status, error=error_line(e), traceback=tb)
+        return status
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._heart.stop()
+        try:
+            if exc is not None:  # Ctrl-C, SystemExit, a crash of the machinery: record it
+                for h in self.held:
+                    if h.trial_id in self.open:
+                        self._status(h, "failed", error=f"{type(exc).__name__}: interrupted")
+        finally:
+            for h in self.held:
+                h.claim.release()

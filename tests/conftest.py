@@ -8,10 +8,28 @@ import pytest
 from omegaconf import OmegaConf
 
 from bsweep.config import Config
+from bsweep.data import TensorData
+from bsweep.engine import Alone, PerfChoice, TrialResult, train
+from bsweep.fused import build_members
 from bsweep.plan import compose_config
 
 # The smoke study (configs/study/smoke.yaml) shrunk further: 256 training samples, 1 epoch.
-TINY = ["study=smoke", "data.n_train=256", "data.n_test=128", "study.budget.epochs=1"]
+# float32 and the contiguous layout, whatever a timing probe would pick on this machine: tests
+# that compare numbers must not depend on the speed of the CPU they run on (test_perf.py tests
+# the probe itself).
+TINY = ["study=smoke", "data.n_train=256", "data.n_test=128", "study.budget.epochs=1",
+        "perf.amp=off", "perf.channels_last=off"]
+EXACT = PerfChoice()
+
+
+def train_alone(cfg: Config, data: TensorData, perf: PerfChoice = EXACT) -> TrialResult:
+    """The trial `cfg` trained alone, as the runner trains it."""
+    return train(Alone(cfg, data, perf), [cfg], data, perf)[0]
+
+
+def train_fused(cfgs: list[Config], data: TensorData, perf: PerfChoice = EXACT) -> list[TrialResult]:
+    """The trials `cfgs` (equal but for lr and seed) trained as one fused model."""
+    return train(build_members(cfgs, data, perf), cfgs, data, perf)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from bsweep import records
 from bsweep.analysis.load import load_trials
 from bsweep.cli import app
-from bsweep.runner import _is_oom
+from bsweep.records import is_oom as _is_oom
 from bsweep.validate import DATA_FILES
 from tests.conftest import TINY
 

@@ -6,10 +6,9 @@ import math
 import pytest
 import torch
 
-from bsweep import fused
 from bsweep.data import load_data
-from bsweep.train import train_trial
-from tests.conftest import TINY, compose
+from bsweep.engine import PerfChoice
+from tests.conftest import TINY, compose, train_alone, train_fused
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -21,9 +20,8 @@ def rows(result):
 def test_bf16_autocast_is_applied_and_stays_close_to_float32():
     cfg = compose([*TINY, "study.budget.epochs=2"])
     data = load_data(cfg.data)
-    exact = train_trial(cfg, data)
-    cfg.perf.amp = "bf16"
-    half = train_trial(cfg, data)
+    exact = train_alone(cfg, data)
+    half = train_alone(cfg, data, PerfChoice(amp=True))
     assert rows(half) != rows(exact)  # autocast really ran
     a, b = exact.measurements[-1], half.measurements[-1]
     # bf16 keeps 8 bits of mantissa: losses move by about 1e-2 relative on this problem
@@ -35,9 +33,8 @@ def test_channels_last_changes_layout_not_results():
     cfg = compose([*TINY, "data=digits", "data.n_train=256", "data.n_test=128", "norm=group"])
     data = load_data(cfg.data)
     assert data.x_train.dim() == 4
-    plain = train_trial(cfg, data)
-    cfg.perf.channels_last = "on"
-    nhwc = train_trial(cfg, data)
+    plain = train_alone(cfg, data)
+    nhwc = train_alone(cfg, data, PerfChoice(channels_last=True))
     for a, b in zip(plain.measurements, nhwc.measurements):
         for col in ("train_loss", "test_loss", "test_acc"):
             if not math.isnan(a[col]):
@@ -49,13 +46,13 @@ def test_warmup_schedule_applies_from_the_first_step():
     # same seeds must land on the same test loss (it would not if step 0 used the base lr).
     import torch.nn.functional as F
 
+    from bsweep.engine import Alone, evaluate
     from bsweep.models import make_cnn
-    from bsweep.train import evaluate
 
     cfg = compose([*TINY, "batch_size=64", "schedule=warmup", "schedule.warmup_fraction=1.0",
                    "study.budget.epochs=null", "study.budget.steps=2", "lr=0.5"])
     data = load_data(cfg.data)
-    ramp = train_trial(cfg, data)
+    ramp = train_alone(cfg, data)
     torch.manual_seed(cfg.seed)
     model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.optim.momentum)
@@ -70,30 +67,32 @@ def test_warmup_schedule_applies_from_the_first_step():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    test_loss, _ = evaluate(model, data, cfg.study.eval.batch_size)
+    members = Alone(cfg, data, PerfChoice())
+    members.model = model
+    [test_loss], _ = evaluate(members, data, cfg.study.eval.batch_size, amp=False)
     assert ramp.measurements[-1]["step"] == 2
     assert ramp.measurements[-1]["test_loss"] == pytest.approx(test_loss, rel=1e-5)
 
 
 @cuda
 def test_the_training_step_does_not_synchronize_with_the_host_on_cuda():
-    from bsweep.models import make_cnn
-    from bsweep.train import make_optimizer, train_step
+    from bsweep.engine import train_step
+    from bsweep.fused import build_members
 
     cfg = compose(TINY)
     data = load_data(cfg.data, "cuda")
-    model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).cuda()
-    opt = make_optimizer(cfg.optim, model.parameters(), cfg.lr)
-    idx = torch.randperm(data.n_train, device="cuda")[: cfg.batch_size]
-    train_step(model, opt, data.x_train[idx], data.y_train[idx])  # first step: lazy state
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            idx = torch.randperm(data.n_train, device="cuda")[: cfg.batch_size]
-            train_step(model, opt, data.x_train[idx], data.y_train[idx])
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    for k in (1, 3):  # alone and fused
+        members = build_members([cfg] * k, data, PerfChoice())
+        idx = torch.randperm(data.n_train, device="cuda")[: cfg.batch_size].repeat(k, 1)
+        train_step(members, data, idx, amp=False)  # first step: lazy state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(3):
+                idx = torch.randperm(data.n_train, device="cuda")[: cfg.batch_size].repeat(k, 1)
+                train_step(members, data, idx, amp=False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 @cuda
@@ -106,9 +105,9 @@ def test_fused_members_match_their_trials_alone_on_cuda():
         c.lr, c.seed = lr, seed
         cfgs.append(c)
     cfgs[2].norm.kind = cfgs[0].norm.kind
-    together = fused.train_fused(cfgs, data)
+    together = train_fused(cfgs, data)
     for cfg, member in zip(cfgs, together):
-        alone = train_trial(cfg, data)
+        alone = train_alone(cfg, data)
         assert member.status == alone.status
         for a, b in zip(alone.measurements, member.measurements):
             for col in ("train_loss", "test_loss", "test_acc"):
@@ -121,6 +120,6 @@ def test_fused_members_match_their_trials_alone_on_cuda():
 @cuda
 def test_bf16_autocast_trains_on_cuda():
     cfg = compose([*TINY, "device=cuda", "study.budget.epochs=3"])
-    result = train_trial(cfg, load_data(cfg.data, "cuda"))
+    result = train_alone(cfg, load_data(cfg.data, "cuda"), PerfChoice(amp=True))
     assert result.status == "complete"
     assert result.measurements[-1]["test_loss"] < result.measurements[0]["test_loss"]

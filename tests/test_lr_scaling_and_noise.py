@@ -10,7 +10,7 @@ from bsweep.analysis.load import load_measurements
 from bsweep.cli import app
 from bsweep.config import effective_lr
 from bsweep.data import load_data
-from bsweep.train import train_trial
+from tests.conftest import train_alone as train_trial
 from tests.conftest import TINY, compose
 
 

@@ -9,7 +9,10 @@ from bsweep import perf
 from bsweep.data import load_data
 from bsweep.perf import PerfChoice, candidates, choose, pick
 from bsweep.validate import problems
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, train_alone, train_fused
+
+# The probe's own tests: `auto` where TINY pins float32 and the contiguous layout.
+AUTO = ["perf.amp=auto", "perf.channels_last=auto"]
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 EXACT, BF16 = PerfChoice(False, False), PerfChoice(True, False)
@@ -24,7 +27,7 @@ def fresh_memo():
 
 
 def test_candidates_follow_the_settings_and_the_data():
-    cfg = compose(TINY)  # auto, auto
+    cfg = compose([*TINY, *AUTO])
     assert candidates(cfg, images=True) == [EXACT, NHWC, BF16, BOTH]
     assert candidates(cfg, images=False) == [EXACT, BF16]  # 1-D data has no memory format
     cfg.perf.amp, cfg.perf.channels_last = "off", "on"
@@ -65,7 +68,7 @@ def test_fixed_settings_are_not_measured(monkeypatch):
 
 
 def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path):
-    cfg = compose([*TINY, "batch_size=64"])
+    cfg = compose([*TINY, *AUTO, "batch_size=64"])
     data = load_data(cfg.data)
     rng = torch.random.get_rng_state()
     first = choose(cfg, data, tmp_path)
@@ -136,17 +139,14 @@ def test_compiled_trials_match_eager_ones_alone_and_fused():
     import copy
     import math
 
-    from bsweep.fused import train_fused
-    from bsweep.train import train_trial
-
     cfg = compose([*TINY, "perf.amp=off", "norm=batch", "batch_size=32"])
     data = load_data(cfg.data)
     from torch._dynamo.utils import counters
 
-    eager = train_trial(cfg, data, perf=EXACT)
+    eager = train_alone(cfg, data, perf=EXACT)
     torch._dynamo.reset()  # compile afresh here, whatever ran before in this process
     counters.clear()
-    compiled = train_trial(cfg, data, perf=PerfChoice(compile=True))
+    compiled = train_alone(cfg, data, perf=PerfChoice(compile=True))
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled the model
     assert len(compiled.measurements) == len(eager.measurements)
     for a, b in zip(eager.measurements, compiled.measurements):
@@ -158,7 +158,7 @@ def test_compiled_trials_match_eager_ones_alone_and_fused():
     cfgs[1].lr, cfgs[1].seed = 0.02, 1
     together = train_fused(cfgs, data, perf=PerfChoice(compile=True))
     for c, member in zip(cfgs, together):
-        alone = train_trial(c, data, perf=EXACT)
+        alone = train_alone(c, data, perf=EXACT)
         for a, b in zip(alone.measurements, member.measurements):
             for col in ("train_loss", "test_loss"):
                 if not math.isnan(a[col]):
@@ -167,15 +167,13 @@ def test_compiled_trials_match_eager_ones_alone_and_fused():
 
 @cuda
 def test_auto_measures_on_cuda_and_the_choice_trains(tmp_path):
-    from bsweep.train import train_trial
-
-    cfg = compose([*TINY, "device=cuda", "data=digits", "data.n_train=256", "data.n_test=128",
+    cfg = compose([*TINY, *AUTO, "device=cuda", "data=digits", "data.n_train=256", "data.n_test=128",
                    "norm=group", "batch_size=64"])
     data = load_data(cfg.data, "cuda")
     choice = choose(cfg, data, tmp_path)
     record = json.loads(next((tmp_path / "perf").glob("*.json")).read_text())
     assert len(record["measured"]) == 4  # float32/bf16 x contiguous/channels_last on 2-D data
-    result = train_trial(cfg, data, perf=choice)
+    result = train_alone(cfg, data, perf=choice)
     assert result.status == "complete"
     assert result.measurements[-1]["test_loss"] < result.measurements[0]["test_loss"]
 
@@ -185,12 +183,10 @@ def test_auto_measures_on_cuda_and_the_choice_trains(tmp_path):
 def test_compile_with_cuda_graphs_matches_eager_on_cuda():
     import math
 
-    from bsweep.train import train_trial
-
     cfg = compose([*TINY, "device=cuda", "norm=batch", "batch_size=32"])
     data = load_data(cfg.data, "cuda")
-    eager = train_trial(cfg, data, perf=EXACT)
-    compiled = train_trial(cfg, data, perf=PerfChoice(compile=True))  # mode="reduce-overhead"
+    eager = train_alone(cfg, data, perf=EXACT)
+    compiled = train_alone(cfg, data, perf=PerfChoice(compile=True))  # mode="reduce-overhead"
     assert len(compiled.measurements) == len(eager.measurements)
     for a, b in zip(eager.measurements, compiled.measurements):
         for col in ("train_loss", "test_loss", "test_acc"):

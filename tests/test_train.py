@@ -4,7 +4,8 @@ import pytest
 
 from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
 from bsweep.data import load_data
-from bsweep.train import lr_factor, measurement_steps, total_steps, train_trial
+from bsweep.schedule import lr_factor, measurement_steps, total_steps
+from tests.conftest import train_alone as train_trial
 
 
 def test_budget_rule_any_stops_at_the_first_limit_and_all_at_the_last():

@@ -1,11 +1,14 @@
 """The work of the `bsweep_fused` launcher, free of Hydra: group jobs, skip finished trials,
-train each group fused, write each member's trial record (the format `bsweep.runner` writes)."""
+train each group fused (`bsweep.engine.train` over `bsweep.fused.Fused`), and keep each member's
+record through the same lifecycle as the runner (`records.take`, `records.Attempt`).
+
+A group that raises is retried from step 0 at half the width, down to one member, so only a
+member that fails alone is recorded failed (or oom); each retry is a line in claims.jsonl."""
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,13 +34,13 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
     from bsweep import records
     from bsweep.fused import fusion_key
     from bsweep.plan import study_dir, trial_id
+    from bsweep.runner import absolute_results_dir
 
     out: dict[int, Any] = {}
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         cfg = job.config
-        if not os.path.isabs(cfg["results_dir"]):  # workers may start elsewhere: pin it
-            cfg["results_dir"] = os.path.abspath(cfg["results_dir"])
+        absolute_results_dir(cfg)  # workers may start elsewhere: pin it
         tid = trial_id(cfg)
         tdir = records.trial_dir(study_dir(_Dot(cfg)), tid)
         if records.is_finished(tdir):
@@ -52,8 +55,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
         for group in todo:
             out.update(train_group(group))
         return out
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_group, group): group for group in todo}
+    workers = min(n_jobs, len(todo))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(train_group, group, workers, i): group for i, group in enumerate(todo)}
         for future, group in futures.items():
             try:
                 out.update(future.result())
@@ -66,7 +70,7 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
 def _cost(group: list[Job]) -> float:
     """Rough seconds of a group on a CPU, to start the longest first (any monotone guess does)."""
     from bsweep.config import train_size
-    from bsweep.train import total_steps
+    from bsweep.schedule import total_steps
 
     cfg = _structured(group[0].config)
     steps = total_steps(cfg.study.budget, train_size(cfg.data), cfg.batch_size)
@@ -93,112 +97,94 @@ def _point(cfg: dict) -> str:
     return f"bs={cfg['batch_size']} lr={cfg['lr']:g} norm={cfg['norm']['kind']} seed={cfg['seed']}"
 
 
-_DATA: dict = {}
-
-
-def train_group(group: list[Job]) -> dict[int, Any]:
-    """Train one fusion group (in this process) and write every member's record."""
-    import torch
-    from omegaconf import OmegaConf
+def train_group(group: list[Job], jobs: int = 1, group_num: int = 0) -> dict[int, Any]:
+    """Train one fusion group in this process (one of `jobs` at once) and write every member's
+    record. Members are claimed chunk by chunk, just before they train."""
+    from functools import cache
 
     from bsweep import records
-    from bsweep.data import load_data
-    from bsweep.fused import choose_width, split, train_fused
-    from bsweep.perf import choose
+    from bsweep.device import environment
+    from bsweep.fused import split
+    from bsweep.perf import choose, choose_width
     from bsweep.plan import study_dir, trial_id
-    from bsweep.runner import ensure_study_file, environment
-    from bsweep.train import resolve_device
+    from bsweep.runner import data_for, place
 
     cfgs = [_structured(job.config) for job in group]
     first = cfgs[0]
-    if first.threads:
-        torch.set_num_threads(first.threads)
-    torch.set_flush_denormal(True)  # as the runner: denormals slow CPU kernels up to 100x
-    device = resolve_device(first.device)
-    out: dict[int, Any] = {}
-    tdirs = []
-    held = []
-    claim = getattr(records, "claim", None)  # the runner's trial lock, where records has one
-    members = []
-    for job, cfg in zip(group, cfgs):
-        tid = trial_id(job.config)
-        sdir = study_dir(cfg)
-        tdir = records.trial_dir(sdir, tid)
-        if claim is not None:
-            c = claim(tdir)
-            if c is None:
-                out[job.index] = {"trial_id": tid, "status": "running elsewhere", "skipped": True}
-                continue
-            held.append(c)
-        if records.is_finished(tdir):
-            out[job.index] = {"trial_id": tid, "status": records.read_status(tdir)["status"], "skipped": True}
-            continue
-        previous = records.trial_state(tdir)  # as the runner does: one attempt per folder
-        records.clear_for_rerun(tdir)
-        records.append_claim_log(tdir, previous=previous, fused=True)
-        ensure_study_file(sdir, OmegaConf.create(job.config))
-        records.write_yaml(tdir / records.CONFIG_FILE, job.config)
-        members.append((job, cfg, tid, tdir))
+    device = place(first, jobs, group_num)
+    sdir = study_dir(first)
+
+    @cache
+    def setup():  # the data and perf settings; raises inside a member's attempt when they fail
+        data = data_for(first.data, device)
+        return data, choose(first, data, sdir)  # autocast, memory format: as the runner
+
     try:
-        if not members:
-            return out
-        key = (repr(first.data), str(device))
-        if key not in _DATA:
-            _DATA.clear()
-            _DATA[key] = load_data(first.data, device)
-        data = _DATA[key]
-        perf = choose(first, data, study_dir(first))  # autocast, memory format: as the runner
-        width = choose_width(first, data, len(members), perf)
-        for chunk in split(members, width):
-            out.update(_train_chunk(chunk, data, device, perf))
-    finally:
-        for c in held:
-            c.release()
+        data, perf = setup()
+        width = choose_width(first, data, len(group), perf)
+    except Exception:  # unloadable data: each member records the error alone, below
+        width = 1
+    out: dict[int, Any] = {}
+    for chunk in split(list(zip(group, cfgs)), width):
+        members = []
+        for job, cfg in chunk:
+            tid = trial_id(job.config)
+            held = records.take(sdir, tid, job.config, fused=True)
+            if isinstance(held, str):
+                log.info("trial %s (%s): %s, skipped", tid, _point(job.config), held)
+                out[job.index] = {"trial_id": tid, "status": held, "skipped": True}
+            else:
+                members.append((job, cfg, held))
+        if members:
+            with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
+                out.update(_train_members(attempt, members, setup, device))
     return out
 
 
-def _train_chunk(chunk: list, data, device, perf) -> dict[int, Any]:
+def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
+    """Train `members` fused; on an exception, again from step 0 in two halves, down to one
+    member, which alone is recorded failed. Returns {job index: the task's return value}."""
+    import math
+
     from bsweep import records
-    from bsweep.fused import train_fused
-    from bsweep.runner import environment
+    from bsweep.device import free_memory
+    from bsweep.engine import train
+    from bsweep.fused import build_members, split
 
-    ids = [tid for _, _, tid, _ in chunk]
-    env = {**environment(device), **perf.describe(), "fused_width": len(chunk), "fused_with": ids}
-    me = records.owner()  # pid, host and the sweep id, as the runner's records carry
-
-    def running() -> None:
-        for _, _, _, tdir in chunk:
-            records.write_status(tdir, "running", **me, heartbeat=time.time(), fused_with=ids)
-
-    for job, cfg, tid, tdir in chunk:
-        records.write_json(tdir / records.ENV_FILE, env)
-        log.info("trial %s (%s): training fused (%d members) on %s", tid, _point(job.config), len(chunk), device)
-    running()
-    beat = records.Heartbeat(running)  # other hosts judge liveness by this heartbeat
-    beat.start()
-    out: dict[int, Any] = {}
+    cfgs = [cfg for _, cfg, _ in members]
+    held = [h for _, _, h in members]
+    ids = [h.trial_id for h in held]
     try:
-        results = train_fused([cfg for _, cfg, _, _ in chunk], data, perf=perf)
-    except Exception as e:  # the group's failure is every member's record, not the sweep's end
-        beat.stop()
-        oom = isinstance(e, MemoryError) or "out of memory" in str(e)
-        status = "oom" if oom else "failed"
-        for job, cfg, tid, tdir in chunk:
-            records.write_status(tdir, status, error=f"{type(e).__name__}: {e}",
-                                 traceback=traceback.format_exc(), fused_with=ids, **me)
-            out[job.index] = {"trial_id": tid, "status": status, "skipped": False}
-        log.error("fused group %s: %s: %s", ids, type(e).__name__, e)
+        data, perf = setup()
+        attempt.note(held, **perf.describe(), fused_width=len(members), fused_with=ids)
+        for job, _, h in members:
+            log.info("trial %s (%s): training fused (%d members) on %s", h.trial_id, _point(job.config),
+                     len(members), data.x_train.device)
+        results = train(build_members(cfgs, data, perf), cfgs, data, perf)
+    except Exception as e:  # never the sweep's end: retry smaller, or record the one member
+        tb, error = traceback.format_exc(), records.error_line(e)
+        status = attempt.fail(held[0], e, tb) if len(members) == 1 else None
+        del e  # drop the frames (and the tensors they hold) before the next attempt
+        free_memory(device)
+        if status is not None:
+            log.error("trial %s (%s): %s: %s", ids[0], _point(members[0][0].config), status, error[:300])
+            return {members[0][0].index: {"trial_id": ids[0], "status": status, "skipped": False}}
+        halves = split(members, math.ceil(len(members) / 2))
+        log.warning("fused group of %d failed (%s): retrying as %s", len(members), error[:300],
+                    " + ".join(str(len(half)) for half in halves))
+        for half in halves:
+            for _, _, h in half:
+                records.append_claim_log(h.tdir, fused=True, retry_width=len(half), after=error)
+        out: dict[int, Any] = {}
+        for half in halves:
+            out.update(_train_members(attempt, half, setup, device))
         return out
-    beat.stop()
-    for (job, cfg, tid, tdir), result in zip(chunk, results):
-        records.write_measurements(tdir, result.measurements)
+    out = {}
+    for (job, _, h), result in zip(members, results):
+        attempt.finish(h, result.status, result.measurements, result.total_steps)
         last = result.measurements[-1]
-        records.write_status(
-            tdir, result.status, steps=last["step"], total_steps=result.total_steps,
-            final_test_acc=last["test_acc"], train_seconds=last["train_seconds"],
-            fused_width=len(chunk), fused_with=ids, **me,
-        )
         log.info("trial %s (%s): %s, test acc %.4f after %d steps, %.1f s training (shared by %d fused)",
-                 tid, _point(job.config), result.status, last["test_acc"], last["step"], last["train_seconds"], len(chunk))
-        out[job.index] = {"trial_id": tid, "status": result.status, "skipped": False}
+                 h.trial_id, _point(job.config), result.status, last["test_acc"], last["step"],
+                 last["train_seconds"], len(members))
+        out[job.index] = {"trial_id": h.trial_id, "status": result.status, "skipped": False}
     return out

@@ -1,0 +1,286 @@
+"""THE training loop: K >= 1 trials ("members") of one shape trained side by side.
+
+K = 1 is a trial alone (`Alone`: the model, `torch.optim`); K > 1 is a fused model
+(`bsweep.fused.Fused`). Both implement `Members`, so budget, cadence, warm-up, clock, divergence,
+stop-at-target and the measurement rows exist once, here, and a fused member is measured exactly
+as it would be alone.
+
+The hot loop does no host synchronization: the data is already on the device, each member's
+shuffle is a device-side permutation from its own generator, the training losses accumulate on
+the device, and everything that needs a Python number (divergence, accuracy) is read only at
+measurement points, where the clock is stopped anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bsweep.config import Config, OptimConfig, effective_lr
+from bsweep.data import TensorData
+from bsweep.device import synchronize
+from bsweep.models import make_cnn
+from bsweep.schedule import lr_factor, measurement_steps, total_steps
+from bsweep.timing import Stopwatch
+
+# Steps run on a throw-away copy of the members before the clock starts, so one-time costs
+# (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
+WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class PerfChoice:
+    """How a trial runs (results equal within float tolerance); `bsweep.perf` decides it."""
+
+    amp: bool = False  # bf16 autocast of the forward pass
+    channels_last: bool = False  # NHWC memory format for 2-D convs
+    compile: bool = False  # torch.compile of the model (CUDA graphs on CUDA); never probed
+
+    def describe(self) -> dict[str, str]:
+        """As written into a trial's env.json and shown in reports."""
+        return {"amp": "bf16" if self.amp else "off", "channels_last": "on" if self.channels_last else "off",
+                "compile": "on" if self.compile else "off"}
+
+
+@dataclass
+class TrialResult:
+    status: str  # "complete" or "diverged"
+    measurements: list[dict] = field(default_factory=list)
+    total_steps: int = 0  # the budget in steps, whether or not the trial used all of it
+
+
+class Members(Protocol):
+    """K trials of one shape, trained as one."""
+
+    k: int
+    model: nn.Module  # train()/eval() switch every member
+
+    def batch_logits(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        """(K, B, classes): member k's logits on its training samples idx[k] ((K, B) indices)."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, b, classes): every member's logits on the same samples x (evaluation)."""
+
+    def set_lr(self, lrs: list[float]) -> None:
+        """The learning rate of each member's next updates (0 for a frozen member)."""
+
+    def optimizer_step(self) -> None:
+        """Update every member from its gradients, and clear them."""
+
+    def freeze(self, members: list[int]) -> None:
+        """Stop members for good (diverged or done) so they cannot disturb the others."""
+
+    def copy(self) -> "Members":
+        """An independent copy (for warm-up steps that must not touch the real state)."""
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast around a forward pass when `amp`; nothing otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def as_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+    """(K,) cross-entropy of each member on its own samples (mean or sum over them). bf16 logits
+    are upcast; float32 and float64 are kept, so a float64 run stays float64 throughout."""
+    k, b, c = logits.shape
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    losses = F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none").view(k, b)
+    return losses.mean(1) if reduce == "mean" else losses.sum(1)
+
+
+def train_step(members: Members, data: TensorData, idx: torch.Tensor, amp: bool) -> torch.Tensor:
+    """One optimizer step of every member on its batch idx[k]; (K,) losses, detached (no sync)."""
+    with autocast(data.x_train.device, amp):
+        logits = members.batch_logits(data, idx)
+    losses = member_losses(logits, data.y_train[idx])
+    losses.sum().backward()  # member k's loss depends on member k's parameters only
+    members.optimizer_step()
+    return losses.detach()
+
+
+@torch.no_grad()
+def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> tuple[list[float], list[float]]:
+    """Test loss (mean cross-entropy) and test accuracy of every member, in eval mode."""
+    members.model.eval()
+    k, device = members.k, data.x_test.device
+    loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
+    correct = torch.zeros(k, device=device, dtype=torch.int64)
+    for i in range(0, len(data.x_test), batch_size):
+        x, y = data.x_test[i : i + batch_size], data.y_test[i : i + batch_size]
+        with autocast(device, amp):
+            logits = members.logits(x)
+        loss_sum += member_losses(logits, y.expand(k, -1), reduce="sum")
+        correct += (logits.argmax(2) == y).sum(1)
+    members.model.train()
+    n = len(data.x_test)
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer:
+    params = list(params)
+    # fused=True (one kernel for every tensor) exists for CUDA; on CPU torch takes foreach (one
+    # kernel launch per parameter group rather than per tensor) as the faster choice.
+    impl = {"fused": True} if params and params[0].is_cuda else {"foreach": True}
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay, **impl)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, **impl)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def prepare(model: nn.Module, device: torch.device, perf: PerfChoice) -> nn.Module:
+    """The model on `device`, channels_last when asked (2-D convs only), and compiled in place
+    when asked (`nn.Module.compile`: the module stays the same object, its copies and eval mode
+    included; CUDA graphs on CUDA). A new model of the same class and shapes reuses the
+    process's compiled graph, so only a process's first trial pays the compile."""
+    model = model.to(device)
+    if perf.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if perf.compile:
+        model.compile(mode="reduce-overhead" if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    return model
+
+
+class Alone:
+    """One trial (K = 1): the model as `make_cnn` builds it and a `torch.optim` optimizer, the
+    reference that fused members are tested against (and torch's fused CUDA optimizer kernels)."""
+
+    k = 1
+
+    def __init__(self, cfg: Config, data: TensorData, perf: PerfChoice) -> None:
+        torch.manual_seed(cfg.seed)  # initialization
+        model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
+        self.model = prepare(model, data.x_train.device, perf)
+        self.cl = perf.channels_last
+        self.opt = make_optimizer(cfg.optim, self.model.parameters(), effective_lr(cfg))
+
+    def batch_logits(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(as_input(data.x_train[idx[0]], self.cl)).unsqueeze(0)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(as_input(x, self.cl)).unsqueeze(0)
+
+    def set_lr(self, lrs: list[float]) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lrs[0]
+
+    def optimizer_step(self) -> None:
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def freeze(self, members: list[int]) -> None:
+        pass  # the only member stopped: the loop ends
+
+    def copy(self) -> "Alone":
+        return copy.deepcopy(self)
+
+
+def warm_up(members: Members, data: TensorData, batch: int, eval_batch: int, amp: bool) -> None:
+    """A few untimed steps and an evaluation on a copy: the real members, their optimizer state
+    and every RNG are untouched."""
+    shadow = members.copy()
+    idx = torch.arange(batch, device=data.x_train.device).repeat(members.k, 1)
+    for _ in range(WARMUP_STEPS):
+        train_step(shadow, data, idx, amp)
+    evaluate(shadow, data, eval_batch, amp)
+    synchronize(data.x_train.device)
+
+
+def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> list[TrialResult]:
+    """Train `members` (member k is the trial `cfgs[k]`; the configs equal but for lr and seed)
+    on `data` and measure each; one `TrialResult` per member.
+
+    Member k's data order comes from a generator seeded with its own seed, so it sees the same
+    batches alone or fused. `train_seconds` is the group's training wall time, evaluation and
+    warm-up excluded. Deterministic on CPU for fixed `perf`: the same configs and data give the
+    same measurements, seconds aside.
+    """
+    cfg, k, device = cfgs[0], members.k, data.x_train.device
+    n, batch = data.n_train, cfg.batch_size
+    steps = total_steps(cfg.study.budget, n, batch)
+    warm_up(members, data, batch, cfg.study.eval.batch_size, perf.amp)
+    orders = [torch.Generator(device=device) for _ in cfgs]
+    for g, c in zip(orders, cfgs):
+        g.manual_seed(c.seed)
+    tracker = None
+    if cfg.noise.enabled:  # gradients of one model: a trial alone only
+        from bsweep.noise import NoiseScaleTracker
+
+        assert k == 1, "noise tracking needs a trial alone"
+        tracker = NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed)
+    results = [TrialResult(status="complete", total_steps=steps) for _ in cfgs]
+    active = [True] * k
+    base_lr = [effective_lr(c) for c in cfgs]
+    watch = Stopwatch(device)
+    step, factor = 0, lr_factor(cfg.schedule, 0, steps)
+    loss_sum, losses_since = torch.zeros(k, device=device), 0
+
+    def set_lr() -> None:
+        members.set_lr([lr * factor if on else 0.0 for lr, on in zip(base_lr, active)])
+
+    def measure() -> None:
+        """Evaluate, record a row per active member, and freeze the ones that are done."""
+        nonlocal loss_sum, losses_since
+        test_loss, test_acc = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
+        train_loss = (loss_sum / losses_since).tolist() if losses_since else [math.nan] * k
+        loss_sum, losses_since = torch.zeros(k, device=device), 0
+        stopped = []
+        for m in (m for m in range(k) if active[m]):
+            row = {"step": step, "samples": step * batch, "epoch": step * batch / n,
+                   "train_seconds": watch.seconds, "train_loss": train_loss[m],
+                   "test_loss": test_loss[m], "test_acc": test_acc[m], "lr": base_lr[m] * factor}
+            if tracker is not None:  # the clock is stopped here: noise passes are not training time
+                row.update(tracker.update(members.model, data, step))
+            results[m].measurements.append(row)
+            if step == 0:
+                continue
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+                results[m].status = "diverged"
+                stopped.append(m)
+            elif cfg.study.budget.stop_at_target and row["test_acc"] >= cfg.study.target:
+                stopped.append(m)
+        if stopped:
+            members.freeze(stopped)
+            for m in stopped:
+                active[m] = False
+            set_lr()
+
+    set_lr()
+    measure()
+    pending = iter(measurement_steps(cfg.study.eval, batch, steps)[1:])
+    measure_at = next(pending, None)
+    watch.start()
+    while step < steps and any(active):
+        perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in orders])
+        for i in range(min(n // batch, steps - step)):
+            new_factor = lr_factor(cfg.schedule, step, steps)
+            if new_factor != factor:  # touch the optimizer only when the schedule moves
+                factor = new_factor
+                set_lr()
+            loss_sum += train_step(members, data, perms[:, i * batch : (i + 1) * batch], perf.amp)
+            losses_since += 1
+            step += 1
+            if step != measure_at:
+                continue
+            watch.stop()
+            measure()
+            measure_at = next(pending, None)
+            if not any(active):
+                break
+            watch.start()
+    return results

@@ -1,0 +1,61 @@
+"""Wall-clock timing on a device, in one place: the training clock and the step-time blocks that
+the perf probe, the width search and `bsweep bench` use. Every reading synchronizes the device
+first, so queued GPU work is counted where it ran."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from bsweep.device import synchronize
+
+# Seconds of timed steps per block, and blocks per point: the best block is kept (a busy machine
+# only ever slows a block down, so the minimum is the closest to "isolated").
+BLOCK_SECONDS = 0.25
+BLOCKS = 3
+WARM_CALLS = 3  # untimed calls before timing: allocator growth, kernel choice, lazy init
+
+
+class Stopwatch:
+    """Accumulates seconds between `start()` and `stop()`; the device is synchronized at each."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds, self._since = device, 0.0, None
+
+    def start(self) -> None:
+        synchronize(self.device)
+        self._since = time.perf_counter()
+
+    def stop(self) -> float:
+        synchronize(self.device)
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+        return self.seconds
+
+
+def steps_per_block(step: Callable[[], None], device: torch.device, block_seconds: float,
+                    min_steps: int = 3, max_steps: int = 2000) -> int:
+    """Warm `step` up, then how many calls fill about `block_seconds`."""
+    for _ in range(WARM_CALLS):
+        step()
+    one = max(time_block(step, device, 1), 1e-6)
+    return max(min_steps, min(max_steps, int(block_seconds / one)))
+
+
+def time_block(step: Callable[[], None], device: torch.device, n: int) -> float:
+    """Mean seconds per call over `n` calls of `step()`."""
+    watch = Stopwatch(device)
+    watch.start()
+    for _ in range(n):
+        step()
+    return watch.stop() / n
+
+
+def time_steps(step: Callable[[], None], device: torch.device, block_seconds: float = BLOCK_SECONDS,
+               blocks: int = BLOCKS, min_steps: int = 3) -> float:
+    """Best-of-`blocks` mean seconds per call of `step()`, each block about `block_seconds`."""
+    n = steps_per_block(step, device, block_seconds, min_steps)
+    return min(time_block(step, device, n) for _ in range(blocks))

@@ -1,0 +1,98 @@
+"""The package's layers only look down: no import cycle between bsweep's modules (and the
+Hydra plugins), counting imports inside functions too, since a cycle hidden in a function still
+couples the two modules and breaks as soon as one of them is imported first."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bsweep", "hydra_plugins")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every module of `known` that `path` imports, anywhere in the file."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            # `from pkg import sub` imports pkg.sub when it is a module
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for t in targets:
+            while t and t not in known:  # `import a.b.c` depends on the deepest known module
+                t = t.rpartition(".")[0]
+            if t and t != name and not name.startswith(t + "."):  # a package's own __init__
+                found.add(t)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(g.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (cycle := visit(m)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(g):
+        if n not in state and (cycle := visit(n)):
+            return cycle
+    return None
+
+
+def test_the_finder_sees_a_cycle_inside_a_function():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    cycle = find_cycle(graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_low_layers_import_nothing_above_them():
+    g = graph()
+    # Training must not depend on the commands built on it.
+    for low in ("bsweep.engine", "bsweep.fused", "bsweep.perf", "bsweep.schedule", "bsweep.timing",
+                "bsweep.device", "bsweep.data", "bsweep.models", "bsweep.records", "bsweep.config"):
+        above = {m for m in g[low] if m in ("bsweep.bench", "bsweep.runner", "bsweep.cli", "bsweep.launch",
+                                            "bsweep.reproduce") or m.startswith("hydra_plugins")}
+        assert not above, f"{low} imports {above}"
+    # bench is a leaf: only the CLI and reproduce import it
+    users = {m for m, deps in g.items() if "bsweep.bench" in deps}
+    assert users <= {"bsweep.cli", "bsweep.reproduce"}, users
+    # schedule arithmetic has no torch
+    assert "import torch" not in (ROOT / "bsweep" / "schedule.py").read_text()
