@@ -2,7 +2,9 @@
 
 A trial's id is a hash of its resolved config without the keys that say where or how it runs
 (`RUNTIME_KEYS`), so the same point of the grid has the same id on any machine, in any results
-folder, with any launcher.
+folder, with any launcher. Ids are part of the on-disk contract: a key added to the schema after
+`ID_KEYS_V1` enters the hash only when a trial sets it away from its default, so adding a key
+never changes the id of a trial that leaves it alone.
 
 `expand` reproduces what Hydra's basic sweeper does with `-m`: the study's
 `hydra.sweeper.params` first, the user's overrides on top (a key given twice takes the later
@@ -12,6 +14,7 @@ value), then the cartesian product.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -24,7 +27,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from bsweep.config import register_configs
+from bsweep.config import Config, register_configs
 from bsweep.validate import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -43,8 +46,49 @@ RUNTIME_KEYS = (
 )
 
 
+# Every key the id has hashed since the first release (`tags` as a whole): the schema of
+# 2026-11, less RUNTIME_KEYS. Never edit this list; new schema keys are hashed off-default only.
+ID_KEYS_V1 = frozenset({
+    "base_batch_size", "batch_size", "lr", "lr_scaling", "seed", "tags",
+    "data.data_seed", "data.n_test", "data.n_train", "data.name",
+    "model.depth", "model.kernel_size", "model.name", "model.width",
+    "noise.b_big", "noise.b_small", "noise.ema", "noise.enabled", "noise.every", "noise.pairs",
+    "norm.bn_momentum", "norm.groups", "norm.kind", "norm.lrn_size",
+    "optim.beta1", "optim.beta2", "optim.eps", "optim.momentum", "optim.name", "optim.nesterov",
+    "optim.weight_decay", "schedule.name", "schedule.warmup_fraction",
+    "study.budget.epochs", "study.budget.rule", "study.budget.steps", "study.budget.stop_at_target",
+    "study.eval.first_samples", "study.eval.growth", "study.eval.max_gap_samples", "study.target",
+})
+
+
+@functools.cache
+def _schema_defaults_json() -> str:
+    return json.dumps(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
+
+
+def schema_defaults() -> dict:
+    """The schema's default value of every key, as a plain nested dict (a fresh copy)."""
+    return json.loads(_schema_defaults_json())
+
+
+def _drop_new_defaults(node: dict, defaults: dict, prefix: str = "") -> None:
+    """Remove keys outside ID_KEYS_V1 that sit at their schema default (in place), and nodes
+    left empty by it."""
+    for key in list(node):
+        dotted, value = prefix + key, node[key]
+        if dotted in ID_KEYS_V1 or key not in defaults:
+            continue
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            _drop_new_defaults(value, defaults[key], dotted + ".")
+            if not value and not any(k.startswith(dotted + ".") for k in ID_KEYS_V1):
+                del node[key]
+        elif value == defaults[key]:
+            del node[key]
+
+
 def trial_identity(cfg: DictConfig | dict) -> dict:
-    """The part of a resolved config that defines the trial (RUNTIME_KEYS removed)."""
+    """The part of a resolved config that defines the trial: RUNTIME_KEYS removed, and keys
+    newer than ID_KEYS_V1 kept only where they differ from their default."""
     tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     tree = json.loads(json.dumps(tree))  # a deep copy with plain types
     tree.pop("hydra", None)
@@ -54,6 +98,7 @@ def trial_identity(cfg: DictConfig | dict) -> dict:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
+    _drop_new_defaults(tree, schema_defaults())
     return tree
 
 

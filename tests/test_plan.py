@@ -41,3 +41,35 @@ def test_expand_gives_exactly_what_hydra_composes_for_each_job():
         full = compose_config(t.overrides)
         assert OmegaConf.to_container(t.config) == OmegaConf.to_container(full), t.overrides
         assert t.trial_id == trial_id(full)
+
+
+def test_known_configs_keep_their_ids():
+    # The on-disk contract: results folders written by earlier versions must keep finding their
+    # trials. These ids were computed before the schema gained any key beyond ID_KEYS_V1.
+    from bsweep.plan import compose_config
+
+    assert trial_id(compose_config([])) == "721f99917d58"
+    assert trial_id(compose_config(["study=smoke"])) == "a6d03e5f1f1e"
+
+
+def test_the_pinned_key_list_is_todays_schema_and_a_new_key_hashes_only_off_its_default(monkeypatch):
+    from bsweep import plan
+    from bsweep.plan import ID_KEYS_V1, compose_config, trial_identity
+
+    cfg = compose_config(["study=smoke"])
+
+    def keys(d, p=""):
+        for k, v in d.items():
+            yield from keys(v, f"{p}{k}.") if isinstance(v, dict) and v and k != "tags" else [p + k]
+
+    assert set(keys(trial_identity(cfg))) <= ID_KEYS_V1
+    # Pretend norm.lrn_size and the whole noise node came after the first release.
+    later = {k for k in ID_KEYS_V1 if k == "norm.lrn_size" or k.startswith("noise.")}
+    monkeypatch.setattr(plan, "ID_KEYS_V1", ID_KEYS_V1 - later)
+    tree = trial_identity(cfg)
+    assert "lrn_size" not in tree["norm"] and "noise" not in tree  # at the default: not hashed
+    without = trial_id(cfg)
+    assert without != "a6d03e5f1f1e"  # (the pretence changed the id, as expected)
+    assert trial_id(compose_config(["study=smoke", "norm.lrn_size=3"])) != without  # off-default: hashed
+    assert trial_id(compose_config(["study=smoke", "noise.enabled=true"])) != without
+    assert trial_identity(compose_config(["study=smoke", "noise.pairs=2"]))["noise"] == {"pairs": 2}
