@@ -32,6 +32,12 @@ def train_fused(cfgs: list[Config], data: TensorData, perf: PerfChoice = EXACT) 
     return train(build_members(cfgs, data, perf), cfgs, data, perf)
 
 
+def pytest_report_header() -> str:
+    import torch
+
+    return f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}"
+
+
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
