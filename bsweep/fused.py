@@ -195,66 +195,6 @@ class FusedOptimizer:
     """
 
     def __init__(self, optim: OptimConfig, flat: torch.Tensor, params: list[nn.Parameter]) -> None:
-        self.opt = optim
-        self.flat, self.params = flat, params
-        self.steps = 0
-        self.buf: torch.Tensor | None = None  # SGD momentum / Adam first moment
-        self.sq: torch.Tensor | None = None  # Adam second moment
-        if self.opt.name not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {self.opt.name!r}")
-
-    def grad(self) -> torch.Tensor:
-        return torch.cat([p.grad.reshape(-1) for p in self.params])
-
-    @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
-        """One update with `lr` per element of the flat buffer."""
-        o, p = self.opt, self.flat
-        g = self.grad()
-        for q in self.params:
-            q.grad = None
-        if o.weight_decay:
-            g.add_(p, alpha=o.weight_decay)
-        self.steps += 1
-        if o.name == "sgd":
-            if o.momentum:
-                if self.buf is None:
-                    self.buf = g.clone()
-                else:
-                    self.buf.mul_(o.momentum).add_(g)
-                g = g.add(self.buf, alpha=o.momentum) if o.nesterov else self.buf
-            p.addcmul_(lr, g, value=-1.0)
-            return
-        if self.buf is None:
-            self.buf, self.sq = torch.zeros_like(p), torch.zeros_like(p)
-        self.buf.lerp_(g, 1 - o.beta1)
-        self.sq.mul_(o.beta2).addcmul_(g, g, value=1 - o.beta2)
-        bc1 = 1 - o.beta1**self.steps
-        bc2_sqrt = (1 - o.beta2**self.steps) ** 0.5
-        denom = self.sq.sqrt().div_(bc2_sqrt).add_(o.eps)
-        p.addcmul_(self.buf.div(denom), lr, value=-1.0 / bc1)
-
-    @torch.no_grad()
-    def reset(self, mask: torch.Tensor) -> None:
-        """Zero the optimizer state of the elements in `mask` (a frozen member)."""
-        for t in (self.buf, self.sq):
-            if t is not None:
-                t[mask] = 0.0
-
-
-# ----------------------------------------------------------------------------------------------
-# The optimizer on the flat buffer
-
-
-class FusedOptimizer:
-    """SGD (momentum, dampening 0, nesterov, coupled weight decay) or Adam (coupled weight decay,
-    no amsgrad) on a flat parameter buffer, with a learning rate per element (per member).
-
-    The arithmetic follows torch.optim's foreach implementations step for step, so a member
-    updates as it would alone (to float rounding of lr * grad).
-    """
-
-    def __init__(self, optim: OptimConfig, flat: torch.Tensor, params: list[nn.Parameter]) -> None:
         if optim.name not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {optim.name!r}")
         self.opt, self.flat, self.params = optim, flat, params

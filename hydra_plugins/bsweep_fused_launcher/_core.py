@@ -8,7 +8,6 @@ member that fails alone is recorded failed (or oom); each retry is a line in cla
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
