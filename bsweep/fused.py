@@ -35,7 +35,7 @@ from torch import nn
 
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
-from bsweep.engine import Alone, Members, PerfChoice, as_input, prepare
+from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
 from bsweep.models import SmallCNN, make_cnn
 
 
@@ -267,8 +267,12 @@ class Fused:
         self.init_buffers = {name: b.clone() for name, b in model.named_buffers()}
 
     def batch_logits(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        """(K, B, classes): member k's logits on its samples idx[k]."""
         x = data.x_train[idx.t()]  # (B, K, Cin, ...): member k's samples idx[k] as channel block k
         return self.model(as_input(x.reshape(x.shape[0], -1, *x.shape[3:]), self.cl))
+
+    def losses(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        return member_losses(self.batch_logits(data, idx), data.y_train[idx])
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(as_input(x.repeat(1, self.k, *[1] * (x.dim() - 2)), self.cl))
