@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from bsweep import records
 from bsweep.analysis.load import load_trials
 from bsweep.cli import app
-from bsweep.records import is_oom as _is_oom
+from bsweep.records import is_oom
 from bsweep.validate import DATA_FILES
 from tests.conftest import TINY
 
@@ -121,13 +121,13 @@ def test_out_of_memory_is_recorded_as_oom_and_later_trials_still_run(results, tm
 
 
 def test_oom_is_told_apart_from_other_errors():
-    assert _is_oom(MemoryError())
-    assert _is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert _is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+    assert is_oom(MemoryError())
+    assert is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
                                 "can't allocate memory: you tried to allocate 2147483648 bytes"))
-    assert _is_oom(RuntimeError("MPS backend out of memory"))
-    assert not _is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
-    assert not _is_oom(ValueError("nan"))
+    assert is_oom(RuntimeError("MPS backend out of memory"))
+    assert not is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_oom(ValueError("nan"))
 
 
 def test_a_diverged_trial_is_a_result_not_a_failure(results):

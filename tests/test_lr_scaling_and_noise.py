@@ -10,8 +10,7 @@ from bsweep.analysis.load import load_measurements
 from bsweep.cli import app
 from bsweep.config import effective_lr
 from bsweep.data import load_data
-from tests.conftest import train_alone as train_trial
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, train_alone
 
 
 @pytest.mark.parametrize("rule,expected", [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
@@ -23,16 +22,16 @@ def test_effective_lr_follows_the_rule(rule, expected):
 def test_measurements_record_the_effective_lr(tiny_config):
     tiny_config.lr, tiny_config.batch_size, tiny_config.base_batch_size = 0.01, 64, 16
     tiny_config.lr_scaling = "linear"
-    rows = train_trial(tiny_config, load_data(tiny_config.data)).measurements
+    rows = train_alone(tiny_config, load_data(tiny_config.data)).measurements
     assert rows[-1]["lr"] == pytest.approx(0.04)
 
 
 def test_noise_tracking_adds_columns_and_leaves_training_unchanged(tiny_config):
     data = load_data(tiny_config.data)
-    plain = train_trial(tiny_config, data).measurements
+    plain = train_alone(tiny_config, data).measurements
     tiny_config.noise.enabled = True
     tiny_config.noise.b_small, tiny_config.noise.b_big, tiny_config.noise.every = 8, 64, 1
-    tracked = train_trial(tiny_config, data).measurements
+    tracked = train_alone(tiny_config, data).measurements
     assert [r["test_loss"] for r in tracked] == [r["test_loss"] for r in plain]
     values = [r["noise_scale"] for r in tracked if not math.isnan(r["noise_scale"])]
     assert values and all(v > 0 for v in values)

@@ -5,7 +5,7 @@ import pytest
 from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
 from bsweep.data import load_data
 from bsweep.schedule import lr_factor, measurement_steps, total_steps
-from tests.conftest import train_alone as train_trial
+from tests.conftest import train_alone
 
 
 def test_budget_rule_any_stops_at_the_first_limit_and_all_at_the_last():
@@ -54,15 +54,15 @@ def tiny_data(tiny_config):
 
 
 def test_training_is_deterministic_on_cpu(tiny_config, tiny_data):
-    a = train_trial(tiny_config, tiny_data).measurements
-    b = train_trial(tiny_config, tiny_data).measurements
+    a = train_alone(tiny_config, tiny_data).measurements
+    b = train_alone(tiny_config, tiny_data).measurements
     strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
     assert strip(a) == strip(b)
 
 
 def test_training_learns_and_measures_on_the_cadence(tiny_config, tiny_data):
     tiny_config.study.budget.epochs = 4
-    result = train_trial(tiny_config, tiny_data)
+    result = train_alone(tiny_config, tiny_data)
     m = result.measurements
     assert result.status == "complete"
     assert m[0]["step"] == 0 and math.isnan(m[0]["train_loss"])
@@ -76,7 +76,7 @@ def test_training_learns_and_measures_on_the_cadence(tiny_config, tiny_data):
 def test_a_huge_learning_rate_diverges_and_is_recorded_not_raised(tiny_config, tiny_data):
     tiny_config.lr = 1e8
     tiny_config.norm.kind = "none"
-    result = train_trial(tiny_config, tiny_data)
+    result = train_alone(tiny_config, tiny_data)
     assert result.status == "diverged"
     last = result.measurements[-1]
     assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"]))
@@ -86,7 +86,7 @@ def test_stop_at_target_ends_at_the_first_measurement_reaching_it(tiny_config, t
     tiny_config.study.target = 0.15
     tiny_config.study.budget.epochs = 5
     tiny_config.study.budget.stop_at_target = True
-    result = train_trial(tiny_config, tiny_data)
+    result = train_alone(tiny_config, tiny_data)
     accs = [r["test_acc"] for r in result.measurements]
     assert accs[-1] >= 0.15 and all(a < 0.15 for a in accs[1:-1])
     assert result.measurements[-1]["step"] < result.total_steps

@@ -1,9 +1,10 @@
 """`hydra/launcher=bsweep_fused`: train a sweep's trials as fused groups (see bsweep.fused).
 
 The jobs of a sweep are grouped by `bsweep.fused.fusion_key` (everything equal but lr and seed);
-finished trials are skipped (`records.is_finished`); each group is trained by `train_fused` at a
-width chosen by measurement (`perf.fuse`), and every member is written as its own trial record,
-exactly as `bsweep.runner.run_trial_task` writes one. Groups run in this process, or in
+finished trials are skipped (`records.is_finished`); each group is trained by the engine
+(`bsweep.engine.train` over `bsweep.fused.Fused`) at a width chosen by measurement
+(`bsweep.perf.choose_width`), and every member is written as its own trial record through the
+runner's lifecycle (`records.take`, `records.Attempt`). Groups run in this process, or in
 `hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), largest first.
 Jobs with `perf.fuse=off` go through Hydra's ordinary `run_job` and bsweep's task function.
 
