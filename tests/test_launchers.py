@@ -90,6 +90,23 @@ def test_joblib_runs_trials_in_parallel_processes_into_the_same_study(results):
 
 
 @pytest.mark.slow
+def test_the_fused_launcher_trains_groups_in_worker_processes_with_capped_threads(results):
+    # 2 groups (norm batch, group; 2 batch sizes each: 4 groups of 1) in 2 spawned workers that
+    # asked for 4 threads each: capped like every launcher's jobs, so workers x threads <= cores
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused",
+                              "hydra.launcher.n_jobs=2", "threads=4", "lr=0.05,0.1"])
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    trials = load_trials(study)
+    assert len(trials) == 8 and set(trials["status"]) == {"complete"}
+    found = envs(study)
+    assert {e["parallel_jobs"] for e in found} == {2}
+    assert {e["threads"] for e in found} == {threads_for(4, 2, cores())}
+    assert os.getpid() not in {e["pid"] for e in found}  # trained in worker processes
+    assert all(e["fused_width"] >= 1 for e in found)
+
+
+@pytest.mark.slow
 def test_submitit_local_runs_jobs_as_separate_processes_into_the_same_study(results, tmp_path, monkeypatch):
     # A relative results_dir, as users write it: jobs run in their own processes and still
     # write into the study folder under the directory the sweep was started from.
