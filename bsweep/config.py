@@ -14,6 +14,9 @@ from typing import Any, Optional
 # exactly these (a test pins that), so the CLI can name the alternatives when a user mistypes one.
 DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
 NORMS = ("none", "batch", "group", "layer", "instance", "weight", "lrn")
+# The built-in CNN's presets (configs/model/): one architecture, named by size, so a study that
+# varies the preset shows it as `model` rather than pooling the two.
+MODELS = ("cnn", "cnn_small")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -27,6 +30,24 @@ FULL_SIZES: dict[str, tuple[int, int]] = {
     "fashion_mnist": (60000, 10000),
     "cifar10": (50000, 10000),
 }
+
+
+# Where and how a trial runs, not what it is: left out of its id (bsweep.plan) and out of the
+# analysis's grid (bsweep.analysis.load).
+RUNTIME_KEYS = (
+    "device",
+    "threads",
+    "results_dir",
+    "data.root",
+    "data.download",
+    "study.name",
+    "study.description",
+    "study.eval.batch_size",
+    "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
+)
+# The study's nuisance parameters (Deep Learning Tuning Playbook): every other key that varies
+# across a study's trials is scientific; the tuned view optimises over the nuisance ones.
+NUISANCE_KEYS = ("lr", "seed")
 
 
 def effective_lr(cfg: "Config") -> float:
@@ -192,7 +213,7 @@ class Config:
     # effective lr; the trial's config keeps `lr` as given.
     lr_scaling: str = "none"
     base_batch_size: int = 32  # samples; the batch size at which the effective lr equals `lr`
-    # Where and how to run: not part of a trial's identity (see plan.RUNTIME_KEYS).
+    # Where and how to run: not part of a trial's identity (see RUNTIME_KEYS).
     device: str = "auto"
     # torch intra-op threads per process; null = torch's default (all cores). 1 by default: on a
     # 2-core CPU a small-batch step took 0.38 ms with 1 thread and 0.6-56 ms with 2 (spin-waiting

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bsweep.config import NORMS, ModelConfig, NormConfig
+from bsweep.config import MODELS, NORMS, ModelConfig, NormConfig
 
 
 def make_norm(cfg: NormConfig, channels: int, dims: int) -> nn.Module:
@@ -74,6 +74,6 @@ class SmallCNN(nn.Module):
 def make_cnn(
     input_shape: tuple[int, ...], n_classes: int, model: ModelConfig, norm: NormConfig
 ) -> SmallCNN:
-    if model.name != "cnn":
-        raise ValueError(f"unknown model {model.name!r}; choose one of cnn")
+    if model.name not in MODELS:
+        raise ValueError(f"unknown model {model.name!r}; choose one of {', '.join(MODELS)}")
     return SmallCNN(input_shape, n_classes, model, norm)

@@ -27,23 +27,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from bsweep.config import Config, register_configs
+from bsweep.config import RUNTIME_KEYS, Config, register_configs
 from bsweep.validate import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# Where and how a trial runs, not what it is: left out of its id.
-RUNTIME_KEYS = (
-    "device",
-    "threads",
-    "results_dir",
-    "data.root",
-    "data.download",
-    "study.name",
-    "study.description",
-    "study.eval.batch_size",
-    "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
-)
 
 
 # Every key the id has hashed since the first release (`tags` as a whole): the schema of

@@ -17,6 +17,7 @@ from bsweep.config import (
     DATASETS,
     DEVICES,
     LR_SCALINGS,
+    MODELS,
     NORMS,
     OPTIMIZERS,
     SCHEDULES,
@@ -60,6 +61,7 @@ def problems(cfg: Config) -> list[str]:
     out: list[str] = []
     out += _choice("data.name", cfg.data.name, DATASETS)
     out += _choice("norm.kind", cfg.norm.kind, NORMS)
+    out += _choice("model.name", cfg.model.name, MODELS)
     out += _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     out += _choice("schedule.name", cfg.schedule.name, SCHEDULES)
     if not (cfg.device in DEVICES or cfg.device.startswith(("cuda:", "mps:"))):

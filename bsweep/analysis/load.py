@@ -2,6 +2,14 @@
 
 Reads only the on-disk contract of `bsweep.records`, so it works on a study that is still
 running, that has failed or damaged trials, or that was copied off a cluster.
+
+The study's grid is read from the trials themselves: every trial's resolved config is flattened
+to dotted keys (`model.width`, `optim.momentum`, ...; runtime keys, `noise.*` and `study.eval.*`
+left out, a key an older trial lacks taking its schema default). A key that varies across the
+study's trials is *scientific* unless it is a nuisance key (`config.NUISANCE_KEYS`: lr, seed);
+a key that does not vary is *fixed* (`grid_keys`). Each varying scientific key becomes a column
+of the trial table under its dotted name, so metrics, verdicts and plots group by it
+(`metrics.point_columns`) instead of pooling it with the seeds.
 """
 
 from __future__ import annotations
@@ -11,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import json
+from dataclasses import asdict, dataclass
+
 from bsweep import records
-from bsweep.config import FULL_SIZES
+from bsweep.config import FULL_SIZES, NUISANCE_KEYS, RUNTIME_KEYS, Config
 
 TRIAL_COLUMNS = [
     "trial_id", "study", "status", "error", "data", "model", "norm", "optim", "schedule",
@@ -23,6 +34,72 @@ MEASUREMENT_COLUMNS = [
     "trial_id", "step", "samples", "epoch", "train_seconds", "train_loss", "test_loss",
     "test_acc", "lr",
 ]
+
+
+# Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
+# (it leaves training unchanged) and the evaluation cadence (one measurement grid per study).
+NOT_GRID = ("noise", "study.eval", "hydra")
+# Grid keys already shown under a short column name (the scientific point's first columns).
+SHORT_COLUMNS = {"data.name": "data", "model.name": "model", "norm.kind": "norm", "optim.name": "optim",
+                 "schedule.name": "schedule", "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config as {dotted key: value}; lists and empty dicts stay whole values."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _in(key: str, names: tuple[str, ...]) -> bool:
+    return any(key == n or key.startswith(n + ".") for n in names)
+
+
+SCHEMA_DEFAULTS = {k: v for k, v in flatten(asdict(Config())).items() if not _in(k, RUNTIME_KEYS + NOT_GRID)}
+
+
+def grid_values(config: dict) -> dict[str, object]:
+    """A trial's place in its study's grid: its config as dotted keys, runtime keys, `noise.*`
+    and `study.eval.*` left out, keys it lacks (an older trial) at their schema default."""
+    flat = {k: v for k, v in flatten(config).items() if not _in(k, RUNTIME_KEYS + NOT_GRID)}
+    return {**SCHEMA_DEFAULTS, **flat}
+
+
+@dataclass
+class GridKeys:
+    """A study's config keys by role, each with its values (sorted)."""
+
+    scientific: dict[str, list]  # varying keys that define a point (dotted names)
+    nuisance: dict[str, list]  # varying keys the tuned view optimises over (lr) or averages (seed)
+    fixed: dict[str, object]  # keys with one value across the study, and that value
+
+    def table(self) -> pd.DataFrame:
+        """One row per key: key, role, values (as the report shows them)."""
+        rows = [(k, role, ", ".join(map(str, v))) for role, keys in (("scientific", self.scientific),
+                ("nuisance", self.nuisance)) for k, v in keys.items()]
+        rows += [(k, "fixed", str(v)) for k, v in self.fixed.items()]
+        return pd.DataFrame(rows, columns=["key", "role", "values"])
+
+
+def grid_keys(grids: list[dict[str, object]]) -> GridKeys:
+    """Which keys vary across trials (`grid_values` of each), and which of those are nuisance."""
+    seen: dict[str, dict[str, object]] = {}
+    for grid in grids:
+        for key, value in grid.items():
+            seen.setdefault(key, {})[json.dumps(value, sort_keys=True, default=str)] = value
+    out = GridKeys({}, {}, {})
+    for key in sorted(seen):
+        values = list(seen[key].values())
+        if len(values) == 1:
+            out.fixed[key] = values[0]
+        else:
+            values = sorted(values, key=lambda v: (str(type(v)), v if isinstance(v, (int, float, str)) else str(v)))
+            (out.nuisance if key in NUISANCE_KEYS else out.scientific)[key] = values
+    return out
 
 
 def _trial_row(tdir: Path) -> dict:
@@ -41,6 +118,7 @@ def _trial_row(tdir: Path) -> dict:
     data = cfg.get("data", {})
     n_train = data.get("n_train") or FULL_SIZES.get(data.get("name"), (np.nan,))[0]
     budget = cfg.get("study", {}).get("budget", {})
+    row["_grid"] = grid_values(cfg)
     row.update(
         study=cfg.get("study", {}).get("name"),
         data=data.get("name"),
@@ -78,10 +156,16 @@ def trial_dirs(study_dir: Path) -> list[Path]:
 
 
 def load_trials(study_dir: Path) -> pd.DataFrame:
-    """One row per trial folder (TRIAL_COLUMNS); status `damaged` for unreadable records and
-    `new` for a folder whose trial has not written a status yet."""
+    """One row per trial folder (TRIAL_COLUMNS, then a column per varying scientific key under
+    its dotted name, e.g. `model.width`); status `damaged` for unreadable records and `new` for
+    a folder whose trial has not written a status yet."""
     rows = [_trial_row(t) for t in trial_dirs(study_dir)]
-    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    scientific = grid_keys([r["_grid"] for r in rows if "_grid" in r]).scientific
+    extra = [k for k in scientific if k not in SHORT_COLUMNS]
+    for r in rows:
+        grid = r.pop("_grid", {})
+        r.update({k: grid.get(k) for k in extra})
+    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS + extra)
     for col in ("batch_size", "seed", "n_train"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     for col in ("lr", "target", "budget_epochs", "budget_steps"):
@@ -105,6 +189,17 @@ def load_measurements(study_dir: Path) -> pd.DataFrame:
     frame = pd.concat(frames, ignore_index=True)
     extra = [c for c in frame.columns if c not in MEASUREMENT_COLUMNS]  # e.g. noise_* columns
     return frame[MEASUREMENT_COLUMNS + extra]
+
+
+def load_grid_keys(study_dir: Path) -> GridKeys:
+    """The study's scientific, nuisance and fixed keys, from its readable trial configs."""
+    grids = []
+    for tdir in trial_dirs(study_dir):
+        try:
+            grids.append(grid_values(records.read_yaml(tdir / records.CONFIG_FILE)))
+        except records.DamagedRecord:
+            continue
+    return grid_keys(grids)
 
 
 def load_study_config(study_dir: Path) -> dict:

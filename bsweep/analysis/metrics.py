@@ -26,8 +26,11 @@ from bsweep import records
 
 # Columns that identify a scientific point, in the order used for sorting and display.
 # Only those present in a frame are used, so hand-made frames may omit the ones they do not vary.
-# lr and seed are deliberately absent: they are nuisance parameters.
+# lr and seed are deliberately absent: they are nuisance parameters. Every other key a study
+# varies is a point column too (`bsweep.analysis.load` adds it under its dotted name).
 POINT_COLUMNS: tuple[str, ...] = ("data", "model", "optim", "schedule", "norm", "batch_size")
+# Top-level config keys (no dot in their name) that are scientific when a study varies them.
+TOP_LEVEL_KEYS: tuple[str, ...] = ("lr_scaling", "base_batch_size")
 
 # Trials whose numbers are final. A running trial's last measurement is not its final accuracy,
 # and a failed / oom trial has no (or partial) measurements; both are counted in the report,
@@ -72,8 +75,12 @@ METRIC_GOAL: dict[str, Literal["max", "min"]] = {
 
 
 def point_columns(frame: pd.DataFrame) -> list[str]:
-    """The scientific-point columns present in ``frame`` (always ending with batch_size)."""
-    return [c for c in POINT_COLUMNS if c in frame.columns]
+    """The scientific-point columns present in ``frame``: POINT_COLUMNS, then every other swept
+    config key (a dotted name such as ``model.width``, or one of TOP_LEVEL_KEYS), then
+    batch_size last."""
+    base = [c for c in POINT_COLUMNS if c in frame.columns and c != "batch_size"]
+    swept = [c for c in frame.columns if isinstance(c, str) and ("." in c or c in TOP_LEVEL_KEYS)]
+    return base + swept + (["batch_size"] if "batch_size" in frame.columns else [])
 
 
 def condition_columns(frame: pd.DataFrame) -> list[str]:

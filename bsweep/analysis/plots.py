@@ -36,6 +36,8 @@ NORM_COLORS: dict[str, str] = {
 }
 # Marker per lr value in the fixed-lr view, in order of increasing lr.
 LR_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+# Line styles for the values of swept keys other than norm and lr (model.width=16 vs 32, ...).
+LINE_STYLES: tuple[str, ...] = ("-", ":", "-.", (0, (5, 1)), (0, (1, 3)))
 SPREAD_NOTE = "bars: ±1 std over seeds"
 
 
@@ -78,11 +80,13 @@ def _two_and_five(value: float, _: int) -> str:
     return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
 
 
-def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
-    """Split a view into curves over batch size: (label, colour, marker, rows sorted by bs).
+def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]:
+    """Split a view into curves over batch size: (label, colour, marker, line style, rows sorted
+    by bs).
 
-    One curve per condition (norm, ...), and per lr when the view is the fixed-lr view
-    (an ``lr`` column and no ``best_lr``).
+    One curve per condition (norm, and every other swept key such as ``model.width``), and per
+    lr when the view is the fixed-lr view (an ``lr`` column and no ``best_lr``). Colour says
+    the norm, the marker the lr, the line style the other swept keys' values.
     """
     columns = condition_columns(view)
     fixed_lr = "lr" in view.columns and "best_lr" not in view.columns
@@ -90,6 +94,8 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
         columns = [*columns, "lr"]
     lrs = sorted(view["lr"].dropna().unique()) if fixed_lr else []
     varying = [c for c in columns if view[c].nunique(dropna=False) > 1 or c == "norm"]
+    others = [c for c in varying if c not in ("norm", "lr")]
+    styles = sorted(view[others].drop_duplicates().itertuples(index=False, name=None)) if others else [()]
     out = []
     groups = view.groupby(columns, sort=True, dropna=False) if columns else [((), view)]
     for key, frame in groups:
@@ -101,7 +107,8 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
         )
         color = NORM_COLORS.get(str(values.get("norm")), "black")
         marker = LR_MARKERS[lrs.index(values["lr"]) % len(LR_MARKERS)] if fixed_lr else "o"
-        out.append((label or "all", color, marker, frame.sort_values("batch_size")))
+        style = LINE_STYLES[styles.index(tuple(values[c] for c in others)) % len(LINE_STYLES)]
+        out.append((label or "all", color, marker, style, frame.sort_values("batch_size")))
     return out
 
 
@@ -116,7 +123,7 @@ def _plot_metric_vs_batch_size(
     log_y: bool = False,
 ) -> None:
     """Mean of ``metric`` over seeds vs batch size, one line per curve, error bars = spread."""
-    for label, color, marker, frame in _curves(view):
+    for label, color, marker, style, frame in _curves(view):
         if require_all_seeds:
             # A to-target mean over only the seeds that got there would flatter the point.
             frame = frame[frame["n_reached_target"] == frame["n_trials"]]
@@ -126,7 +133,7 @@ def _plot_metric_vs_batch_size(
         err = frame[f"{metric}_{spread}"].astype(float).fillna(0.0) * scale
         ax.errorbar(
             frame["batch_size"].astype(float), mean, yerr=err, label=label, color=color,
-            marker=marker, markersize=4, capsize=2, linewidth=1.2,
+            marker=marker, markersize=4, capsize=2, linewidth=1.2, linestyle=style,
         )
     _batch_size_axis(ax, view["batch_size"])
     if log_y:
@@ -203,7 +210,7 @@ def plot_steps_to_target(ax: Axes, view: pd.DataFrame) -> None:
         require_all_seeds=True, log_y=True,
     )
     first_line = True
-    for _, color, _, frame in _curves(view):
+    for _, color, _, _, frame in _curves(view):
         frame = frame[(frame["n_reached_target"] == frame["n_trials"]) & frame["steps_to_target_mean"].notna()]
         if frame.empty:
             continue

@@ -246,6 +246,12 @@ def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure
 
 # --------------------------------------------------------------------------- critical batch size
 
+GRID_INTRO = (
+    "Every config key the study's trials vary is scientific (a point of its own in every table, "
+    "figure and verdict) unless it is a nuisance key (lr: tuned over; seed: averaged over); "
+    "keys with one value are fixed. Runtime keys (device, threads, perf, paths), noise.* and "
+    "study.eval.* are not part of the grid."
+)
 CRITICAL_INTRO = (
     "McCandlish et al. (2018) model the steps S and training examples E = B S needed to reach a "
     "target at batch size B, with the learning rate tuned per batch size, as S(B) = S_min (1 + "
@@ -581,6 +587,7 @@ class ReportContent:
     counts: pd.DataFrame
     failed: pd.DataFrame
     critical: CriticalSection | None = None
+    grid: pd.DataFrame | None = None  # key, role (scientific / nuisance / fixed), values
 
 
 def _render_html(c: ReportContent) -> str:
@@ -604,6 +611,8 @@ def _render_html(c: ReportContent) -> str:
     parts += [_html_figure(figure) for figure in c.figures]
     parts += _critical_html(c.critical)
     parts += ["<h2>Tuned learning rates</h2>", _html_table(c.tuned_lrs)]
+    if c.grid is not None:
+        parts += ["<h2>Study grid</h2>", f"<p>{html.escape(GRID_INTRO)}</p>", _html_table(c.grid)]
     parts += ["<h2>Study config</h2>", f"<pre>{html.escape(c.config_text)}</pre>"]
     env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
     parts += ["<h2>Environment</h2>", _html_table(env)]
@@ -658,6 +667,8 @@ def _render_markdown(c: ReportContent, out_dir: Path) -> str:
         lines += _md_figure(figure, out_dir)
     lines += _critical_markdown(c.critical, out_dir)
     lines += ["## Tuned learning rates", "", _md_table(c.tuned_lrs), ""]
+    if c.grid is not None:
+        lines += ["## Study grid", "", GRID_INTRO, "", _md_table(c.grid), ""]
     lines += ["## Study config", "", "```yaml", c.config_text.rstrip(), "```", ""]
     env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
     lines += ["## Environment", "", _md_table(env), ""]
@@ -727,6 +738,7 @@ def build_report(
     final_window: int = 3,
     name: str | None = None,
     bench: pd.DataFrame | None = None,
+    grid: pd.DataFrame | None = None,
 ) -> Path:
     """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
 
@@ -758,6 +770,7 @@ def build_report(
         counts=_status_counts(trials),
         failed=_failed_table(trials),
         critical=critical,
+        grid=grid,
     )
     index = out_dir / "index.html"
     index.write_text(_render_html(content), encoding="utf-8")
@@ -780,4 +793,5 @@ def write_report(study_dir: Path, out_dir: Path | None = None) -> Path:
         Path(out_dir) if out_dir is not None else study_dir / "report",
         name=_study_name(trials, study_config, study_dir.name),
         bench=scaling.load_bench(study_dir),
+        grid=load.load_grid_keys(study_dir).table(),
     )

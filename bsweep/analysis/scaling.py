@@ -335,13 +335,17 @@ def step_times(summary: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.D
     table["source"] = "trials"
     calibrated = _bench_table(summary, bench)
     if calibrated is not None:
-        keys = [c for c in ("norm", "batch_size") if c in calibrated.columns]
+        keys = [c for c in calibrated.columns if c != "seconds_per_step"]
         merged = table.merge(calibrated, on=keys, how="left", suffixes=("", "_bench"))
         has = merged["seconds_per_step_bench"].notna()
         merged.loc[has, "seconds_per_step"] = merged.loc[has, "seconds_per_step_bench"]
         merged.loc[has, "source"] = "benchmark"
         table = merged.drop(columns="seconds_per_step_bench")
     return table[[*by, "batch_size", "seconds_per_step", "source"]]
+
+
+# bench.parquet's columns for config keys -> the trial table's names for them.
+BENCH_KEYS = {"data": "data", "optim": "optim", "model_width": "model.width", "model_depth": "model.depth"}
 
 
 def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -361,8 +365,12 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFr
     bench = bench[bench["seconds_per_step"] > 0]
     if bench.empty:
         return None
-    keys = ["norm", "batch_size"] if "norm" in bench.columns and "norm" in summary.columns else ["batch_size"]
-    bench["batch_size"] = bench["batch_size"].astype(summary["batch_size"].dtype, errors="ignore")
+    # bench.parquet names some config keys its own way; join on every key both tables have, so a
+    # study that sweeps model.width gets each width's own step time (other swept keys are pooled)
+    bench = bench.rename(columns=BENCH_KEYS)
+    keys = [c for c in (*BENCH_KEYS.values(), "norm", "batch_size") if c in bench.columns and c in summary.columns]
+    for key in keys:
+        bench[key] = bench[key].astype(summary[key].dtype, errors="ignore")
     return bench.groupby(keys, dropna=False)["seconds_per_step"].median().rename("seconds_per_step").reset_index()
 
 
@@ -644,7 +652,7 @@ def calibrate_times(
     table = _bench_table(summary, bench)
     if table is None or not finished.any():
         return summary, measurements, "measured (no calibrated benchmark for this study)"
-    keys = [c for c in ("norm", "batch_size") if c in table.columns]
+    keys = [c for c in table.columns if c != "seconds_per_step"]
     merged = summary[keys].merge(table, on=keys, how="left")
     per_step = pd.Series(merged["seconds_per_step"].to_numpy(), index=summary.index)
     missing = finished & per_step.isna()
