@@ -36,7 +36,7 @@ from bsweep.analysis.metrics import (
     tuned_view,
 )
 from bsweep.analysis.verdicts import (
-    K_STANDARD_ERRORS,
+    ALPHA,
     MIN_SEEDS,
     all_verdicts,
 )
@@ -458,9 +458,11 @@ def _definitions(final_window: int, target: str) -> list[str]:
         "Fixed lr: each learning rate on its own. Tuned lr: for each batch size (and norm), the "
         "lr with fewest diverged seeds, then fewest seeds missing the criterion, then the best "
         "mean of the criterion (final accuracy; or time / epochs / steps to target).",
-        f"A difference counts when it exceeds {K_STANDARD_ERRORS:g} standard errors of the "
-        f"difference over seeds; points with fewer than {MIN_SEEDS} seeds have no spread and are "
-        "left out. Running, failed and out-of-memory trials are left out of every number.",
+        f"A difference counts when it is significant at {ALPHA:g} family-wise over the "
+        "comparisons of one curve (seed spread pooled over the curve's batch sizes; Tukey's "
+        f"studentized range); points with fewer than {MIN_SEEDS} seeds have no spread and are "
+        "left out. A verdict holds when it holds in most of the curves where it could be judged. "
+        "Running, failed and out-of-memory trials are left out of every number.",
     ]
 
 

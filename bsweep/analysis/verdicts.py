@@ -7,24 +7,32 @@ the fixed-lr protocol, and one value of any other condition the study varies), a
 slices into one ``Verdict``:
 
 - no slice conclusive -> "inconclusive" (with the reasons);
-- every conclusive slice holds -> "holds";
-- no conclusive slice holds -> "does not hold";
-- some hold, some do not -> "holds", and ``condition`` says where it holds and where not.
+- some conclusive slice holds -> "holds"; ``condition`` says in how many of the conclusive
+  slices it held, and which;
+- otherwise -> "does not hold".
 
-Differences are compared with the spread over seeds: a difference counts only when it is larger
-than ``K_STANDARD_ERRORS`` standard errors of the difference. A point with fewer than
-``MIN_SEEDS`` seeds has no spread and is left out; a slice with too few batch sizes left is
-inconclusive, never a pass. The verdict is what the data say, also when it contradicts the
-source text.
+A difference counts when it is significant at ALPHA family-wise over the whole verdict
+(`Noise`): the seed-to-seed standard deviation is pooled over the slice's points (seed noise is
+alike across batch sizes; pooling gives sum(n - 1) degrees of freedom instead of the 1-2 of one
+point at 2-3 seeds); the critical value is Tukey's studentized range for the slice's number of
+points, so picking the best batch size and comparing it with the others does not inflate the
+error rate (with two points it is the two-sided t-test); and it is taken at ALPHA / (number of
+slices) (Bonferroni), so "holds in any slice" is not a dozen chances at a false positive. A point with fewer
+than ``MIN_SEEDS`` seeds has no spread and is left out; a slice with too few batch sizes left
+is inconclusive, never a pass. The error rates are measured by simulation
+(`tests/analysis/test_calibration.py`, `benchmarks/verdict_calibration.py`). The verdict is what
+the data say, also when it contradicts the source text.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import studentized_range
 
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
@@ -42,9 +50,8 @@ TUNED_LR = "tuned lr"
 # Throughput does not depend on the learning rate, so C2 pools every lr and seed.
 POOLED_LR = "any lr (pooled)"
 
-# A difference is real when it exceeds this many standard errors of the difference
-# (sqrt(se_a^2 + se_b^2)); 2 is the usual ~95% two-sided rule of thumb for a normal mean.
-K_STANDARD_ERRORS = 2.0
+# Family-wise false-positive rate of one slice's comparisons (see `Noise`).
+ALPHA = 0.05
 # Seeds needed at a point for a standard error; one seed has no spread.
 MIN_SEEDS = 2
 # C1 says the error "spikes" (3.5.5: error 飙升), not merely rises: besides being significant,
@@ -68,7 +75,7 @@ CLAIMS: dict[str, str] = {
     "N2": "a normalized network reaches the target in fewer steps than an unnormalized one",
 }
 
-SE = f"{K_STANDARD_ERRORS:g} standard errors"
+SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
 RULES: dict[str, str] = {
     "C1": (
         f"Final test error (1 - mean of the last measurements) per batch size, >= {MIN_SEEDS} seeds, "
@@ -155,10 +162,50 @@ def _bs(value: float) -> str:
     return str(int(value))
 
 
-def _exceeds(a_mean: float, a_sem: float, b_mean: float, b_sem: float) -> bool:
-    """a is larger than b by more than K standard errors of the difference."""
-    spread = K_STANDARD_ERRORS * float(np.hypot(a_sem, b_sem))
-    return bool(np.isfinite(spread) and np.isfinite(a_mean - b_mean) and a_mean - b_mean > spread)
+@functools.lru_cache(maxsize=None)
+def critical_value(k: int, df: int, slices: int = 1) -> float:
+    """Multiplier of the standard error of a difference for family-wise ALPHA / slices over all
+    pairs of k means (Tukey: studentized range / sqrt 2); k = 2 gives the two-sided t quantile."""
+    return float(studentized_range.ppf(1 - ALPHA / max(slices, 1), max(k, 2), df)) / np.sqrt(2)
+
+
+def significant(diff: float, se: float, df: int, k: int, slices: int = 1) -> bool:
+    """`diff` is positive beyond the critical value (k means compared, df degrees of freedom,
+    one of `slices` slices)."""
+    return bool(df >= 1 and np.isfinite(diff) and np.isfinite(se)
+                and diff > critical_value(int(k), int(df), int(slices)) * se)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The seed spread of one slice: a standard deviation pooled over its points, its degrees of
+    freedom, how many means the slice compares, and how many slices the verdict reads."""
+
+    sd: float
+    df: int
+    k: int
+    slices: int = 1
+
+    @classmethod
+    def of(cls, *curves: pd.DataFrame, slices: int = 1) -> "Noise":
+        rows = pd.concat(curves)
+        rows = rows[(rows["count"] >= MIN_SEEDS) & np.isfinite(rows["sem"].astype(float))]
+        n = rows["count"].astype(float)
+        df = float((n - 1).sum())
+        ss = float(((rows["sem"].astype(float) ** 2) * n * (n - 1)).sum())  # sum of (n-1) s^2
+        return cls(float(np.sqrt(ss / df)) if df > 0 else np.nan, int(df), len(rows), slices)
+
+    def se(self, n_a: float, n_b: float) -> float:
+        """Standard error of the difference of two means of n_a and n_b seeds."""
+        return self.sd * float(np.sqrt(1 / n_a + 1 / n_b))
+
+    def margin(self, n_a: float, n_b: float) -> float:
+        """The smallest significant difference of two such means."""
+        return critical_value(max(self.k, 2), max(self.df, 1), self.slices) * self.se(n_a, n_b)
+
+    def exceeds(self, a_mean: float, a_n: float, b_mean: float, b_n: float) -> bool:
+        """Mean a is significantly larger than mean b."""
+        return significant(a_mean - b_mean, self.se(a_n, b_n), self.df, self.k, self.slices)
 
 
 def _curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -223,12 +270,10 @@ def _combine(
     parts = []
     if not held and not failed:
         verdict = INCONCLUSIVE
-    elif not failed:
-        verdict = HOLDS
-    elif not held:
-        verdict = DOES_NOT_HOLD
     else:
-        verdict = HOLDS
+        verdict = HOLDS if held else DOES_NOT_HOLD
+        if len(outcomes) > 1:
+            parts.append(f"holds in {len(held)} of {len(held) + len(failed)} conclusive slices")
     if held:
         parts.append("holds for " + "; ".join(_describe(o) for o in held))
     if failed:
@@ -285,7 +330,7 @@ def _too_few(minimum: int) -> str:
 # --------------------------------------------------------------------------- C1
 
 
-def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+def _c1_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     usable = _usable(curve)
     if len(usable) < MIN_BATCH_SIZES_PAIR:
         return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR), ""
@@ -296,21 +341,22 @@ def _c1_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
         f"lowest at bs {_bs(best.batch_size)} {_fmt(best['mean'], best['sem'], best['count'])}"
     )
     ratio = smallest["mean"] / best["mean"] if best["mean"] > 0 else np.inf
-    significant = []
+    noise = Noise.of(usable, slices=slices)
+    worse = []
     for row in usable.itertuples():
-        if row.batch_size >= best.batch_size or not _exceeds(row.mean, row.sem, best["mean"], best["sem"]):
+        if row.batch_size >= best.batch_size or not noise.exceeds(row.mean, row.count, best["mean"], best["count"]):
             break
-        significant.append(row)
+        worse.append(row)
     # Only a run upward from the smallest batch size counts ("too small"): stop at the first
     # batch size that is not both significantly and markedly worse.
     run = []
-    for row in significant:
+    for row in worse:
         if row.mean < SPIKE_ERROR_RATIO * best["mean"]:
             break
         run.append(row.batch_size)
     if run:
         return HOLDS, f"at batch size <= {_bs(run[-1])}, error x{ratio:.2g} the lowest", numbers
-    if significant:
+    if worse:
         return DOES_NOT_HOLD, (
             f"error at batch size {_bs(smallest.batch_size)} significantly higher but only x{ratio:.2g} "
             f"the lowest, a spike needs x{SPIKE_ERROR_RATIO:g}"
@@ -328,17 +374,18 @@ def verdict_c1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 # --------------------------------------------------------------------------- C2
 
 
-def _c2_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+def _c2_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     usable = _usable(curve)
     if len(usable) < MIN_BATCH_SIZES_TREND:
         return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND), ""
     first, last = usable.iloc[0], usable.iloc[-1]
     numbers = ", ".join(f"bs {_bs(r.batch_size)} {r.mean:.3g} samples/s" for r in usable.itertuples())
-    if not _exceeds(last["mean"], last["sem"], first["mean"], first["sem"]):
+    noise = Noise.of(usable, slices=slices)
+    if not noise.exceeds(last["mean"], last["count"], first["mean"], first["count"]):
         return DOES_NOT_HOLD, "no significant rise from smallest to largest batch size", numbers
     rising_to = first.batch_size
     for previous, current in zip(usable.itertuples(), usable.iloc[1:].itertuples()):
-        if not _exceeds(current.mean, current.sem, previous.mean, previous.sem):
+        if not noise.exceeds(current.mean, current.count, previous.mean, previous.count):
             break
         rising_to = current.batch_size
     if rising_to == last.batch_size:
@@ -354,7 +401,7 @@ def verdict_c2(summary: pd.DataFrame, protocol: str = POOLED_LR) -> Verdict:
 # --------------------------------------------------------------------------- C3
 
 
-def _c3_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+def _c3_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     enough = curve["n_trials"] >= MIN_SEEDS
     reached = curve[enough & (curve["n_reached"] == curve["n_trials"])].reset_index(drop=True)
     censored = curve[enough & (curve["n_reached"] == 0)].reset_index(drop=True)
@@ -366,19 +413,21 @@ def _c3_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
     )
     if len(censored):
         numbers += "; never reached at bs " + ", ".join(_bs(b) for b in censored["batch_size"])
+    noise = Noise.of(reached, slices=slices)
     more = [
         r.batch_size
         for r in reached.itertuples()
-        if r.batch_size > fewest.batch_size and _exceeds(r.mean, r.sem, fewest["mean"], fewest["sem"])
+        if r.batch_size > fewest.batch_size and noise.exceeds(r.mean, r.count, fewest["mean"], fewest["count"])
     ]
     # A larger batch size that trained longer than the fewest epochs needed and still never got
     # there needs more epochs too (censored observation).
+    margin = critical_value(max(noise.k, 2), max(noise.df, 1), slices) * np.nan_to_num(noise.sd) / np.sqrt(fewest["count"])
     more += [
         r.batch_size
         for r in censored.itertuples()
         if r.batch_size > fewest.batch_size
         and "last_epoch" in censored.columns
-        and r.last_epoch > fewest["mean"] + K_STANDARD_ERRORS * np.nan_to_num(fewest["sem"])
+        and r.last_epoch > fewest["mean"] + margin
     ]
     if more:
         return HOLDS, f"more epochs from batch size {_bs(min(more))} up than at {_bs(fewest.batch_size)}", numbers
@@ -394,7 +443,7 @@ def verdict_c3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 
 
 def _interior_optimum(
-    points: pd.DataFrame, always_worse: pd.DataFrame, unit: str
+    points: pd.DataFrame, always_worse: pd.DataFrame, unit: str, slices: int = 1
 ) -> tuple[str, str, str]:
     """Is the lowest-mean point significantly beaten by a point on each side?
 
@@ -408,10 +457,11 @@ def _interior_optimum(
     if len(always_worse):
         numbers += "; never reached at bs " + ", ".join(_bs(b) for b in always_worse["batch_size"])
     numbers += f" ({unit})"
+    noise = Noise.of(points, slices=slices)
 
     def worse_side(side: Callable[[float], bool]) -> bool:
         beaten = any(
-            side(r.batch_size) and _exceeds(r.mean, r.sem, best["mean"], best["sem"])
+            side(r.batch_size) and noise.exceeds(r.mean, r.count, best["mean"], best["count"])
             for r in points.itertuples()
         )
         return beaten or any(side(b) for b in always_worse["batch_size"])
@@ -428,11 +478,11 @@ def _interior_optimum(
     return DOES_NOT_HOLD, f"{at}, but no batch size is significantly worse", numbers
 
 
-def _c4_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
+def _c4_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     enough = curve["n_trials"] >= MIN_SEEDS
     reached = curve[enough & (curve["n_reached"] == curve["n_trials"]) & (curve["count"] >= MIN_SEEDS)]
     never = curve[enough & (curve["n_reached"] == 0)]
-    return _interior_optimum(reached.reset_index(drop=True), never, "training seconds to target")
+    return _interior_optimum(reached.reset_index(drop=True), never, "training seconds to target", slices)
 
 
 def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
@@ -440,8 +490,8 @@ def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     return _per_slice_verdict("C4", summary, protocol, "seconds_to_target", "seconds_to_target", _c4_slice)
 
 
-def _c5_slice(curve: pd.DataFrame) -> tuple[str, str, str]:
-    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error")
+def _c5_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
+    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error", slices)
 
 
 def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
@@ -455,12 +505,13 @@ def _per_slice_verdict(
     protocol: str,
     criterion: str,
     metric: str,
-    rule: Callable[[pd.DataFrame], tuple[str, str, str]],
+    rule: Callable[[pd.DataFrame, int], tuple[str, str, str]],
 ) -> Verdict:
     view, columns = _build_view(summary, protocol, criterion)
     outcomes = []
-    for label, _, frame in _slices(view, columns, summary):
-        outcome, where, numbers = rule(_curve(frame, metric))
+    slices = _slices(view, columns, summary)
+    for label, _, frame in slices:
+        outcome, where, numbers = rule(_curve(frame, metric), len(slices))
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
 
@@ -479,7 +530,8 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     view = view[view["norm"].isin(["batch", "group"])]
     columns = [c for c in columns if c != "norm"]
     outcomes = []
-    for label, _, frame in _slices(view, columns, summary):
+    slices = _slices(view, columns, summary)
+    for label, _, frame in slices:
         bn = _usable(_curve(frame[frame["norm"] == "batch"], "final_test_error")).set_index("batch_size")
         gn = _usable(_curve(frame[frame["norm"] == "group"], "final_test_error")).set_index("batch_size")
         common = sorted(set(bn.index) & set(gn.index))
@@ -490,13 +542,14 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         # Each norm's reference is its own lowest-error batch size among the common ones (the GN
         # paper compares with a typical batch size; under a fixed lr and budget the largest batch
         # size can be under-trained, which would hide the small-batch rise).
-        rise, reference = {}, {}
+        rise, reference, noise = {}, {}, {}
         for name, curve in (("batch", bn), ("group", gn)):
             ref = curve.loc[common, "mean"].idxmin()
             reference[name] = ref
+            noise[name] = Noise.of(curve.loc[common], slices=len(slices))
             rise[name] = (
                 curve.loc[small, "mean"] - curve.loc[ref, "mean"],
-                float(np.hypot(curve.loc[small, "sem"], curve.loc[ref, "sem"])),
+                noise[name].se(curve.loc[small, "count"], curve.loc[ref, "count"]),
             )
         numbers = (
             f"error at bs {_bs(small)}: batch {_fmt(bn.loc[small, 'mean'], bn.loc[small, 'sem'], bn.loc[small, 'count'])}, "
@@ -505,12 +558,14 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             f"(best bs {_bs(reference['batch'])}), "
             f"group {rise['group'][0]:+.3g}±{rise['group'][1]:.2g} (best bs {_bs(reference['group'])})"
         )
-        bn_rises = _exceeds(rise["batch"][0], rise["batch"][1], 0.0, 0.0)
+        bn_rises = significant(rise["batch"][0], rise["batch"][1], noise["batch"].df, noise["batch"].k, len(slices))
         gn_best = gn.loc[reference["group"], "mean"]
         gn_ratio = gn.loc[small, "mean"] / gn_best if gn_best > 0 else np.inf
-        gn_rises = _exceeds(rise["group"][0], rise["group"][1], 0.0, 0.0) and gn_ratio >= SPIKE_ERROR_RATIO
+        gn_rises = significant(rise["group"][0], rise["group"][1], noise["group"].df, noise["group"].k, len(slices)) \
+            and gn_ratio >= SPIKE_ERROR_RATIO
         numbers += f"; group error x{gn_ratio:.3g} its best"
-        bn_more = _exceeds(rise["batch"][0], rise["batch"][1], rise["group"][0], rise["group"][1])
+        bn_more = significant(rise["batch"][0] - rise["group"][0], float(np.hypot(rise["batch"][1], rise["group"][1])),
+                              noise["batch"].df + noise["group"].df, 2, len(slices))
         span = f"at batch size {_bs(small)}"
         if bn_rises and bn_more and not gn_rises:
             outcome, where = HOLDS, span
@@ -539,7 +594,8 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     view, columns = _build_view(summary, protocol, "steps_to_target")
     others = [c for c in columns if c != "norm"]
     outcomes = []
-    for label, values, frame in _slices(view[view["norm"] != "none"], columns, summary):
+    slices = _slices(view[view["norm"] != "none"], columns, summary)
+    for label, values, frame in slices:
         mask = view["norm"] == "none"
         for column in others:
             mask &= view[column] == values[column]
@@ -547,6 +603,9 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         curve = _curve(frame, "steps_to_target").set_index("batch_size")
         faster, slower, same = [], [], []
         cells = []
+        both = [c[(c["n_reached"] == c["n_trials"]) & (c["count"] >= MIN_SEEDS)] for c in (curve, baseline)]
+        pooled = Noise.of(*both)
+        noise = Noise(pooled.sd, pooled.df, 2, len(slices))  # one comparison per batch size
         for bs in sorted(set(curve.index) & set(baseline.index)):
             a, b = curve.loc[bs], baseline.loc[bs]
             if a["n_trials"] < MIN_SEEDS or b["n_trials"] < MIN_SEEDS:
@@ -561,9 +620,9 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             elif a_all and b_all and a["count"] >= MIN_SEEDS and b["count"] >= MIN_SEEDS:
                 pair = f"{_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}"
                 cells.append(f"bs {_bs(bs)} {pair}")
-                if _exceeds(b["mean"], b["sem"], a["mean"], a["sem"]):
+                if noise.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
                     faster.append(bs)
-                elif _exceeds(a["mean"], a["sem"], b["mean"], b["sem"]):
+                elif noise.exceeds(a["mean"], a["count"], b["mean"], b["count"]):
                     slower.append(bs)
                 else:
                     same.append(bs)

@@ -1,0 +1,52 @@
+"""How often each verdict says "holds" in synthetic studies with no effect (false positives) and
+with a known effect (power), at 2 and 3 seeds (bsweep.analysis.simulate has the studies).
+
+    .venv/bin/python benchmarks/verdict_calibration.py --studies 300 [--write BENCHMARKS.md]
+
+The design goal (issue 11): "holds" in at most 5 % of null studies at 2 and at 3 seeds, and in at
+least 80 % of studies with the effect at 3 seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bsweep.analysis.simulate import EFFECTS, NORMS, holds_rate  # noqa: E402
+from bsweep.analysis.verdicts import VERDICT_FUNCTIONS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=300, help="synthetic studies per cell")
+    parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
+    args = parser.parse_args()
+    started = time.time()
+    lines = [f"| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds |",
+             "|---|---|---|---|---|---|"]
+    for claim, function, protocols in VERDICT_FUNCTIONS:
+        norms = ("batch", "none") if claim == "N2" else NORMS
+        for protocol in protocols:
+            cells = [
+                holds_rate(function, protocol, 2, args.studies, norms=norms, seed=1),
+                holds_rate(function, protocol, 3, args.studies, norms=norms, seed=2),
+                holds_rate(function, protocol, 2, args.studies, EFFECTS[claim], norms, seed=3),
+                holds_rate(function, protocol, 3, args.studies, EFFECTS[claim], norms, seed=4),
+            ]
+            line = f"| {claim} | {protocol} | " + " | ".join(f"{c:.1%}" for c in cells) + " |"
+            lines.append(line)
+            print(line, flush=True)
+    footer = (f"\n{args.studies} synthetic studies per cell (6 batch sizes x 3 lrs x 2 norms; N2: batch vs none), "
+              f"{time.time() - started:.0f} s.")
+    print(footer)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write("\n".join(lines) + "\n" + footer + "\n")
+
+
+if __name__ == "__main__":
+    main()

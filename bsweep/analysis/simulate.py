@@ -1,0 +1,79 @@
+"""Synthetic studies with a known truth, to measure how often a verdict says "holds".
+
+A verdict's statistics are only as good as their error rates at the seed counts real studies
+use (2-5). `synthetic_summary` draws the per-trial summary of a study (the frame the verdicts
+read, `metrics.summarize_trials`' columns) in which every metric is a known curve over batch
+size plus Gaussian seed noise; `holds_rate` runs a verdict on many such studies. Used by
+`tests/analysis/test_calibration.py` and `benchmarks/verdict_calibration.py`. No torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import product
+
+import numpy as np
+import pandas as pd
+
+from bsweep.analysis.verdicts import HOLDS, Verdict
+
+# The grid of the issue's null study: 6 batch sizes x 3 lrs x 2 norms.
+BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
+LRS: tuple[float, ...] = (0.01, 0.03, 0.1)
+NORMS: tuple[str, ...] = ("batch", "group")
+# Seed noise like mnist1d's: final accuracy 0.95 +- 0.005 (claims_quick's seed spread), and 5 %
+# of the mean for times, epochs, steps and throughput.
+ACC, ACC_SD = 0.95, 0.005
+SECONDS, EPOCHS, STEPS, THROUGHPUT, REL_SD = 10.0, 5.0, 1000.0, 1000.0, 0.05
+EFFECT_SDS = 3.0  # the true effect of the comparison claims, in seed-noise standard deviations
+SPIKE = 2.0  # the true effect of C1 and N1: error x2 at the smallest batch size
+
+# Each effect maps (norm, batch size index) -> the change of (error, seconds, epochs, steps,
+# throughput) in units of their noise sd (error: a multiplier for the spikes).
+Effect = Callable[[str, int], dict[str, float]]
+
+
+def no_effect(norm: str, i: int) -> dict[str, float]:
+    return {}
+
+
+EFFECTS: dict[str, Effect] = {
+    "C1": lambda norm, i: {"error_x": SPIKE} if i == 0 else {},
+    "C2": lambda norm, i: {"throughput": EFFECT_SDS * i / (len(BATCH_SIZES) - 1)},
+    "C3": lambda norm, i: {"epochs": EFFECT_SDS * i / (len(BATCH_SIZES) - 1)},
+    "C4": lambda norm, i: {"seconds": 0.0 if i == 2 else EFFECT_SDS},
+    "C5": lambda norm, i: {"error": 0.0 if i == 2 else EFFECT_SDS},
+    "N1": lambda norm, i: {"error_x": SPIKE} if i == 0 and norm == "batch" else {},
+    "N2": lambda norm, i: {"steps": EFFECT_SDS} if norm == "none" else {},
+}
+
+
+def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_effect,
+                      norms: Sequence[str] = NORMS) -> pd.DataFrame:
+    """One study's per-trial summary: every metric its curve plus seed noise, every trial
+    complete and every seed reaching the target."""
+    rows = []
+    for norm, (i, bs), lr, seed in product(norms, enumerate(BATCH_SIZES), LRS, range(seeds)):
+        e = effect(norm, i)
+        error = (1 - ACC) * e.get("error_x", 1.0) + ACC_SD * (e.get("error", 0.0) + rng.standard_normal())
+        seconds = SECONDS * (1 + REL_SD * (e.get("seconds", 0.0) + rng.standard_normal()))
+        epochs = EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + rng.standard_normal()))
+        steps = STEPS * (1 + REL_SD * (e.get("steps", 0.0) + rng.standard_normal()))
+        throughput = THROUGHPUT * (1 + REL_SD * (e.get("throughput", 0.0) + rng.standard_normal()))
+        rows.append({
+            "trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,
+            "lr": lr, "seed": seed, "target": 0.8, "final_test_acc": 1 - error, "final_test_error": error,
+            "best_test_acc": 1 - error, "final_test_loss": error, "steps_to_target": steps,
+            "epochs_to_target": epochs, "samples_to_target": steps * bs, "seconds_to_target": seconds,
+            "samples_per_second": throughput, "diverged": False, "last_epoch": 2 * EPOCHS,
+        })
+    return pd.DataFrame(rows)
+
+
+def holds_rate(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int, studies: int,
+               effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> float:
+    """The share of `studies` synthetic studies in which `verdict` says "holds"."""
+    rng = np.random.default_rng(seed)
+    hits = sum(verdict(synthetic_summary(rng, seeds, effect, norms), protocol).verdict == HOLDS
+               for _ in range(studies))
+    return hits / studies
