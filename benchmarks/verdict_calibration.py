@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
     args = parser.parse_args()
     started = time.time()
-    lines = [f"| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds |",
+    lines = ["| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds |",
              "|---|---|---|---|---|---|"]
     for claim, function, protocols in VERDICT_FUNCTIONS:
         norms = ("batch", "none") if claim == "N2" else NORMS

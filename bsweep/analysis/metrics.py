@@ -255,11 +255,13 @@ def tuned_view(
     best["best_lr"] = best["lr"]
     best["tuned_by"] = criterion
     best["n_lr"] = lr_range["nunique"].reindex(best.index).astype(int)
-    best["lr_on_edge"] = (
-        (best["lr"] == lr_range["min"].reindex(best.index))
-        | (best["lr"] == lr_range["max"].reindex(best.index))
-        | (best["n_lr"] < 2)
-    )
+    lowest = best["lr"] == lr_range["min"].reindex(best.index)
+    highest = best["lr"] == lr_range["max"].reindex(best.index)
+    best["lr_on_edge"] = lowest | highest | (best["n_lr"] < 2)
+    # Which edge: the optimum may lie below the lowest lr tried, or above the highest. An lr
+    # above the best whose every seed diverged brackets it (the tuned view never picks an lr
+    # with diverged seeds when one without exists), so "upper" means nothing above was tried.
+    best["lr_edge"] = np.select([best["n_lr"] < 2, lowest, highest], ["only", "lower", "upper"], "")
     return best.drop(columns=["_missing", "_score"]).reset_index()
 
 

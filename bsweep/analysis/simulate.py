@@ -3,7 +3,8 @@
 A verdict's statistics are only as good as their error rates at the seed counts real studies
 use (2-5). `synthetic_summary` draws the per-trial summary of a study (the frame the verdicts
 read, `metrics.summarize_trials`' columns) in which every metric is a known curve over batch
-size plus Gaussian seed noise; `holds_rate` runs a verdict on many such studies. Used by
+size plus Gaussian seed noise; `holds_rate` runs a verdict on many such studies. The middle lr is the best everywhere, so the
+lr grid brackets the tuned optimum. Used by
 `tests/analysis/test_calibration.py` and `benchmarks/verdict_calibration.py`. No torch.
 """
 
@@ -26,6 +27,9 @@ NORMS: tuple[str, ...] = ("batch", "group")
 ACC, ACC_SD = 0.95, 0.005
 SECONDS, EPOCHS, STEPS, THROUGHPUT, REL_SD = 10.0, 5.0, 1000.0, 1000.0, 0.05
 EFFECT_SDS = 3.0  # the true effect of the comparison claims, in seed-noise standard deviations
+# The lr grid brackets the best lr, as a tuned study's grid must (a tuned verdict on an optimum
+# at the grid's edge is inconclusive): the outer lrs are this many noise sds worse everywhere.
+LR_PENALTY_SDS = 3.0
 SPIKE = 2.0  # the true effect of C1 and N1: error x2 at the smallest batch size
 
 # Each effect maps (norm, batch size index) -> the change of (error, seconds, epochs, steps,
@@ -55,10 +59,11 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
     rows = []
     for norm, (i, bs), lr, seed in product(norms, enumerate(BATCH_SIZES), LRS, range(seeds)):
         e = effect(norm, i)
-        error = (1 - ACC) * e.get("error_x", 1.0) + ACC_SD * (e.get("error", 0.0) + rng.standard_normal())
-        seconds = SECONDS * (1 + REL_SD * (e.get("seconds", 0.0) + rng.standard_normal()))
-        epochs = EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + rng.standard_normal()))
-        steps = STEPS * (1 + REL_SD * (e.get("steps", 0.0) + rng.standard_normal()))
+        off = LR_PENALTY_SDS * (lr != LRS[len(LRS) // 2])
+        error = (1 - ACC) * e.get("error_x", 1.0) + ACC_SD * (e.get("error", 0.0) + off + rng.standard_normal())
+        seconds = SECONDS * (1 + REL_SD * (e.get("seconds", 0.0) + off + rng.standard_normal()))
+        epochs = EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + off + rng.standard_normal()))
+        steps = STEPS * (1 + REL_SD * (e.get("steps", 0.0) + off + rng.standard_normal()))
         throughput = THROUGHPUT * (1 + REL_SD * (e.get("throughput", 0.0) + rng.standard_normal()))
         rows.append({
             "trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,

@@ -318,6 +318,22 @@ def _edge_caveat(view: pd.DataFrame, protocol: str) -> str:
     return f"{prefix} at " + "; ".join(per_norm)
 
 
+def _unbracketed(frame: pd.DataFrame, protocol: str) -> str:
+    """Tuned protocol: why a slice's best lrs are not bracketed ("" when they all are): a tuned
+    comparison across batch sizes whose optimum lies outside the lr grid measures the grid."""
+    if protocol != TUNED_LR or "lr_edge" not in frame.columns:
+        return ""
+    parts = []
+    for edge, beyond in (("lower", "below"), ("upper", "above"), ("only", "around")):
+        at = frame[frame["lr_edge"] == edge]
+        if len(at):
+            sizes = ", ".join(_bs(b) for b in sorted(at["batch_size"]))
+            lrs = ", ".join(f"{lr:g}" for lr in sorted(set(at["lr"])))
+            what = "only one lr tried" if edge == "only" else f"best lr at the grid's {edge} edge"
+            parts.append(f"{what} at batch size {sizes}; extend lr {beyond} {lrs}")
+    return "; ".join(parts)
+
+
 def _usable(curve: pd.DataFrame) -> pd.DataFrame:
     """Points with a standard error (enough seeds with a finite value)."""
     return curve[curve["count"] >= MIN_SEEDS].reset_index(drop=True)
@@ -512,6 +528,8 @@ def _per_slice_verdict(
     slices = _slices(view, columns, summary)
     for label, _, frame in slices:
         outcome, where, numbers = rule(_curve(frame, metric), len(slices))
+        if unbracketed := _unbracketed(frame, protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
 
@@ -575,6 +593,9 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             outcome, where = DOES_NOT_HOLD, f"GroupNorm error spikes too {span} (x{gn_ratio:.3g} its best)"
         else:
             outcome, where = DOES_NOT_HOLD, f"BatchNorm rise not significantly larger than GroupNorm's {span}"
+        used = frame[frame["batch_size"].isin(common)]
+        if unbracketed := _unbracketed(used, protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine("N1", protocol, outcomes, _edge_caveat(view, protocol))
 
@@ -638,6 +659,8 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             if slower:
                 where += ", more at " + ", ".join(_bs(b) for b in slower)
             outcome = DOES_NOT_HOLD
+        if unbracketed := _unbracketed(pd.concat([frame, view[mask]]), protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine("N2", protocol, outcomes, _edge_caveat(view, protocol))
 
