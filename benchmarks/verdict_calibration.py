@@ -1,5 +1,6 @@
 """How often each verdict says "holds" in synthetic studies with no effect (false positives) and
-with a known effect (power), at 2 and 3 seeds (bsweep.analysis.simulate has the studies).
+with a known effect (power), at 2 and 3 seeds, and how often it wrongly says "does not hold"
+where the effect is real (bsweep.analysis.simulate has the studies).
 
     .venv/bin/python benchmarks/verdict_calibration.py --studies 300 [--write BENCHMARKS.md]
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bsweep.analysis.simulate import EFFECTS, NORMS, holds_rate  # noqa: E402
+from bsweep.analysis.simulate import EFFECTS, NORMS, verdict_rates  # noqa: E402
 from bsweep.analysis.verdicts import VERDICT_FUNCTIONS  # noqa: E402
 
 
@@ -26,17 +27,20 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
     args = parser.parse_args()
     started = time.time()
-    lines = ["| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds "
+             "| does not hold, effect, 2 seeds | effect, 3 seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     for claim, function, protocols in VERDICT_FUNCTIONS:
         norms = ("batch", "none") if claim == "N2" else NORMS
         for protocol in protocols:
-            cells = [
-                holds_rate(function, protocol, 2, args.studies, norms=norms, seed=1),
-                holds_rate(function, protocol, 3, args.studies, norms=norms, seed=2),
-                holds_rate(function, protocol, 2, args.studies, EFFECTS[claim], norms, seed=3),
-                holds_rate(function, protocol, 3, args.studies, EFFECTS[claim], norms, seed=4),
-            ]
+            null2, null3, effect2, effect3 = (
+                verdict_rates(function, protocol, 2, args.studies, norms=norms, seed=1),
+                verdict_rates(function, protocol, 3, args.studies, norms=norms, seed=2),
+                verdict_rates(function, protocol, 2, args.studies, EFFECTS[claim], norms, seed=3),
+                verdict_rates(function, protocol, 3, args.studies, EFFECTS[claim], norms, seed=4),
+            )
+            cells = [null2["holds"], null3["holds"], effect2["holds"], effect3["holds"],
+                     effect2["does not hold"], effect3["does not hold"]]
             line = f"| {claim} | {protocol} | " + " | ".join(f"{c:.1%}" for c in cells) + " |"
             lines.append(line)
             print(line, flush=True)

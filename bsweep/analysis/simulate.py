@@ -16,7 +16,7 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from bsweep.analysis.verdicts import HOLDS, Verdict
+from bsweep.analysis.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Verdict
 
 # The grid of the issue's null study: 6 batch sizes x 3 lrs x 2 norms.
 BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
@@ -75,10 +75,15 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
     return pd.DataFrame(rows)
 
 
+def verdict_rates(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int, studies: int,
+                  effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> dict[str, float]:
+    """The share of `studies` synthetic studies in which `verdict` says each verdict."""
+    rng = np.random.default_rng(seed)
+    said = [verdict(synthetic_summary(rng, seeds, effect, norms), protocol).verdict for _ in range(studies)]
+    return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}
+
+
 def holds_rate(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int, studies: int,
                effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> float:
     """The share of `studies` synthetic studies in which `verdict` says "holds"."""
-    rng = np.random.default_rng(seed)
-    hits = sum(verdict(synthetic_summary(rng, seeds, effect, norms), protocol).verdict == HOLDS
-               for _ in range(studies))
-    return hits / studies
+    return verdict_rates(verdict, protocol, seeds, studies, effect, norms, seed)[HOLDS]

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import studentized_range
+from scipy.stats import studentized_range, t
 
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
@@ -52,6 +52,14 @@ POOLED_LR = "any lr (pooled)"
 
 # Family-wise false-positive rate of one slice's comparisons (see `Noise`).
 ALPHA = 0.05
+# A "does not hold" that rests on a difference that is not significant stands only when the
+# study could have detected a difference that matters (with POWER); otherwise it is
+# inconclusive and says how many seeds it would take. What matters: 1 point of test error, and
+# 10 % of the best mean for times, epochs, steps and throughput.
+POWER = 0.8
+MATTERS_ERROR = 0.01  # absolute test error
+MATTERS_RELATIVE = 0.10  # of the slice's best mean
+MAX_SEEDS_SAID = 100  # beyond this, "needs > 100 seeds"
 # Seeds needed at a point for a standard error; one seed has no spread.
 MIN_SEEDS = 2
 # C1 says the error "spikes" (3.5.5: error 飙升), not merely rises: besides being significant,
@@ -206,6 +214,23 @@ class Noise:
     def exceeds(self, a_mean: float, a_n: float, b_mean: float, b_n: float) -> bool:
         """Mean a is significantly larger than mean b."""
         return significant(a_mean - b_mean, self.se(a_n, b_n), self.df, self.k, self.slices)
+
+    def detectable(self, n: int) -> float:
+        """The difference between two means of n seeds that this slice detects with POWER."""
+        df = self.k * (n - 1)
+        if not (df >= 1 and np.isfinite(self.sd)):
+            return np.inf
+        return (critical_value(max(self.k, 2), df, self.slices) + float(t.ppf(POWER, df))) * self.sd * np.sqrt(2 / n)
+
+    def underpowered(self, n: float, matters: float, unit: str) -> str:
+        """"" when n seeds detect a difference of `matters`; else why the slice is inconclusive."""
+        n = int(n)
+        if self.detectable(n) <= matters:
+            return ""
+        need = next((m for m in range(n + 1, MAX_SEEDS_SAID + 1) if self.detectable(m) <= matters), None)
+        needs = f">= {need}" if need else f"> {MAX_SEEDS_SAID}"
+        return (f"no significant difference, but {n} seeds only detect differences above "
+                f"{self.detectable(n):.3g} {unit}; needs {needs} seeds to detect {matters:.3g}")
 
 
 def _curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -379,6 +404,8 @@ def _c1_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
         ), numbers
     if best.batch_size == smallest.batch_size:
         return DOES_NOT_HOLD, "lowest error at the smallest batch size", numbers
+    if weak := noise.underpowered(usable["count"].min(), MATTERS_ERROR, "error"):
+        return INCONCLUSIVE, weak, numbers
     return DOES_NOT_HOLD, "smallest batch size not significantly worse than the best", numbers
 
 
@@ -398,6 +425,8 @@ def _c2_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     numbers = ", ".join(f"bs {_bs(r.batch_size)} {r.mean:.3g} samples/s" for r in usable.itertuples())
     noise = Noise.of(usable, slices=slices)
     if not noise.exceeds(last["mean"], last["count"], first["mean"], first["count"]):
+        if weak := noise.underpowered(usable["count"].min(), MATTERS_RELATIVE * usable["mean"].max(), "samples/s"):
+            return INCONCLUSIVE, weak, numbers
         return DOES_NOT_HOLD, "no significant rise from smallest to largest batch size", numbers
     rising_to = first.batch_size
     for previous, current in zip(usable.itertuples(), usable.iloc[1:].itertuples()):
@@ -447,6 +476,8 @@ def _c3_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     ]
     if more:
         return HOLDS, f"more epochs from batch size {_bs(min(more))} up than at {_bs(fewest.batch_size)}", numbers
+    if weak := noise.underpowered(reached["count"].min(), MATTERS_RELATIVE * fewest["mean"], "epochs"):
+        return INCONCLUSIVE, weak, numbers
     return DOES_NOT_HOLD, f"no larger batch size needs significantly more epochs than {_bs(fewest.batch_size)}", numbers
 
 
@@ -459,7 +490,7 @@ def verdict_c3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 
 
 def _interior_optimum(
-    points: pd.DataFrame, always_worse: pd.DataFrame, unit: str, slices: int = 1
+    points: pd.DataFrame, always_worse: pd.DataFrame, unit: str, slices: int = 1, matters: float | None = None
 ) -> tuple[str, str, str]:
     """Is the lowest-mean point significantly beaten by a point on each side?
 
@@ -491,6 +522,9 @@ def _interior_optimum(
         side = "larger" if below else "smaller"
         where = f"{at}; no significantly worse {side} batch size in the grid, the optimum may lie outside"
         return INCONCLUSIVE, where, numbers
+    matters = MATTERS_RELATIVE * best["mean"] if matters is None else matters
+    if weak := noise.underpowered(points["count"].min(), matters, unit):
+        return INCONCLUSIVE, weak, numbers
     return DOES_NOT_HOLD, f"{at}, but no batch size is significantly worse", numbers
 
 
@@ -507,7 +541,7 @@ def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 
 
 def _c5_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
-    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error", slices)
+    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error", slices, MATTERS_ERROR)
 
 
 def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
@@ -587,6 +621,8 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         span = f"at batch size {_bs(small)}"
         if bn_rises and bn_more and not gn_rises:
             outcome, where = HOLDS, span
+        elif not bn_rises and (weak := noise["batch"].underpowered(bn.loc[common, "count"].min(), MATTERS_ERROR, "error")):
+            outcome, where = INCONCLUSIVE, weak
         elif not bn_rises:
             outcome, where = DOES_NOT_HOLD, f"BatchNorm error does not rise significantly {span}"
         elif gn_rises:
@@ -654,6 +690,9 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             where = f"no batch size where both arms have >= {MIN_SEEDS} seeds that all or none reached the target"
         elif len(faster) > n_known / 2:
             outcome, where = HOLDS, "fewer steps at batch size " + ", ".join(_bs(b) for b in faster)
+        elif same and len(faster) + len(same) > n_known / 2 and (weak := noise.underpowered(
+                min(curve["count"].min(), baseline["count"].min()), MATTERS_RELATIVE * curve["mean"].min(), "steps")):
+            outcome, where = INCONCLUSIVE, weak  # the same-looking batch sizes could be faster
         else:
             where = f"fewer steps at {len(faster)} of {n_known} batch sizes"
             if slower:

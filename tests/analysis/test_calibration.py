@@ -5,9 +5,10 @@ leave room for 30 studies' sampling error."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from bsweep.analysis.simulate import EFFECTS, NORMS, holds_rate
+from bsweep.analysis.simulate import EFFECTS, NORMS, holds_rate, verdict_rates
 from bsweep.analysis.verdicts import VERDICT_FUNCTIONS
 
 STUDIES = 30
@@ -22,3 +23,25 @@ def test_no_effect_rarely_holds_and_a_known_effect_is_found(claim, function, pro
     assert false_positives <= 2 / STUDIES, f"{claim} {protocol}: holds in {false_positives:.0%} of null studies"
     power = holds_rate(function, protocol, 3, STUDIES, EFFECTS[claim], norms, seed=12)
     assert power >= 0.7, f"{claim} {protocol}: finds the effect in only {power:.0%} at 3 seeds"
+
+
+def test_no_significant_difference_with_too_few_seeds_is_inconclusive_not_does_not_hold():
+    from bsweep.analysis.simulate import synthetic_summary
+    from bsweep.analysis.verdicts import DOES_NOT_HOLD, INCONCLUSIVE, TUNED_LR, verdict_c5
+
+    rng = np.random.default_rng(3)
+    # no effect, seed noise 0.5 points of error: 2 seeds cannot see a 1-point difference
+    two = verdict_c5(synthetic_summary(rng, 2), TUNED_LR)
+    assert two.verdict == INCONCLUSIVE
+    assert "seeds only detect differences above" in two.condition and "seeds to detect 0.01" in two.condition
+    # 12 seeds can: the same flat truth is then "does not hold"
+    many = verdict_c5(synthetic_summary(rng, 12), TUNED_LR)
+    assert many.verdict == DOES_NOT_HOLD, many.condition
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim,function,protocol", CASES, ids=[f"{c}-{p}" for c, _, p in CASES])
+def test_a_real_effect_is_rarely_called_does_not_hold(claim, function, protocol):
+    norms = ("batch", "none") if claim == "N2" else NORMS
+    rates = verdict_rates(function, protocol, 2, STUDIES, EFFECTS[claim], norms, seed=13)
+    assert rates["does not hold"] <= 2 / STUDIES, f"{claim} {protocol}: {rates}"
