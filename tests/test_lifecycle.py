@@ -38,11 +38,9 @@ def fault(monkeypatch):
     return message
 
 
-@pytest.mark.parametrize("error,status", [
-    ("injected fault", "failed"),
-    ("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
-     "to allocate 8589934592 bytes", "oom"),
-])
+# (OOM goes through the same `records.Attempt.fail` -> `records.is_oom` for every launcher:
+# tests/test_failures.py records a real CPU-allocator OOM through the runner and tests is_oom.)
+@pytest.mark.parametrize("error,status", [("injected fault", "failed")])
 def test_a_fused_group_that_raises_fails_only_the_member_that_fails_alone(results, fault, error, status):
     fault["text"] = error
     args = ["sweep", *TINY, f"results_dir={results}", "norm=group", "batch_size=16", "lr=0.05,0.1",
