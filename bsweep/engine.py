@@ -68,8 +68,9 @@ class Members(Protocol):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(K, b, classes): every member's logits on the same samples x (evaluation)."""
 
-    def set_lr(self, lrs: list[float]) -> None:
-        """The learning rate of each member's next updates (0 for a frozen member)."""
+    def set_lr(self, lrs: list[float], factor: float = 1.0) -> None:
+        """Each member's next updates use lrs[k] x factor (lrs[k] 0 for a frozen member; factor
+        is the schedule's, which may move every step, so it must not cost a host sync)."""
 
     def optimizer_step(self) -> None:
         """Update every member from its gradients, and clear them."""
@@ -177,9 +178,9 @@ class Alone:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(as_input(x, self.cl)).unsqueeze(0)
 
-    def set_lr(self, lrs: list[float]) -> None:
+    def set_lr(self, lrs: list[float], factor: float = 1.0) -> None:
         for group in self.opt.param_groups:
-            group["lr"] = lrs[0]
+            group["lr"] = lrs[0] * factor
 
     def optimizer_step(self) -> None:
         self.opt.step()
@@ -233,7 +234,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     loss_sum, losses_since = torch.zeros(k, device=device), 0
 
     def set_lr() -> None:
-        members.set_lr([lr * factor if on else 0.0 for lr, on in zip(base_lr, active)])
+        members.set_lr([lr if on else 0.0 for lr, on in zip(base_lr, active)], factor)
 
     def measure() -> None:
         """Evaluate, record a row per active member, and freeze the ones that are done."""

@@ -277,8 +277,13 @@ class Fused:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(as_input(x.repeat(1, self.k, *[1] * (x.dim() - 2)), self.cl))
 
-    def set_lr(self, lrs: list[float]) -> None:
-        self.lr = torch.tensor(lrs, dtype=self.flat.dtype).to(self.flat.device)[self.member_of]
+    def set_lr(self, lrs: list[float], factor: float = 1.0) -> None:
+        # A copy from host memory waits for the device (a stream sync on CUDA): only when the
+        # members' lrs change (a member frozen at a measurement point), not when the schedule does.
+        if getattr(self, "_lrs", None) != lrs:
+            self._lrs = list(lrs)
+            self._lr_full = torch.tensor(lrs, dtype=self.flat.dtype).to(self.flat.device)[self.member_of]
+        self.lr = self._lr_full * factor
 
     def optimizer_step(self) -> None:
         self.opt.step(self.lr)
@@ -301,7 +306,6 @@ class Fused:
         # deepcopy would turn the parameters' views of the flat buffer into separate tensors
         other = copy.copy(self)
         other._setup(copy.deepcopy(self.model))
-        other.lr = self.lr
         return other
 
 

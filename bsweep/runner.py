@@ -79,6 +79,11 @@ def absolute_results_dir(config: dict) -> None:
             config["results_dir"] = os.path.abspath(config["results_dir"])
 
 
+def structured(config: dict) -> Config:
+    """A resolved config dict as the typed schema (defaults for keys it lacks)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), config))
+
+
 def point(config: Config) -> str:
     return f"bs={config.batch_size} lr={config.lr:g} norm={config.norm.kind} seed={config.seed}"
 
@@ -89,7 +94,7 @@ def run_trial_task(cfg: DictConfig) -> dict:
     """
     container = OmegaConf.to_container(cfg, resolve=True)
     absolute_results_dir(container)
-    config: Config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), container))
+    config = structured(container)
     tid = trial_id(cfg)
     held = records.take(study_dir(config), tid, container)
     if isinstance(held, str):

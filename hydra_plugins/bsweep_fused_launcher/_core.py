@@ -69,9 +69,10 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
 def _cost(group: list[Job]) -> float:
     """Rough seconds of a group on a CPU, to start the longest first (any monotone guess does)."""
     from bsweep.config import train_size
+    from bsweep.runner import structured
     from bsweep.schedule import total_steps
 
-    cfg = _structured(group[0].config)
+    cfg = structured(group[0].config)
     steps = total_steps(cfg.study.budget, train_size(cfg.data), cfg.batch_size)
     return len(group) * steps * (1e-4 + 2e-5 * cfg.batch_size)
 
@@ -84,16 +85,10 @@ class _Dot(dict):
         return _Dot(value) if isinstance(value, dict) else value
 
 
-def _structured(cfg: dict):
-    from omegaconf import OmegaConf
-
-    from bsweep.config import Config
-
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
-
-
 def _point(cfg: dict) -> str:
-    return f"bs={cfg['batch_size']} lr={cfg['lr']:g} norm={cfg['norm']['kind']} seed={cfg['seed']}"
+    from bsweep.runner import point
+
+    return point(_Dot(cfg))
 
 
 def train_group(group: list[Job], jobs: int = 1, group_num: int = 0) -> dict[int, Any]:
@@ -106,9 +101,9 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0) -> dict[int
     from bsweep.fused import split
     from bsweep.perf import choose, choose_width
     from bsweep.plan import study_dir, trial_id
-    from bsweep.runner import data_for, place
+    from bsweep.runner import data_for, place, structured
 
-    cfgs = [_structured(job.config) for job in group]
+    cfgs = [structured(job.config) for job in group]
     first = cfgs[0]
     device = place(first, jobs, group_num)
     sdir = study_dir(first)
