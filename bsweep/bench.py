@@ -21,14 +21,14 @@ A command: only the CLI and `reproduce` import this module.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from bsweep import records
-from bsweep.config import Config
+from bsweep.config import RUNTIME_KEYS, Config, flatten, is_under
 from bsweep.data import TensorData, load_data
 from bsweep.device import environment, settle
 from bsweep.perf import PerfChoice, choose, timed_step
@@ -37,6 +37,16 @@ from bsweep.timing import time_steps
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
+# Config groups whose keys can change a step's time; each of their keys is a column of a bench
+# row under its dotted name (model.kernel_size, norm.groups, ...), so analysis can match a row
+# to a study's points on every key the study sweeps (`analysis.scaling`), not just the above.
+STEP_GROUPS = ("data", "model", "norm", "optim")
+
+
+def step_keys(cfg: Config) -> dict[str, object]:
+    """The config's keys under STEP_GROUPS, dotted, runtime keys (data.root ...) left out."""
+    return {k: v for k, v in flatten(asdict(cfg)).items()
+            if is_under(k, STEP_GROUPS) and not is_under(k, RUNTIME_KEYS)}
 
 
 def step_seconds(cfg: Config, data: TensorData, batch_size: int, width: int = 1,
@@ -91,6 +101,8 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
                 "model_width": cfg.model.width,
                 "model_depth": cfg.model.depth,
                 "optim": cfg.optim.name,
+                "model": cfg.model.name,
+                **step_keys(cfg),
                 **perf.describe(),
                 "threads": torch.get_num_threads(),
                 "device_name": env["device_name"],
@@ -109,7 +121,9 @@ def write_bench(study_dir: Path, frame: pd.DataFrame) -> Path:
     if path.exists():
         try:
             old = pd.read_parquet(path)
-            frame = pd.concat([old, frame], ignore_index=True).drop_duplicates(KEY_COLUMNS, keep="last")
+            frame = pd.concat([old, frame], ignore_index=True)
+            keys = list(dict.fromkeys(KEY_COLUMNS + [c for c in frame.columns if is_under(c, STEP_GROUPS)]))
+            frame = frame.drop_duplicates(keys, keep="last")
         except Exception:  # a damaged table is replaced, not merged
             pass
     frame = frame.sort_values(["norm", "fused_width", "batch_size"]).reset_index(drop=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -33,10 +34,13 @@ StudyDir = Annotated[
     typer.Argument(help="A study folder (results/<study>); default: see each command.", show_default=False),
 ]
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where studies live.")]
+Nuisance = Annotated[Optional[list[str]], typer.Option(
+    "--nuisance", help="A config key to tune over jointly with lr (repeatable), besides the study's "
+    "study.nuisance, e.g. --nuisance optim.momentum.", show_default=False)]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -128,7 +132,7 @@ def _report_outcome(outcome) -> None:
                 error = error or "its process died while training (killed, or the machine went down)"
             elif state == "damaged":
                 error = error or "its record cannot be read"
-            table.add_row(p.trial_id, points[p.trial_id], state, _first_line(error))
+            table.add_row(p.trial_id, points[p.trial_id], state, escape(_first_line(error)))
         console.print(table)
         console.print(
             "Tracebacks: <study>/trials/<trial>/traceback.txt. Running the same command again "
@@ -150,7 +154,8 @@ def plan(overrides: Overrides = None) -> None:
     for col in ("#", "trial", "overrides", "state"):
         table.add_column(col)
     for i, p in enumerate(planned):
-        table.add_row(str(i), p.trial_id, " ".join(p.overrides), states[p.trial_id])
+        # overrides are user text: `[lr,seed]` is a list, not rich markup
+        table.add_row(str(i), p.trial_id, escape(" ".join(p.overrides)), states[p.trial_id])
     console.print(table)
     finished = sum(s in ("complete", "diverged") for s in states.values())
     console.print(f"{finished} finished, {len(planned) - finished} to run")
@@ -215,12 +220,23 @@ def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) ->
     for _, r in trials.iterrows():
         cells = ["" if pd.isna(r[c]) else str(r[c]) for c in
                  ("trial_id", "status", "data", "norm", "batch_size", "lr", "seed")]
-        table.add_row(*cells, "" if pd.isna(r["error"]) else _first_line(r["error"]))
+        table.add_row(*cells, "" if pd.isna(r["error"]) else escape(_first_line(r["error"])))
     console.print(table)
     redo = int(trials["status"].isin(_REDO).sum())
     if redo:
         console.print(f"{redo} trial(s) not finished: the next `bsweep sweep` of this study redoes "
                       f"them (tracebacks in trials/<trial>/traceback.txt)", highlight=False)
+
+
+def _nuisance_or_fail(keys: Optional[list[str]]) -> list[str]:
+    """--nuisance keys, checked like `study.nuisance` (lr and seed are always nuisance)."""
+    from bsweep.validate import nuisance_problems
+
+    keys = keys or []
+    problems = nuisance_problems(["lr", "seed", *keys])
+    if problems:
+        _fail("\n".join(p.replace("study.nuisance", "--nuisance") for p in problems))
+    return keys
 
 
 def _study_or_latest(study: Optional[Path], results_dir: Path, verb: str) -> Path:
@@ -238,20 +254,28 @@ def collect(
     study: StudyDir = None,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write trials.csv and measurements.csv into this folder.")] = None,
     results_dir: ResultsDir = Path("results"),
+    nuisance: Nuisance = None,
 ) -> None:
     """Tidy tables of a study (one row per trial, one per measurement) as Parquet in the study folder; STUDY defaults to the most recently updated study."""
     from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study
 
+    from bsweep.analysis.metrics import nuisance_columns, point_columns
+
     study = _study_or_latest(study, results_dir, "collect")
-    trials, measurements = collect_study(study, csv)
-    cols = {"trial_id": "trial", "status": "status", "norm": "norm", "batch_size": "batch",
-            "lr": "lr", "seed": "seed", "final_test_acc": "final acc",
+    nuisance = tuple(_nuisance_or_fail(nuisance))
+    trials, measurements = collect_study(study, csv, nuisance)
+    # every key the study varies gets a column (model.width, nuisance:optim.momentum, ...)
+    swept = [c for c in [*point_columns(trials), *nuisance_columns(trials)]
+             if c not in ("batch_size", "lr") and trials[c].nunique(dropna=False) > 1]
+    cols = {"trial_id": "trial", "status": "status", "norm": "norm", **{c: c for c in swept},
+            "batch_size": "batch", "lr": "lr", "seed": "seed", "final_test_acc": "final acc",
             "steps_to_target": "steps to target", "seconds_to_target": "s to target",
             "calibrated_seconds_to_target": "calibrated s"}
     table = Table(title=f"{study}: {len(trials)} trials, {len(measurements)} measurements")
     for label in cols.values():
         table.add_column(label, no_wrap=True)
-    for _, r in trials.sort_values(["norm", "batch_size", "lr", "seed"]).iterrows():
+    order = ["norm", *(c for c in swept if c != "norm"), "batch_size", "lr", "seed"]
+    for _, r in trials.sort_values(order).iterrows():
         table.add_row(*(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     console.print(table)
     console.print(f"wrote {study / TRIALS_TABLE}" + (f" and CSV files in {csv}" if csv else ""))
@@ -262,12 +286,13 @@ def report(
     study: StudyDir = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: STUDY/report).")] = None,
     results_dir: ResultsDir = Path("results"),
+    nuisance: Nuisance = None,
 ) -> None:
     """Write the study's report (index.html, report.md, figures as PNG and SVG); STUDY defaults to the most recently updated study."""
     from bsweep.analysis.report import write_report
 
     study = _study_or_latest(study, results_dir, "report on")
-    html = write_report(study, out)
+    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)))
     console.print(f"report: {html}")
 
 

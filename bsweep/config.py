@@ -43,11 +43,18 @@ RUNTIME_KEYS = (
     "study.name",
     "study.description",
     "study.eval.batch_size",
+    "study.nuisance",  # how the analysis reads the study, not what a trial trains
     "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
 )
-# The study's nuisance parameters (Deep Learning Tuning Playbook): every other key that varies
-# across a study's trials is scientific; the tuned view optimises over the nuisance ones.
+# Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
+# (it leaves training unchanged) and the evaluation cadence (one measurement grid per study).
+NOT_GRID = ("noise", "study.eval", "hydra")
+# The study's nuisance parameters (Deep Learning Tuning Playbook) that every study has: the
+# tuned view optimises over lr and averages over seed. `study.nuisance` may add keys to tune
+# jointly with lr; every other key that varies across a study's trials is scientific.
 NUISANCE_KEYS = ("lr", "seed")
+# Keys that are a study's subject or its named axes (the report's first columns): never nuisance.
+NEVER_NUISANCE = ("batch_size", "data.name", "model.name", "norm.kind", "optim.name", "schedule.name")
 
 
 def effective_lr(cfg: "Config") -> float:
@@ -137,6 +144,10 @@ class EvalConfig:
 class StudyConfig:
     name: str = "default"
     description: str = ""
+    # Nuisance parameters (Deep Learning Tuning Playbook): lr and seed always; add a dotted key
+    # (e.g. optim.momentum) to have the tuned view pick its best value jointly with lr at every
+    # point, instead of showing each value as its own curve. Analysis only: not in trial ids.
+    nuisance: list[str] = field(default_factory=lambda: list(NUISANCE_KEYS))
     target: float = 0.8  # test accuracy that defines time-to-accuracy, fixed in advance
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -222,6 +233,30 @@ class Config:
     results_dir: str = "results"
     # Free-form notes a user wants recorded with the trial (kept in its id).
     tags: dict[str, Any] = field(default_factory=dict)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config as {dotted key: value}; lists and empty dicts stay whole values."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def is_under(key: str, names: tuple[str, ...]) -> bool:
+    """Whether dotted `key` is one of `names` or inside one of them."""
+    return any(key == n or key.startswith(n + ".") for n in names)
+
+
+def grid_defaults() -> dict[str, object]:
+    """Every key that may define a study's grid (dotted), at its schema default: the schema
+    less RUNTIME_KEYS and NOT_GRID."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in flatten(asdict(Config())).items() if not is_under(k, RUNTIME_KEYS + NOT_GRID)}
 
 
 def register_configs() -> None:

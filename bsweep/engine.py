@@ -92,12 +92,13 @@ def as_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """(K,) cross-entropy of each member on its own samples (mean or sum over them). bf16 logits
-    are upcast; float32 and float64 are kept, so a float64 run stays float64 throughout."""
+    """Cross-entropy of each member on its own samples: (K,) means, or (K, b) with reduce
+    "none". bf16 logits are upcast; float32 and float64 are kept, so a float64 run stays
+    float64 throughout."""
     k, b, c = logits.shape
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     losses = F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none").view(k, b)
-    return losses.mean(1) if reduce == "mean" else losses.sum(1)
+    return losses.mean(1) if reduce == "mean" else losses
 
 
 def train_step(members: Members, data: TensorData, idx: torch.Tensor, amp: bool) -> torch.Tensor:
@@ -111,22 +112,41 @@ def train_step(members: Members, data: TensorData, idx: torch.Tensor, amp: bool)
     return losses.detach()
 
 
+# The test set in two halves (positions 0, 2, 4, ... and 1, 3, 5, ...): the tuned view picks
+# each point's learning rate on the validation half and reports it on the held-out half, so
+# the reported numbers are not the ones that chose them (`bsweep.analysis.metrics.tuned_view`).
+# Interleaved positions need no random split to agree on across machines, and split a test set
+# stored in class order half and half per class.
+EVAL_SPLITS = ("test", "val", "heldout")
+
+
 @torch.no_grad()
-def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> tuple[list[float], list[float]]:
-    """Test loss (mean cross-entropy) and test accuracy of every member, in eval mode."""
+def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> dict[str, list[float]]:
+    """Every member's mean cross-entropy and accuracy, in eval mode, on the whole test set and
+    on each half of it (EVAL_SPLITS): {"test_loss": [K floats], "test_acc": ..., "val_loss",
+    "val_acc", "heldout_loss", "heldout_acc"}."""
     members.model.eval()
     k, device = members.k, data.x_test.device
-    loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
-    correct = torch.zeros(k, device=device, dtype=torch.int64)
+    # [:, 0] sums over even positions (validation half), [:, 1] over odd ones (held-out half)
+    loss_sum = torch.zeros(k, 2, device=device, dtype=torch.float64)
+    correct = torch.zeros(k, 2, device=device, dtype=torch.int64)
     for i in range(0, len(data.x_test), batch_size):
         x, y = data.x_test[i : i + batch_size], data.y_test[i : i + batch_size]
         with autocast(device, amp):
             logits = members.logits(x)
-        loss_sum += member_losses(logits, y.expand(k, -1), reduce="sum")
-        correct += (logits.argmax(2) == y).sum(1)
+        odd = (torch.arange(i, i + len(y), device=device) % 2).bool()
+        losses = member_losses(logits, y.expand(k, -1), reduce="none").double()
+        hits = logits.argmax(2) == y
+        for half, mask in ((0, ~odd), (1, odd)):
+            loss_sum[:, half] += losses[:, mask].sum(1)
+            correct[:, half] += hits[:, mask].sum(1)
     members.model.train()
     n = len(data.x_test)
-    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+    sizes = torch.tensor([(n + 1) // 2, n // 2], device=device, dtype=torch.float64)
+    halves_loss, halves_acc = (loss_sum / sizes).T.tolist(), (correct.double() / sizes).T.tolist()
+    return {"test_loss": (loss_sum.sum(1) / n).tolist(), "test_acc": (correct.sum(1).double() / n).tolist(),
+            "val_loss": halves_loss[0], "val_acc": halves_acc[0],
+            "heldout_loss": halves_loss[1], "heldout_acc": halves_acc[1]}
 
 
 def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer:
@@ -239,14 +259,14 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     def measure() -> None:
         """Evaluate, record a row per active member, and freeze the ones that are done."""
         nonlocal loss_sum, losses_since
-        test_loss, test_acc = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
+        scores = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
         train_loss = (loss_sum / losses_since).tolist() if losses_since else [math.nan] * k
         loss_sum, losses_since = torch.zeros(k, device=device), 0
         stopped = []
         for m in (m for m in range(k) if active[m]):
             row = {"step": step, "samples": step * batch, "epoch": step * batch / n,
                    "train_seconds": watch.seconds, "train_loss": train_loss[m],
-                   "test_loss": test_loss[m], "test_acc": test_acc[m], "lr": base_lr[m] * factor}
+                   **{name: values[m] for name, values in scores.items()}, "lr": base_lr[m] * factor}
             if tracker is not None:  # the clock is stopped here: noise passes are not training time
                 row.update(tracker.update(members.model, data, step))
             results[m].measurements.append(row)
@@ -255,7 +275,8 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
                 results[m].status = "diverged"
                 stopped.append(m)
-            elif cfg.study.budget.stop_at_target and row["test_acc"] >= cfg.study.target:
+            # both halves: the tuned view reads time to target on the held-out one
+            elif cfg.study.budget.stop_at_target and min(row["val_acc"], row["heldout_acc"]) >= cfg.study.target:
                 stopped.append(m)
         if stopped:
             members.freeze(stopped)

@@ -18,10 +18,13 @@ from bsweep.config import (
     DEVICES,
     LR_SCALINGS,
     MODELS,
+    NEVER_NUISANCE,
     NORMS,
+    NUISANCE_KEYS,
     OPTIMIZERS,
     SCHEDULES,
     Config,
+    grid_defaults,
     perf_setting,
     train_size,
 )
@@ -54,6 +57,26 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> list[str]:
     if value in allowed:
         return []
     return [f"{name}={value!r} is not known; choose one of: {', '.join(allowed)}"]
+
+
+def nuisance_problems(keys: list[str]) -> list[str]:
+    """What is wrong with `study.nuisance`: every entry a grid key, lr and seed among them."""
+    grid = grid_defaults()
+    out = []
+    missing = [k for k in NUISANCE_KEYS if k not in keys]
+    if missing:
+        out.append(f"study.nuisance={keys} must include {' and '.join(missing)}: bsweep tunes lr and "
+                   f"averages over seeds; add keys to tune them with lr, e.g. [lr, seed, optim.momentum]")
+    for key in keys:
+        if key in NEVER_NUISANCE:
+            out.append(f"study.nuisance: {key} names what a study compares, so it is scientific or "
+                       f"fixed; nuisance keys are tuned away (allowed: lr, seed and keys such as "
+                       f"optim.momentum, optim.weight_decay, schedule.warmup_fraction)")
+        elif key not in grid:
+            close = difflib.get_close_matches(key, list(grid), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            out.append(f"study.nuisance: {key!r} is not a config key a study can vary{hint}")
+    return out
 
 
 def problems(cfg: Config) -> list[str]:
@@ -96,6 +119,7 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"study.budget.epochs={budget.epochs} must be > 0 (or null)")
     if budget.steps is not None and budget.steps <= 0:
         out.append(f"study.budget.steps={budget.steps} must be > 0 (or null)")
+    out += nuisance_problems(list(cfg.study.nuisance))
     cadence = cfg.study.eval
     if cadence.growth <= 1 or cadence.first_samples < 1 or cadence.max_gap_samples < 1:
         out.append(

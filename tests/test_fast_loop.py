@@ -69,7 +69,7 @@ def test_warmup_schedule_applies_from_the_first_step():
         opt.step()
     members = Alone(cfg, data, PerfChoice())
     members.model = model
-    [test_loss], _ = evaluate(members, data, cfg.study.eval.batch_size, amp=False)
+    [test_loss] = evaluate(members, data, cfg.study.eval.batch_size, amp=False)["test_loss"]
     assert ramp.measurements[-1]["step"] == 2
     assert ramp.measurements[-1]["test_loss"] == pytest.approx(test_loss, rel=1e-5)
 

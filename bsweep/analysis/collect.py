@@ -14,12 +14,14 @@ TRIALS_TABLE = "trials.parquet"
 MEASUREMENTS_TABLE = "measurements.parquet"
 
 
-def collect(study_dir: Path, csv_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(study_dir: Path, csv_dir: Path | None = None,
+            nuisance: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summarize every trial of the study; write both tables as Parquet in the study folder
-    (and as CSV in `csv_dir` when given). Returns (trials, measurements)."""
+    (and as CSV in `csv_dir` when given). Returns (trials, measurements). `nuisance`: keys
+    tuned over besides those of the study's `study.nuisance` (`load.load_trials`)."""
     study_dir = Path(study_dir)
     measurements = load_measurements(study_dir)
-    trials = add_calibrated_seconds(summarize_trials(load_trials(study_dir), measurements),
+    trials = add_calibrated_seconds(summarize_trials(load_trials(study_dir, nuisance), measurements),
                                     load_bench(study_dir))
     trials.to_parquet(study_dir / TRIALS_TABLE, index=False)
     measurements.to_parquet(study_dir / MEASUREMENTS_TABLE, index=False)

@@ -6,7 +6,8 @@ running, that has failed or damaged trials, or that was copied off a cluster.
 The study's grid is read from the trials themselves: every trial's resolved config is flattened
 to dotted keys (`model.width`, `optim.momentum`, ...; runtime keys, `noise.*` and `study.eval.*`
 left out, a key an older trial lacks taking its schema default). A key that varies across the
-study's trials is *scientific* unless it is a nuisance key (`config.NUISANCE_KEYS`: lr, seed);
+study's trials is *scientific* unless it is a nuisance key (lr, seed, and any other key the
+study's `study.nuisance` names: `study_nuisance`);
 a key that does not vary is *fixed* (`grid_keys`). Each varying scientific key becomes a column
 of the trial table under its dotted name, so metrics, verdicts and plots group by it
 (`metrics.point_columns`) instead of pooling it with the seeds.
@@ -20,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from bsweep import records
-from bsweep.config import FULL_SIZES, NUISANCE_KEYS, RUNTIME_KEYS, Config
+from bsweep.config import FULL_SIZES, NOT_GRID, NUISANCE_KEYS, RUNTIME_KEYS, flatten, grid_defaults, is_under
 
 TRIAL_COLUMNS = [
     "trial_id", "study", "status", "error", "data", "model", "norm", "optim", "schedule",
@@ -32,40 +33,24 @@ TRIAL_COLUMNS = [
 ]
 MEASUREMENT_COLUMNS = [
     "trial_id", "step", "samples", "epoch", "train_seconds", "train_loss", "test_loss",
-    "test_acc", "lr",
+    "test_acc", "val_loss", "val_acc", "heldout_loss", "heldout_acc", "lr",
 ]
 
 
-# Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
-# (it leaves training unchanged) and the evaluation cadence (one measurement grid per study).
-NOT_GRID = ("noise", "study.eval", "hydra")
 # Grid keys already shown under a short column name (the scientific point's first columns).
 SHORT_COLUMNS = {"data.name": "data", "model.name": "model", "norm.kind": "norm", "optim.name": "optim",
                  "schedule.name": "schedule", "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """A nested config as {dotted key: value}; lists and empty dicts stay whole values."""
-    out: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _in(key: str, names: tuple[str, ...]) -> bool:
-    return any(key == n or key.startswith(n + ".") for n in names)
-
-
-SCHEMA_DEFAULTS = {k: v for k, v in flatten(asdict(Config())).items() if not _in(k, RUNTIME_KEYS + NOT_GRID)}
+SCHEMA_DEFAULTS = grid_defaults()
+# Column-name prefix of a nuisance key other than lr and seed (`study.nuisance`), so that a
+# frame says by its column names alone which columns are scientific (dotted names) and which
+# the tuned view optimises over (``nuisance:optim.momentum``).
+NUISANCE_PREFIX = "nuisance:"
 
 
 def grid_values(config: dict) -> dict[str, object]:
     """A trial's place in its study's grid: its config as dotted keys, runtime keys, `noise.*`
     and `study.eval.*` left out, keys it lacks (an older trial) at their schema default."""
-    flat = {k: v for k, v in flatten(config).items() if not _in(k, RUNTIME_KEYS + NOT_GRID)}
+    flat = {k: v for k, v in flatten(config).items() if not is_under(k, RUNTIME_KEYS + NOT_GRID)}
     return {**SCHEMA_DEFAULTS, **flat}
 
 
@@ -85,7 +70,7 @@ class GridKeys:
         return pd.DataFrame(rows, columns=["key", "role", "values"])
 
 
-def grid_keys(grids: list[dict[str, object]]) -> GridKeys:
+def grid_keys(grids: list[dict[str, object]], nuisance: tuple[str, ...] = NUISANCE_KEYS) -> GridKeys:
     """Which keys vary across trials (`grid_values` of each), and which of those are nuisance."""
     seen: dict[str, dict[str, object]] = {}
     for grid in grids:
@@ -98,8 +83,18 @@ def grid_keys(grids: list[dict[str, object]]) -> GridKeys:
             out.fixed[key] = values[0]
         else:
             values = sorted(values, key=lambda v: (str(type(v)), v if isinstance(v, (int, float, str)) else str(v)))
-            (out.nuisance if key in NUISANCE_KEYS else out.scientific)[key] = values
+            (out.nuisance if key in nuisance else out.scientific)[key] = values
     return out
+
+
+def study_nuisance(configs: list[dict], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The study's nuisance keys: lr and seed, every key in its trials' `study.nuisance`, and
+    `extra` (e.g. from `bsweep report --nuisance`), in that order, each once."""
+    keys = list(NUISANCE_KEYS)
+    for key in [k for c in configs for k in c.get("study", {}).get("nuisance", [])] + list(extra):
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
 
 
 def _trial_row(tdir: Path) -> dict:
@@ -119,6 +114,7 @@ def _trial_row(tdir: Path) -> dict:
     n_train = data.get("n_train") or FULL_SIZES.get(data.get("name"), (np.nan,))[0]
     budget = cfg.get("study", {}).get("budget", {})
     row["_grid"] = grid_values(cfg)
+    row["_nuisance"] = cfg.get("study", {}).get("nuisance", [])
     row.update(
         study=cfg.get("study", {}).get("name"),
         data=data.get("name"),
@@ -155,17 +151,22 @@ def trial_dirs(study_dir: Path) -> list[Path]:
     return sorted(p for p in tdir.iterdir() if p.is_dir()) if tdir.is_dir() else []
 
 
-def load_trials(study_dir: Path) -> pd.DataFrame:
+def load_trials(study_dir: Path, nuisance: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per trial folder (TRIAL_COLUMNS, then a column per varying scientific key under
-    its dotted name, e.g. `model.width`); status `damaged` for unreadable records and `new` for
-    a folder whose trial has not written a status yet."""
+    its dotted name, e.g. `model.width`, then one per varying nuisance key other than lr and
+    seed under NUISANCE_PREFIX, e.g. `nuisance:optim.momentum`); status `damaged` for
+    unreadable records and `new` for a folder whose trial has not written a status yet.
+    `nuisance`: keys to treat as nuisance besides those the trials' `study.nuisance` names."""
     rows = [_trial_row(t) for t in trial_dirs(study_dir)]
-    scientific = grid_keys([r["_grid"] for r in rows if "_grid" in r]).scientific
-    extra = [k for k in scientific if k not in SHORT_COLUMNS]
+    keys = study_nuisance([{"study": {"nuisance": r.pop("_nuisance", [])}} for r in rows], nuisance)
+    roles = grid_keys([r["_grid"] for r in rows if "_grid" in r], keys)
+    extra = [k for k in roles.scientific if k not in SHORT_COLUMNS]
+    tuned = [k for k in roles.nuisance if k not in SHORT_COLUMNS]
     for r in rows:
         grid = r.pop("_grid", {})
         r.update({k: grid.get(k) for k in extra})
-    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS + extra)
+        r.update({NUISANCE_PREFIX + k: grid.get(k) for k in tuned})
+    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS + extra + [NUISANCE_PREFIX + k for k in tuned])
     for col in ("batch_size", "seed", "n_train"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     for col in ("lr", "target", "budget_epochs", "budget_steps"):
@@ -188,18 +189,20 @@ def load_measurements(study_dir: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=MEASUREMENT_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)
     extra = [c for c in frame.columns if c not in MEASUREMENT_COLUMNS]  # e.g. noise_* columns
-    return frame[MEASUREMENT_COLUMNS + extra]
+    # trials from before the test set's halves were recorded lack val_* / heldout_*: NaN
+    return frame.reindex(columns=MEASUREMENT_COLUMNS + extra)
 
 
-def load_grid_keys(study_dir: Path) -> GridKeys:
-    """The study's scientific, nuisance and fixed keys, from its readable trial configs."""
-    grids = []
+def load_grid_keys(study_dir: Path, nuisance: tuple[str, ...] = ()) -> GridKeys:
+    """The study's scientific, nuisance and fixed keys, from its readable trial configs
+    (`nuisance`: as for `load_trials`)."""
+    configs = []
     for tdir in trial_dirs(study_dir):
         try:
-            grids.append(grid_values(records.read_yaml(tdir / records.CONFIG_FILE)))
+            configs.append(records.read_yaml(tdir / records.CONFIG_FILE))
         except records.DamagedRecord:
             continue
-    return grid_keys(grids)
+    return grid_keys([grid_values(c) for c in configs], study_nuisance(configs, nuisance))
 
 
 def load_study_config(study_dir: Path) -> dict:

@@ -6,7 +6,8 @@ Three steps, each a pure function:
    (final and best accuracy, steps/epochs/samples/seconds to target, throughput, diverged).
 2. ``aggregate_over_seeds``: per scientific point and learning rate, mean / std / standard error /
    count over seeds. This is the **fixed learning rate** view: each lr on its own.
-3. ``tuned_view``: per scientific point, the row of the best lr by a stated criterion. This is the
+3. ``tuned_view``: per scientific point, the row of the best lr by a stated criterion, chosen
+   on the validation half of the test set and reported on the held-out half. This is the
    **tuned** view (Deep Learning Tuning Playbook: lr and seed are nuisance parameters, batch size
    and normalization are scientific). ``time_optimal_batch_size`` then picks, per condition, the
    batch size with the least time (or steps) to target.
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bsweep import records
+from bsweep.analysis.load import NUISANCE_PREFIX
 
 # Columns that identify a scientific point, in the order used for sorting and display.
 # Only those present in a frame are used, so hand-made frames may omit the ones they do not vary.
@@ -79,13 +81,54 @@ def point_columns(frame: pd.DataFrame) -> list[str]:
     config key (a dotted name such as ``model.width``, or one of TOP_LEVEL_KEYS), then
     batch_size last."""
     base = [c for c in POINT_COLUMNS if c in frame.columns and c != "batch_size"]
-    swept = [c for c in frame.columns if isinstance(c, str) and ("." in c or c in TOP_LEVEL_KEYS)]
+    swept = [c for c in frame.columns if isinstance(c, str) and ("." in c or c in TOP_LEVEL_KEYS)
+             and not c.startswith(NUISANCE_PREFIX)]
     return base + swept + (["batch_size"] if "batch_size" in frame.columns else [])
+
+
+def nuisance_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns the tuned view optimises over: lr, then every other nuisance key of the
+    study (``nuisance:<key>``, see ``bsweep.analysis.load``). The fixed-lr view keeps each
+    combination of their values apart."""
+    return (["lr"] if "lr" in frame.columns else []) + [
+        c for c in frame.columns if isinstance(c, str) and c.startswith(NUISANCE_PREFIX)]
 
 
 def condition_columns(frame: pd.DataFrame) -> list[str]:
     """Point columns except batch_size: one curve over batch size per value of these."""
     return [c for c in point_columns(frame) if c != "batch_size"]
+
+
+# The test set's halves (`bsweep.engine.EVAL_SPLITS`): the tuned view picks the lr on the
+# validation half's metrics and reports the held-out half's. The prefix of a metric's column
+# names the half it was computed on (``val_final_test_acc``); no prefix is the whole test set.
+SPLIT_PREFIXES: tuple[str, ...] = ("val_", "heldout_")
+# Metrics computed from a test accuracy or loss, so they exist once per half as well.
+SPLIT_METRICS: tuple[str, ...] = (
+    "final_test_acc", "final_test_error", "best_test_acc", "final_test_loss",
+    "steps_to_target", "epochs_to_target", "samples_to_target", "seconds_to_target",
+)
+
+
+def _accuracy_metrics(m: pd.DataFrame, targets: pd.Series, acc: str, loss: str,
+                      final_window: int) -> pd.DataFrame:
+    """Per trial_id (``m`` sorted by trial and step): the SPLIT_METRICS from the accuracy column
+    ``acc`` and loss column ``loss`` of the measurements."""
+    out = pd.DataFrame(index=pd.Index(m["trial_id"].unique(), name="trial_id"))
+    window = m[m["step"] > 0].groupby("trial_id", sort=False).tail(final_window)
+    window_mean = window.groupby("trial_id")[[acc, loss]].mean()
+    out["final_test_acc"] = window_mean[acc]
+    out["final_test_error"] = 1.0 - out["final_test_acc"]
+    out["final_test_loss"] = window_mean[loss]
+    out["best_test_acc"] = m.groupby("trial_id", sort=False)[acc].max()
+    # First crossing of the target: rows are sorted by step, so the first row kept per trial
+    # after filtering is the earliest measurement at or above target.
+    hits = m[m[acc] >= m["trial_id"].map(targets)].drop_duplicates("trial_id", keep="first")
+    hits = hits.set_index("trial_id")
+    for unit, column in (("steps", "step"), ("epochs", "epoch"), ("samples", "samples"),
+                         ("seconds", "train_seconds")):
+        out[f"{unit}_to_target"] = hits[column]
+    return out
 
 
 def summarize_trials(
@@ -108,6 +151,10 @@ def summarize_trials(
       finite (train loss is NaN at step 0 by contract: no training happened yet).
     - ``n_measurements`` and ``last_step`` / ``last_epoch`` / ``last_samples`` / ``last_seconds``:
       how far the trial got (tells "never reached the target" apart from "stopped early").
+    - ``val_<metric>`` and ``heldout_<metric>`` for each of SPLIT_METRICS: the same metric on
+      the validation and on the held-out half of the test set. Only when every trial with
+      measurements recorded both halves (a study trained before they existed has none), so a
+      tuned view never mixes trials selected on different data.
 
     Trials with no measurements get NaN metrics, ``n_measurements`` 0.
     """
@@ -117,17 +164,19 @@ def summarize_trials(
     m = measurements[measurements["trial_id"].isin(trials["trial_id"])]
     m = m.sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
     per_trial = pd.DataFrame(index=pd.Index(trials["trial_id"].unique(), name="trial_id"))
+    halves = [p for p in SPLIT_PREFIXES if f"{p}acc" in m.columns]
+    split = len(m) > 0 and len(halves) == len(SPLIT_PREFIXES) and bool(
+        m.groupby("trial_id")[[f"{p}acc" for p in halves]].count().gt(0).all().all())
 
     if len(m):
         grouped = m.groupby("trial_id", sort=False)
         last = grouped.tail(1).set_index("trial_id")
-        trained = m[m["step"] > 0]
-        window = trained.groupby("trial_id", sort=False).tail(final_window)
-        window_mean = window.groupby("trial_id")[["test_acc", "test_loss"]].mean()
-
-        per_trial["final_test_acc"] = window_mean["test_acc"]
-        per_trial["final_test_loss"] = window_mean["test_loss"]
-        per_trial["best_test_acc"] = grouped["test_acc"].max()
+        targets = trials.drop_duplicates("trial_id").set_index("trial_id")["target"]
+        per_trial = per_trial.join(_accuracy_metrics(m, targets, "test_acc", "test_loss", final_window))
+        if split:
+            for prefix in SPLIT_PREFIXES:
+                half = _accuracy_metrics(m, targets, f"{prefix}acc", f"{prefix}loss", final_window)
+                per_trial = per_trial.join(half.add_prefix(prefix))
         per_trial["n_measurements"] = grouped.size()
         per_trial["last_step"] = last["step"]
         per_trial["last_epoch"] = last["epoch"]
@@ -136,29 +185,22 @@ def summarize_trials(
         seconds = last["train_seconds"].where(last["train_seconds"] > 0)
         per_trial["samples_per_second"] = last["samples"] / seconds
 
-        # First crossing of the target: rows are sorted by step, so the first row kept per
-        # trial after filtering is the earliest measurement at or above target.
-        target = m["trial_id"].map(trials.drop_duplicates("trial_id").set_index("trial_id")["target"])
-        hits = m[m["test_acc"] >= target].drop_duplicates("trial_id", keep="first")
-        hits = hits.set_index("trial_id")
-        per_trial["steps_to_target"] = hits["step"]
-        per_trial["epochs_to_target"] = hits["epoch"]
-        per_trial["samples_to_target"] = hits["samples"]
-        per_trial["seconds_to_target"] = hits["train_seconds"]
-
         bad_test = ~np.isfinite(m["test_loss"].astype(float))
         bad_train = (m["step"] > 0) & ~np.isfinite(m["train_loss"].astype(float))
         per_trial["nonfinite_loss"] = (bad_test | bad_train).groupby(m["trial_id"]).any()
 
-    for column in TRIAL_METRIC_COLUMNS + ("nonfinite_loss",):
-        if column not in per_trial.columns and column not in ("final_test_error", "diverged"):
+    columns = list(TRIAL_METRIC_COLUMNS)
+    if split:
+        columns += [p + c for p in SPLIT_PREFIXES for c in SPLIT_METRICS]
+    for column in columns + ["nonfinite_loss"]:
+        if column not in per_trial.columns and column != "diverged":
             per_trial[column] = np.nan
     per_trial["final_test_error"] = 1.0 - per_trial["final_test_acc"]
     per_trial["n_measurements"] = per_trial["n_measurements"].fillna(0).astype(int)
     nonfinite = per_trial["nonfinite_loss"].astype("boolean").fillna(False).astype(bool)
 
     joined = per_trial.drop(columns="nonfinite_loss").reindex(out["trial_id"].to_numpy())
-    for column in TRIAL_METRIC_COLUMNS:
+    for column in columns:
         if column == "diverged":
             continue
         out[column] = joined[column].to_numpy()
@@ -176,7 +218,8 @@ def aggregate_over_seeds(
 ) -> pd.DataFrame:
     """Mean, std, standard error and count of each metric over seeds: the fixed-lr view.
 
-    ``by`` defaults to the scientific point columns plus ``lr`` (each lr on its own). Only
+    ``by`` defaults to the scientific point columns plus the nuisance columns but seed (each lr,
+    and each value of another nuisance key, on its own). Only
     trials whose status is in ``statuses`` are used (finished ones, by default).
 
     Output: one row per group with the ``by`` columns, ``n_trials``, ``n_diverged``,
@@ -186,34 +229,36 @@ def aggregate_over_seeds(
     so read it with ``n_reached_target``.
     """
     if by is None:
-        by = [*point_columns(summary), "lr"]
+        by = [*point_columns(summary), *nuisance_columns(summary)]
     by = list(by)
     finished = summary[summary["status"].isin(statuses)].copy()
     metrics = [m for m in metrics if m in finished.columns]
+    # each metric on the test set's halves too, where the summary has them (see tuned_view)
+    metrics += [p + m for p in SPLIT_PREFIXES for m in metrics if p + m in finished.columns]
     for metric in metrics:
         # inf (e.g. a diverged loss) would poison mean and std; count it as missing here,
         # divergence is reported by n_diverged.
         finished[metric] = finished[metric].astype(float).replace([np.inf, -np.inf], np.nan)
-    finished["_reached"] = finished["steps_to_target"].notna()
+    halves = [p for p in SPLIT_PREFIXES if f"{p}steps_to_target" in finished.columns]
+    for prefix in ["", *halves]:
+        finished[f"_{prefix}reached"] = finished[f"{prefix}steps_to_target"].notna()
     finished["_diverged"] = finished["diverged"].astype(bool)
 
     grouped = finished.groupby(by, sort=True, dropna=False)
-    result = pd.DataFrame(
-        {
-            "n_trials": grouped.size(),
-            "n_diverged": grouped["_diverged"].sum().astype(int),
-            "n_reached_target": grouped["_reached"].sum().astype(int),
-        }
-    )
+    columns = {
+        "n_trials": grouped.size(),
+        "n_diverged": grouped["_diverged"].sum().astype(int),
+        **{f"{p}n_reached_target": grouped[f"_{p}reached"].sum().astype(int) for p in ["", *halves]},
+    }
     for metric in metrics:
         column = grouped[metric]
         count = column.count()
         std = column.std(ddof=1)
-        result[f"{metric}_mean"] = column.mean()
-        result[f"{metric}_std"] = std
-        result[f"{metric}_sem"] = std / np.sqrt(count)
-        result[f"{metric}_count"] = count.astype(int)
-    return result.reset_index()
+        columns[f"{metric}_mean"] = column.mean()
+        columns[f"{metric}_std"] = std
+        columns[f"{metric}_sem"] = std / np.sqrt(count)
+        columns[f"{metric}_count"] = count.astype(int)
+    return pd.DataFrame(columns).reset_index()
 
 
 def tuned_view(
@@ -232,10 +277,17 @@ def tuned_view(
     3. best mean of ``criterion`` over seeds (``goal`` "max" or "min"; from ``METRIC_GOAL``
        when not given).
 
-    The same seeds choose the lr and measure it, so the tuned view is slightly optimistic.
+    **Select on one half, report on the other.** When ``aggregated`` has the test set's halves
+    (``val_*`` and ``heldout_*`` columns, see ``summarize_trials``), steps 2 and 3 read the
+    validation half, and the row returned carries the held-out half's numbers under the plain
+    metric names (``final_test_acc_mean`` ... and ``n_reached_target``): the numbers reported
+    are not the ones that chose the lr, so a point with more lr candidates is not flattered by
+    more chances at a lucky draw. ``selected_on`` says which: "validation half" or, for a
+    study whose trials predate the halves, "test set" (the same numbers select and report, an
+    optimistic view). The whole-test-set values stay under ``test_<column>``.
 
     Adds ``best_lr`` (= ``lr``), ``tuned_by`` (the criterion), ``n_lr`` (how many lr values were
-    tried at that point) and ``lr_on_edge``: True when the best lr is the smallest or the largest
+    tried at that point, at the best values of any other nuisance keys) and ``lr_on_edge``: True when the best lr is the smallest or the largest
     lr tried there (the optimum may lie outside the grid), and also when only one lr was tried
     (nothing was tuned).
     """
@@ -244,19 +296,37 @@ def tuned_view(
         by = point_columns(aggregated)
     by = list(by)
     frame = aggregated.copy()
-    mean = frame[f"{criterion}_mean"].astype(float)
-    frame["_missing"] = frame["n_trials"] - frame[f"{criterion}_count"]
+    split = f"val_{criterion}_mean" in frame.columns and f"heldout_{criterion}_mean" in frame.columns
+    select = "val_" if split else ""
+    mean = frame[f"{select}{criterion}_mean"].astype(float)
+    frame["_missing"] = frame["n_trials"] - frame[f"{select}{criterion}_count"]
     # A point whose mean is NaN (no seed has a value) is ranked last.
     frame["_score"] = (-mean if goal == "max" else mean).fillna(np.inf)
     ranked = frame.sort_values([*by, "n_diverged", "_missing", "_score"], kind="stable")
     best = ranked.groupby(by, sort=True, dropna=False).head(1).set_index(by)
+    if split:
+        reported = [c[len("heldout_"):] for c in best.columns if c.startswith("heldout_")]
+        whole = best[reported].add_prefix("test_")
+        best = pd.concat([best.drop(columns=reported), whole], axis=1)
+        best[reported] = best[[f"heldout_{c}" for c in reported]].set_axis(reported, axis=1)
+    best = best.copy()
+    best["selected_on"] = "validation half" if split else "test set"
 
-    lr_range = frame.groupby(by, sort=True, dropna=False)["lr"].agg(["min", "max", "nunique"])
+    # The lrs tried at the best row's values of the other nuisance keys (lr is bracketed when
+    # it is not at the edge of those).
+    others = [c for c in nuisance_columns(frame) if c != "lr"]
+    keys = [*by, *others]
+    if keys:
+        ranges = frame.groupby(keys, sort=False, dropna=False)["lr"].agg(["min", "max", "nunique"])
+        lr_range = best.reset_index()[keys].merge(ranges.reset_index(), on=keys, how="left")
+    else:
+        lr_range = frame["lr"].agg(["min", "max", "nunique"]).to_frame().T
+    lr_range = lr_range[["min", "max", "nunique"]].set_axis(best.index)
     best["best_lr"] = best["lr"]
     best["tuned_by"] = criterion
-    best["n_lr"] = lr_range["nunique"].reindex(best.index).astype(int)
-    lowest = best["lr"] == lr_range["min"].reindex(best.index)
-    highest = best["lr"] == lr_range["max"].reindex(best.index)
+    best["n_lr"] = lr_range["nunique"].astype(int)
+    lowest = best["lr"] == lr_range["min"]
+    highest = best["lr"] == lr_range["max"]
     best["lr_on_edge"] = lowest | highest | (best["n_lr"] < 2)
     # Which edge: the optimum may lie below the lowest lr tried, or above the highest. An lr
     # above the best whose every seed diverged brackets it (the tuned view never picks an lr
@@ -285,7 +355,7 @@ def time_optimal_batch_size(
     if by is None:
         by = condition_columns(view)
         if "lr" in view.columns and "best_lr" not in view.columns:
-            by.append("lr")
+            by += nuisance_columns(view)
     by = list(by)
     all_reached = view["n_reached_target"] == view["n_trials"]
     candidates = view[all_reached & view[f"{metric}_mean"].notna()]

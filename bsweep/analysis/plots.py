@@ -22,7 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from bsweep.analysis.metrics import condition_columns
+from bsweep.analysis.load import NUISANCE_PREFIX
+from bsweep.analysis.metrics import condition_columns, nuisance_columns
 
 # One colour per normalization, the same in every figure (matplotlib's tab10 palette).
 NORM_COLORS: dict[str, str] = {
@@ -80,6 +81,11 @@ def _two_and_five(value: float, _: int) -> str:
     return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
 
 
+def _name(column: str) -> str:
+    """A column as a config key (a nuisance column's prefix dropped)."""
+    return column.removeprefix(NUISANCE_PREFIX)
+
+
 def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]:
     """Split a view into curves over batch size: (label, colour, marker, line style, rows sorted
     by bs).
@@ -91,7 +97,7 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]
     columns = condition_columns(view)
     fixed_lr = "lr" in view.columns and "best_lr" not in view.columns
     if fixed_lr:
-        columns = [*columns, "lr"]
+        columns = [*columns, *nuisance_columns(view)]
     lrs = sorted(view["lr"].dropna().unique()) if fixed_lr else []
     varying = [c for c in columns if view[c].nunique(dropna=False) > 1 or c == "norm"]
     others = [c for c in varying if c not in ("norm", "lr")]
@@ -102,7 +108,7 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]
         key = key if isinstance(key, tuple) else (key,)
         values = dict(zip(columns, key))
         label = ", ".join(
-            f"lr={values[c]:g}" if c == "lr" else (str(values[c]) if c == "norm" else f"{c}={values[c]}")
+            f"lr={values[c]:g}" if c == "lr" else (str(values[c]) if c == "norm" else f"{_name(c)}={values[c]}")
             for c in varying
         )
         color = NORM_COLORS.get(str(values.get("norm")), "black")

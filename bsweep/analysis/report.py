@@ -27,10 +27,12 @@ import yaml
 from matplotlib.figure import Figure
 
 from bsweep.analysis import plots, scaling, scaling_plots
+from bsweep.analysis.load import NUISANCE_PREFIX
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
     aggregate_over_seeds,
     condition_columns,
+    nuisance_columns,
     summarize_trials,
     time_optimal_batch_size,
     tuned_view,
@@ -93,7 +95,7 @@ def _norm_order(summary: pd.DataFrame) -> list[str]:
 def _learning_curve_trials(summary: pd.DataFrame, tuned_time: pd.DataFrame) -> pd.DataFrame:
     """Trials shown in the learning curves: per norm and batch size, the lr fastest to target
     (tuned by seconds), every seed."""
-    keys = [*condition_columns(tuned_time), "batch_size", "lr"]
+    keys = [*condition_columns(tuned_time), "batch_size", *nuisance_columns(tuned_time)]
     chosen = tuned_time[keys].drop_duplicates()
     finished = summary[summary["status"].isin(FINISHED_STATUSES)]
     return finished.merge(chosen, on=keys)[["trial_id", *keys]]
@@ -248,7 +250,8 @@ def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure
 
 GRID_INTRO = (
     "Every config key the study's trials vary is scientific (a point of its own in every table, "
-    "figure and verdict) unless it is a nuisance key (lr: tuned over; seed: averaged over); "
+    "figure and verdict) unless it is a nuisance key (lr and any key in study.nuisance: tuned "
+    "over jointly; seed: averaged over); "
     "keys with one value are fixed. Runtime keys (device, threads, perf, paths), noise.* and "
     "study.eval.* are not part of the grid."
 )
@@ -428,9 +431,12 @@ def _tuned_lr_table(summary: pd.DataFrame) -> pd.DataFrame:
     # Conditions the study holds fixed (one dataset, one model, ...) would only repeat.
     shown = [c for c in condition_columns(tuned) if c == "norm" or tuned[c].nunique() > 1]
     keys = [*shown, "batch_size"]
-    table = tuned[[*keys, "best_lr", "n_lr", "lr_on_edge", "final_test_acc_mean", "final_test_acc_std", "n_trials"]]
+    others = [c for c in nuisance_columns(tuned) if c != "lr"]  # tuned jointly with lr: their best values
+    table = tuned[[*keys, "best_lr", *others, "n_lr", "lr_on_edge", "final_test_acc_mean", "final_test_acc_std",
+                   "n_trials"]]
     return table.rename(
-        columns={"final_test_acc_mean": "final acc (mean)", "final_test_acc_std": "final acc (std)", "n_trials": "seeds"}
+        columns={"final_test_acc_mean": "final acc (mean)", "final_test_acc_std": "final acc (std)", "n_trials": "seeds",
+                 **{c: "best " + c.removeprefix(NUISANCE_PREFIX) for c in others}}
     )
 
 
@@ -450,14 +456,22 @@ def _study_name(trials: pd.DataFrame, study_config: dict, fallback: str) -> str:
     return str(name or fallback)
 
 
-def _definitions(final_window: int, target: str) -> list[str]:
+def _definitions(final_window: int, target: str, split: bool) -> list[str]:
+    selection = (
+        "The tuned lr is chosen on the validation half of the test set (even positions) and its "
+        "numbers are reported on the held-out half (odd positions), so the numbers shown did not "
+        "choose it." if split else
+        "The tuned lr is chosen and reported on the same test set (the trials predate the "
+        "validation / held-out halves), so tuned numbers are slightly optimistic.")
     return [
         f"Target accuracy: {target}. Steps / epochs / samples / seconds to target are read at the "
         "first measurement at or above it; a trial that never reaches it has none.",
         f"Final test accuracy: mean of the last {final_window} measurements after step 0.",
         "Fixed lr: each learning rate on its own. Tuned lr: for each batch size (and norm), the "
         "lr with fewest diverged seeds, then fewest seeds missing the criterion, then the best "
-        "mean of the criterion (final accuracy; or time / epochs / steps to target).",
+        "mean of the criterion (final accuracy; or time / epochs / steps to target), over every "
+        "combination of the nuisance keys (lr, and those the Study grid lists as nuisance). "
+        + selection,
         f"A difference counts when it is significant at {ALPHA:g} family-wise over the "
         "comparisons of one curve (seed spread pooled over the curve's batch sizes; Tukey's "
         f"studentized range); points with fewer than {MIN_SEEDS} seeds have no spread and are "
@@ -762,7 +776,7 @@ def build_report(
     content = ReportContent(
         name=name,
         notices=_notices(trials),
-        definitions=[*_definitions(final_window, target_text), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
+        definitions=[*_definitions(final_window, target_text, "val_final_test_acc" in summary.columns), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
                      *filter(None, [_settings_line(trials)])],
         verdicts=verdicts,
         figures=figures,
@@ -780,12 +794,13 @@ def build_report(
     return index
 
 
-def write_report(study_dir: Path, out_dir: Path | None = None) -> Path:
-    """Load a study from disk and write its report (default: ``<study_dir>/report``)."""
+def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = ()) -> Path:
+    """Load a study from disk and write its report (default: ``<study_dir>/report``);
+    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``."""
     from bsweep.analysis import load
 
     study_dir = Path(study_dir)
-    trials = load.load_trials(study_dir)
+    trials = load.load_trials(study_dir, nuisance)
     study_config = load.load_study_config(study_dir)
     return build_report(
         trials,
@@ -795,5 +810,5 @@ def write_report(study_dir: Path, out_dir: Path | None = None) -> Path:
         Path(out_dir) if out_dir is not None else study_dir / "report",
         name=_study_name(trials, study_config, study_dir.name),
         bench=scaling.load_bench(study_dir),
-        grid=load.load_grid_keys(study_dir).table(),
+        grid=load.load_grid_keys(study_dir, nuisance).table(),
     )

@@ -48,6 +48,7 @@ from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
     aggregate_over_seeds,
     condition_columns,
+    nuisance_columns,
     time_optimal_batch_size,
     tuned_view,
 )
@@ -346,6 +347,19 @@ def step_times(summary: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.D
 
 # bench.parquet's columns for config keys -> the trial table's names for them.
 BENCH_KEYS = {"data": "data", "optim": "optim", "model_width": "model.width", "model_depth": "model.depth"}
+# Config groups whose keys can change a step's time (`bsweep.bench.STEP_GROUPS`; analysis does
+# not import the command). A study that varies one of their keys is calibrated only by a bench
+# that tells its values apart; the schedule, lr rule and budget do not change a step's time.
+STEP_GROUPS = ("data", "model", "norm", "optim")
+
+
+def bench_gaps(summary: pd.DataFrame, bench: pd.DataFrame) -> list[str]:
+    """The step-time keys the study varies that the bench has no column for (their step times
+    would be pooled); [] when the bench tells every varying one apart."""
+    varying = [c for c in condition_columns(summary) if summary[c].nunique(dropna=False) > 1]
+    step_keys = [c for c in varying if c in STEP_GROUPS or (c.split(".")[0] in STEP_GROUPS and "." in c)]
+    columns = set(bench.columns) | {v for k, v in BENCH_KEYS.items() if k in bench.columns}
+    return [c for c in step_keys if c not in columns]
 
 
 def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -365,10 +379,14 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFr
     bench = bench[bench["seconds_per_step"] > 0]
     if bench.empty:
         return None
-    # bench.parquet names some config keys its own way; join on every key both tables have, so a
-    # study that sweeps model.width gets each width's own step time (other swept keys are pooled)
-    bench = bench.rename(columns=BENCH_KEYS)
-    keys = [c for c in (*BENCH_KEYS.values(), "norm", "batch_size") if c in bench.columns and c in summary.columns]
+    # older bench.parquet files name some config keys their own way; newer rows have every step
+    # key dotted. Join on every step key both tables have, so a study that sweeps model.width
+    # gets each width's own step time; a swept step key the bench lacks leaves it uncalibrated.
+    bench = bench.rename(columns={k: v for k, v in BENCH_KEYS.items() if v not in bench.columns})
+    if bench_gaps(summary, bench):
+        return None
+    keys = [c for c in bench.columns if c in summary.columns and c != "device"
+            and (c == "batch_size" or c in STEP_GROUPS or c.split(".")[0] in STEP_GROUPS)]
     for key in keys:
         bench[key] = bench[key].astype(summary[key].dtype, errors="ignore")
     return bench.groupby(keys, dropna=False)["seconds_per_step"].median().rename("seconds_per_step").reset_index()
@@ -463,7 +481,7 @@ def noise_curves(summary: pd.DataFrame, measurements: pd.DataFrame, view: pd.Dat
     columns = ["trial_id", *by, "batch_size", "seed", "samples", "step", "noise_scale", "at_target"]
     if "noise_scale" not in measurements.columns or view.empty:
         return pd.DataFrame(columns=columns)
-    keys = [*by, "batch_size", "lr"]
+    keys = [*by, "batch_size", *nuisance_columns(view)]
     finished = summary[summary["status"].isin(FINISHED_STATUSES)]
     chosen = finished.merge(view[keys].drop_duplicates(), on=keys)
     rows = measurements.merge(chosen[["trial_id", *by, "batch_size", "seed", "steps_to_target"]], on="trial_id")
@@ -649,6 +667,10 @@ def calibrate_times(
     basis is in use, for the report.
     """
     finished = summary["status"].isin(FINISHED_STATUSES)
+    gaps = bench_gaps(summary, bench) if bench is not None else []
+    if gaps:
+        return summary, measurements, (
+            f"measured: the calibrated benchmark does not tell apart {', '.join(gaps)} (rerun `bsweep bench`)")
     table = _bench_table(summary, bench)
     if table is None or not finished.any():
         return summary, measurements, "measured (no calibrated benchmark for this study)"

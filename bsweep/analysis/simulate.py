@@ -3,7 +3,8 @@
 A verdict's statistics are only as good as their error rates at the seed counts real studies
 use (2-5). `synthetic_summary` draws the per-trial summary of a study (the frame the verdicts
 read, `metrics.summarize_trials`' columns) in which every metric is a known curve over batch
-size plus Gaussian seed noise; `holds_rate` runs a verdict on many such studies. The middle lr is the best everywhere, so the
+size plus Gaussian seed noise, on the whole test set and on its validation and held-out halves
+(HALF_SHARE); `holds_rate` runs a verdict on many such studies. The middle lr is the best everywhere, so the
 lr grid brackets the tuned optimum. Used by
 `tests/analysis/test_calibration.py` and `benchmarks/verdict_calibration.py`. No torch.
 """
@@ -31,6 +32,12 @@ EFFECT_SDS = 3.0  # the true effect of the comparison claims, in seed-noise stan
 # at the grid's edge is inconclusive): the outer lrs are this many noise sds worse everywhere.
 LR_PENALTY_SDS = 3.0
 SPIKE = 2.0  # the true effect of C1 and N1: error x2 at the smallest batch size
+# Each trial is scored on the two halves of the test set too (the tuned view selects on one and
+# reports the other): of a half's seed-to-seed sd, this share is the half's own (which samples
+# it holds), the rest the trial's (its seed). Stated, not measured: 0.5 puts as much noise in
+# the choice of lr as a real half of a 1000-sample test set plausibly does, and keeps a half's
+# total spread at the noise sd above, so effects stay 3 noise sds on the reported half.
+HALF_SHARE = 0.5
 
 # Each effect maps (norm, batch size index) -> the change of (error, seconds, epochs, steps,
 # throughput) in units of their noise sd (error: a multiplier for the spikes).
@@ -57,21 +64,33 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
     """One study's per-trial summary: every metric its curve plus seed noise, every trial
     complete and every seed reaching the target."""
     rows = []
+    own, shared = HALF_SHARE, np.sqrt(1 - HALF_SHARE**2)
+
+    def halves(mean: float, sd: float) -> tuple[float, float, float]:
+        """(whole test set, validation half, held-out half) of one trial."""
+        trial = mean + sd * shared * rng.standard_normal()
+        val, held = trial + sd * own * rng.standard_normal(2)
+        return (val + held) / 2, val, held
+
     for norm, (i, bs), lr, seed in product(norms, enumerate(BATCH_SIZES), LRS, range(seeds)):
         e = effect(norm, i)
         off = LR_PENALTY_SDS * (lr != LRS[len(LRS) // 2])
-        error = (1 - ACC) * e.get("error_x", 1.0) + ACC_SD * (e.get("error", 0.0) + off + rng.standard_normal())
-        seconds = SECONDS * (1 + REL_SD * (e.get("seconds", 0.0) + off + rng.standard_normal()))
-        epochs = EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + off + rng.standard_normal()))
-        steps = STEPS * (1 + REL_SD * (e.get("steps", 0.0) + off + rng.standard_normal()))
+        error = halves((1 - ACC) * e.get("error_x", 1.0) + ACC_SD * (e.get("error", 0.0) + off), ACC_SD)
+        seconds = halves(SECONDS * (1 + REL_SD * (e.get("seconds", 0.0) + off)), SECONDS * REL_SD)
+        epochs = halves(EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + off)), EPOCHS * REL_SD)
+        steps = halves(STEPS * (1 + REL_SD * (e.get("steps", 0.0) + off)), STEPS * REL_SD)
         throughput = THROUGHPUT * (1 + REL_SD * (e.get("throughput", 0.0) + rng.standard_normal()))
-        rows.append({
-            "trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,
-            "lr": lr, "seed": seed, "target": 0.8, "final_test_acc": 1 - error, "final_test_error": error,
-            "best_test_acc": 1 - error, "final_test_loss": error, "steps_to_target": steps,
-            "epochs_to_target": epochs, "samples_to_target": steps * bs, "seconds_to_target": seconds,
-            "samples_per_second": throughput, "diverged": False, "last_epoch": 2 * EPOCHS,
-        })
+        row = {"trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,
+               "lr": lr, "seed": seed, "target": 0.8, "samples_per_second": throughput, "diverged": False,
+               "last_epoch": 2 * EPOCHS}
+        for k, prefix in enumerate(("", "val_", "heldout_")):
+            row.update({
+                f"{prefix}final_test_acc": 1 - error[k], f"{prefix}final_test_error": error[k],
+                f"{prefix}best_test_acc": 1 - error[k], f"{prefix}final_test_loss": error[k],
+                f"{prefix}steps_to_target": steps[k], f"{prefix}epochs_to_target": epochs[k],
+                f"{prefix}samples_to_target": steps[k] * bs, f"{prefix}seconds_to_target": seconds[k],
+            })
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

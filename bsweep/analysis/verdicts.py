@@ -34,10 +34,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import studentized_range, t
 
+from bsweep.analysis.load import NUISANCE_PREFIX
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
     aggregate_over_seeds,
     condition_columns,
+    nuisance_columns,
     tuned_view,
 )
 
@@ -257,7 +259,7 @@ def _build_view(
     aggregated = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "last_epoch"])
     conditions = condition_columns(aggregated)
     if protocol == FIXED_LR:
-        return aggregated, [*conditions, "lr"]
+        return aggregated, [*conditions, *nuisance_columns(aggregated)]
     if protocol == TUNED_LR:
         return tuned_view(aggregated, criterion), conditions
     if protocol == POOLED_LR:
@@ -280,7 +282,8 @@ def _slices(
     for key, frame in view.groupby(list(columns), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = dict(zip(columns, key))
-        label = ", ".join(f"{c}={values[c]:g}" if c == "lr" else f"{c}={values[c]}" for c in shown)
+        label = ", ".join(f"{c}={values[c]:g}" if c == "lr" else f"{c.removeprefix(NUISANCE_PREFIX)}={values[c]}"
+                          for c in shown)
         out.append((label or "all trials", values, frame))
     return out
 

@@ -142,7 +142,7 @@ def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
     calls = []
 
     def loader(value):
-        def load_function(path):
+        def load_function(path, *args):
             calls.append(Path(path))
             return value
 
