@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:  # the CLI starts without pandas; commands import it when they need it
+    import pandas as pd
 
 app = typer.Typer(
     help="Batch-size studies for small CNNs: sweep batch size x learning rate x normalization "

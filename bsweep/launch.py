@@ -7,7 +7,6 @@ a cluster that shares the filesystem) and when another sweep works on the same s
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time

@@ -7,7 +7,6 @@ checks values and combinations the schema cannot express. No torch import: it ru
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tempfile
 from dataclasses import fields, is_dataclass
