@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,10 @@ from bsweep.data import TensorData
 from bsweep.engine import Alone, PerfChoice, TrialResult, train
 from bsweep.fused import build_members
 from bsweep.plan import compose_config
+
+# Generated datasets (bsweep.datacache) cached once per test session, for every process the
+# tests start, and never in the user's own cache folder.
+os.environ.setdefault("BSWEEP_CACHE_DIR", tempfile.mkdtemp(prefix="bsweep-test-cache-"))
 
 # The smoke study (configs/study/smoke.yaml) shrunk further: 256 training samples, 1 epoch.
 # float32 and the contiguous layout, whatever a timing probe would pick on this machine: tests
