@@ -202,6 +202,22 @@ def _is_plain_value(o) -> bool:
     )
 
 
+def split_job(parser: OverridesParser, job: list[str]) -> tuple[tuple[str, ...], list]:
+    """A job's overrides as (the ones that shape the composition, the plain `key=value` ones):
+    jobs with the same first part compose to the same config before their plain values are set,
+    so one composition serves them all (`apply_values`)."""
+    parsed = parser.parse_overrides(job)
+    return tuple(o.input_line for o in parsed if not _is_plain_value(o)), [o for o in parsed if _is_plain_value(o)]
+
+
+def apply_values(cfg: DictConfig, values: list) -> DictConfig:
+    """A copy of composed `cfg` with plain overrides (from `split_job`) set, as Hydra sets them."""
+    cfg = copy.deepcopy(cfg)
+    for o in values:
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+    return cfg
+
+
 def expand(overrides: list[str]) -> list[PlannedTrial]:
     """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order.
 
@@ -222,15 +238,11 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for job in _job_override_lists(sweeper_params, plain + sweep):
-            parsed = parser.parse_overrides(job)
-            values = [o for o in parsed if _is_plain_value(o)]
-            structure = tuple(o.input_line for o in parsed if not _is_plain_value(o))
+            structure, values = split_job(parser, job)
             try:
                 if structure not in composed:
                     composed[structure] = compose(line.config_name, overrides=[*search, *structure])
-                cfg = copy.deepcopy(composed[structure])
-                for o in values:
-                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+                cfg = apply_values(composed[structure], values)
             except Exception:  # let Hydra itself compose it, and say what is wrong
                 cfg = compose(line.config_name, overrides=[*search, *job])
             trials.append(PlannedTrial(job, cfg, trial_id(cfg)))

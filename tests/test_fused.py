@@ -149,6 +149,33 @@ def test_fused_model_forward_equals_members_forward(float64):
         torch.testing.assert_close(out[k], net(float64.x_train[idx[k]]), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "instance", "weight", "lrn", "none"])
+@pytest.mark.parametrize("dataset", ["mnist1d", "digits"])
+def test_members_evaluated_one_by_one_equal_the_fused_forward(norm, dataset):
+    """Evaluation on the CPU runs each member as a dense network on its slice of the fused
+    weights (faster than the grouped conv at evaluation batches); it must equal the fused model."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = compose([*TINY, f"data={dataset}", f"norm={norm}"])
+        data = load_data(cfg.data)
+        data = dataclasses.replace(data, x_train=data.x_train.double(), x_test=data.x_test.double())
+        cfgs = [dataclasses.replace(cfg, seed=s, lr=lr) for s, lr in ((0, 0.05), (1, 0.1), (2, 0.2))]
+        group = fused.Fused(cfgs, data, fused.PerfChoice())
+        idx = torch.stack([torch.arange(8) + 8 * k for k in range(3)])
+        for _ in range(3):  # a few steps, so batch norm's running statistics are not the initial ones
+            group.losses(data, idx).sum().backward()
+            group.optimizer_step()
+        group.model.eval()
+        with torch.no_grad():
+            x = data.x_test[:17]
+            one_by_one = group.logits(x)
+            together = group.model(x.repeat(1, 3, *[1] * (x.dim() - 2)))
+        torch.testing.assert_close(one_by_one, together, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_default_dtype(old)
+
+
 def test_width_is_forced_or_measured(data):
     cfg = compose([*TINY, "batch_size=4"])
     cfg.perf.fuse = "off"
