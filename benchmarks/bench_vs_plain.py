@@ -191,12 +191,12 @@ def step_flops(cfg, data) -> float:
 # (b) + (c) the whole study
 
 
-def scaled_overrides(study: str, scale: float) -> list[str]:
+def scaled_overrides(overrides: list[str], scale: float) -> list[str]:
     from bsweep.plan import compose_config
 
     if scale >= 1:
         return []
-    cfg = compose_config([f"study={study}"])
+    cfg = compose_config([o for o in overrides if "," not in o])
     b = cfg.study.budget
     out = []
     if b.epochs is not None:
@@ -222,8 +222,8 @@ def run_measured(cmd: list[str], env=None) -> tuple[float, int, int]:
     return seconds, code, rss
 
 
-def baseline_study(study: str, extra: list[str], threads: int) -> None:
-    """Child process: every trial of the study, one after another, the plain way."""
+def baseline_study(overrides: list[str], threads: int) -> None:
+    """Child process: every trial of the sweep `overrides`, one after another, the plain way."""
     import torch
     from omegaconf import OmegaConf
 
@@ -232,7 +232,7 @@ def baseline_study(study: str, extra: list[str], threads: int) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    planned = expand([f"study={study}", *extra])
+    planned = expand(overrides)
     data = None
     for p in planned:
         cfg = OmegaConf.to_object(p.config)
@@ -248,33 +248,121 @@ def merged(overrides: list[str], later: list[str]) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0] not in keys] + later
 
 
-def whole_study(study: str, scale: float, jobs: int, threads: int, variants: list[list[str]],
-                result: dict) -> None:
+# The small-batch grid of issue 12: 18 trials at batch 1, 4 and 16, one epoch each, where
+# per-step overhead and everything outside training weigh most.
+SMALL_GRID = ["data=mnist1d", "norm=batch", "batch_size=1,4,16", "lr=0.01,0.03,0.1", "seed=0,1",
+              "study.budget.epochs=1"]
+
+
+def where_time_went(study_dir: Path, wall: float, workers: int) -> dict:
+    """From a finished sweep's records: seconds of training and of evaluation summed over the
+    fused groups (members of a group share their clocks, so each group counts once), and the
+    rest of `workers` x `wall` (start-up, planning, data, probes, width search, records, idle),
+    as wall seconds: (workers x wall - train - eval) / workers."""
+    import pandas as pd
+
+    groups = {}
+    for tdir in study_dir.glob("trials/*"):
+        try:
+            m = pd.read_parquet(tdir / "measurements.parquet")
+            env = json.loads((tdir / "env.json").read_text())
+        except (OSError, ValueError):
+            continue
+        last = m.iloc[-1]
+        key = (env.get("pid"), round(float(last["train_seconds"]), 6), round(float(last.get("eval_seconds", 0.0)), 6))
+        groups[key] = (float(last["train_seconds"]), float(last.get("eval_seconds", float("nan"))))
+    train = sum(t for t, _ in groups.values())
+    evaluation = sum(e for _, e in groups.values())
+    return {"groups": len(groups), "train_seconds": train, "eval_seconds": evaluation,
+            "other_seconds": (workers * wall - train - evaluation) / workers}
+
+
+def floor_seconds(overrides: list[str], workers: int) -> dict:
+    """The arithmetic floor of the sweep: FLOPs of every training step and every evaluation
+    (torch's FlopCounterMode, per sample) over the FLOP rate of one thread at batch 1024
+    (the engine's own step, timed), times `workers`."""
+    import torch
+    from omegaconf import OmegaConf
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bsweep.bench import step_seconds
+    from bsweep.data import load_data
+    from bsweep.engine import Alone, PerfChoice
+    from bsweep.plan import expand
+    from bsweep.schedule import measurement_steps, total_steps
+
+    torch.set_num_threads(1)
+    planned = [OmegaConf.to_object(p.config) for p in expand(overrides)]
+    data = load_data(planned[0].data, "cpu")
+    train_flops = eval_flops = 0.0
+    per_sample: dict = {}
+    for cfg in planned:
+        key = (cfg.model.name, cfg.model.width, cfg.norm.kind)
+        if key not in per_sample:
+            b = 64
+            train = step_flops(dataclasses_replace(cfg, batch_size=b), data) / b
+            members = Alone(cfg, data, PerfChoice())
+            members.model.eval()
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                members.logits(data.x_test[:b])
+            per_sample[key] = (train, counter.get_total_flops() / b)
+        train, forward = per_sample[key]
+        steps = total_steps(cfg.study.budget, data.n_train, cfg.batch_size)
+        evals = len(measurement_steps(cfg.study.eval, cfg.batch_size, steps))
+        train_flops += steps * cfg.batch_size * train
+        eval_flops += evals * len(data.x_test) * forward
+    big = dataclasses_replace(planned[0], batch_size=min(1024, data.n_train))
+    seconds = step_seconds(big, data, big.batch_size, 1, PerfChoice(), block_seconds=1.0)
+    rate = step_flops(big, data) / seconds
+    return {"train_tflop": train_flops / 1e12, "eval_tflop": eval_flops / 1e12, "gflops_per_thread": rate / 1e9,
+            "floor_seconds": (train_flops + eval_flops) / (rate * workers)}
+
+
+def dataclasses_replace(cfg, **changes):
+    import copy as _copy
+
+    out = _copy.deepcopy(cfg)
+    for k, v in changes.items():
+        setattr(out, k, v)
+    return out
+
+
+def whole_study(name: str, overrides: list[str], scale: float, jobs: int, threads: int,
+                variants: list[list[str]], result: dict) -> None:
     """Fill `result` as each side finishes, so a run stopped by a time limit keeps what it
-    measured: bsweep as a user runs it, then the plain loop, then one more bsweep run per
-    extra variant (overrides added to the user's command)."""
-    extra = scaled_overrides(study, scale)
-    result.update({"study": study, "scale": scale, "overrides": extra, "jobs": jobs, "trials": None, "runs": []})
+    measured: bsweep as a user runs it (with where its wall time went), then the plain loop,
+    then one more bsweep run per extra variant (overrides added to the user's command)."""
+    extra = scaled_overrides(overrides, scale)
+    result.update({"study": name, "scale": scale, "overrides": extra, "jobs": jobs, "trials": None, "runs": []})
+    result["floor"] = floor_seconds([*overrides, *extra], jobs)
+    print(f"  arithmetic floor: {result['floor']['floor_seconds']:.1f} s on {jobs} cores "
+          f"({result['floor']['train_tflop']:.2f} TFLOP training + {result['floor']['eval_tflop']:.2f} evaluation "
+          f"at {result['floor']['gflops_per_thread']:.0f} GFLOP/s per thread)", flush=True)
 
     def bsweep_run(variant: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             # `python -m bsweep`: the CLI a user runs, also where bsweep is on PYTHONPATH, not installed
-            args = merged(["sweep", f"study={study}", f"results_dir={tmp}/results", *extra,
+            args = merged(["sweep", *overrides, f"results_dir={tmp}/results", *extra,
                            "hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"], variant)
             print("  bsweep:  ", " ".join(args), flush=True)
             seconds, code, rss = run_measured([sys.executable, "-m", "bsweep", *args])
-            result["trials"] = len(list(Path(tmp, "results", study, "trials").glob("*/status.json")))
-        workers = int(next(a for a in args if a.startswith("hydra.launcher.n_jobs=")).split("=")[1])
-        run = {"variant": " ".join(variant) or "(as a user runs it)", "command": " ".join(args[3:]),
-               "seconds": seconds, "exit": code, "peak_rss_mib": rss / 1024, "workers": workers}
+            [study_dir] = list(Path(tmp, "results").iterdir()) or [Path(tmp)]
+            result["trials"] = len(list(study_dir.glob("trials/*/status.json")))
+            workers = int(next(a for a in args if a.startswith("hydra.launcher.n_jobs=")).split("=")[1])
+            spent = where_time_went(study_dir, seconds, workers)
+        run = {"variant": " ".join(variant) or "(as a user runs it)", "command": " ".join(args[1:]),
+               "seconds": seconds, "exit": code, "peak_rss_mib": rss / 1024, "workers": workers, **spent}
+        print(f"    train {spent['train_seconds']:.1f} s + evaluation {spent['eval_seconds']:.1f} s over "
+              f"{spent['groups']} groups; the rest, per worker: {spent['other_seconds']:.1f} s", flush=True)
         if result.get("plain_seconds"):
             run["ratio"] = result["plain_seconds"] / seconds
         result["runs"].append(run)
         print(f"    {seconds:.1f} s, exit {code}" + (f", {run['ratio']:.2f}x the plain loop" if "ratio" in run else ""), flush=True)
 
     bsweep_run(variants[0])
-    base_cmd = [sys.executable, __file__, "--baseline-child", "--study", study,
-                "--baseline-threads", str(threads), "--", *extra]
+    base_cmd = [sys.executable, __file__, "--baseline-child", "--baseline-threads", str(threads), "--",
+                *overrides, *extra]
     print("  baseline: the same", result["trials"], "trials one after another, plain loop", flush=True)
     seconds, code, rss = run_measured(base_cmd)
     result.update(plain_seconds=seconds, plain_exit=code, plain_peak_rss_mib=rss / 1024)
@@ -292,8 +380,15 @@ def machine() -> dict:
 
     from bsweep.device import device_name
 
+    try:
+        flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith("avx512")})
+    except OSError:
+        flags = []
+    # the kernels torch runs: an AVX-512 CPU can be told to use its AVX2 ones (the other CI class)
+    capability = os.environ.get("ATEN_CPU_CAPABILITY") or torch.backends.cpu.get_cpu_capability()
     info = {"cpu": device_name(torch.device("cpu")), "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "python": platform.python_version(), "load_before": os.getloadavg()}
+            "python": platform.python_version(), "load_before": os.getloadavg(),
+            "cpu_flags": ", ".join(flags) or "no AVX-512 (AVX2)", "kernels": capability}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -312,6 +407,7 @@ def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info.get('gpu') or info['cpu']}", "",
              f"Machine: {info['cpu']}, {info['cores']} cores" + (f", GPU {info['gpu']}" if info.get("gpu") else "")
              + f"; torch {info['torch']}, Python {info['python']}.",
+             f"CPU flags: {info['cpu_flags']}; torch's CPU kernels: {info['kernels']}.",
              f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in info['load_before'])}; "
              f"after: {', '.join(f'{x:.2f}' for x in info['load_after'])}. Other work shared the machine: "
              "timings are noisy, ratios come from the same run.", "",
@@ -332,19 +428,31 @@ def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
                   "(FLOPs of a step counted by torch's FlopCounterMode)"
                   + (f", {top['peak_fraction']:.2%} of the card's dense bf16 peak." if top.get("peak_fraction") else "."), ""]
     if study and study.get("runs"):
-        lines += [f"### (b) Whole study `{study['study']}` ({study['trials']} trials)", ""]
+        lines += [f"### (b) Whole sweep: {study['study']} ({study['trials']} trials)", ""]
+        if study.get("floor"):
+            f = study["floor"]
+            lines += [f"Arithmetic floor: **{f['floor_seconds']:.1f} s** on {study['jobs']} cores "
+                      f"({f['train_tflop']:.3f} TFLOP of training and {f['eval_tflop']:.3f} TFLOP of evaluation, "
+                      f"at the {f['gflops_per_thread']:.0f} GFLOP/s one thread reaches at batch 1024).", ""]
         if study["scale"] < 1:
             lines += [f"**Scaled:** every trial ran {study['scale']:g} of its budget on both sides "
                       f"(`{' '.join(study['overrides'])}`), evaluation cadence unchanged.", ""]
         plain = study.get("plain_seconds")
-        lines += ["| side | wall seconds | speed vs the plain loop | peak RSS (largest process) |", "|---|---:|---:|---:|",
-                  (f"| plain loop, trials one after another | {plain:.1f} | 1x | {study['plain_peak_rss_mib']:.0f} MiB |"
-                   if plain is not None else "| plain loop, trials one after another | not finished (time limit) | | |")]
+        floor = (study.get("floor") or {}).get("floor_seconds")
+        lines += ["| side | wall seconds | speed vs the plain loop | x the floor | training s | evaluation s | the rest, per worker s | peak RSS (largest process) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|",
+                  (f"| plain loop, trials one after another | {plain:.1f} | 1x | {plain / floor if floor else float('nan'):.1f} | | | | {study['plain_peak_rss_mib']:.0f} MiB |"
+                   if plain is not None else "| plain loop, trials one after another | not finished (time limit) | | | | | | |")]
         for run in study["runs"]:
             ratio = f"**{run['ratio']:.2f}x**" if "ratio" in run else "-"
             failed = "" if run["exit"] == 0 else f" (exit {run['exit']})"
             lines.append(f"| `bsweep {run['command']}`{failed} | {run['seconds']:.1f} | {ratio} | "
+                         f"{run['seconds'] / floor if floor else float('nan'):.1f} | {run['train_seconds']:.1f} | "
+                         f"{run['eval_seconds']:.1f} | {run['other_seconds']:.1f} | "
                          f"{run['peak_rss_mib']:.0f} MiB (x{run['workers']} workers) |")
+        lines += ["", "Training and evaluation seconds are summed over the fused groups (from the trials' "
+                  "`train_seconds` and `eval_seconds`); the rest is everything else a worker's wall time "
+                  "held: start-up, planning, data, probes, width search, records, idle.", ""]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -361,6 +469,8 @@ def main() -> None:
     ap.add_argument("--also", action="append", default=[], metavar="OVERRIDES",
                     help="(b): also run bsweep with these extra overrides (space-separated), e.g. "
                          "'perf.compile=on' or 'hydra.launcher.n_jobs=4'; repeatable")
+    ap.add_argument("--small-grid", action="store_true",
+                    help="(b): the small-batch grid (" + " ".join(SMALL_GRID) + ") instead of --study")
     ap.add_argument("--skip-per-trial", action="store_true")
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--write", type=Path, help="append the results as a section of this Markdown file")
@@ -369,7 +479,7 @@ def main() -> None:
     ap.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_child:
-        baseline_study(args.study, args.extra, args.baseline_threads)
+        baseline_study(args.extra, args.baseline_threads)
         return
     info = machine()
     if not args.jobs:
@@ -399,7 +509,10 @@ def main() -> None:
         rows.extend(per_trial(args.study, args.seconds_per_point, args.baseline_threads, compiled))
     if not args.skip_study:
         print(f"(b) whole study {args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)
-        whole_study(args.study, args.scale, args.jobs, args.baseline_threads, variants, study)
+        if args.small_grid:
+            whole_study("small-batch grid", SMALL_GRID, args.scale, args.jobs, args.baseline_threads, variants, study)
+        else:
+            whole_study(args.study, [f"study={args.study}"], args.scale, args.jobs, args.baseline_threads, variants, study)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     finish()
 

@@ -12,13 +12,16 @@ from omegaconf import DictConfig
 
 from bsweep.config import register_configs
 from bsweep.plan import CONFIG_DIR
-from bsweep.runner import run_trial_task
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> dict:
+    # here, not at import: a sweep whose launcher trains elsewhere (bsweep_fused's worker
+    # processes, a cluster) does not load torch (~2.5 s) in the process that launches it
+    from bsweep.runner import run_trial_task
+
     return run_trial_task(cfg)
 
 

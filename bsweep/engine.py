@@ -250,6 +250,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     active = [True] * k
     base_lr = [effective_lr(c) for c in cfgs]
     watch = Stopwatch(device)
+    eval_watch = Stopwatch(device)  # evaluation's own seconds: where a study's wall time goes
     step, factor = 0, lr_factor(cfg.schedule, 0, steps)
     loss_sum, losses_since = torch.zeros(k, device=device), 0
 
@@ -259,13 +260,15 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     def measure() -> None:
         """Evaluate, record a row per active member, and freeze the ones that are done."""
         nonlocal loss_sum, losses_since
+        eval_watch.start()
         scores = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
+        eval_watch.stop()
         train_loss = (loss_sum / losses_since).tolist() if losses_since else [math.nan] * k
         loss_sum, losses_since = torch.zeros(k, device=device), 0
         stopped = []
         for m in (m for m in range(k) if active[m]):
             row = {"step": step, "samples": step * batch, "epoch": step * batch / n,
-                   "train_seconds": watch.seconds, "train_loss": train_loss[m],
+                   "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds, "train_loss": train_loss[m],
                    **{name: values[m] for name, values in scores.items()}, "lr": base_lr[m] * factor}
             if tracker is not None:  # the clock is stopped here: noise passes are not training time
                 row.update(tracker.update(members.model, data, step))

@@ -25,10 +25,7 @@ disturb anyone. `bsweep.engine.train` is the loop; this module is only the model
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-from dataclasses import asdict, is_dataclass
 
 import torch
 from torch import nn
@@ -37,24 +34,8 @@ import torch.nn.functional as F
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
+from bsweep.plan import fusion_key
 from bsweep.models import SmallCNN, make_cnn
-
-
-def fusion_key(cfg) -> str:
-    """Trials with the same key can share a fused model: everything equal but `lr` and `seed`
-    (and the trial's free-form tags). Runtime keys (device, threads, perf) are part of the key:
-    a group runs in one place."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        tree = OmegaConf.to_container(cfg, resolve=True)
-    else:
-        tree = asdict(cfg) if is_dataclass(cfg) else cfg
-    tree = json.loads(json.dumps(tree, default=str))
-    for key in ("hydra", "lr", "seed", "tags"):
-        tree.pop(key, None)
-    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def split(items: list, width: int) -> list[list]:

@@ -38,7 +38,8 @@ from bsweep.config import Config, perf_setting
 from bsweep.data import TensorData
 from bsweep.device import device_name
 from bsweep.engine import PerfChoice, train_step
-from bsweep.fused import build_members, fusion_key
+from bsweep.fused import build_members
+from bsweep.plan import fusion_key
 from bsweep.timing import steps_per_block, time_block, time_steps
 
 # bf16 autocast must make the step at least 20 % faster to be chosen: it changes results (8

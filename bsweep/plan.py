@@ -18,7 +18,8 @@ import functools
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,36 @@ def single(overrides: list[str]) -> PlannedTrial:
         )
     cfg = compose_config(hydra_o + plain, False, line.config_dirs, line.config_name)
     return PlannedTrial(plain, cfg, trial_id(cfg))
+
+
+def fusion_key(cfg) -> str:
+    """Trials with the same key can share a fused model: everything equal but `lr` and `seed`
+    (and the trial's free-form tags). Runtime keys (device, threads, perf) are part of the key:
+    a group runs in one place."""
+    if isinstance(cfg, DictConfig):
+        tree = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        tree = asdict(cfg) if is_dataclass(cfg) else cfg
+    tree = json.loads(json.dumps(tree, default=str))
+    for key in ("hydra", "lr", "seed", "tags"):
+        tree.pop(key, None)
+    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def absolute_results_dir(config: dict) -> None:
+    """Make a relative results_dir absolute against the directory Hydra was started from, so
+    jobs that run elsewhere (submitit, a cluster node, a worker process) write into the same
+    study folder."""
+    if not os.path.isabs(config["results_dir"]):
+        try:
+            from hydra.utils import to_absolute_path
+
+            config["results_dir"] = to_absolute_path(config["results_dir"])
+        except Exception:  # Hydra not initialized: relative to the current directory
+            config["results_dir"] = os.path.abspath(config["results_dir"])
+
+
+def structured(config: dict) -> Config:
+    """A resolved config dict as the typed schema (defaults for keys it lacks)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), config))

@@ -22,7 +22,7 @@ from bsweep.device import environment, free_memory, settle
 from bsweep.engine import Alone, train
 from bsweep.perf import choose
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
-from bsweep.plan import study_dir, trial_id
+from bsweep.plan import absolute_results_dir, structured, study_dir, trial_id
 
 log = logging.getLogger("bsweep")
 
@@ -64,24 +64,6 @@ def _job_context() -> tuple[int, int]:
     except Exception:  # outside Hydra (tests, notebooks): one trial at a time
         pass
     return (jobs or 1), job_num
-
-
-def absolute_results_dir(config: dict) -> None:
-    """Make a relative results_dir absolute against the directory Hydra was started from, so
-    jobs that run elsewhere (submitit, a cluster node, a worker process) write into the same
-    study folder."""
-    if not os.path.isabs(config["results_dir"]):
-        try:
-            from hydra.utils import to_absolute_path
-
-            config["results_dir"] = to_absolute_path(config["results_dir"])
-        except Exception:  # Hydra not initialized: relative to the current directory
-            config["results_dir"] = os.path.abspath(config["results_dir"])
-
-
-def structured(config: dict) -> Config:
-    """A resolved config dict as the typed schema (defaults for keys it lacks)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), config))
 
 
 def point(config: Config) -> str:

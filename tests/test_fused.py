@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bsweep import fused
+from bsweep.plan import fusion_key
 from bsweep.data import load_data
 from bsweep.perf import choose_width, width_table
 from tests.conftest import TINY, compose, train_alone, train_fused
@@ -124,12 +125,12 @@ def test_stop_at_target_stops_each_member_on_its_own(float64):
 def test_only_lr_and_seed_may_differ(data):
     a, b = members(["batch_size=16"], [(0.05, 0), (0.05, 1)])
     b.batch_size = 32
-    assert fused.fusion_key(a) != fused.fusion_key(b)
+    assert fusion_key(a) != fusion_key(b)
     with pytest.raises(ValueError, match="only in lr and seed"):
         train_fused([a, b], data)
     c = copy.deepcopy(a)
     c.lr, c.seed = 0.3, 7
-    assert fused.fusion_key(a) == fused.fusion_key(c)
+    assert fusion_key(a) == fusion_key(c)
 
 
 def test_fused_model_forward_equals_members_forward(float64):

@@ -184,3 +184,30 @@ def test_a_sweep_works_with_claim_files(results, claim_files):
     assert out.exit_code == 0, out.output
     for tdir in records.trials_dir(results / "smoke").iterdir():
         assert records.is_finished(tdir) and not (tdir / records.CLAIM_FILE).exists()
+
+
+def _jobs(overrides: list[str]):
+    from omegaconf import OmegaConf
+
+    from bsweep.plan import expand, fusion_key
+    from hydra_plugins.bsweep_fused_launcher._core import Job
+
+    groups: dict = {}
+    for i, p in enumerate(expand(overrides)):
+        job = Job(i, p.overrides, OmegaConf.to_container(p.config, resolve=True))
+        groups.setdefault(fusion_key(job.config), []).append(job)
+    return list(groups.values())
+
+
+def test_a_group_that_would_outlast_the_other_workers_is_split_and_the_costliest_go_first():
+    from hydra_plugins.bsweep_fused_launcher._core import balance, cost
+
+    lone = _jobs(["data=mnist1d", "batch_size=1", "lr=0.01,0.03,0.1", "seed=0,1", "study.budget.epochs=1"])
+    assert [len(g) for g in balance(lone, 1)] == [6]
+    assert [len(g) for g in balance(lone, 2)] == [3, 3]  # two workers: neither idles
+    assert [len(g) for g in balance(lone, 4)] == [2, 2, 1, 1]
+    grid = _jobs(["data=mnist1d", "batch_size=1,4,16", "lr=0.01,0.03,0.1", "seed=0,1", "study.budget.epochs=1"])
+    order = balance(grid, 2)
+    assert [len(g) for g in order] == [6, 6, 6]  # each fits the fair share: no narrower fusion
+    assert [g[0].config["batch_size"] for g in order] == [1, 4, 16]  # costliest first
+    assert cost(order[0]) > cost(order[1]) > cost(order[2])

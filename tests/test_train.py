@@ -56,7 +56,7 @@ def tiny_data(tiny_config):
 def test_training_is_deterministic_on_cpu(tiny_config, tiny_data):
     a = train_alone(tiny_config, tiny_data).measurements
     b = train_alone(tiny_config, tiny_data).measurements
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("train_seconds", "eval_seconds")} for r in rows]
     assert strip(a) == strip(b)
 
 
@@ -70,6 +70,8 @@ def test_training_learns_and_measures_on_the_cadence(tiny_config, tiny_data):
     assert [r["step"] for r in m] == sorted({r["step"] for r in m})
     assert all(r["train_seconds"] >= 0 for r in m)
     assert [r["train_seconds"] for r in m] == sorted(r["train_seconds"] for r in m)
+    evals = [r["eval_seconds"] for r in m]  # cumulative, and each row's own evaluation included
+    assert evals == sorted(evals) and evals[0] > 0
     assert m[-1]["test_loss"] < m[0]["test_loss"]
 
 

@@ -32,7 +32,7 @@ TRIAL_COLUMNS = [
     "device", "device_name", "torch_version", "threads", "amp", "channels_last",
 ]
 MEASUREMENT_COLUMNS = [
-    "trial_id", "step", "samples", "epoch", "train_seconds", "train_loss", "test_loss",
+    "trial_id", "step", "samples", "epoch", "train_seconds", "eval_seconds", "train_loss", "test_loss",
     "test_acc", "val_loss", "val_acc", "heldout_loss", "heldout_acc", "lr",
 ]
 

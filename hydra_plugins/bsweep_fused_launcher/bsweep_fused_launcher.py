@@ -1,6 +1,6 @@
 """`hydra/launcher=bsweep_fused`: train a sweep's trials as fused groups (see bsweep.fused).
 
-The jobs of a sweep are grouped by `bsweep.fused.fusion_key` (everything equal but lr and seed);
+The jobs of a sweep are grouped by `bsweep.plan.fusion_key` (everything equal but lr and seed);
 finished trials are skipped (`records.is_finished`); each group is trained by the engine
 (`bsweep.engine.train` over `bsweep.fused.Fused`) at a width chosen by measurement
 (`bsweep.perf.choose_width`), and every member is written as its own trial record through the
