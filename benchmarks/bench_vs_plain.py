@@ -20,12 +20,10 @@ batch size, number of steps, and evaluation at the same measurement points (a te
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
 import platform
-import resource
 import signal
 import subprocess
 import sys
@@ -508,7 +506,7 @@ def main() -> None:
         print("(a) per trial", flush=True)
         rows.extend(per_trial(args.study, args.seconds_per_point, args.baseline_threads, compiled))
     if not args.skip_study:
-        print(f"(b) whole study {args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)
+        print(f"(b) whole sweep {'small-batch grid' if args.small_grid else args.study}, scale {args.scale:g}" + (" (SCALED: a fraction of every trial's budget, both sides)" if args.scale < 1 else ""), flush=True)
         if args.small_grid:
             whole_study("small-batch grid", SMALL_GRID, args.scale, args.jobs, args.baseline_threads, variants, study)
         else:

@@ -65,12 +65,30 @@ PERF_DIR = "perf"
 _MEMO: dict[str, PerfChoice] = {}
 
 
-def candidates(cfg: Config, images: bool) -> list[PerfChoice]:
-    """Every setting `cfg.perf` allows for this trial; the exact one (if allowed) first."""
+def bf16_can_pay(device: torch.device) -> bool:
+    """Whether bf16 autocast can be faster here at all. Not on a CPU without native bf16 (the
+    avx512_bf16 or amx_bf16 instructions, with torch running its AVX-512 kernels): there bf16 is
+    emulated in float32 and only adds conversions, so `perf.amp=auto` is float32 without a probe
+    (a probe costs ~0.5-1 s per batch size and process). GPUs are probed."""
+    if device.type != "cpu":
+        return True
+    if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return True  # unknown: measure
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def candidates(cfg: Config, images: bool, bf16: bool = True) -> list[PerfChoice]:
+    """Every setting `cfg.perf` allows for this trial; the exact one (if allowed) first.
+    `bf16`: whether bf16 can pay on the device (`bf16_can_pay`); if not, `amp=auto` is off."""
     def values(v: str) -> list[bool]:
         return [False, True] if v == "auto" else [v == "on"]
 
-    amp = values(perf_setting(cfg.perf.amp, "amp"))
+    amp_setting = perf_setting(cfg.perf.amp, "amp")
+    amp = [False] if amp_setting == "auto" and not bf16 else values(amp_setting)
     cl = values(perf_setting(cfg.perf.channels_last, "channels_last")) if images else [False]
     compiled = perf_setting(cfg.perf.compile, "compile") == "on"
     return [PerfChoice(a, c, compiled) for a in amp for c in cl]
@@ -165,7 +183,7 @@ def _store(path: Path, record: dict) -> PerfChoice | None:
 def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> PerfChoice:
     """The settings `cfg`'s trial trains with on `data`'s device: fixed ones as given, `auto`
     ones measured once per (device, model, norm, optimizer, batch size) and remembered."""
-    options = candidates(cfg, data.x_train.dim() == 4)
+    options = candidates(cfg, data.x_train.dim() == 4, bf16_can_pay(data.x_train.device))
     if len(options) == 1:
         return options[0]
     key = probe_key(cfg, data)

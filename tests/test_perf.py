@@ -38,6 +38,14 @@ def test_candidates_follow_the_settings_and_the_data():
     assert candidates(cfg, images=False) == [EXACT]
 
 
+def test_amp_auto_is_float32_without_a_probe_where_bf16_is_emulated():
+    cfg = compose([*TINY, "perf.amp=auto", "perf.channels_last=auto"])
+    assert candidates(cfg, images=True, bf16=False) == [EXACT, NHWC]
+    assert candidates(cfg, images=False, bf16=False) == [EXACT]  # nothing to measure
+    cfg = compose([*TINY, "perf.amp=on"])
+    assert candidates(cfg, images=False, bf16=False) == [BF16]  # asked for: kept
+
+
 def test_pick_needs_a_clear_gain_to_leave_float32():
     # bf16 15 % faster: not enough (it moves results); 25 % faster: taken
     assert pick({EXACT: 1.0, BF16: 1 / 1.15}) == EXACT
@@ -67,7 +75,9 @@ def test_fixed_settings_are_not_measured(monkeypatch):
     assert choose(cfg, data) == BF16
 
 
-def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path):
+def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path, monkeypatch):
+    # the probe's bookkeeping on every CPU: bf16 is timed here even where it cannot pay
+    monkeypatch.setattr(perf, "bf16_can_pay", lambda device: True)
     cfg = compose([*TINY, *AUTO, "batch_size=64"])
     data = load_data(cfg.data)
     rng = torch.random.get_rng_state()
@@ -116,12 +126,13 @@ def test_a_sweep_records_the_settings_each_trial_ran_with(tmp_path):
     from typer.testing import CliRunner
 
     results = tmp_path / "results"
+    # images, so there is a layout to decide on every CPU (bf16 is not probed where emulated)
     out = CliRunner().invoke(app, ["sweep", *TINY, f"results_dir={results}", "batch_size=16,64",
-                                   "norm=batch", "perf.amp=auto"])
+                                   "norm=batch", "data=digits", "perf.amp=auto", "perf.channels_last=auto"])
     assert out.exit_code == 0, out.output
     trials = load_trials(results / "smoke")
     assert set(trials["amp"]) <= {"bf16", "off"} and len(trials) == 2
-    assert set(trials["channels_last"]) == {"off"}  # 1-D data
+    assert set(trials["channels_last"]) <= {"on", "off"}
     assert len(list((results / "smoke" / "perf").glob("*.json"))) == 2  # one decision per batch size
 
 
