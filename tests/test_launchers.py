@@ -211,3 +211,10 @@ def test_a_group_that_would_outlast_the_other_workers_is_split_and_the_costliest
     assert [len(g) for g in order] == [6, 6, 6]  # each fits the fair share: no narrower fusion
     assert [g[0].config["batch_size"] for g in order] == [1, 4, 16]  # costliest first
     assert cost(order[0]) > cost(order[1]) > cost(order[2])
+
+
+def test_a_study_of_many_groups_is_not_split_to_pack_tighter():
+    from hydra_plugins.bsweep_fused_launcher._core import balance
+
+    groups = _jobs(["study=claims_quick"])
+    assert len(groups) == 12 and [len(g) for g in balance(groups, 2)] == [12] * 12

@@ -97,15 +97,17 @@ def makespan(costs: list[float], workers: int) -> float:
 
 
 def balance(groups: list[list[Job]], workers: int) -> list[list[Job]]:
-    """The groups to hand out, costliest first. The costliest group is split in two while that
-    shortens the predicted wall time (`makespan`): a group that alone outlasts the others keeps
-    the other workers idle (a lone group of 6 on 2 workers: 3 + 3), but each part pays its own
-    set-up and a narrower fusion, so nothing else is split."""
+    """The groups to hand out, costliest first. The costliest group is split in two while it
+    leaves a worker idle or costs more than the workers' fair share (total / workers), and the
+    split shortens the predicted wall time (`makespan`): a lone group of 6 on 2 workers trains
+    as 3 + 3. Each part pays its own set-up and a narrower fusion, so nothing else is split."""
     groups = [g for g in groups if g]
     costs = [cost(g) for g in groups]
     while workers > 1 and groups:
         i = max(range(len(groups)), key=costs.__getitem__)
-        if len(groups[i]) < 2:
+        # only a group that outlasts the workers' fair share, or one that leaves a worker
+        # idle, is split: splitting merely to pack tighter costs fusion width the model ignores
+        if len(groups[i]) < 2 or (len(groups) >= workers and costs[i] <= sum(costs) / workers):
             break
         half = (len(groups[i]) + 1) // 2
         parts = [groups[i][:half], groups[i][half:]]
