@@ -40,7 +40,7 @@ from bsweep.device import device_name
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members
 from bsweep.plan import fusion_key
-from bsweep.timing import steps_per_block, time_block, time_steps
+from bsweep.timing import WARM_CALLS, steps_per_block, time_block, time_steps
 
 # bf16 autocast must make the step at least 20 % faster to be chosen: it changes results (8
 # mantissa bits; losses move by ~1e-2 relative), which is worth it only for a clear gain.
@@ -230,10 +230,15 @@ def timed_step(cfg: Config, data: TensorData, width: int, perf: PerfChoice,
 CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)  # plus the group's own size, when it is not one of these
 # Each width is timed in WIDTH_BLOCKS blocks of at least WIDTH_BLOCK_SECONDS and WIDTH_MIN_STEPS
 # steps (best block): at batch 1 a step is ~0.4 ms, and 8 steps alone were noisy enough to pick
-# width 1 where width 8 was 3x faster per member.
+# width 1 where width 8 was 3x faster per member; a 0.025 s block holds ~60 of them. The
+# minimum only binds where a step takes > 3 ms, where 2 steps are long enough to time.
 WIDTH_BLOCK_SECONDS = 0.025
 WIDTH_BLOCKS = 2
-WIDTH_MIN_STEPS = 8
+WIDTH_MIN_STEPS = 2
+# A width whose timing would take longer than this is not tried (nor any wider): where one
+# fused step is that slow the step is compute-bound and fusing saves little (at batch 1024 the
+# search picked width 1), while timing widths 2-12 there took ~20 s of a 136 s claims_quick run.
+WIDTH_SEARCH_SECONDS = 1.0
 # The search over widths stops once a width is this much slower per member than the best so far
 # (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend:
 # per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8.
@@ -254,6 +259,9 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
     table: dict[int, float] = {}
     best = math.inf
     for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
+        calls = WARM_CALLS + 1 + WIDTH_BLOCKS * WIDTH_MIN_STEPS  # steps_per_block's, at the least
+        if table and calls * w * best > WIDTH_SEARCH_SECONDS:
+            break
         step = timed_step(cfg, data, w, perf)
         table[w] = time_steps(step, data.x_train.device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
         if table[w] > STOP_RATIO * best:
