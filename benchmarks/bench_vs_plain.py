@@ -277,17 +277,18 @@ def where_time_went(study_dir: Path, wall: float, workers: int) -> dict:
 
 def floor_seconds(overrides: list[str], workers: int) -> dict:
     """The arithmetic floor of the sweep: FLOPs of every training step and every evaluation
-    (torch's FlopCounterMode, per sample) over the FLOP rate of one thread at batch 1024
-    (the engine's own step, timed), times `workers`."""
+    (torch's FlopCounterMode, per sample) over the FLOP rate one thread reaches on them (a
+    training step at batch 1024; an evaluation of one model over the test set), / `workers`."""
     import torch
     from omegaconf import OmegaConf
     from torch.utils.flop_counter import FlopCounterMode
 
     from bsweep.bench import step_seconds
     from bsweep.data import load_data
-    from bsweep.engine import Alone, PerfChoice
+    from bsweep.engine import Alone, PerfChoice, evaluate
     from bsweep.plan import expand
     from bsweep.schedule import measurement_steps, total_steps
+    from bsweep.timing import time_steps
 
     torch.set_num_threads(1)
     planned = [OmegaConf.to_object(p.config) for p in expand(overrides)]
@@ -313,8 +314,16 @@ def floor_seconds(overrides: list[str], workers: int) -> dict:
     big = dataclasses_replace(planned[0], batch_size=min(1024, data.n_train))
     seconds = step_seconds(big, data, big.batch_size, 1, PerfChoice(), block_seconds=1.0)
     rate = step_flops(big, data) / seconds
+    # evaluation is forward only, which runs faster per FLOP than a training step: its own rate,
+    # one model over the test set at the study's evaluation batch
+    members = Alone(planned[0], data, PerfChoice())
+    evaluate(members, data, planned[0].study.eval.batch_size, False)
+    eval_time = time_steps(lambda: evaluate(members, data, planned[0].study.eval.batch_size, False),
+                           data.x_train.device, 0.5, 3)
+    eval_rate = len(data.x_test) * per_sample[next(iter(per_sample))][1] / eval_time
     return {"train_tflop": train_flops / 1e12, "eval_tflop": eval_flops / 1e12, "gflops_per_thread": rate / 1e9,
-            "floor_seconds": (train_flops + eval_flops) / (rate * workers)}
+            "eval_gflops_per_thread": eval_rate / 1e9,
+            "floor_seconds": (train_flops / rate + eval_flops / eval_rate) / workers}
 
 
 def dataclasses_replace(cfg, **changes):
@@ -334,9 +343,10 @@ def whole_study(name: str, overrides: list[str], scale: float, jobs: int, thread
     extra = scaled_overrides(overrides, scale)
     result.update({"study": name, "scale": scale, "overrides": extra, "jobs": jobs, "trials": None, "runs": []})
     result["floor"] = floor_seconds([*overrides, *extra], jobs)
-    print(f"  arithmetic floor: {result['floor']['floor_seconds']:.1f} s on {jobs} cores "
-          f"({result['floor']['train_tflop']:.2f} TFLOP training + {result['floor']['eval_tflop']:.2f} evaluation "
-          f"at {result['floor']['gflops_per_thread']:.0f} GFLOP/s per thread)", flush=True)
+    f = result["floor"]
+    print(f"  arithmetic floor: {f['floor_seconds']:.1f} s on {jobs} cores ({f['train_tflop']:.2f} TFLOP training "
+          f"at {f['gflops_per_thread']:.0f} GFLOP/s per thread + {f['eval_tflop']:.2f} evaluation at "
+          f"{f['eval_gflops_per_thread']:.0f})", flush=True)
 
     def bsweep_run(variant: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -430,8 +440,10 @@ def markdown(info: dict, rows: list[dict], study: dict | None, args) -> str:
         if study.get("floor"):
             f = study["floor"]
             lines += [f"Arithmetic floor: **{f['floor_seconds']:.1f} s** on {study['jobs']} cores "
-                      f"({f['train_tflop']:.3f} TFLOP of training and {f['eval_tflop']:.3f} TFLOP of evaluation, "
-                      f"at the {f['gflops_per_thread']:.0f} GFLOP/s one thread reaches at batch 1024).", ""]
+                      f"({f['train_tflop']:.3f} TFLOP of training at the {f['gflops_per_thread']:.0f} GFLOP/s one "
+                      f"thread reaches in a training step at batch 1024, and {f['eval_tflop']:.3f} TFLOP of "
+                      f"evaluation at the {f.get('eval_gflops_per_thread', f['gflops_per_thread']):.0f} GFLOP/s it "
+                      "reaches evaluating one model).", ""]
         if study["scale"] < 1:
             lines += [f"**Scaled:** every trial ran {study['scale']:g} of its budget on both sides "
                       f"(`{' '.join(study['overrides'])}`), evaluation cadence unchanged.", ""]
