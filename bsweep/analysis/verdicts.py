@@ -224,12 +224,28 @@ class Noise:
             return np.inf
         return (critical_value(max(self.k, 2), df, self.slices) + float(t.ppf(POWER, df))) * self.sd * np.sqrt(2 / n)
 
+    def seeds_needed(self, low: int, matters: float) -> int | None:
+        """The fewest seeds (from `low` to MAX_SEEDS_SAID) that detect `matters`, or None.
+        `detectable` falls as seeds grow (both quantiles fall with df, and so does sqrt(2 / n)),
+        so bisection finds it: each new df costs a studentized-range quantile (~0.15 s), and a
+        scan up to MAX_SEEDS_SAID took 15 s of a report."""
+        if low > MAX_SEEDS_SAID or self.detectable(MAX_SEEDS_SAID) > matters:
+            return None
+        high = MAX_SEEDS_SAID  # detects
+        while low < high:
+            mid = (low + high) // 2
+            if self.detectable(mid) <= matters:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
     def underpowered(self, n: float, matters: float, unit: str) -> str:
         """"" when n seeds detect a difference of `matters`; else why the slice is inconclusive."""
         n = int(n)
         if self.detectable(n) <= matters:
             return ""
-        need = next((m for m in range(n + 1, MAX_SEEDS_SAID + 1) if self.detectable(m) <= matters), None)
+        need = self.seeds_needed(n + 1, matters)
         needs = f">= {need}" if need else f"> {MAX_SEEDS_SAID}"
         return (f"no significant difference, but {n} seeds only detect differences above "
                 f"{self.detectable(n):.3g} {unit}; needs {needs} seeds to detect {matters:.3g}")

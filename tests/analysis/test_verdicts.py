@@ -339,3 +339,14 @@ def test_nullable_integer_columns_from_load(study_factory):
     c1 = table[(table["claim"] == "C1") & (table["protocol"] == FIXED_LR)].iloc[0]
     assert c1["verdict"] == HOLDS
     assert "at batch size <= 16" in c1["condition"]
+
+
+@pytest.mark.parametrize("sd,matters", [(0.01, 0.01), (0.005, 0.01), (0.002, 0.01)])
+def test_seeds_needed_is_the_fewest_that_detect_the_difference(sd, matters):
+    from bsweep.analysis.verdicts import Noise
+
+    noise = Noise(sd, 6, 6, 12)  # 6 points x 2 seeds, 12 slices
+    need = noise.seeds_needed(3, matters)
+    assert noise.detectable(need) <= matters
+    assert need == 3 or noise.detectable(need - 1) > matters
+    assert Noise(1.0, 6, 6, 12).seeds_needed(3, 0.01) is None  # beyond MAX_SEEDS_SAID
