@@ -386,12 +386,9 @@ def whole_study(name: str, overrides: list[str], scale: float, jobs: int, thread
 def machine() -> dict:
     import torch
 
-    from bsweep.device import device_name
+    from bsweep.device import cpu_flags, device_name
 
-    try:
-        flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith("avx512")})
-    except OSError:
-        flags = []
+    flags = sorted(f for f in cpu_flags() if f.startswith("avx512"))
     # the kernels torch runs: an AVX-512 CPU can be told to use its AVX2 ones (the other CI class)
     capability = os.environ.get("ATEN_CPU_CAPABILITY") or torch.backends.cpu.get_cpu_capability()
     info = {"cpu": device_name(torch.device("cpu")), "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from bsweep import records
-from bsweep.config import RUNTIME_KEYS, Config, flatten, is_under
+from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, flatten, is_under
 from bsweep.data import TensorData, load_data
 from bsweep.device import environment, settle
 from bsweep.perf import PerfChoice, choose, timed_step
@@ -37,10 +37,9 @@ from bsweep.timing import time_steps
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
-# Config groups whose keys can change a step's time; each of their keys is a column of a bench
-# row under its dotted name (model.kernel_size, norm.groups, ...), so analysis can match a row
-# to a study's points on every key the study sweeps (`analysis.scaling`), not just the above.
-STEP_GROUPS = ("data", "model", "norm", "optim")
+# Every key of config.STEP_GROUPS is a column of a bench row under its dotted name
+# (model.kernel_size, norm.groups, ...), so analysis can match a row to a study's points on
+# every key the study sweeps (`analysis.scaling`), not just the above.
 
 
 def step_keys(cfg: Config) -> dict[str, object]:

@@ -261,7 +261,6 @@ def collect(
 ) -> None:
     """Tidy tables of a study (one row per trial, one per measurement) as Parquet in the study folder; STUDY defaults to the most recently updated study."""
     from bsweep.analysis.collect import TRIALS_TABLE, collect as collect_study
-
     from bsweep.analysis.metrics import nuisance_columns, point_columns
 
     study = _study_or_latest(study, results_dir, "collect")

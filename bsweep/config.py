@@ -53,6 +53,10 @@ NOT_GRID = ("noise", "study.eval", "hydra")
 # tuned view optimises over lr and averages over seed. `study.nuisance` may add keys to tune
 # jointly with lr; every other key that varies across a study's trials is scientific.
 NUISANCE_KEYS = ("lr", "seed")
+# Config groups whose keys can change a training step's time (the bench records each of their
+# keys; analysis matches a trial to a bench row on every one a study varies). The schedule, the
+# lr rule and the budget do not change a step's time.
+STEP_GROUPS = ("data", "model", "norm", "optim")
 # Keys that are a study's subject or its named axes (the report's first columns): never nuisance.
 NEVER_NUISANCE = ("batch_size", "data.name", "model.name", "norm.kind", "optim.name", "schedule.name")
 

@@ -3,6 +3,7 @@ trial's env.json, the perf decisions and the bench table agree on the machine.""
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import platform
@@ -44,6 +45,18 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo: avx512f, avx512_bf16, ...); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def environment(device: torch.device) -> dict:

@@ -112,19 +112,16 @@ def train_step(members: Members, data: TensorData, idx: torch.Tensor, amp: bool)
     return losses.detach()
 
 
-# The test set in two halves (positions 0, 2, 4, ... and 1, 3, 5, ...): the tuned view picks
-# each point's learning rate on the validation half and reports it on the held-out half, so
-# the reported numbers are not the ones that chose them (`bsweep.analysis.metrics.tuned_view`).
-# Interleaved positions need no random split to agree on across machines, and split a test set
-# stored in class order half and half per class.
-EVAL_SPLITS = ("test", "val", "heldout")
-
-
 @torch.no_grad()
 def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> dict[str, list[float]]:
     """Every member's mean cross-entropy and accuracy, in eval mode, on the whole test set and
-    on each half of it (EVAL_SPLITS): {"test_loss": [K floats], "test_acc": ..., "val_loss",
-    "val_acc", "heldout_loss", "heldout_acc"}."""
+    on each half of it: {"test_loss": [K floats], "test_acc": ..., "val_loss", "val_acc",
+    "heldout_loss", "heldout_acc"}.
+
+    The halves are the even positions (validation) and the odd ones (held-out): the tuned view
+    picks each point's lr on one and reports the other (`bsweep.analysis.metrics.tuned_view`).
+    Interleaved positions need no random split to agree on across machines, and split a test
+    set stored in class order half and half per class."""
     members.model.eval()
     k, device = members.k, data.x_test.device
     # [:, 0] sums over even positions (validation half), [:, 1] over odd ones (held-out half)
@@ -134,12 +131,12 @@ def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> 
         x, y = data.x_test[i : i + batch_size], data.y_test[i : i + batch_size]
         with autocast(device, amp):
             logits = members.logits(x)
-        odd = (torch.arange(i, i + len(y), device=device) % 2).bool()
         losses = member_losses(logits, y.expand(k, -1), reduce="none").double()
         hits = logits.argmax(2) == y
-        for half, mask in ((0, ~odd), (1, odd)):
-            loss_sum[:, half] += losses[:, mask].sum(1)
-            correct[:, half] += hits[:, mask].sum(1)
+        for half in (0, 1):  # the batch's samples at global positions of parity `half`
+            part = slice((half - i) % 2, None, 2)
+            loss_sum[:, half] += losses[:, part].sum(1)
+            correct[:, half] += hits[:, part].sum(1)
     members.model.train()
     n = len(data.x_test)
     sizes = torch.tensor([(n + 1) // 2, n // 2], device=device, dtype=torch.float64)

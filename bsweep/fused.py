@@ -28,14 +28,14 @@ import copy
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.plan import fusion_key
 from bsweep.models import SmallCNN, make_cnn
+from bsweep.plan import fusion_key
 
 
 def split(items: list, width: int) -> list[list]:
@@ -285,7 +285,7 @@ class Fused:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
             # Evaluation batches are large (study.eval.batch_size), where oneDNN's grouped conv
-            # is slow: 6 members of the default CNN at eval batch 256 took 121 ms fused and 54 ms
+            # is slow: 6 members of the default CNN at eval batch 256 took 121 ms fused and 45 ms
             # one by one as dense convs (2-core EPYC, 1 thread). Fusion pays at small training
             # batches, not here. On a GPU the fused kernel is one launch instead of K.
             x = as_input(x, self.cl)

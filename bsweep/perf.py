@@ -36,7 +36,7 @@ import torch
 
 from bsweep.config import Config, perf_setting
 from bsweep.data import TensorData
-from bsweep.device import device_name
+from bsweep.device import cpu_flags, device_name
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members
 from bsweep.plan import fusion_key
@@ -74,11 +74,8 @@ def bf16_can_pay(device: torch.device) -> bool:
         return True
     if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
         return False
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return True  # unknown: measure
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    flags = cpu_flags()
+    return not flags or bool(flags & {"avx512_bf16", "amx_bf16"})  # unknown flags: measure
 
 
 def candidates(cfg: Config, images: bool, bf16: bool = True) -> list[PerfChoice]:

@@ -291,6 +291,11 @@ def absolute_results_dir(config: dict) -> None:
             config["results_dir"] = os.path.abspath(config["results_dir"])
 
 
+def point(config: Config) -> str:
+    """A trial's place in one line, for logs: batch size, lr, norm, seed."""
+    return f"bs={config.batch_size} lr={config.lr:g} norm={config.norm.kind} seed={config.seed}"
+
+
 def structured(config: dict) -> Config:
     """A resolved config dict as the typed schema (defaults for keys it lacks)."""
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), config))

@@ -22,7 +22,7 @@ from bsweep.device import environment, free_memory, settle
 from bsweep.engine import Alone, train
 from bsweep.perf import choose
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
-from bsweep.plan import absolute_results_dir, structured, study_dir, trial_id
+from bsweep.plan import absolute_results_dir, point, structured, study_dir, trial_id
 
 log = logging.getLogger("bsweep")
 
@@ -64,10 +64,6 @@ def _job_context() -> tuple[int, int]:
     except Exception:  # outside Hydra (tests, notebooks): one trial at a time
         pass
     return (jobs or 1), job_num
-
-
-def point(config: Config) -> str:
-    return f"bs={config.batch_size} lr={config.lr:g} norm={config.norm.kind} seed={config.seed}"
 
 
 def run_trial_task(cfg: DictConfig) -> dict:

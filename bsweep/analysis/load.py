@@ -15,13 +15,12 @@ of the trial table under its dotted name, so metrics, verdicts and plots group b
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-import json
-from dataclasses import dataclass
 
 from bsweep import records
 from bsweep.config import FULL_SIZES, NOT_GRID, NUISANCE_KEYS, RUNTIME_KEYS, flatten, grid_defaults, is_under
@@ -45,6 +44,11 @@ SCHEMA_DEFAULTS = grid_defaults()
 # frame says by its column names alone which columns are scientific (dotted names) and which
 # the tuned view optimises over (``nuisance:optim.momentum``).
 NUISANCE_PREFIX = "nuisance:"
+
+
+def config_key(column: str) -> str:
+    """A column's config key (a nuisance column's prefix dropped)."""
+    return column.removeprefix(NUISANCE_PREFIX)
 
 
 def grid_values(config: dict) -> dict[str, object]:

@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from bsweep.analysis.load import NUISANCE_PREFIX
+from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import condition_columns, nuisance_columns
 
 # One colour per normalization, the same in every figure (matplotlib's tab10 palette).
@@ -81,11 +81,6 @@ def _two_and_five(value: float, _: int) -> str:
     return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
 
 
-def _name(column: str) -> str:
-    """A column as a config key (a nuisance column's prefix dropped)."""
-    return column.removeprefix(NUISANCE_PREFIX)
-
-
 def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]:
     """Split a view into curves over batch size: (label, colour, marker, line style, rows sorted
     by bs).
@@ -108,7 +103,7 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]
         key = key if isinstance(key, tuple) else (key,)
         values = dict(zip(columns, key))
         label = ", ".join(
-            f"lr={values[c]:g}" if c == "lr" else (str(values[c]) if c == "norm" else f"{_name(c)}={values[c]}")
+            f"lr={values[c]:g}" if c == "lr" else (str(values[c]) if c == "norm" else f"{config_key(c)}={values[c]}")
             for c in varying
         )
         color = NORM_COLORS.get(str(values.get("norm")), "black")

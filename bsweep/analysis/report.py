@@ -27,7 +27,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from bsweep.analysis import plots, scaling, scaling_plots
-from bsweep.analysis.load import NUISANCE_PREFIX
+from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
     aggregate_over_seeds,
@@ -436,7 +436,7 @@ def _tuned_lr_table(summary: pd.DataFrame) -> pd.DataFrame:
                    "n_trials"]]
     return table.rename(
         columns={"final_test_acc_mean": "final acc (mean)", "final_test_acc_std": "final acc (std)", "n_trials": "seeds",
-                 **{c: "best " + c.removeprefix(NUISANCE_PREFIX) for c in others}}
+                 **{c: "best " + config_key(c) for c in others}}
     )
 
 

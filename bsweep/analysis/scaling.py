@@ -52,6 +52,7 @@ from bsweep.analysis.metrics import (
     time_optimal_batch_size,
     tuned_view,
 )
+from bsweep.config import STEP_GROUPS, is_under
 
 # Batch sizes needed for a fit: two determine the two parameters exactly, leaving no residual
 # to test the model or to estimate its uncertainty; three is the least that does both.
@@ -347,17 +348,15 @@ def step_times(summary: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.D
 
 # bench.parquet's columns for config keys -> the trial table's names for them.
 BENCH_KEYS = {"data": "data", "optim": "optim", "model_width": "model.width", "model_depth": "model.depth"}
-# Config groups whose keys can change a step's time (`bsweep.bench.STEP_GROUPS`; analysis does
-# not import the command). A study that varies one of their keys is calibrated only by a bench
-# that tells its values apart; the schedule, lr rule and budget do not change a step's time.
-STEP_GROUPS = ("data", "model", "norm", "optim")
 
 
 def bench_gaps(summary: pd.DataFrame, bench: pd.DataFrame) -> list[str]:
     """The step-time keys the study varies that the bench has no column for (their step times
     would be pooled); [] when the bench tells every varying one apart."""
     varying = [c for c in condition_columns(summary) if summary[c].nunique(dropna=False) > 1]
-    step_keys = [c for c in varying if c in STEP_GROUPS or (c.split(".")[0] in STEP_GROUPS and "." in c)]
+    # a study that varies a key of config.STEP_GROUPS is calibrated only by a bench that tells
+    # its values apart
+    step_keys = [c for c in varying if is_under(c, STEP_GROUPS)]
     columns = set(bench.columns) | {v for k, v in BENCH_KEYS.items() if k in bench.columns}
     return [c for c in step_keys if c not in columns]
 
@@ -385,8 +384,7 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFr
     bench = bench.rename(columns={k: v for k, v in BENCH_KEYS.items() if v not in bench.columns})
     if bench_gaps(summary, bench):
         return None
-    keys = [c for c in bench.columns if c in summary.columns and c != "device"
-            and (c == "batch_size" or c in STEP_GROUPS or c.split(".")[0] in STEP_GROUPS)]
+    keys = [c for c in bench.columns if c in summary.columns and (c == "batch_size" or is_under(c, STEP_GROUPS))]
     for key in keys:
         bench[key] = bench[key].astype(summary[key].dtype, errors="ignore")
     return bench.groupby(keys, dropna=False)["seconds_per_step"].median().rename("seconds_per_step").reset_index()

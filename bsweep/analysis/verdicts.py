@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import studentized_range, t
 
-from bsweep.analysis.load import NUISANCE_PREFIX
+from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
     aggregate_over_seeds,
@@ -298,7 +298,7 @@ def _slices(
     for key, frame in view.groupby(list(columns), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = dict(zip(columns, key))
-        label = ", ".join(f"{c}={values[c]:g}" if c == "lr" else f"{c.removeprefix(NUISANCE_PREFIX)}={values[c]}"
+        label = ", ".join(f"{c}={values[c]:g}" if c == "lr" else f"{config_key(c)}={values[c]}"
                           for c in shown)
         out.append((label or "all trials", values, frame))
     return out

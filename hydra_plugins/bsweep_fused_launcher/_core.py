@@ -131,7 +131,7 @@ class _Dot(dict):
 
 
 def _point(cfg: dict) -> str:
-    from bsweep.runner import point
+    from bsweep.plan import point  # not the runner's module: the launching process has no torch
 
     return point(_Dot(cfg))
 
