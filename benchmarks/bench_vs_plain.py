@@ -468,7 +468,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="claims_quick")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of every trial's budget, both sides")
-    ap.add_argument("--jobs", type=int, default=0, help="bsweep worker processes (0: one per core on CPU, 1 with a GPU)")
+    ap.add_argument("--jobs", type=int, default=0, help="bsweep worker processes (0: bsweep's default, `bsweep reproduce --jobs`)")
     ap.add_argument("--baseline-threads", type=int, default=0, help="0 = torch's default")
     ap.add_argument("--seconds-per-point", type=float, default=1.5, help="(a): timing per batch size and side")
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
@@ -490,7 +490,9 @@ def main() -> None:
         return
     info = machine()
     if not args.jobs:
-        args.jobs = 1 if info.get("gpu") else info["cores"]
+        from bsweep.reproduce import default_jobs
+
+        args.jobs = default_jobs()
     print(f"machine: {info}", flush=True)
     compiled = args.compile == "on" or (args.compile == "auto" and bool(info.get("gpu")))
     variants = [[]] + [a.split() for a in args.also]

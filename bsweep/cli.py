@@ -301,7 +301,7 @@ def report(
 @app.command()
 def reproduce(
     full: Annotated[bool, typer.Option("--full", help="Run the full `claims` grid (hours on a CPU) instead of `claims_quick`.")] = False,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Trials at once (default: one per CPU core without a GPU, else 1).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: one per CPU core without a GPU, else 4 per GPU).")] = None,
     results_dir: ResultsDir = Path("results"),
     overrides: Overrides = None,
 ) -> None:

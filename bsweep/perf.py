@@ -14,9 +14,15 @@ A choice is remembered per process and, given a study folder, on disk in
 `results/<study>/perf/<key>.json` (first writer wins), so all trials of one study at one
 (device, model, norm, optimizer, batch size) run the same way, in every worker and on resume.
 
-The fusion width (`perf.fuse`) is measured per process: members per fused model, from the step
-time per member at a few widths. Every timing here runs the engine's own training step
-(`timed_step`), through the one timing helper (`bsweep.timing`).
+The fusion width (`perf.fuse`) is measured: members per fused model, from the step time per
+member at a few widths. Every timing here runs the engine's own training step (`timed_step`),
+through the one timing helper (`bsweep.timing`).
+
+Both measurements are also remembered per machine, under `datacache.cache_dir()/perf/` (keyed
+by the device's name, its kernels, torch's version and threads, and the step's shape), as
+cuDNN and Inductor keep their autotuning: a probe and a width search cost ~1 s each per fusion
+group (~25 s of a 12-group study on 2 CPU cores), and the next study on the same machine need
+not pay them again. Delete that folder to measure afresh.
 """
 
 from __future__ import annotations
@@ -36,10 +42,10 @@ import torch
 
 from bsweep.config import Config, perf_setting
 from bsweep.data import TensorData
+from bsweep.datacache import cache_dir
 from bsweep.device import cpu_flags, device_name
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members
-from bsweep.plan import fusion_key
 from bsweep.timing import WARM_CALLS, steps_per_block, time_block, time_steps
 
 # bf16 autocast must make the step at least 20 % faster to be chosen: it changes results (8
@@ -124,6 +130,8 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
     return {
         "device": device.type,
         "device_name": device_name(device),
+        # the CPU kernels torch runs (ATEN_CPU_CAPABILITY can move them off the CPU's best)
+        "kernels": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "input_shape": list(data.input_shape),
@@ -151,11 +159,18 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> dict[Pe
     return dict(zip(choices, best))
 
 
+def _choice(record: dict | None) -> PerfChoice | None:
+    try:
+        choice = record["choice"]  # type: ignore[index]
+        return PerfChoice(bool(choice["amp"]), bool(choice["channels_last"]), bool(choice.get("compile", False)))
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
 def _read(path: Path) -> PerfChoice | None:
     try:
-        choice = json.loads(path.read_text())["choice"]
-        return PerfChoice(bool(choice["amp"]), bool(choice["channels_last"]), bool(choice.get("compile", False)))
-    except (OSError, ValueError, KeyError, TypeError):
+        return _choice(json.loads(path.read_text()))
+    except (OSError, ValueError):
         return None
 
 
@@ -177,25 +192,61 @@ def _store(path: Path, record: dict) -> PerfChoice | None:
     return _read(path)
 
 
+def _digest(key: dict) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def machine_path(kind: str, key: dict) -> Path:
+    """Where this machine remembers a measurement of `kind` ("choice" or "width") for `key`."""
+    return cache_dir() / PERF_DIR / f"{kind}-{_digest(key)}.json"
+
+
+def _machine_record(path: Path, key: dict) -> dict | None:
+    """The record at `path` when it holds `key` (a digest collision or a damaged file: None)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == json.loads(json.dumps(key, default=str)) else None
+
+
+def _remember(path: Path, record: dict) -> None:
+    """Write the machine's record at `path` (last writer wins: both measured the same key; a
+    damaged file is replaced). A cache folder that cannot be written costs only the cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> PerfChoice:
     """The settings `cfg`'s trial trains with on `data`'s device: fixed ones as given, `auto`
-    ones measured once per (device, model, norm, optimizer, batch size) and remembered."""
+    ones measured once per (device, model, norm, optimizer, batch size) and remembered: by the
+    study (every worker and every resume runs the same way) and by the machine."""
     options = candidates(cfg, data.x_train.dim() == 4, bf16_can_pay(data.x_train.device))
     if len(options) == 1:
         return options[0]
     key = probe_key(cfg, data)
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = _digest(key)
     path = Path(study_dir) / PERF_DIR / f"{digest}.json" if study_dir is not None else None
     memo_key = f"{digest}:{path}"
     if memo_key in _MEMO:
         return _MEMO[memo_key]
     choice = _read(path) if path is not None and path.exists() else None
     if choice is None:
-        seconds = measure(cfg, data, options)
-        choice = pick(seconds)
-        if path is not None:
+        mpath = machine_path("choice", key)
+        record = _machine_record(mpath, key)
+        choice = _choice(record)
+        if choice is None:
+            seconds = measure(cfg, data, options)
+            choice = pick(seconds)
             record = {"key": key, "choice": asdict(choice), "time": time.time(),
                       "measured": [{**c.describe(), "ms_per_step": t * 1e3} for c, t in seconds.items()]}
+            _remember(mpath, record)
+        if path is not None:
             choice = _store(path, record) or choice
     _MEMO[memo_key] = choice
     return choice
@@ -241,7 +292,7 @@ WIDTH_SEARCH_SECONDS = 1.0
 # per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8.
 STOP_RATIO = 1.5
 
-_WIDTH_CACHE: dict[tuple, dict[int, float]] = {}
+_WIDTH_CACHE: dict[str, dict[int, float]] = {}
 
 
 def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice = PerfChoice()) -> dict[int, float]:
@@ -250,9 +301,18 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
     Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
     and the search stops once a width is clearly (STOP_RATIO) slower per member than the best.
     """
-    key = (fusion_key(cfg), str(data.x_train.device), data.n_train, max_width, torch.get_num_threads(), perf)
-    if key in _WIDTH_CACHE:
-        return _WIDTH_CACHE[key]
+    key = {**probe_key(cfg, data), "perf": asdict(perf), "max_width": max_width, "search_seconds": WIDTH_SEARCH_SECONDS}
+    memo_key = _digest(key)
+    if memo_key in _WIDTH_CACHE:
+        return _WIDTH_CACHE[memo_key]
+    mpath = machine_path("width", key)
+    record = _machine_record(mpath, key)
+    if record is not None:
+        try:
+            _WIDTH_CACHE[memo_key] = {int(w): float(t) for w, t in record["seconds_per_member_step"].items()}
+            return _WIDTH_CACHE[memo_key]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
     table: dict[int, float] = {}
     best = math.inf
     for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
@@ -264,7 +324,8 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
         if table[w] > STOP_RATIO * best:
             break
         best = min(best, table[w])
-    _WIDTH_CACHE[key] = table
+    _WIDTH_CACHE[memo_key] = table
+    _remember(mpath, {"key": key, "seconds_per_member_step": table, "time": time.time()})
     return table
 
 

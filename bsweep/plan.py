@@ -296,6 +296,13 @@ def point(config: Config) -> str:
     return f"bs={config.batch_size} lr={config.lr:g} norm={config.norm.kind} seed={config.seed}"
 
 
+@functools.cache
+def _schema() -> DictConfig:
+    # Building the schema node is half of `structured`'s ~20 ms (a fused group converts every
+    # member); merge copies it, so one node serves every call.
+    return OmegaConf.structured(Config)
+
+
 def structured(config: dict) -> Config:
     """A resolved config dict as the typed schema (defaults for keys it lacks)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), config))
+    return OmegaConf.to_object(OmegaConf.merge(_schema(), config))

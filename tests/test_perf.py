@@ -20,10 +20,14 @@ NHWC, BOTH = PerfChoice(False, True), PerfChoice(True, True)
 
 
 @pytest.fixture(autouse=True)
-def fresh_memo():
+def fresh_memo(tmp_path_factory, monkeypatch):
+    """A fresh process: nothing remembered in memory, and a machine cache of its own."""
+    monkeypatch.setenv("BSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     perf._MEMO.clear()
+    perf._WIDTH_CACHE.clear()
     yield
     perf._MEMO.clear()
+    perf._WIDTH_CACHE.clear()
 
 
 def test_candidates_follow_the_settings_and_the_data():
@@ -102,6 +106,45 @@ def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path, monkeypatc
     cfg.batch_size = 16
     choose(cfg, data, tmp_path)
     assert len(list((tmp_path / "perf").glob("*.json"))) == 2
+
+
+def test_the_machine_remembers_a_choice_for_the_next_study(tmp_path, monkeypatch):
+    monkeypatch.setattr(perf, "bf16_can_pay", lambda device: True)
+    cfg = compose([*TINY, *AUTO, "batch_size=64"])
+    data = load_data(cfg.data)
+    first = choose(cfg, data, tmp_path / "study_a")
+    [mfile] = (perf.cache_dir() / "perf").glob("choice-*.json")
+    assert json.loads(mfile.read_text())["key"]["kernels"] == torch.backends.cpu.get_cpu_capability()
+
+    # a new process and another study on this machine: no probe, the same choice, and the
+    # study keeps its own record of it
+    perf._MEMO.clear()
+    real = perf.measure
+    monkeypatch.setattr(perf, "measure", lambda *a: pytest.fail("measured again"))
+    assert choose(cfg, data, tmp_path / "study_b") == first
+    assert len(list((tmp_path / "study_b" / "perf").glob("*.json"))) == 1
+
+    # a damaged machine record is measured afresh and replaced
+    mfile.write_text("{not json")
+    perf._MEMO.clear()
+    calls = []
+    monkeypatch.setattr(perf, "measure", lambda *a: calls.append(1) or real(*a))
+    choose(cfg, data, tmp_path / "study_c")
+    assert calls and json.loads(mfile.read_text())["key"]["batch_size"] == 64
+
+
+def test_the_machine_remembers_a_width_search(monkeypatch):
+    cfg = compose([*TINY, "batch_size=4"])
+    data = load_data(cfg.data)
+    table = perf.width_table(cfg, data, 4)
+    perf._WIDTH_CACHE.clear()  # a new process
+    monkeypatch.setattr(perf, "time_steps", lambda *a, **k: pytest.fail("timed again"))
+    assert perf.width_table(cfg, data, 4) == table
+    with pytest.raises(pytest.fail.Exception, match="timed again"):
+        perf.width_table(cfg, data, 3)  # another group size is another search
+    cfg.batch_size = 8
+    with pytest.raises(pytest.fail.Exception, match="timed again"):
+        perf.width_table(cfg, data, 4)  # another batch size too
 
 
 def test_the_first_writer_wins(tmp_path):
