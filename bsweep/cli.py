@@ -115,6 +115,10 @@ def _report_outcome(outcome) -> None:
     where = ", ".join(sorted({str(study_dir(p.config)) for p in outcome.planned}))
     console.print(f"{len(outcome.planned)} trials: {line} ({'; '.join(who)}). Results in {where}",
                   highlight=False)
+    if outcome.bracket:
+        from bsweep.analysis.bracket import record_summary
+
+        console.print(record_summary(outcome.bracket), highlight=False)
     if outcome.running_elsewhere:
         owners = sorted({f"{outcome.status[t].get('host')} pid {outcome.status[t].get('pid')}"
                          for t in outcome.running_elsewhere})

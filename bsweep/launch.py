@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bsweep import records
+from bsweep.analysis.bracket import read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
 from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, study_dir
 from bsweep.validate import ConfigError, check_all, explain
@@ -42,6 +43,7 @@ class SweepOutcome:
     status: dict[str, dict] = field(default_factory=dict)  # trial_id -> its status record
     sweep_id: str | None = None
     notes: list[str] = field(default_factory=list)  # plan-time warnings (threads, cores)
+    bracket: dict | None = None  # the bracketing sweeper's record, when this sweep wrote one
 
     @property
     def counts(self) -> Counter:
@@ -240,12 +242,28 @@ class _Watcher(threading.Thread):
         self._poll(say)
 
 
-def placement_notes(overrides: list[str], planned: list[PlannedTrial], n_to_run: int) -> tuple[int, list[str]]:
-    """(trials at once on this machine, warnings about cores) for the launcher the overrides pick."""
+def hydra_node(overrides: list[str]) -> dict:
+    """The `hydra` node the overrides compose to (launcher, sweeper), unresolved."""
     line = parse_command_line(overrides)
     hydra_o, plain, _ = split_overrides(line.overrides)
     composed = _as_config_error(compose_config, hydra_o + plain, True, line.config_dirs, line.config_name)
-    launcher = OmegaConf.to_container(composed.hydra.launcher, resolve=False)
+    return OmegaConf.to_container(composed.hydra, resolve=False)
+
+
+def sweeper_problems(sweeper: dict, planned: list[PlannedTrial]) -> list[str]:
+    """What the bracketing sweeper (`hydra/sweeper=bsweep_bracket`) cannot run with."""
+    if not str(sweeper.get("_target_", "")).endswith(".BsweepBracketSweeper"):
+        return []
+    problems = settings_problems(sweeper.get("lr_min"), sweeper.get("lr_max"), sweeper.get("max_rounds"),
+                                 sweeper.get("criteria") or [])
+    if len({study_dir(p.config) for p in planned}) > 1:
+        problems.append("hydra/sweeper=bsweep_bracket brackets one study per sweep: "
+                        "do not sweep study, study.name or results_dir")
+    return problems
+
+
+def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) -> tuple[int, list[str]]:
+    """(trials at once on this machine, warnings about cores) for the launcher the overrides pick."""
     n_cores = cores()
     jobs = launcher_jobs(launcher, n_cores, max(1, n_to_run))
     notes = []
@@ -286,10 +304,14 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
     planned = plan_and_check(overrides)
+    hydra = hydra_node(overrides)
+    problems = sweeper_problems(hydra["sweeper"], planned)
+    if problems:
+        raise ConfigError("\n".join(problems))
     before = trial_states(planned)
     counts = Counter(before.values())
     finished = counts["complete"] + counts["diverged"]
-    jobs, notes = placement_notes(overrides, planned, len(planned) - finished)
+    jobs, notes = placement_notes(hydra["launcher"], planned, len(planned) - finished)
     redo = {s: n for s, n in counts.items() if s in ("failed", "oom", "damaged", "interrupted")}
     console.print(
         f"study {planned[0].config.study.name}: {len(planned)} trials, "
@@ -312,8 +334,11 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
         watcher.join()
     states = _settle(planned, trial_states(planned))
     status = {p.trial_id: _status_or_empty(p) for p in planned}
+    bracket = read_record(study_dir(planned[0].config))
+    if bracket is not None and bracket.get("time", 0) < since:
+        bracket = None  # an earlier sweep's
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
-                        sweep_id, notes)
+                        sweep_id, notes, bracket)
 
 
 def run_one(overrides: list[str]) -> SweepOutcome:

@@ -27,6 +27,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from bsweep.analysis import plots, scaling, scaling_plots
+from bsweep.analysis.bracket import bracket_settings, bracket_table, read_record
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
@@ -247,6 +248,14 @@ def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure
 
 
 # --------------------------------------------------------------------------- critical batch size
+
+BRACKET_INTRO = (
+    "The study ran with hydra/sweeper=bsweep_bracket: where a point's best lr (on any criterion "
+    "below) was the lowest or the highest lr tried there, the lr half a decade beyond it (1-3 "
+    "grid) was trained at every seed, round after round, until the best lr was interior, the "
+    "next lr left the bounds, or the rounds allowed were spent. Tuned verdicts read the "
+    "extended grid; an edge left open is named here and in the verdicts' caveats."
+)
 
 GRID_INTRO = (
     "Every config key the study's trials vary is scientific (a point of its own in every table, "
@@ -604,6 +613,8 @@ class ReportContent:
     failed: pd.DataFrame
     critical: CriticalSection | None = None
     grid: pd.DataFrame | None = None  # key, role (scientific / nuisance / fixed), values
+    bracketing: pd.DataFrame | None = None  # where the lr grid was extended, and why (bracket.json)
+    bracket_settings: str = ""
 
 
 def _render_html(c: ReportContent) -> str:
@@ -627,6 +638,9 @@ def _render_html(c: ReportContent) -> str:
     parts += [_html_figure(figure) for figure in c.figures]
     parts += _critical_html(c.critical)
     parts += ["<h2>Tuned learning rates</h2>", _html_table(c.tuned_lrs)]
+    if c.bracketing is not None:
+        parts += ["<h2>Learning-rate bracketing</h2>", f"<p>{html.escape(BRACKET_INTRO)} {html.escape(c.bracket_settings)}</p>",
+                  _html_table(c.bracketing)]
     if c.grid is not None:
         parts += ["<h2>Study grid</h2>", f"<p>{html.escape(GRID_INTRO)}</p>", _html_table(c.grid)]
     parts += ["<h2>Study config</h2>", f"<pre>{html.escape(c.config_text)}</pre>"]
@@ -683,6 +697,9 @@ def _render_markdown(c: ReportContent, out_dir: Path) -> str:
         lines += _md_figure(figure, out_dir)
     lines += _critical_markdown(c.critical, out_dir)
     lines += ["## Tuned learning rates", "", _md_table(c.tuned_lrs), ""]
+    if c.bracketing is not None:
+        lines += ["## Learning-rate bracketing", "", f"{BRACKET_INTRO} {c.bracket_settings}", "",
+                  _md_table(c.bracketing), ""]
     if c.grid is not None:
         lines += ["## Study grid", "", GRID_INTRO, "", _md_table(c.grid), ""]
     lines += ["## Study config", "", "```yaml", c.config_text.rstrip(), "```", ""]
@@ -755,6 +772,7 @@ def build_report(
     name: str | None = None,
     bench: pd.DataFrame | None = None,
     grid: pd.DataFrame | None = None,
+    bracket: dict | None = None,
 ) -> Path:
     """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
 
@@ -787,6 +805,8 @@ def build_report(
         failed=_failed_table(trials),
         critical=critical,
         grid=grid,
+        bracketing=bracket_table(bracket) if bracket else None,
+        bracket_settings=bracket_settings(bracket) if bracket else "",
     )
     index = out_dir / "index.html"
     index.write_text(_render_html(content), encoding="utf-8")
@@ -811,4 +831,5 @@ def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[s
         name=_study_name(trials, study_config, study_dir.name),
         bench=scaling.load_bench(study_dir),
         grid=load.load_grid_keys(study_dir, nuisance).table(),
+        bracket=read_record(study_dir),
     )

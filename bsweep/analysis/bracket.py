@@ -1,0 +1,193 @@
+"""Learning-rate bracketing: which lrs to try next so that each point's best lr is interior.
+
+Over a fixed lr grid the best lr of a batch size often sits on the grid's edge, and a tuned
+comparison across batch sizes then measures the grid, not the batch size. After each round the
+bracketing sweeper (`hydra/sweeper=bsweep_bracket`) asks `decide` what to add: for every
+scientific point (every swept key but the nuisance keys) and every tuned criterion, the tuned
+view (`metrics.tuned_view`, selecting on the validation half as the report does) names the best
+lr and whether it is the lowest or highest lr tried there; on such an edge the next lr is half a
+decade beyond it, on the 1-3 grid (0.3 -> 1 -> 3; 0.001 -> 0.0003). A point stops when its best
+lr is interior on every criterion (an lr beyond the edge whose every seed diverged brackets it,
+since the tuned view never picks an lr with diverged seeds over one without), or when the next
+lr would leave [lr_min, lr_max], or after `max_rounds` rounds. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bsweep.analysis.metrics import METRIC_GOAL, aggregate_over_seeds, point_columns, tuned_view
+
+# The criteria the tuned verdicts select lrs by: final accuracy (C1, C5, N1) and how fast the
+# target is reached (C3, C4; epochs and seconds to target rank lrs as steps do at one batch size).
+CRITERIA: tuple[str, ...] = ("final_test_acc", "steps_to_target")
+# Mantissas of the half-decade lr grid, as lr grids are usually written: 0.1, 0.3, 1, 3, 10.
+MANTISSAS: tuple[int, ...] = (1, 3)
+SIDES = ("lower", "upper")
+# The bracketing sweeper's record of its rounds and of the edges it left open, in the study folder.
+RECORD_FILE = "bracket.json"
+
+
+def half_decade_grid(lo_exp: int, hi_exp: int) -> list[float]:
+    """The 1-3 grid from 10^lo_exp to 3 x 10^hi_exp, ascending (floats parsed from text, so
+    3e-4 is 0.0003, not 3 * 1e-4)."""
+    return [float(f"{m}e{e}") for e in range(lo_exp, hi_exp + 1) for m in MANTISSAS]
+
+
+def half_decade_beyond(lr: float, side: str) -> float:
+    """The lr of the 1-3 grid nearest to lr x 10^(+-0.5), and strictly beyond `lr` on `side`."""
+    if not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive number, not {lr!r}")
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, not {side!r}")
+    sign = 1 if side == "upper" else -1
+    aim = math.log10(lr) + sign * 0.5
+    grid = half_decade_grid(math.floor(aim) - 1, math.floor(aim) + 1)
+    beyond = [g for g in grid if (g > lr * (1 + 1e-9) if sign > 0 else g < lr * (1 - 1e-9))]
+    return min(beyond, key=lambda g: (abs(math.log10(g) - aim), g))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What bracketing does next at one point, on one side of its lrs."""
+
+    point: tuple  # the point columns' values, in `columns` order
+    columns: tuple[str, ...]
+    shown: tuple[str, ...]  # the columns that vary over the sweep: the point's name in words
+    side: str  # "lower" or "upper"
+    edge_lr: float  # the lowest (or highest) lr tried at the point
+    next_lr: float | None  # the lr to try next; None: this side stops here
+    criteria: tuple[str, ...]  # the criteria whose best lr sits on this edge
+    reason: str  # in words, for the log and the report
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{c}={v}" for c, v in zip(self.columns, self.point) if c in self.shown) or "all trials"
+
+
+def decide(
+    summary: pd.DataFrame,
+    lr_min: float,
+    lr_max: float,
+    max_rounds: int,
+    rounds: Mapping[tuple[tuple, str], int] | None = None,
+    criteria: Sequence[str] = CRITERIA,
+) -> list[Decision]:
+    """One decision per (point, side) where some criterion's best lr sits on that edge.
+
+    ``summary`` is ``metrics.summarize_trials`` of the sweep's trials so far; ``rounds`` counts
+    the lrs already added per (point, side) (at most ``max_rounds`` each). A decision with a
+    ``next_lr`` asks for one more lr on that side; one without says why that side stopped
+    unbracketed. Points whose best lr is interior on every criterion get no decision.
+    """
+    rounds = rounds or {}
+    if summary.empty or "lr" not in summary.columns:
+        return []
+    fixed = aggregate_over_seeds(summary)
+    columns = tuple(point_columns(fixed))
+    shown = tuple(c for c in columns if fixed[c].nunique(dropna=False) > 1)
+    edges: dict[tuple[tuple, str], list[str]] = {}
+    edge_lr: dict[tuple[tuple, str], float] = {}
+    for criterion in criteria:
+        if f"{criterion}_mean" not in fixed.columns:
+            continue
+        tuned = tuned_view(fixed, criterion)
+        for _, row in tuned.iterrows():
+            # No seed at any lr has a value (none reached the target, say): no best lr to bracket.
+            count = f"val_{criterion}_count" if f"val_{criterion}_count" in row.index else f"{criterion}_count"
+            if not row["lr_on_edge"] or not row[count] > 0:
+                continue
+            point = tuple(row[c] for c in columns)
+            at = fixed
+            for c, v in zip(columns, point):
+                at = at[at[c] == v]
+            sides = {"lower": float(at["lr"].min()), "upper": float(at["lr"].max())}
+            chosen = SIDES if row["lr_edge"] == "only" else (row["lr_edge"],)
+            for side in chosen:
+                edges.setdefault((point, side), []).append(criterion)
+                edge_lr[(point, side)] = sides[side]
+    decisions = []
+    for (point, side), named in edges.items():
+        edge = edge_lr[(point, side)]
+        nxt = half_decade_beyond(edge, side)
+        where = f"best lr ({', '.join(named)}) at the {side} edge, {edge:g}"
+        if rounds.get((point, side), 0) >= max_rounds:
+            decisions.append(Decision(point, columns, shown, side, edge, None, tuple(named),
+                                      f"{where}: not bracketed, the {max_rounds} extra rounds allowed are spent"))
+        elif not lr_min <= nxt <= lr_max:
+            decisions.append(Decision(point, columns, shown, side, edge, None, tuple(named),
+                                      f"{where}: not bracketed, {nxt:g} is outside [{lr_min:g}, {lr_max:g}]"))
+        else:
+            decisions.append(Decision(point, columns, shown, side, edge, nxt, tuple(named), f"{where}: trying {nxt:g}"))
+    return sorted(decisions, key=lambda d: (d.label, d.side))
+
+
+def settings_problems(lr_min: Any, lr_max: Any, max_rounds: Any, criteria: Sequence[str]) -> list[str]:
+    """What is wrong with the sweeper's own settings, in words (empty when nothing is)."""
+    problems = []
+    try:
+        lo, hi = float(lr_min), float(lr_max)
+        if not 0 < lo < hi:
+            problems.append(f"hydra.sweeper.lr_min={lr_min} and lr_max={lr_max} must satisfy 0 < lr_min < lr_max")
+    except (TypeError, ValueError):
+        problems.append(f"hydra.sweeper.lr_min={lr_min!r} and lr_max={lr_max!r} must be numbers")
+    if not isinstance(max_rounds, int) or max_rounds < 0:
+        problems.append(f"hydra.sweeper.max_rounds={max_rounds!r} must be a whole number >= 0")
+    unknown = [c for c in criteria if c not in METRIC_GOAL]
+    if unknown or not criteria:
+        problems.append(f"hydra.sweeper.criteria={list(criteria)} must name one or more of: {', '.join(METRIC_GOAL)}")
+    return problems
+
+
+def with_lr(overrides: Sequence[str], lr: float) -> list[str]:
+    """A job's overrides with its lr set to `lr` (replaced where the job sets one)."""
+    value = f"lr={lr:g}"
+    out = [value if o.split("=", 1)[0].lstrip("+~") == "lr" else o for o in overrides]
+    return out if value in out else [*out, value]
+
+
+def read_record(study_dir: Path) -> dict | None:
+    """The bracketing sweeper's record in `study_dir` (None when the study was not bracketed or
+    the file cannot be read)."""
+    try:
+        record = json.loads((Path(study_dir) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_summary(record: dict) -> str:
+    """One line: the rounds, the trials they added, the edges left open."""
+    added = sum(len(r.get("trial_ids", [])) for r in record.get("rounds", []))
+    still = [e for e in record.get("open_edges", []) if e.get("next_lr") is None]
+    line = (f"lr bracketing: {len(record.get('rounds', []))} extra round(s), {added} trial(s) added; "
+            + (f"{len(still)} edge(s) not bracketed ({'; '.join(e['point'] + ' ' + e['side'] for e in still)})"
+               if still else "every best lr is interior"))
+    return line
+
+
+def bracket_table(record: dict) -> pd.DataFrame:
+    """The record as a table: one row per lr added (round, point, side, from, to, which
+    criteria asked for it, trials), then one per edge left open (why)."""
+    rows = [{"round": r.get("round"), "point": a.get("point"), "side": a.get("side"), "edge lr": a.get("edge_lr"),
+             "lr added": a.get("lr"), "why": "best lr (" + ", ".join(a.get("criteria", [])) + ") on this edge",
+             "trials": a.get("jobs")}
+            for r in record.get("rounds", []) for a in r.get("added", [])]
+    rows += [{"round": "-", "point": e.get("point"), "side": e.get("side"), "edge lr": e.get("edge_lr"),
+              "lr added": "-", "why": e.get("reason"), "trials": 0}
+             for e in record.get("open_edges", []) if e.get("next_lr") is None]
+    return pd.DataFrame(rows, columns=["round", "point", "side", "edge lr", "lr added", "why", "trials"])
+
+
+def bracket_settings(record: dict) -> str:
+    return (f"Bounds [{record.get('lr_min', float('nan')):g}, {record.get('lr_max', float('nan')):g}], at most "
+            f"{record.get('max_rounds')} lr(s) added per point and side, criteria: "
+            f"{', '.join(record.get('criteria', []))}." + ("" if record.get("done", True) else
+                                                            " The sweep stopped before bracketing finished."))
