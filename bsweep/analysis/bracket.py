@@ -100,9 +100,7 @@ def decide(
             continue
         tuned = tuned_view(fixed, criterion)
         for _, row in tuned.iterrows():
-            # No seed at any lr has a value (none reached the target, say): no best lr to bracket.
-            count = f"val_{criterion}_count" if f"val_{criterion}_count" in row.index else f"{criterion}_count"
-            if not row["lr_on_edge"] or not row[count] > 0:
+            if not row["lr_on_edge"]:  # interior, or no seed at any lr has a value: nothing to bracket
                 continue
             point = tuple(row[c] for c in columns)
             at = fixed

@@ -289,7 +289,8 @@ def tuned_view(
     Adds ``best_lr`` (= ``lr``), ``tuned_by`` (the criterion), ``n_lr`` (how many lr values were
     tried at that point, at the best values of any other nuisance keys) and ``lr_on_edge``: True when the best lr is the smallest or the largest
     lr tried there (the optimum may lie outside the grid), and also when only one lr was tried
-    (nothing was tuned).
+    (nothing was tuned); never where no seed at any lr has a value of the criterion (there is
+    no best lr then). ``lr_edge`` names it: "lower", "upper", "only" or "".
     """
     goal = goal or METRIC_GOAL[criterion]
     if by is None:
@@ -327,11 +328,14 @@ def tuned_view(
     best["n_lr"] = lr_range["nunique"].astype(int)
     lowest = best["lr"] == lr_range["min"]
     highest = best["lr"] == lr_range["max"]
-    best["lr_on_edge"] = lowest | highest | (best["n_lr"] < 2)
+    # Where no seed at any lr has a value (no lr reached the target, say) there is no best lr,
+    # only the first of a tie: no edge to extend past.
+    valued = best[f"{select}{criterion}_count"] > 0
+    best["lr_on_edge"] = (lowest | highest | (best["n_lr"] < 2)) & valued
     # Which edge: the optimum may lie below the lowest lr tried, or above the highest. An lr
     # above the best whose every seed diverged brackets it (the tuned view never picks an lr
     # with diverged seeds when one without exists), so "upper" means nothing above was tried.
-    best["lr_edge"] = np.select([best["n_lr"] < 2, lowest, highest], ["only", "lower", "upper"], "")
+    best["lr_edge"] = np.select([~valued, best["n_lr"] < 2, lowest, highest], ["", "only", "lower", "upper"], "")
     return best.drop(columns=["_missing", "_score"]).reset_index()
 
 

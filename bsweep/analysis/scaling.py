@@ -46,6 +46,7 @@ import pandas as pd
 
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
+    SPLIT_PREFIXES,
     aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
@@ -684,6 +685,12 @@ def calibrate_times(
     out["measured_seconds_to_target"] = out["seconds_to_target"]
     out["measured_samples_per_second"] = out["samples_per_second"]
     out["seconds_to_target"] = out["steps_to_target"] * per_step
+    # the test set's halves too: the tuned view selects on one and reports the other, and a
+    # measured half would rank lrs by their fusion group's width and the machine's load
+    for half in SPLIT_PREFIXES:
+        if f"{half}steps_to_target" in out.columns:
+            out[f"measured_{half}seconds_to_target"] = out[f"{half}seconds_to_target"]
+            out[f"{half}seconds_to_target"] = out[f"{half}steps_to_target"] * per_step
     out["samples_per_second"] = out["batch_size"].astype(float) / per_step
     m = measurements.copy()
     step_time = m["trial_id"].map(pd.Series(per_step.to_numpy(), index=out["trial_id"]))

@@ -209,6 +209,17 @@ def test_tuned_view_single_lr_counts_as_edge():
     assert tuned.iloc[0]["n_lr"] == 1
 
 
+def test_tuned_view_has_no_edge_where_no_lr_has_a_value():
+    # no seed reached the target at any lr: the "best" lr is only the first of a tie, so no
+    # edge asks for lrs beyond it (neither the verdicts' caveat nor the bracketing sweeper)
+    nan = float("nan")
+    rows = [(32, lr, s, 0.5, nan, "complete") for lr in (0.01, 0.1) for s in range(2)]
+    rows += [(64, lr, s, 0.9, steps, "complete") for lr, steps in ((0.01, 40.0), (0.1, 20.0)) for s in range(2)]
+    tuned = tuned_view(aggregate_over_seeds(summary_frame(rows)), "steps_to_target").set_index("batch_size")
+    assert not tuned.loc[32, "lr_on_edge"] and tuned.loc[32, "lr_edge"] == ""
+    assert tuned.loc[64, "lr_on_edge"] and tuned.loc[64, "lr_edge"] == "upper"
+
+
 def test_tuned_view_avoids_diverging_lr_and_seeds_missing_target():
     rows = [
         # lr 1.0: best accuracy on the seed that survives, but one seed diverged.

@@ -274,6 +274,26 @@ def test_calibrate_times_puts_time_on_the_benchmark_basis():
     assert m["train_seconds"].tolist() == pytest.approx([0.1, 0.2])
 
 
+def test_calibrate_times_puts_the_test_sets_halves_on_the_benchmark_basis_too():
+    # the tuned view selects lrs on val_seconds_to_target and reports heldout_: measured ones
+    # would rank lrs by their fusion group's width and the machine's load
+    import pandas as pd
+
+    from bsweep.analysis.scaling import calibrate_times
+
+    summary, measurements = _timed_summary()
+    summary["val_steps_to_target"] = [50, 30]
+    summary["val_seconds_to_target"] = [4.5, 13.5]
+    summary["heldout_steps_to_target"] = [100, float("nan")]
+    summary["heldout_seconds_to_target"] = [9.0, float("nan")]
+    bench = pd.DataFrame({"batch_size": [8, 64], "norm": ["batch"] * 2, "device": ["cpu"] * 2,
+                          "seconds_per_step": [0.001, 0.01], "fused_width": [1, 1]})
+    s, _, _ = calibrate_times(summary, measurements, bench)
+    assert s["val_seconds_to_target"].tolist() == pytest.approx([0.05, 0.3])
+    assert s["heldout_seconds_to_target"].iloc[0] == pytest.approx(0.1) and pd.isna(s["heldout_seconds_to_target"].iloc[1])
+    assert s["measured_val_seconds_to_target"].tolist() == [4.5, 13.5]
+
+
 def test_calibrate_times_keeps_measured_seconds_when_the_benchmark_is_incomplete():
     import pandas as pd
 
