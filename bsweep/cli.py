@@ -304,12 +304,12 @@ def report(
 
 @app.command()
 def reproduce(
-    full: Annotated[bool, typer.Option("--full", help="Run the full `claims` grid (hours on a CPU) instead of `claims_quick`.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Run the full `claims` and `norm` grids (hours on a CPU) instead of `claims_quick` and `norm_quick`.")] = False,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: one per CPU core without a GPU, else 4 per GPU).")] = None,
     results_dir: ResultsDir = Path("results"),
     overrides: Overrides = None,
 ) -> None:
-    """Reproduce the claims of 3.5.5 and 3.6.11: run the claims_quick study, write its report, print the verdicts. Re-running reuses finished trials."""
+    """Reproduce the claims of 3.5.5 and 3.6.11: run the claims_quick and norm_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
     from bsweep.reproduce import default_jobs, reproduce as run_reproduction
 
     jobs = jobs if jobs is not None else default_jobs()
@@ -319,14 +319,16 @@ def reproduce(
         result = run_reproduction(full, jobs, results_dir, overrides or [], console)
     except _user_errors() as e:
         _fail(str(e).strip())
-    table = Table(title="Verdicts (the report explains each rule)", show_lines=True)
-    for col in ("claim", "protocol", "verdict", "condition"):
+    table = Table(title="Verdicts (each study's report explains each rule)", show_lines=True)
+    for col in ("claim", "protocol", "verdict", "condition", "study"):
         table.add_column(col)
     for _, v in result.verdicts.iterrows():
-        table.add_row(str(v["claim"]), str(v["protocol"]), str(v["verdict"]), str(v["condition"]))
+        table.add_row(str(v["claim"]), str(v["protocol"]), str(v["verdict"]), str(v["condition"]), str(v["study"]))
     console.print(table)
-    console.print(f"report: {result.report}")
-    _report_outcome(result.outcome)
+    for run in result.studies:
+        console.print(f"report: {run.report}")
+    for run in result.studies:
+        _report_outcome(run.outcome)
 
 
 @app.command(context_settings=HYDRA_ARGS)

@@ -14,11 +14,18 @@ from bsweep.launch import SweepOutcome, run_sweep
 
 
 @dataclass
-class Reproduction:
+class StudyRun:
+    """One study of the reproduction: its sweep, folder and report."""
+
     outcome: SweepOutcome
     study_dir: Path
     report: Path
-    verdicts: pd.DataFrame
+
+
+@dataclass
+class Reproduction:
+    studies: list[StudyRun]
+    verdicts: pd.DataFrame  # every claim once, judged on the study made for it (column `study`)
 
 
 # Worker processes per GPU. A study of small CNNs keeps a GPU waiting on the host (per-group
@@ -50,23 +57,41 @@ def launcher_overrides(jobs: int) -> list[str]:
     return ["hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
 
 
-def reproduce(
-    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
-) -> Reproduction:
-    """Run `claims_quick` (or `claims` when `full`) with fused trials and lr bracketing, time each batch size alone
-    (`bsweep bench`), write the report, and judge the claims. Finished trials are reused."""
-    from bsweep.analysis.report import study_verdicts, write_report
+# The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2 needs
+# a norm=none arm, which the batch-size study lacks; every other claim is judged on the
+# batch-size study, whose batch sizes reach down to 1 (C1, N1's small-batch end).
+STUDIES = {False: ("claims_quick", "norm_quick"), True: ("claims", "norm")}
+JUDGED_ON_NORM_STUDY = ("N2",)
+
+
+def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console) -> StudyRun:
+    """Sweep one study with fused trials and lr bracketing, time each batch size alone
+    (`bsweep bench`) and write its report. Finished trials are reused."""
+    from bsweep.analysis.report import write_report
     from bsweep.bench import run_bench, write_bench
     from bsweep.plan import study_dir
 
-    overrides = [f"study={'claims' if full else 'claims_quick'}", f"results_dir={results_dir}"]
-    outcome = run_sweep([*overrides, *launcher_overrides(jobs), SWEEPER, *extra], console)
+    outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER, *extra],
+                        console)
     sdir = study_dir(outcome.planned[0].config)
     # Fused and parallel trials share their measured seconds; the report's time-based claims
     # (C2, C4) use the isolated step time per batch size and norm instead, measured now, alone.
     configs = [OmegaConf.to_object(p.config) for p in outcome.planned]
     console.print(f"calibrating step times ({len({(c.batch_size, c.norm.kind) for c in configs})} points, one at a time)")
     write_bench(sdir, run_bench(configs, (1,)))
-    report = write_report(sdir)
-    verdicts = study_verdicts(sdir)  # the report's verdicts: calibrated time basis
-    return Reproduction(outcome, sdir, report, verdicts)
+    return StudyRun(outcome, sdir, write_report(sdir))
+
+
+def reproduce(
+    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
+) -> Reproduction:
+    """Run `claims_quick` and `norm_quick` (`claims` and `norm` when `full`), each with its
+    report, and judge every claim on the study made for it."""
+    from bsweep.analysis.report import study_verdicts
+
+    runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]
+    claims, norms = (study_verdicts(r.study_dir) for r in runs)  # the reports' verdicts
+    norm_claims = claims["claim"].isin(JUDGED_ON_NORM_STUDY)
+    verdicts = pd.concat([claims[~norm_claims].assign(study=runs[0].study_dir.name),
+                          norms[norms["claim"].isin(JUDGED_ON_NORM_STUDY)].assign(study=runs[1].study_dir.name)])
+    return Reproduction(runs, verdicts.reset_index(drop=True))

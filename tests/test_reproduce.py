@@ -1,4 +1,5 @@
-"""The main job end to end on a shrunk claims_quick: sweep -> report -> verdicts, real files."""
+"""The main job end to end on shrunk claims_quick and norm_quick: sweep -> report -> verdicts,
+real files."""
 
 import re
 
@@ -8,10 +9,11 @@ from bsweep.cli import app
 
 runner = CliRunner()
 
-# claims_quick, shrunk to seconds: 3 batch sizes x 1 lr x 2 norms x 2 seeds on 256 samples.
+# Both studies, shrunk to seconds: 3 batch sizes x 1 lr x their norms (2 and 3) x 2 seeds on 256
+# samples (one lr: bracketing adds one lr on each side where the best sits, one round).
 SHRUNK = [
     "model=cnn_small", "data.n_train=256", "data.n_test=128", "batch_size=8,32,128", "lr=0.05",
-    "study.budget.epochs=1", "study.budget.steps=8", "study.target=0.2",
+    "study.budget.epochs=1", "study.budget.steps=8", "study.target=0.2", "hydra.sweeper.max_rounds=1",
 ]
 
 
@@ -27,22 +29,29 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     assert html.index("C1") < html.index("<img")
     for claim in ("C1", "C2", "C3", "C4", "C5", "N1", "N2"):
         assert claim in out.output and claim in html
-    assert "12 trials: 12 complete" in out.output
+    assert "12 trials: 12 complete" in out.output and "18 trials: 18 complete" in out.output
+    assert (results / "norm_quick" / "report" / "index.html").is_file()
     # self-contained: nothing loaded from outside the file
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "report:" in out.output
     # fused trials share their seconds: time claims use the isolated step time of `bench`
     assert (study / "bench.parquet").is_file()
     assert "Time basis (C2, C4, time figures): calibrated" in html
-    # the verdicts printed are the report's, word for word (same time basis)
-    md = (study / "report" / "report.md").read_text()
+    # the verdicts printed are the reports', word for word (same time basis): N2 from
+    # norm_quick's (it has the norm=none arm), every other claim from claims_quick's
     printed = re.sub(r"\s+", " ", out.output.replace("│", " "))
-    for line in md.splitlines():
-        m = re.match(r"\| (C\d|N\d) \| ([^|]+) \| (\w+) \| ([^|]+) \|", line)
-        if m:
-            claim, protocol, verdict, condition = (g.strip() for g in m.groups())
-            assert f"{claim} {protocol} {verdict}" in printed
-            assert condition.split(" (")[0] in printed
+    seen = set()
+    for name in ("claims_quick", "norm_quick"):
+        md = (results / name / "report" / "report.md").read_text()
+        for line in md.splitlines():
+            m = re.match(r"\| (C\d|N\d) \| ([^|]+) \| (\w+) \| ([^|]+) \|", line)
+            if m and (m.group(1) == "N2") == (name == "norm_quick"):
+                claim, protocol, verdict, condition = (g.strip() for g in m.groups())
+                assert f"{claim} {protocol} {verdict}" in printed
+                assert condition.split(" (")[0] in printed
+                seen.add(claim)
+    assert seen == {"C1", "C2", "C3", "C4", "C5", "N1", "N2"}
+    assert "no norm=none arm" not in printed
     # (a second `reproduce` reuses the 12 trials: run_sweep's skip, pinned by test_cli's rerun
     # test; not repeated here, where it cost ~25 s of bench and report)
 
