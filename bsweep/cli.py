@@ -327,8 +327,14 @@ def reproduce(
     console.print(table)
     for run in result.studies:
         console.print(f"report: {run.report}")
-    for run in result.studies:
-        _report_outcome(run.outcome)
+    stopped = []
+    for run in result.studies:  # every study's summary, also when an earlier one had failures
+        try:
+            _report_outcome(run.outcome)
+        except typer.Exit as e:
+            stopped.append(e)
+    if stopped:
+        raise stopped[0]
 
 
 @app.command(context_settings=HYDRA_ARGS)
