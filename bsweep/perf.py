@@ -330,10 +330,12 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
 
 
 def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice = PerfChoice()) -> int:
-    """The fusion width for a group of `n_members` trials like `cfg`: forced by `perf.fuse`, or
-    measured ("auto"): the candidate width with the lowest seconds per member-step."""
+    """The fusion width for a group of `n_members` trials like `cfg`: 1 with `perf.fuse=off` or
+    noise tracking, forced by `perf.fuse`, or measured ("auto"): the candidate width with the
+    lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
-    if fuse == "off" or n_members <= 1:
+    # noise-scale tracking measures one model's gradients: a fused model has no such gradients
+    if fuse == "off" or n_members <= 1 or cfg.noise.enabled:
         return 1
     if fuse != "auto":
         if not fuse.isdigit() or int(fuse) < 1:

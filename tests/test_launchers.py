@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from bsweep import records
-from bsweep.analysis.load import load_trials
+from bsweep.analysis.load import load_measurements, load_trials
 from bsweep.cli import app
 from bsweep.placement import choose_device, cores, launcher_jobs, threads_for
 from tests.conftest import TINY
@@ -104,6 +104,22 @@ def test_the_fused_launcher_trains_groups_in_worker_processes_with_capped_thread
     assert {e["threads"] for e in found} == {threads_for(4, 2, cores())}
     assert os.getpid() not in {e["pid"] for e in found}  # trained in worker processes
     assert all(e["fused_width"] >= 1 for e in found)
+
+
+def test_noise_tracked_trials_train_alone_in_parallel_workers(results):
+    # noise tracking needs one model's gradients: each trial trains alone, but in the worker
+    # processes, two at a time, not one by one in the launching process
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused",
+                              "hydra.launcher.n_jobs=2", "norm=batch", "lr=0.05,0.1", "noise.enabled=true",
+                              "noise.b_small=8", "noise.b_big=64"])
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    found = envs(study)
+    assert len(found) == 4 and {e["fused_width"] for e in found} == {1}
+    assert os.getpid() not in {e["pid"] for e in found}  # in the workers, not one by one here
+    assert {e["parallel_jobs"] for e in found} == {2}
+    measurements = load_measurements(study)
+    assert measurements["noise_scale"].notna().any()
 
 
 @pytest.mark.slow

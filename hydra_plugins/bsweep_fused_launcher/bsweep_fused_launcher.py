@@ -6,7 +6,8 @@ finished trials are skipped (`records.is_finished`); each group is trained by th
 (`bsweep.perf.choose_width`), and every member is written as its own trial record through the
 runner's lifecycle (`records.take`, `records.Attempt`). Groups run in this process, or in
 `hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), largest first.
-Jobs with `perf.fuse=off` go through Hydra's ordinary `run_job` and bsweep's task function.
+Jobs with `perf.fuse=off` or noise-scale tracking (`noise.enabled`) train one member at a time,
+in the same workers.
 
     bsweep sweep study=claims_quick hydra/launcher=bsweep_fused hydra.launcher.n_jobs=2
 """
@@ -20,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -64,14 +65,15 @@ class BsweepFusedLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("bsweep_fused: %d jobs", len(job_overrides))
 
-        jobs, plain = [], []
+        jobs = []
         # Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a
         # 144-trial study); jobs that differ only in plain `key=value` overrides share one
         # composition here, with their values set on a copy, as `bsweep.plan.expand` does. The
         # copy is of the task's part alone: copying the `hydra` node too took 4x as long.
+        # Every job trains in the worker processes, noise-tracked and `perf.fuse=off` ones too
+        # (one member at a time there: `perf.choose_width`), so they do not run one by one here.
         parser, composed = OverridesParser.create(), {}
         for i, overrides in enumerate(job_overrides):
-            idx = initial_job_idx + i
             structure, values = split_job(parser, list(overrides))
             if structure not in composed:
                 task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
@@ -79,26 +81,9 @@ class BsweepFusedLauncher(Launcher):
                     del task["hydra"]
                 composed[structure] = task
             task_cfg = apply_values(composed[structure], values)
-            # Noise-scale tracking measures one model's gradients; fused models do not have it.
-            if str(task_cfg.perf.fuse).lower() == "off" or task_cfg.noise.enabled:
-                # Hydra's own job (run_job): its own full composition, every hydra.job field set
-                sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                with open_dict(sweep_config):
-                    sweep_config.hydra.job.id = idx
-                    sweep_config.hydra.job.num = idx
-                plain.append((i, list(overrides), sweep_config))
-            else:
-                jobs.append(Job(i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
+            jobs.append(Job(i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
 
         returns: list[Optional[JobReturn]] = [None] * len(job_overrides)
-        for i, overrides, sweep_config in plain:
-            log.info("\t#%d : %s (not fused)", initial_job_idx + i, " ".join(filter_overrides(overrides)))
-            returns[i] = run_job(
-                hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
-                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
-            )
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-
         n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else len(os.sched_getaffinity(0))
         # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
         # Hydra's own jobs; spawned workers inherit it.
