@@ -138,7 +138,32 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     assert CliRunner().invoke(app, ["report", str(study)]).exit_code == 0
     report = (study / "report" / "report.md").read_text()
     assert "## Learning-rate bracketing" in report
-    assert f"| 1 | batch_size=16 | {added['side']} |" in report or f"| 1 | all trials | {added['side']} |" in report
+    assert "batch_size=16" in added["point"] and f"| 1 | {added['point']} | {added['side']} |" in report
+
+
+@pytest.mark.slow
+def test_under_the_fused_launcher_a_point_brackets_as_soon_as_its_own_trials_end(tmp_path):
+    # two points (batch 16 and 64), two lrs each: each point's best lr is on an edge, and its
+    # next lr trains in the same launch, as soon as that point's group has ended (no round)
+    results = tmp_path / "results"
+    args = [*TINY, "norm=batch", "lr=0.03,0.1", "seed=0,1", "hydra/sweeper=bsweep_bracket",
+            "hydra.sweeper.max_rounds=1", "hydra.sweeper.criteria=[final_test_acc]",
+            "hydra/launcher=bsweep_fused", "hydra.launcher.n_jobs=2", f"results_dir={results}"]
+    out = CliRunner().invoke(app, ["sweep", *args])
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    record = json.loads((study / RECORD_FILE).read_text())
+    added = [a for r in record["rounds"] for a in r["added"]]
+    assert sorted(a["point"].split()[-1] for a in added) == ["batch_size=16", "batch_size=64"]
+    assert all(a["round"] == 1 and a["jobs"] == 2 for a in added)
+    assert len(list((study / "trials").iterdir())) == 8 + 4
+    # one launch: the launcher logged one batch of jobs, the added trials came through its hook
+    assert out.output.count("bsweep_fused: 8 jobs") == 1 and "bsweep_fused: 2 jobs" not in out.output
+    stamps = {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")}
+    again = CliRunner().invoke(app, ["sweep", *args])
+    assert again.exit_code == 0, again.output
+    assert {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")} == stamps
+    assert len(list((study / "trials").iterdir())) == 12
 
 
 def test_the_record_reads_as_a_table_of_rounds_and_open_edges():

@@ -79,11 +79,14 @@ def decide(
     max_rounds: int,
     rounds: Mapping[tuple[tuple, str], int] | None = None,
     criteria: Sequence[str] = CRITERIA,
+    swept: Sequence[str] | None = None,
 ) -> list[Decision]:
     """One decision per (point, side) where some criterion's best lr sits on that edge.
 
     ``summary`` is ``metrics.summarize_trials`` of the sweep's trials so far; ``rounds`` counts
-    the lrs already added per (point, side) (at most ``max_rounds`` each). A decision with a
+    the lrs already added per (point, side) (at most ``max_rounds`` each); ``swept``, the keys the
+    sweep varies, names the points (default: the columns that vary in ``summary``, which may
+    be fewer while only some points have ended). A decision with a
     ``next_lr`` asks for one more lr on that side; one without says why that side stopped
     unbracketed. Points whose best lr is interior on every criterion get no decision.
     """
@@ -92,7 +95,7 @@ def decide(
         return []
     fixed = aggregate_over_seeds(summary)
     columns = tuple(point_columns(fixed))
-    shown = tuple(c for c in columns if fixed[c].nunique(dropna=False) > 1)
+    shown = tuple(c for c in columns if (c in swept if swept is not None else fixed[c].nunique(dropna=False) > 1))
     edges: dict[tuple[tuple, str], list[str]] = {}
     edge_lr: dict[tuple[tuple, str], float] = {}
     for criterion in criteria:
@@ -172,9 +175,9 @@ def record_summary(record: dict) -> str:
 
 
 def bracket_table(record: dict) -> pd.DataFrame:
-    """The record as a table: one row per lr added (round, point, side, from, to, which
-    criteria asked for it, trials), then one per edge left open (why)."""
-    rows = [{"round": r.get("round"), "point": a.get("point"), "side": a.get("side"), "edge lr": a.get("edge_lr"),
+    """The record as a table: one row per lr added (the point's round on that side, point, side,
+    from, to, which criteria asked for it, trials), then one per edge left open (why)."""
+    rows = [{"round": a.get("round", r.get("round")), "point": a.get("point"), "side": a.get("side"), "edge lr": a.get("edge_lr"),
              "lr added": a.get("lr"), "why": "best lr (" + ", ".join(a.get("criteria", [])) + ") on this edge",
              "trials": a.get("jobs")}
             for r in record.get("rounds", []) for a in r.get("added", [])]

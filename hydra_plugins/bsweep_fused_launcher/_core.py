@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+import itertools
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("bsweep")
 
@@ -24,16 +25,67 @@ class Job:
     config: dict  # the resolved task config (no hydra node), as run_trial_task would get it
 
 
-def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
+# Called with a finished group's (job, return value) pairs; returns the jobs to train next (the
+# bracketing sweeper's next lrs for points whose trials have all ended), or none.
+FollowUp = Callable[[list[tuple[Job, Any]]], list[Job]]
+
+
+def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None) -> dict[int, Any]:
     """Train `jobs` as fused groups; return {job index: the task's return value (a dict)}.
 
     A trial's own failure is written to its record and returned as a status, as the runner
-    does; only a crash of the machinery itself comes back as an exception.
+    does; only a crash of the machinery itself comes back as an exception. With `follow_up`,
+    each group's end (or a finished trial's skip) may add jobs, trained as soon as a worker is
+    free, and their return values come back too.
     """
+    out: dict[int, Any] = {}
+    ready: list[list[Job]] = []
+
+    def admit(new: list[Job]) -> None:
+        skipped, groups = _skip_finished_and_group(new)
+        out.update(skipped)
+        ready.extend(balance(groups, n_jobs))
+        if skipped and follow_up is not None:
+            admit(follow_up([(job, skipped[job.index]) for job in new if job.index in skipped]))
+
+    def ended(group: list[Job], results: dict[int, Any]) -> None:
+        out.update(results)
+        if follow_up is not None:
+            admit(follow_up([(job, results[job.index]) for job in group]))
+
+    admit(jobs)
+    log.info("bsweep_fused: %d trials to train in %d groups, %d processes", sum(map(len, ready)), len(ready), n_jobs)
+    if n_jobs <= 1 or (len(ready) <= 1 and follow_up is None):
+        while ready:
+            group = ready.pop(0)
+            ended(group, train_group(group))
+        return out
+    workers = n_jobs if follow_up is not None else min(n_jobs, len(ready))
+    numbers = itertools.count()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending: dict[Future, list[Job]] = {}
+        while ready or pending:
+            while ready:
+                group = ready.pop(0)
+                pending[pool.submit(train_group, group, workers, next(numbers))] = group
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                group = pending.pop(future)
+                try:
+                    results = future.result()
+                except BaseException as e:  # the worker died: every unfinished member failed
+                    results = {job.index: e for job in group}
+                ended(group, results)
+    return out
+
+
+def _skip_finished_and_group(jobs: list[Job]) -> tuple[dict[int, Any], list[list[Job]]]:
+    """({job index: return value} of the jobs whose trial finished before, the others grouped by
+    `fusion_key`)."""
     from bsweep import records
     from bsweep.plan import absolute_results_dir, fusion_key, study_dir, trial_id
 
-    out: dict[int, Any] = {}
+    skipped: dict[int, Any] = {}
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         cfg = job.config
@@ -43,25 +95,10 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1) -> dict[int, Any]:
         if records.is_finished(tdir):
             state = records.read_status(tdir)["status"]
             log.info("trial %s (%s): already %s, skipped", tid, _point(cfg), state)
-            out[job.index] = {"trial_id": tid, "status": state, "skipped": True}
+            skipped[job.index] = {"trial_id": tid, "status": state, "skipped": True}
             continue
         groups.setdefault(fusion_key(cfg), []).append(job)
-    todo = balance(list(groups.values()), n_jobs)
-    log.info("bsweep_fused: %d trials to train in %d groups, %d processes", sum(map(len, todo)), len(todo), n_jobs)
-    if n_jobs <= 1 or len(todo) <= 1:
-        for group in todo:
-            out.update(train_group(group))
-        return out
-    workers = min(n_jobs, len(todo))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_group, group, workers, i): group for i, group in enumerate(todo)}
-        for future, group in futures.items():
-            try:
-                out.update(future.result())
-            except BaseException as e:  # the worker died: every unfinished member failed
-                for job in group:
-                    out[job.index] = e
-    return out
+    return skipped, list(groups.values())
 
 
 # A group's predicted seconds, to schedule the costliest first and to split a group that alone

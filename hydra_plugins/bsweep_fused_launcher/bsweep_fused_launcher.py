@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -47,6 +47,13 @@ ConfigStore.instance().store(
 class BsweepFusedLauncher(Launcher):
     def __init__(self, n_jobs: int = 1) -> None:
         self.n_jobs = n_jobs
+        # Set by a sweeper that adds jobs as others end (`hydra/sweeper=bsweep_bracket`): called
+        # with each finished group's [(overrides, return value)], it returns more job overrides,
+        # trained in this same launch as soon as a worker is free; their JobReturns are left in
+        # `follow_up_returns` (a launch returns one JobReturn per job of its batch, as Hydra
+        # expects).
+        self.follow_up: Optional[Callable[[list], list]] = None
+        self.follow_up_returns: list = []
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -65,23 +72,16 @@ class BsweepFusedLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("bsweep_fused: %d jobs", len(job_overrides))
 
-        jobs = []
-        # Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a
-        # 144-trial study); jobs that differ only in plain `key=value` overrides share one
-        # composition here, with their values set on a copy, as `bsweep.plan.expand` does. The
-        # copy is of the task's part alone: copying the `hydra` node too took 4x as long.
-        # Every job trains in the worker processes, noise-tracked and `perf.fuse=off` ones too
-        # (one member at a time there: `perf.choose_width`), so they do not run one by one here.
-        parser, composed = OverridesParser.create(), {}
-        for i, overrides in enumerate(job_overrides):
-            structure, values = split_job(parser, list(overrides))
-            if structure not in composed:
-                task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
-                with open_dict(task):
-                    del task["hydra"]
-                composed[structure] = task
-            task_cfg = apply_values(composed[structure], values)
-            jobs.append(Job(i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
+        self._composed: dict = {}
+        jobs = self._jobs([list(o) for o in job_overrides], 0)
+        extra: dict[int, Job] = {}
+
+        def follow_up(ended: list) -> list:
+            """The follow-up hook's jobs (see `follow_up` in __init__), numbered after the batch."""
+            asked = self.follow_up([(job.overrides, value) for job, value in ended]) if self.follow_up else []
+            new = self._jobs(asked, len(job_overrides) + len(extra))
+            extra.update({job.index: job for job in new})
+            return new
 
         returns: list[Optional[JobReturn]] = [None] * len(job_overrides)
         n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else len(os.sched_getaffinity(0))
@@ -91,30 +91,55 @@ class BsweepFusedLauncher(Launcher):
         saved = {k: os.environ.get(k) for k in env_set}
         os.environ.update(env_set)
         try:
-            results = run_jobs(jobs, n_jobs)
+            results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None)
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+        self.follow_up_returns = []
         for i, value in results.items():
+            job = extra[i] if i in extra else _job(jobs, i)
             ret = JobReturn(
-                overrides=jobs_overrides(jobs, i), cfg=OmegaConf.create(_job(jobs, i).config),
+                overrides=job.overrides, cfg=OmegaConf.create(job.config),
                 hydra_cfg=self.config, working_dir=os.getcwd(), task_name=self.config.hydra.job.name,
             )
             if isinstance(value, BaseException):
                 ret.status, ret.return_value = JobStatus.FAILED, value
             else:
                 ret.status, ret.return_value = JobStatus.COMPLETED, value
-            returns[i] = ret
+            if i in extra:
+                self.follow_up_returns.append(ret)
+            else:
+                returns[i] = ret
         assert all(r is not None for r in returns)
         return returns  # type: ignore[return-value]
+
+    def _jobs(self, job_overrides: list[list[str]], first: int) -> list:
+        """The jobs for these overrides, numbered from `first`, each with its resolved task config.
+
+        Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a 144-trial
+        study); jobs that differ only in plain `key=value` overrides share one composition here,
+        with their values set on a copy, as `bsweep.plan.expand` does. The copy is of the task's
+        part alone: copying the `hydra` node too took 4x as long. Every job trains in the worker
+        processes, noise-tracked and `perf.fuse=off` ones too (one member at a time there:
+        `perf.choose_width`), so they do not run one by one here."""
+        from ._core import Job
+
+        assert self.config is not None and self.hydra_context is not None
+        parser, jobs = OverridesParser.create(), []
+        for i, overrides in enumerate(job_overrides):
+            structure, values = split_job(parser, overrides)
+            if structure not in self._composed:
+                task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
+                with open_dict(task):
+                    del task["hydra"]
+                self._composed[structure] = task
+            task_cfg = apply_values(self._composed[structure], values)
+            jobs.append(Job(first + i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
+        return jobs
 
 
 def _job(jobs: list, i: int) -> Any:
     return next(j for j in jobs if j.index == i)
-
-
-def jobs_overrides(jobs: list, i: int) -> list[str]:
-    return _job(jobs, i).overrides
