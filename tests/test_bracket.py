@@ -134,7 +134,7 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     assert {p.name for p in (study / "trials").iterdir()} == trials
     assert json.loads((study / RECORD_FILE).read_text())["rounds"][0]["trial_ids"] == round1["trial_ids"]
     # the report says where the grid was extended, and the sweep's summary line too
-    assert "lr bracketing: 1 extra round(s), 2 trial(s) added" in again.output
+    assert "lr bracketing: 1 lr(s) added at 1 point(s), 2 trial(s)" in again.output
     assert CliRunner().invoke(app, ["report", str(study)]).exit_code == 0
     report = (study / "report" / "report.md").read_text()
     assert "## Learning-rate bracketing" in report

@@ -165,10 +165,12 @@ def read_record(study_dir: Path) -> dict | None:
 
 
 def record_summary(record: dict) -> str:
-    """One line: the rounds, the trials they added, the edges left open."""
-    added = sum(len(r.get("trial_ids", [])) for r in record.get("rounds", []))
+    """One line: the lrs added, the trials they took, the edges left open."""
+    added = [a for r in record.get("rounds", []) for a in r.get("added", [])]
+    trials = sum(len(r.get("trial_ids", [])) for r in record.get("rounds", []))
     still = [e for e in record.get("open_edges", []) if e.get("next_lr") is None]
-    line = (f"lr bracketing: {len(record.get('rounds', []))} extra round(s), {added} trial(s) added; "
+    line = (f"lr bracketing: {len(added)} lr(s) added at {len({a.get('point') for a in added})} point(s), "
+            f"{trials} trial(s); "
             + (f"{len(still)} edge(s) not bracketed ({'; '.join(e['point'] + ' ' + e['side'] for e in still)})"
                if still else "every best lr is interior"))
     return line
