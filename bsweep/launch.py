@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bsweep import records
-from bsweep.analysis.bracket import read_record, settings_problems
+from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
 from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, study_dir
 from bsweep.validate import ConfigError, check_all, explain
@@ -257,8 +257,7 @@ def sweeper_problems(sweeper: dict, planned: list[PlannedTrial]) -> list[str]:
     problems = settings_problems(sweeper.get("lr_min"), sweeper.get("lr_max"), sweeper.get("max_rounds"),
                                  sweeper.get("criteria") or [])
     if len({study_dir(p.config) for p in planned}) > 1:
-        problems.append("hydra/sweeper=bsweep_bracket brackets one study per sweep: "
-                        "do not sweep study, study.name or results_dir")
+        problems.append(ONE_STUDY)
     return problems
 
 

@@ -44,6 +44,7 @@ from bsweep.config import Config, perf_setting
 from bsweep.data import TensorData
 from bsweep.datacache import cache_dir
 from bsweep.device import cpu_flags, device_name
+from bsweep.records import write_json
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members
 from bsweep.timing import WARM_CALLS, steps_per_block, time_block, time_steps
@@ -214,10 +215,7 @@ def _remember(path: Path, record: dict) -> None:
     """Write the machine's record at `path` (last writer wins: both measured the same key; a
     damaged file is replaced). A cache folder that cannot be written costs only the cache."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        write_json(path, record)
     except OSError:
         pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from bsweep.launch import SweepOutcome, run_sweep
+from bsweep.placement import cores
 
 
 @dataclass
@@ -39,10 +39,10 @@ def default_jobs() -> int:
     thread, see Config.threads); PROCESSES_PER_GPU per GPU, at most one per core, with GPUs."""
     import torch
 
-    cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n_cores = max(1, cores())
     if torch.cuda.is_available():
-        return min(cores, PROCESSES_PER_GPU * torch.cuda.device_count())
-    return cores
+        return min(n_cores, PROCESSES_PER_GPU * torch.cuda.device_count())
+    return n_cores
 
 
 # Tuned verdicts compare each batch size at its best lr: the lr grid is extended wherever a

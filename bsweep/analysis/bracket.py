@@ -9,7 +9,8 @@ lr and whether it is the lowest or highest lr tried there; on such an edge the n
 decade beyond it, on the 1-3 grid (0.3 -> 1 -> 3; 0.001 -> 0.0003). A point stops when its best
 lr is interior on every criterion (an lr beyond the edge whose every seed diverged brackets it,
 since the tuned view never picks an lr with diverged seeds over one without), or when the next
-lr would leave [lr_min, lr_max], or after `max_rounds` rounds. Pure functions; no I/O.
+lr would leave [lr_min, lr_max], or after `max_rounds` rounds. Pure functions, but for
+`read_record` (the sweeper's record, `RECORD_FILE`) and its renderings for the CLI and report.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ MANTISSAS: tuple[int, ...] = (1, 3)
 SIDES = ("lower", "upper")
 # The bracketing sweeper's record of its rounds and of the edges it left open, in the study folder.
 RECORD_FILE = "bracket.json"
+# Its decisions read one study folder (checked before training and by the sweeper itself).
+ONE_STUDY = ("hydra/sweeper=bsweep_bracket brackets one study per sweep: "
+             "do not sweep study, study.name or results_dir")
 
 
 def half_decade_grid(lo_exp: int, hi_exp: int) -> list[float]:
@@ -106,10 +110,7 @@ def decide(
             if not row["lr_on_edge"]:  # interior, or no seed at any lr has a value: nothing to bracket
                 continue
             point = tuple(row[c] for c in columns)
-            at = fixed
-            for c, v in zip(columns, point):
-                at = at[at[c] == v]
-            sides = {"lower": float(at["lr"].min()), "upper": float(at["lr"].max())}
+            sides = {"lower": float(row["lr_lowest"]), "upper": float(row["lr_highest"])}
             chosen = SIDES if row["lr_edge"] == "only" else (row["lr_edge"],)
             for side in chosen:
                 edges.setdefault((point, side), []).append(criterion)

@@ -290,7 +290,8 @@ def tuned_view(
     tried at that point, at the best values of any other nuisance keys) and ``lr_on_edge``: True when the best lr is the smallest or the largest
     lr tried there (the optimum may lie outside the grid), and also when only one lr was tried
     (nothing was tuned); never where no seed at any lr has a value of the criterion (there is
-    no best lr then). ``lr_edge`` names it: "lower", "upper", "only" or "".
+    no best lr then). ``lr_edge`` names it: "lower", "upper", "only" or "";
+    ``lr_lowest`` and ``lr_highest`` are the edges themselves.
     """
     goal = goal or METRIC_GOAL[criterion]
     if by is None:
@@ -326,6 +327,7 @@ def tuned_view(
     best["best_lr"] = best["lr"]
     best["tuned_by"] = criterion
     best["n_lr"] = lr_range["nunique"].astype(int)
+    best["lr_lowest"], best["lr_highest"] = lr_range["min"], lr_range["max"]
     lowest = best["lr"] == lr_range["min"]
     highest = best["lr"] == lr_range["max"]
     # Where no seed at any lr has a value (no lr reached the target, say) there is no best lr,

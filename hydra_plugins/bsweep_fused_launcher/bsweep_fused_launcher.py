@@ -26,6 +26,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bsweep.placement import cores
 from bsweep.plan import apply_values, split_job
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class BsweepFusedLauncher(Launcher):
             return new
 
         returns: list[Optional[JobReturn]] = [None] * len(job_overrides)
-        n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else len(os.sched_getaffinity(0))
+        n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else cores()
         # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
         # Hydra's own jobs; spawned workers inherit it.
         env_set = {str(k): str(v) for k, v in (self.config.hydra.job.get("env_set") or {}).items()}

@@ -73,14 +73,13 @@ class BsweepBracketSweeper(BsweepSweeper):
         return Path(to_absolute_path(str(self.config.results_dir))) / str(self.config.study.name)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from bsweep.analysis.bracket import settings_problems
+        from bsweep.analysis.bracket import ONE_STUDY, settings_problems
 
         problems = settings_problems(self.lr_min, self.lr_max, self.max_rounds, self.criteria)
         given = [*arguments, *(f"{k}={v}" for k, v in (self.params or {}).items())]
         swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(given) if o.is_sweep_override()}
         if swept & {"study", "study.name", "results_dir"}:
-            problems.append("hydra/sweeper=bsweep_bracket brackets one study per sweep: "
-                            "do not sweep study, study.name or results_dir")
+            problems.append(ONE_STUDY)
         if problems:
             raise ValueError("; ".join(problems))
         assert self.config is not None
