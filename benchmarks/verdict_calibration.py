@@ -31,7 +31,7 @@ def main() -> None:
              "| does not hold, effect, 2 seeds | effect, 3 seeds |",
              "|---|---|---|---|---|---|---|---|"]
     for claim, function, protocols in VERDICT_FUNCTIONS:
-        norms = ("batch", "none") if claim == "N2" else NORMS
+        norms = ("batch", "none") if claim in ("N2", "N4") else NORMS
         for protocol in protocols:
             null2, null3, effect2, effect3 = (
                 verdict_rates(function, protocol, 2, args.studies, norms=norms, seed=1),

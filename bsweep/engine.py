@@ -210,6 +210,22 @@ class Alone:
         return copy.deepcopy(self)
 
 
+def window_statistics(window: torch.Tensor, n: int, k: int, before: bool) -> tuple[list[float], list[float]]:
+    """Per member, from one window's (1 + steps, K) training losses (row 0: the step before the
+    window, when `before`; rows 1..n: the window's steps): the mean of the window's `n` steps, and their step-to-step
+    jitter sqrt(mean((l[t] - l[t-1])^2) / 2) over every difference the rows hold, which for
+    independent steps is the standard deviation of one step's loss (a difference of two has
+    twice the variance). NaN where there is nothing to average."""
+    if n == 0:
+        return [math.nan] * k, [math.nan] * k
+    losses = window[: n + 1]
+    mean = losses[1:].mean(0).tolist()
+    known = losses if before else losses[1:]
+    if len(known) < 2:
+        return mean, [math.nan] * k
+    return mean, (known.diff(dim=0).square().mean(0) / 2).sqrt().tolist()
+
+
 def warm_up(members: Members, data: TensorData, batch: int, eval_batch: int, amp: bool) -> None:
     """A few untimed steps and an evaluation on a copy: the real members, their optimizer state
     and every RNG are untouched."""
@@ -249,23 +265,34 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     watch = Stopwatch(device)
     eval_watch = Stopwatch(device)  # evaluation's own seconds: where a study's wall time goes
     step, factor = 0, lr_factor(cfg.schedule, 0, steps)
-    loss_sum, losses_since = torch.zeros(k, device=device), 0
+    at = measurement_steps(cfg.study.eval, batch, steps)
+    # Every step's training loss since the last measurement, one row per step (a row write
+    # costs what the running sum it replaces did): their mean is the row's train_loss, and
+    # their step-to-step differences its train_loss_jitter (C7: how much training oscillates).
+    # Row 0 holds the step before the window, so a window of one step (large batches measure
+    # after every step) still has a difference.
+    window = torch.zeros(1 + max([b - a for a, b in zip(at, at[1:])], default=1), k, device=device, dtype=torch.float64)
+    losses_since, before = 0, False
 
     def set_lr() -> None:
         members.set_lr([lr if on else 0.0 for lr, on in zip(base_lr, active)], factor)
 
     def measure() -> None:
         """Evaluate, record a row per active member, and freeze the ones that are done."""
-        nonlocal loss_sum, losses_since
+        nonlocal losses_since, before
         eval_watch.start()
         scores = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
         eval_watch.stop()
-        train_loss = (loss_sum / losses_since).tolist() if losses_since else [math.nan] * k
-        loss_sum, losses_since = torch.zeros(k, device=device), 0
+        train_loss, jitter = window_statistics(window, losses_since, k, before)
+        if losses_since:
+            window[0].copy_(window[losses_since])
+            before = True
+        losses_since = 0
         stopped = []
         for m in (m for m in range(k) if active[m]):
             row = {"step": step, "samples": step * batch, "epoch": step * batch / n,
                    "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds, "train_loss": train_loss[m],
+                   "train_loss_jitter": jitter[m],
                    **{name: values[m] for name, values in scores.items()}, "lr": base_lr[m] * factor}
             if tracker is not None:  # the clock is stopped here: noise passes are not training time
                 row.update(tracker.update(members.model, data, step))
@@ -286,7 +313,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
 
     set_lr()
     measure()
-    pending = iter(measurement_steps(cfg.study.eval, batch, steps)[1:])
+    pending = iter(at[1:])
     measure_at = next(pending, None)
     watch.start()
     while step < steps and any(active):
@@ -296,7 +323,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             if new_factor != factor:  # touch the optimizer only when the schedule moves
                 factor = new_factor
                 set_lr()
-            loss_sum += train_step(members, data, perms[:, i * batch : (i + 1) * batch], perf.amp)
+            window[1 + losses_since].copy_(train_step(members, data, perms[:, i * batch : (i + 1) * batch], perf.amp))
             losses_since += 1
             step += 1
             if step != measure_at:

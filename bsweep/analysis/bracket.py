@@ -9,7 +9,8 @@ lr and whether it is the lowest or highest lr tried there; on such an edge the n
 decade beyond it, on the 1-3 grid (0.3 -> 1 -> 3; 0.001 -> 0.0003). A point stops when its best
 lr is interior on every criterion (an lr beyond the edge whose every seed diverged brackets it,
 since the tuned view never picks an lr with diverged seeds over one without), or when the next
-lr would leave [lr_min, lr_max], or after `max_rounds` rounds. Pure functions, but for
+lr would leave [lr_min, lr_max], or after `max_rounds` rounds. The criterion RANGE_CRITERION
+asks instead for the upper end of the lrs at which every seed trains (N4). Pure functions, but for
 `read_record` (the sweeper's record, `RECORD_FILE`) and its renderings for the CLI and report.
 """
 
@@ -24,11 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from bsweep.analysis.metrics import METRIC_GOAL, aggregate_over_seeds, point_columns, tuned_view
+from bsweep.analysis.metrics import DEFAULT_METRICS, METRIC_GOAL, aggregate_over_seeds, point_columns, tuned_view
 
 # The criteria the tuned verdicts select lrs by: final accuracy (C1, C5, N1) and how fast the
 # target is reached (C3, C4; epochs and seconds to target rank lrs as steps do at one batch size).
 CRITERIA: tuple[str, ...] = ("final_test_acc", "steps_to_target")
+# Not a best lr but a range (N4: which lrs a network tolerates): extend a point's upper edge
+# while every seed at its highest lr still trained (`metrics.summarize_trials`' "trained"), so
+# each norm's largest trainable lr is bracketed by one where some seed failed.
+RANGE_CRITERION = "trained"
 # Mantissas of the half-decade lr grid, as lr grids are usually written: 0.1, 0.3, 1, 3, 10.
 MANTISSAS: tuple[int, ...] = (1, 3)
 SIDES = ("lower", "upper")
@@ -97,13 +102,18 @@ def decide(
     rounds = rounds or {}
     if summary.empty or "lr" not in summary.columns:
         return []
-    fixed = aggregate_over_seeds(summary)
+    fixed = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, RANGE_CRITERION])
     columns = tuple(point_columns(fixed))
     shown = tuple(c for c in columns if (c in swept if swept is not None else fixed[c].nunique(dropna=False) > 1))
     edges: dict[tuple[tuple, str], list[str]] = {}
     edge_lr: dict[tuple[tuple, str], float] = {}
     for criterion in criteria:
         if f"{criterion}_mean" not in fixed.columns:
+            continue
+        if criterion == RANGE_CRITERION:
+            for point, row in _trained_at_top(fixed, columns).items():
+                edges.setdefault((point, "upper"), []).append(criterion)
+                edge_lr[(point, "upper")] = row
             continue
         tuned = tuned_view(fixed, criterion)
         for _, row in tuned.iterrows():
@@ -119,7 +129,9 @@ def decide(
     for (point, side), named in edges.items():
         edge = edge_lr[(point, side)]
         nxt = half_decade_beyond(edge, side)
-        where = f"best lr ({', '.join(named)}) at the {side} edge, {edge:g}"
+        best = [n for n in named if n != RANGE_CRITERION]
+        where = " and ".join([*([f"best lr ({', '.join(best)})"] if best else []),
+                              *(["every seed trained"] if RANGE_CRITERION in named else [])]) + f" at the {side} edge, {edge:g}"
         if rounds.get((point, side), 0) >= max_rounds:
             decisions.append(Decision(point, columns, shown, side, edge, None, tuple(named),
                                       f"{where}: not bracketed, the {max_rounds} extra rounds allowed are spent"))
@@ -129,6 +141,17 @@ def decide(
         else:
             decisions.append(Decision(point, columns, shown, side, edge, nxt, tuple(named), f"{where}: trying {nxt:g}"))
     return sorted(decisions, key=lambda d: (d.label, d.side))
+
+
+def _trained_at_top(fixed: pd.DataFrame, columns: tuple[str, ...]) -> dict[tuple, float]:
+    """The points whose every seed at their highest lr trained: {point: that lr}."""
+    out = {}
+    for key, frame in fixed.groupby(list(columns), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        top = frame[frame["lr"] == frame["lr"].max()]
+        if (top["trained_count"] >= 1).all() and (top["trained_mean"] == 1).all():
+            out[key] = float(top["lr"].iloc[0])
+    return out
 
 
 def settings_problems(lr_min: Any, lr_max: Any, max_rounds: Any, criteria: Sequence[str]) -> list[str]:
@@ -142,9 +165,10 @@ def settings_problems(lr_min: Any, lr_max: Any, max_rounds: Any, criteria: Seque
         problems.append(f"hydra.sweeper.lr_min={lr_min!r} and lr_max={lr_max!r} must be numbers")
     if not isinstance(max_rounds, int) or max_rounds < 0:
         problems.append(f"hydra.sweeper.max_rounds={max_rounds!r} must be a whole number >= 0")
-    unknown = [c for c in criteria if c not in METRIC_GOAL]
+    unknown = [c for c in criteria if c not in METRIC_GOAL and c != RANGE_CRITERION]
     if unknown or not criteria:
-        problems.append(f"hydra.sweeper.criteria={list(criteria)} must name one or more of: {', '.join(METRIC_GOAL)}")
+        problems.append(f"hydra.sweeper.criteria={list(criteria)} must name one or more of: "
+                        f"{', '.join([*METRIC_GOAL, RANGE_CRITERION])}")
     return problems
 
 

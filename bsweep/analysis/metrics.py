@@ -50,10 +50,13 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "samples_to_target",
     "seconds_to_target",
     "samples_per_second",
+    "loss_jitter",
 )
 
 # The per-trial columns that ``summarize_trials`` adds.
 TRIAL_METRIC_COLUMNS: tuple[str, ...] = DEFAULT_METRICS + (
+    "initial_test_loss",
+    "trained",
     "diverged",
     "n_measurements",
     "last_step",
@@ -74,6 +77,20 @@ METRIC_GOAL: dict[str, Literal["max", "min"]] = {
     "seconds_to_target": "min",
     "samples_per_second": "max",
 }
+
+
+# A trial "trained" at its lr (N4: the lr range a network tolerates) when its final test loss
+# ended below this share of its loss at step 0 (the untrained network's, ~ln(classes)) and no
+# loss went non-finite. Collapsed runs end at 0.9-1.03x their initial loss on mnist1d (accuracy
+# at chance); runs that learn anything end far below (the slowest, at lr 0.003 on bs 512 without
+# normalization: 0.87-0.98x): 0.9 tells "diverged or collapsed" from "learned", and a slow
+# learner at a small lr does not matter for the upper end of the range.
+TRAINED_LOSS_SHARE = 0.9
+# The window of C7's loss jitter: the second half of the study's epoch budget, the same samples
+# for every batch size (the budget's other term, a minimum of steps, makes large batches train
+# longer, so their extra epochs are left out), and past the first epochs' fast descent, whose
+# loss differences measure the trend more than the oscillation.
+JITTER_WINDOW = (0.5, 1.0)  # shares of the budget in epochs
 
 
 def point_columns(frame: pd.DataFrame) -> list[str]:
@@ -185,6 +202,10 @@ def summarize_trials(
         seconds = last["train_seconds"].where(last["train_seconds"] > 0)
         per_trial["samples_per_second"] = last["samples"] / seconds
 
+        initial = m[m["step"] == 0].drop_duplicates("trial_id").set_index("trial_id")["test_loss"]
+        per_trial["initial_test_loss"] = initial
+        per_trial["loss_jitter"] = _loss_jitter(m, trials)
+
         bad_test = ~np.isfinite(m["test_loss"].astype(float))
         bad_train = (m["step"] > 0) & ~np.isfinite(m["train_loss"].astype(float))
         per_trial["nonfinite_loss"] = (bad_test | bad_train).groupby(m["trial_id"]).any()
@@ -207,7 +228,31 @@ def summarize_trials(
     out["diverged"] = (out["status"] == "diverged").to_numpy() | nonfinite.reindex(
         out["trial_id"].to_numpy()
     ).to_numpy()
+    finite_loss = np.isfinite(out["final_test_loss"].astype(float))
+    out["trained"] = (~out["diverged"] & finite_loss
+                      & (out["final_test_loss"] < TRAINED_LOSS_SHARE * out["initial_test_loss"])).astype(float).where(
+        out["n_measurements"] > 0)  # 1.0 / 0.0, NaN without measurements
     return out
+
+
+def _loss_jitter(m: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
+    """Per trial: the root mean square of its rows' train_loss_jitter over JITTER_WINDOW of its
+    budget in epochs, each row weighted by the steps it covers (C7). NaN without the column (a
+    study trained before it existed) or without a row in the window."""
+    if "train_loss_jitter" not in m.columns:
+        return pd.Series(np.nan, index=pd.Index(m["trial_id"].unique(), name="trial_id"))
+    epochs = trials.drop_duplicates("trial_id").set_index("trial_id")
+    budget = (epochs["budget_epochs"].astype(float) if "budget_epochs" in epochs.columns
+              else pd.Series(np.nan, index=epochs.index))
+    budget = budget.fillna(m.groupby("trial_id")["epoch"].max())
+    span = m["trial_id"].map(budget)
+    weight = m.groupby("trial_id", sort=False)["step"].diff()
+    inside = ((m["epoch"] > JITTER_WINDOW[0] * span) & (m["epoch"] <= JITTER_WINDOW[1] * span)
+              & np.isfinite(m["train_loss_jitter"].astype(float)) & (weight > 0))
+    rows = m[inside]
+    w = weight[inside]
+    sq = (rows["train_loss_jitter"].astype(float) ** 2 * w).groupby(rows["trial_id"]).sum()
+    return np.sqrt(sq / w.groupby(rows["trial_id"]).sum())
 
 
 def aggregate_over_seeds(

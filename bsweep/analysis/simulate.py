@@ -26,7 +26,7 @@ NORMS: tuple[str, ...] = ("batch", "group")
 # Seed noise like mnist1d's: final accuracy 0.95 +- 0.005 (claims_quick's seed spread), and 5 %
 # of the mean for times, epochs, steps and throughput.
 ACC, ACC_SD = 0.95, 0.005
-SECONDS, EPOCHS, STEPS, THROUGHPUT, REL_SD = 10.0, 5.0, 1000.0, 1000.0, 0.05
+SECONDS, EPOCHS, STEPS, THROUGHPUT, JITTER, REL_SD = 10.0, 5.0, 1000.0, 1000.0, 0.5, 0.05
 EFFECT_SDS = 3.0  # the true effect of the comparison claims, in seed-noise standard deviations
 # The lr grid brackets the best lr, as a tuned study's grid must (a tuned verdict on an optimum
 # at the grid's edge is inconclusive): the outer lrs are this many noise sds worse everywhere.
@@ -38,9 +38,15 @@ SPIKE = 2.0  # the true effect of C1 and N1: error x2 at the smallest batch size
 # the choice of lr as a real half of a 1000-sample test set plausibly does, and keeps a half's
 # total spread at the noise sd above, so effects stay 3 noise sds on the reported half.
 HALF_SHARE = 0.5
+# N4: the largest lr a network trains at. Per study, the limit is drawn log-uniformly over a
+# decade that reaches past the grid's lrs, so a grid lr can sit where seeds split; a seed
+# fails with a logistic probability in log10(lr) around the limit, over this many decades
+# (divergence sets in sharply with lr). An effect moves one norm's limit (decades).
+LIMIT_RANGE = (0.02, 0.2)
+LIMIT_WIDTH = 0.1  # decades
 
 # Each effect maps (norm, batch size index) -> the change of (error, seconds, epochs, steps,
-# throughput) in units of their noise sd (error: a multiplier for the spikes).
+# throughput, loss jitter) in units of their noise sd (error: a multiplier for the spikes).
 Effect = Callable[[str, int], dict[str, float]]
 
 
@@ -54,8 +60,10 @@ EFFECTS: dict[str, Effect] = {
     "C3": lambda norm, i: {"epochs": EFFECT_SDS * i / (len(BATCH_SIZES) - 1)},
     "C4": lambda norm, i: {"seconds": 0.0 if i == 2 else EFFECT_SDS},
     "C5": lambda norm, i: {"error": 0.0 if i == 2 else EFFECT_SDS},
+    "C7": lambda norm, i: {"jitter": -EFFECT_SDS * i / (len(BATCH_SIZES) - 1)},
     "N1": lambda norm, i: {"error_x": SPIKE} if i == 0 and norm == "batch" else {},
     "N2": lambda norm, i: {"steps": EFFECT_SDS} if norm == "none" else {},
+    "N4": lambda norm, i: {"lr_limit": 0.5} if norm == "batch" else {},
 }
 
 
@@ -65,6 +73,9 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
     complete and every seed reaching the target."""
     rows = []
     own, shared = HALF_SHARE, np.sqrt(1 - HALF_SHARE**2)
+    # a child stream (spawning leaves rng's own draws as they were before N4 existed)
+    fails = rng.spawn(1)[0]
+    limit = fails.uniform(*np.log10(LIMIT_RANGE))
 
     def halves(mean: float, sd: float) -> tuple[float, float, float]:
         """(whole test set, validation half, held-out half) of one trial."""
@@ -80,8 +91,11 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
         epochs = halves(EPOCHS * (1 + REL_SD * (e.get("epochs", 0.0) + off)), EPOCHS * REL_SD)
         steps = halves(STEPS * (1 + REL_SD * (e.get("steps", 0.0) + off)), STEPS * REL_SD)
         throughput = THROUGHPUT * (1 + REL_SD * (e.get("throughput", 0.0) + rng.standard_normal()))
+        jitter = JITTER * (1 + REL_SD * (e.get("jitter", 0.0) + off + rng.standard_normal()))
+        p_fail = 1 / (1 + np.exp(-(np.log10(lr) - limit - e.get("lr_limit", 0.0)) / LIMIT_WIDTH))
         row = {"trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,
-               "lr": lr, "seed": seed, "target": 0.8, "samples_per_second": throughput, "diverged": False,
+               "lr": lr, "seed": seed, "target": 0.8, "samples_per_second": throughput, "loss_jitter": jitter,
+               "trained": float(fails.random() >= p_fail), "diverged": False,
                "last_epoch": 2 * EPOCHS}
         for k, prefix in enumerate(("", "val_", "heldout_")):
             row.update({

@@ -37,6 +37,7 @@ from scipy.stats import studentized_range, t
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
+    FINISHED_STATUSES,
     aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
@@ -51,6 +52,8 @@ FIXED_LR = "fixed lr"
 TUNED_LR = "tuned lr"
 # Throughput does not depend on the learning rate, so C2 pools every lr and seed.
 POOLED_LR = "any lr (pooled)"
+# N4 is about the range of lrs a network tolerates, so it reads every lr at once.
+LR_RANGE = "lr range"
 
 # Family-wise false-positive rate of one slice's comparisons (see `Noise`).
 ALPHA = 0.05
@@ -81,8 +84,10 @@ CLAIMS: dict[str, str] = {
     "C3": "larger batch: more epochs are needed to reach the same accuracy",
     "C4": "some batch size minimises time to target accuracy",
     "C5": "some batch size gives the best final accuracy",
+    "C7": "larger batch: training oscillates less (a more accurate descent direction)",
     "N1": "BatchNorm error rises as the batch shrinks; GroupNorm stays flat",
     "N2": "a normalized network reaches the target in fewer steps than an unnormalized one",
+    "N4": "BatchNorm tolerates larger learning rates than no normalization",
 }
 
 SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
@@ -119,6 +124,15 @@ RULES: dict[str, str] = {
         f"{SE} higher on both sides; inconclusive when only on one side (optimum may lie outside "
         "the grid); does not hold when on neither (accuracy flat in batch size)."
     ),
+    "C7": (
+        "Loss jitter per batch size: the root mean square over the second half of the epoch "
+        "budget of sqrt(mean((l[t] - l[t-1])^2) / 2), l[t] the training loss of step t (for "
+        f"independent steps, one step's loss's standard deviation), >= {MIN_SEEDS} seeds, >= "
+        f"{MIN_BATCH_SIZES_TREND} batch sizes. Holds when the jitter at the largest batch size is "
+        f"below that at the smallest by more than {SE}; the condition names the batch size up to "
+        "which every step down is significant. It includes the sampling noise of a batch's mean "
+        "loss, which alone would fall as B^-0.5 (the numbers give the fitted slope)."
+    ),
     "N1": (
         f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
         f">= {MIN_SEEDS} seeds. Rise = final error at the smallest common batch size minus the "
@@ -132,6 +146,18 @@ RULES: dict[str, str] = {
         f"{MIN_SEEDS} seeds: faster when fewer by more than {SE} (or it reached the target and "
         "none never did). Holds for a norm when it is faster at more than half of the comparable "
         "batch sizes."
+    ),
+    "N4": (
+        "Needs norm=batch and norm=none. A trial trained when no loss went non-finite and its "
+        "final test loss ended below 0.9x its loss at step 0 (metrics.TRAINED_LOSS_SHARE); per "
+        "batch size and norm, the top lr is the largest lr at which every seed trained. A batch "
+        f"size shows the claim when at some lr above none's top lr every BatchNorm seed trained "
+        f"and every none seed failed (>= {MIN_SEEDS} seeds each), and the opposite when at some "
+        "lr above BatchNorm's top lr every none seed trained and every BatchNorm seed failed, or "
+        "when both tops are bracketed (some seed failed at a larger lr tried) and none's is "
+        "above BatchNorm's (the same top lr is inconclusive: the grid does not resolve it). Holds when it shows at more than half of >= {MIN_BATCH_SIZES_PAIR} "
+        "batch sizes where one or the other is shown; the numbers also give the largest lr at "
+        "which every seed reached the target."
     ),
 }
 
@@ -436,25 +462,39 @@ def verdict_c1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 # --------------------------------------------------------------------------- C2
 
 
-def _c2_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
+def _monotone_slice(curve: pd.DataFrame, slices: int, rising: bool, unit: str) -> tuple[str, str, str]:
+    """C2 (rising) and C7 (falling): the largest batch size significantly beyond the smallest
+    in the claimed direction; the condition names the batch size up to which every step goes
+    that way significantly."""
     usable = _usable(curve)
     if len(usable) < MIN_BATCH_SIZES_TREND:
         return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND), ""
     first, last = usable.iloc[0], usable.iloc[-1]
-    numbers = ", ".join(f"bs {_bs(r.batch_size)} {r.mean:.3g} samples/s" for r in usable.itertuples())
+    numbers = ", ".join(f"bs {_bs(r.batch_size)} {r.mean:.3g} {unit}" for r in usable.itertuples())
     noise = Noise.of(usable, slices=slices)
-    if not noise.exceeds(last["mean"], last["count"], first["mean"], first["count"]):
-        if weak := noise.underpowered(usable["count"].min(), MATTERS_RELATIVE * usable["mean"].max(), "samples/s"):
+    word = "rise" if rising else "fall"
+
+    def beyond(a: pd.Series, b: pd.Series) -> bool:  # a significantly beyond b in the claimed direction
+        high, low = (a, b) if rising else (b, a)
+        return noise.exceeds(high["mean"], high["count"], low["mean"], low["count"])
+
+    if not beyond(last, first):
+        if weak := noise.underpowered(usable["count"].min(), MATTERS_RELATIVE * usable["mean"].max(), unit):
             return INCONCLUSIVE, weak, numbers
-        return DOES_NOT_HOLD, "no significant rise from smallest to largest batch size", numbers
-    rising_to = first.batch_size
-    for previous, current in zip(usable.itertuples(), usable.iloc[1:].itertuples()):
-        if not noise.exceeds(current.mean, current.count, previous.mean, previous.count):
+        return DOES_NOT_HOLD, f"no significant {word} from smallest to largest batch size", numbers
+    to = first["batch_size"]
+    for i in range(1, len(usable)):
+        if not beyond(usable.iloc[i], usable.iloc[i - 1]):
             break
-        rising_to = current.batch_size
-    if rising_to == last.batch_size:
-        return HOLDS, f"rises at every step up to batch size {_bs(rising_to)}", numbers
-    return HOLDS, f"rises at every step up to batch size {_bs(rising_to)}, not at every step beyond", numbers
+        to = usable.iloc[i]["batch_size"]
+    verb = "rises" if rising else "falls"
+    if to == last["batch_size"]:
+        return HOLDS, f"{verb} at every step up to batch size {_bs(to)}", numbers
+    return HOLDS, f"{verb} at every step up to batch size {_bs(to)}, not at every step beyond", numbers
+
+
+def _c2_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
+    return _monotone_slice(curve, slices, True, "samples/s")
 
 
 def verdict_c2(summary: pd.DataFrame, protocol: str = POOLED_LR) -> Verdict:
@@ -566,6 +606,27 @@ def _c5_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
 def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     """C5: an interior batch size gives the best final accuracy (tuned: most accurate lr)."""
     return _per_slice_verdict("C5", summary, protocol, "final_test_acc", "final_test_error", _c5_slice)
+
+
+# --------------------------------------------------------------------------- C7
+
+
+def _c7_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
+    outcome, where, numbers = _monotone_slice(curve, slices, False, "nats")
+    usable = _usable(curve)
+    usable = usable[usable["mean"] > 0]
+    if len(usable) >= 2:
+        # The slope a loss averaged over B independent samples would have: -0.5. Steeper or
+        # flatter says how much of the jitter is the batch's sampling noise.
+        slope = float(np.polyfit(np.log(usable["batch_size"].astype(float)), np.log(usable["mean"]), 1)[0])
+        numbers += f"; log-log slope {slope:.2f} (-0.5: the sampling noise of a batch mean alone)"
+    return outcome, where, numbers
+
+
+def verdict_c7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """C7: a larger batch oscillates less: the training loss's step-to-step jitter falls with
+    batch size (tuned: at the most accurate lr)."""
+    return _per_slice_verdict("C7", summary, protocol, "final_test_acc", "loss_jitter", _c7_slice)
 
 
 def _per_slice_verdict(
@@ -723,6 +784,92 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     return _combine("N2", protocol, outcomes, _edge_caveat(view, protocol))
 
 
+# --------------------------------------------------------------------------- N4
+
+
+def _lr_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per lr of one norm at one batch size: seeds, seeds trained, seeds that reached the
+    target (finished trials only)."""
+    finished = frame[frame["status"].isin(FINISHED_STATUSES)]
+    return finished.groupby("lr").agg(
+        seeds=("trial_id", "size"), trained=("trained", lambda v: int((v == 1).sum())),
+        reached=("steps_to_target", lambda v: int(v.notna().sum())))
+
+
+def _top(table: pd.DataFrame, column: str) -> float:
+    """The largest lr at which every one of >= MIN_SEEDS seeds has `column` (NaN if none)."""
+    ok = table[(table["seeds"] >= MIN_SEEDS) & (table[column] == table["seeds"])]
+    return float(ok.index.max()) if len(ok) else float("nan")
+
+
+def _n4_batch_size(bn: pd.DataFrame, none: pd.DataFrame) -> tuple[str, str, str]:
+    """One batch size: (outcome, why, numbers) from the two norms' lr tables."""
+    tops = {name: _top(t, "trained") for name, t in (("batch", bn), ("none", none))}
+    reach = {name: _top(t, "reached") for name, t in (("batch", bn), ("none", none))}
+
+    def lr(v: float) -> str:
+        return "-" if not np.isfinite(v) else f"{v:g}"
+
+    def bracketed(name: str, t: pd.DataFrame) -> bool:
+        above = t[t.index > tops[name]] if np.isfinite(tops[name]) else t
+        return bool(((above["seeds"] >= 1) & (above["trained"] < above["seeds"])).any())
+
+    numbers = (f"largest lr every seed trained at: batch {lr(tops['batch'])}, none {lr(tops['none'])}; "
+               f"every seed reached the target up to: batch {lr(reach['batch'])}, none {lr(reach['none'])}")
+    common = bn.add_suffix("_bn").join(none.add_suffix("_none"), how="inner")
+    common = common[(common["seeds_bn"] >= MIN_SEEDS) & (common["seeds_none"] >= MIN_SEEDS)]
+    none_top = tops["none"] if np.isfinite(tops["none"]) else -np.inf
+    bn_top = tops["batch"] if np.isfinite(tops["batch"]) else -np.inf
+    shows = common[(common.index > none_top) & (common["trained_bn"] == common["seeds_bn"])
+                   & (common["trained_none"] == 0)]
+    opposite = common[(common.index > bn_top) & (common["trained_none"] == common["seeds_none"])
+                      & (common["trained_bn"] == 0)]
+    if len(shows):
+        return HOLDS, f"at lr {lr(shows.index.min())} every BatchNorm seed trained and no none seed did", numbers
+    if len(opposite):
+        return DOES_NOT_HOLD, f"at lr {lr(opposite.index.min())} every none seed trained and no BatchNorm seed did", numbers
+    if bracketed("batch", bn) and bracketed("none", none) and none_top > bn_top:
+        return DOES_NOT_HOLD, "none's top lr is above BatchNorm's", numbers
+    if bracketed("batch", bn) and bracketed("none", none) and none_top == bn_top:
+        return INCONCLUSIVE, "both norms' top lr is the same lr of the grid: no difference it resolves", numbers
+    if not bracketed("none", none):
+        return INCONCLUSIVE, f"none trained at every lr tried up to {lr(tops['none'])}: its range is not bracketed", numbers
+    return INCONCLUSIVE, "no lr where one norm's seeds all trained and the other's all failed", numbers
+
+
+def verdict_n4(summary: pd.DataFrame, protocol: str = LR_RANGE) -> Verdict:
+    """N4: BatchNorm trains at larger learning rates than norm=none (every lr at once)."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = {"batch", "none"} - norms
+    if missing:
+        reason = "needs norm=batch and norm=none; missing " + ", ".join(sorted(missing))
+        return _combine("N4", LR_RANGE, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if "trained" not in summary.columns:
+        return _combine("N4", LR_RANGE, [_SliceOutcome("study", INCONCLUSIVE, "no per-trial 'trained' column", "")])
+    others = [c for c in condition_columns(summary) if c != "norm"]
+    groups = summary.groupby(others, sort=True, dropna=False) if others else [((), summary)]
+    outcomes = []
+    for key, frame in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{config_key(c)}={v}" for c, v in zip(others, key)
+                          if summary[c].nunique() > 1) or "norm=batch vs none"
+        shown, opposite, cells = [], [], []
+        for bs in sorted(set(frame["batch_size"])):
+            at = frame[frame["batch_size"] == bs]
+            outcome, why, numbers = _n4_batch_size(_lr_table(at[at["norm"] == "batch"]), _lr_table(at[at["norm"] == "none"]))
+            cells.append(f"bs {_bs(bs)}: {numbers} ({outcome}: {why})")
+            (shown if outcome == HOLDS else opposite if outcome == DOES_NOT_HOLD else []).append(bs)
+        n_known = len(shown) + len(opposite)
+        if n_known < MIN_BATCH_SIZES_PAIR:
+            outcome, where = INCONCLUSIVE, f"shown either way at {n_known} batch size(s); needs >= {MIN_BATCH_SIZES_PAIR}"
+        elif len(shown) > n_known / 2:
+            outcome, where = HOLDS, "larger lrs train at batch size " + ", ".join(_bs(b) for b in shown)
+        else:
+            outcome, where = DOES_NOT_HOLD, f"shown at {len(shown)} of {n_known} batch sizes"
+        outcomes.append(_SliceOutcome(label, outcome, where, "; ".join(cells)))
+    return _combine("N4", LR_RANGE, outcomes)
+
+
 # --------------------------------------------------------------------------- table
 
 # (claim, function, protocols it is judged under). C2 is lr independent and judged once.
@@ -732,8 +879,10 @@ VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tupl
     ("C3", verdict_c3, (FIXED_LR, TUNED_LR)),
     ("C4", verdict_c4, (FIXED_LR, TUNED_LR)),
     ("C5", verdict_c5, (FIXED_LR, TUNED_LR)),
+    ("C7", verdict_c7, (FIXED_LR, TUNED_LR)),
     ("N1", verdict_n1, (FIXED_LR, TUNED_LR)),
     ("N2", verdict_n2, (FIXED_LR, TUNED_LR)),
+    ("N4", verdict_n4, (LR_RANGE,)),
 )
 
 

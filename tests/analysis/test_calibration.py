@@ -15,7 +15,8 @@ STUDIES = 20
 # Every claim once, both protocols where the benchmark found them weakest (C3 fixed: the highest
 # false-positive rate; the tuned C3-C5: the lowest power), to keep the suite short.
 CHECKED = {("C1", "tuned lr"), ("C2", "any lr (pooled)"), ("C3", "fixed lr"), ("C3", "tuned lr"), ("C4", "fixed lr"),
-           ("C4", "tuned lr"), ("C5", "tuned lr"), ("N1", "tuned lr"), ("N2", "tuned lr")}
+           ("C4", "tuned lr"), ("C5", "tuned lr"), ("C7", "tuned lr"), ("N1", "tuned lr"), ("N2", "tuned lr"),
+           ("N4", "lr range")}
 CASES = [(claim, function, protocol) for claim, function, protocols in VERDICT_FUNCTIONS for protocol in protocols
          if (claim, protocol) in CHECKED]
 
@@ -23,11 +24,12 @@ CASES = [(claim, function, protocol) for claim, function, protocols in VERDICT_F
 @pytest.mark.slow
 @pytest.mark.parametrize("claim,function,protocol", CASES, ids=[f"{c}-{p}" for c, _, p in CASES])
 def test_no_effect_rarely_holds_and_a_known_effect_is_found(claim, function, protocol):
-    norms = ("batch", "none") if claim == "N2" else NORMS
+    norms = ("batch", "none") if claim in ("N2", "N4") else NORMS
     false_positives = holds_rate(function, protocol, 2, STUDIES, norms=norms, seed=11)
     assert false_positives <= 1 / STUDIES, f"{claim} {protocol}: holds in {false_positives:.0%} of null studies"
     power = holds_rate(function, protocol, 3, STUDIES, EFFECTS[claim], norms, seed=12)
-    assert power >= 0.7, f"{claim} {protocol}: finds the effect in only {power:.0%} at 3 seeds"
+    # N4's effect is one step of the half-decade lr grid, which it resolves about half the time
+    assert power >= (0.35 if claim == "N4" else 0.7), f"{claim} {protocol}: finds the effect in only {power:.0%} at 3 seeds"
 
 
 def test_no_significant_difference_with_too_few_seeds_is_inconclusive_not_does_not_hold():
@@ -47,6 +49,6 @@ def test_no_significant_difference_with_too_few_seeds_is_inconclusive_not_does_n
 @pytest.mark.slow
 @pytest.mark.parametrize("claim,function,protocol", CASES, ids=[f"{c}-{p}" for c, _, p in CASES])
 def test_a_real_effect_is_rarely_called_does_not_hold(claim, function, protocol):
-    norms = ("batch", "none") if claim == "N2" else NORMS
+    norms = ("batch", "none") if claim in ("N2", "N4") else NORMS
     rates = verdict_rates(function, protocol, 2, STUDIES, EFFECTS[claim], norms, seed=13)
     assert rates["does not hold"] <= 1 / STUDIES, f"{claim} {protocol}: {rates}"
