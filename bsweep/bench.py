@@ -7,6 +7,7 @@ steps-to-target x seconds_per_step at the trial's batch size.
 
     results/<study>/bench.parquet   one row per (batch_size, norm, model, device, fused_width):
         batch_size, norm, device, seconds_per_step, samples_per_second, fused_width,
+        step_memory_bytes, peak_memory_bytes, memory_limit_bytes (C8, `bsweep.memory`; width 1),
         data, model_width, model_depth, optim, amp, channels_last, threads, device_name,
         torch_version, time
 
@@ -31,6 +32,7 @@ from bsweep import records
 from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, flatten, is_under
 from bsweep.data import TensorData, load_data
 from bsweep.device import environment, settle
+from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
 from bsweep.timing import time_steps
@@ -87,6 +89,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
         env = environment(device)
         # the settings the study's trials ran with at this point (perf/ in the study folder)
         perf = choose(cfg, data, study_dir(cfg))
+        memory = step_memory(cfg, data, point.batch_size, perf)  # one trial alone (C8)
         for width in widths:
             seconds = step_seconds(cfg, data, point.batch_size, width, perf, **kw) / width
             row = {
@@ -96,6 +99,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
                 "seconds_per_step": seconds,
                 "samples_per_second": point.batch_size / seconds,
                 "fused_width": width,
+                **(memory if width == 1 else {}),
                 "data": cfg.data.name,
                 "model_width": cfg.model.width,
                 "model_depth": cfg.model.depth,

@@ -44,6 +44,7 @@ RUNTIME_KEYS = (
     "study.description",
     "study.eval.batch_size",
     "study.nuisance",  # how the analysis reads the study, not what a trial trains
+    "study.memory_limit_gib",  # C8's prediction, not what a trial trains
     "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
 )
 # Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
@@ -155,6 +156,10 @@ class StudyConfig:
     target: float = 0.8  # test accuracy that defines time-to-accuracy, fixed in advance
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # C8: the memory a training step may use, GiB; the largest batch size that fits it is
+    # predicted from `bsweep bench`'s per-step memory. null: the device's (a GPU's memory, a
+    # CPU machine's RAM). Analysis only: not in trial ids.
+    memory_limit_gib: Optional[float] = None
 
 
 @dataclass

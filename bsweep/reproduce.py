@@ -61,7 +61,11 @@ def launcher_overrides(jobs: int) -> list[str]:
 # a norm=none arm, which the batch-size study lacks; every other claim is judged on the
 # batch-size study, whose batch sizes reach down to 1 (C1, N1's small-batch end).
 STUDIES = {False: ("claims_quick", "norm_quick"), True: ("claims", "norm")}
-JUDGED_ON_NORM_STUDY = ("N2",)
+JUDGED_ON_NORM_STUDY = ("N2", "N4")
+# N4 compares the largest lr each norm trains at, so the norm study brackets that too (the
+# bracketing sweeper's range criterion, `bracket.RANGE_CRITERION`), beside the best lrs.
+STUDY_OVERRIDES = {"norm_quick": ["hydra.sweeper.criteria=[final_test_acc,steps_to_target,trained]"],
+                   "norm": ["hydra.sweeper.criteria=[final_test_acc,steps_to_target,trained]"]}
 
 
 def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console) -> StudyRun:
@@ -71,8 +75,8 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     from bsweep.bench import run_bench, write_bench
     from bsweep.plan import study_dir
 
-    outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER, *extra],
-                        console)
+    outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER,
+                         *STUDY_OVERRIDES.get(name, []), *extra], console)
     sdir = study_dir(outcome.planned[0].config)
     # Fused and parallel trials share their measured seconds; the report's time-based claims
     # (C2, C4) use the isolated step time per batch size and norm instead, measured now, alone.

@@ -109,6 +109,9 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"model.kernel_size={cfg.model.kernel_size} must be odd and >= 1")
     if not 0 < cfg.study.target <= 1:
         out.append(f"study.target={cfg.study.target} must be an accuracy in (0, 1]")
+    if cfg.study.memory_limit_gib is not None and not cfg.study.memory_limit_gib > 0:
+        out.append(f"study.memory_limit_gib={cfg.study.memory_limit_gib} must be > 0 GiB "
+                   "(or null: the device's memory)")
     budget = cfg.study.budget
     if budget.epochs is None and budget.steps is None:
         out.append("study.budget needs epochs or steps (or both); both are null")

@@ -27,6 +27,9 @@ def test_bench_times_every_batch_size_and_norm_of_the_plan(results):
     # timed with the settings the study's trials use: perf.amp=auto decided once per point
     assert set(table["amp"]) <= {"bf16", "off"} and set(table["channels_last"]) == {"off"}
     assert len(list((results / "smoke" / "perf").glob("*.json"))) == 4
+    # C8: one step's memory, for a trial alone (width 1 rows)
+    alone = table[table["fused_width"] == 1].set_index(["norm", "batch_size"])["step_memory_bytes"]
+    assert (alone > 0).all() and (alone.xs(64, level="batch_size") > alone.xs(16, level="batch_size")).all()
     bad = CliRunner().invoke(app, ["bench", *TINY, f"results_dir={results}", "--widths", "0"])
     assert bad.exit_code == 2
 
@@ -40,3 +43,25 @@ def test_a_new_run_replaces_rows_with_the_same_key_and_keeps_the_others(results,
     table = bench.read_bench(tmp_path)
     assert sorted(table["batch_size"]) == [8, 32]
     assert bench.read_bench(tmp_path / "nowhere") is None
+
+
+def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_the_study_limit():
+    import torch
+
+    from bsweep.data import load_data
+    from bsweep.memory import GIB, device_memory_bytes, step_memory
+
+    cfg = compose([*TINY, "study.memory_limit_gib=2"])
+    data = load_data(cfg.data, torch.device("cpu"))
+    rows = [step_memory(cfg, data, bs) for bs in (1, 8, 64)]
+    memory = [r["step_memory_bytes"] for r in rows]
+    assert memory[0] < memory[1] < memory[2]
+    again = step_memory(cfg, data, 8)  # shapes and dtypes only: no timing, no rounding
+    assert again["step_memory_bytes"] == rows[1]["step_memory_bytes"]
+    # the batch's activations: at least the input and the first conv's output per example
+    per_example = (memory[2] - memory[1]) / (64 - 8)
+    assert per_example > 4 * data.x_train[0].numel()
+    assert all(r["memory_limit_bytes"] == 2 * GIB for r in rows)
+    assert all(r["peak_memory_bytes"] != r["peak_memory_bytes"] for r in rows)  # NaN: no CPU peak counter
+    cfg.study.memory_limit_gib = None
+    assert step_memory(cfg, data, 1)["memory_limit_bytes"] == device_memory_bytes(torch.device("cpu")) > GIB

@@ -69,6 +69,15 @@ def test_a_diverged_lr_beyond_the_edge_brackets_it():
     assert decide(frame, 1e-5, 10.0, 3, criteria=["final_test_acc"]) == []
 
 
+def test_the_range_criterion_extends_up_while_every_seed_at_the_top_lr_trained():
+    frame = summary([*seeds(8, 0.03, 0.90), *seeds(8, 0.1, 0.85), *seeds(64, 0.03, 0.80), *seeds(64, 0.1, 0.90)])
+    # batch 8: one seed at 0.1 failed, so its range is bracketed; batch 64 trained at every seed
+    frame["trained"] = [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    got = {(d.label, d.side): (d.next_lr, d.reason) for d in decide(frame, 1e-5, 10.0, 3, criteria=["trained"])}
+    assert got == {("batch_size=64", "upper"): (0.3, "every seed trained at the upper edge, 0.1: trying 0.3")}
+    assert settings_problems(1e-5, 10, 3, ["final_test_acc", "trained"]) == []
+
+
 def test_a_side_stops_at_the_bounds_and_after_max_rounds():
     frame = summary([*seeds(64, 0.3, 0.80), *seeds(64, 1.0, 0.90)])
     [d] = decide(frame, 1e-5, 2.0, 3, criteria=["final_test_acc"])

@@ -31,7 +31,7 @@ RTOL64 = 1e-10
 # 256: it grows with steps). 1e-5 is 40x the measured worst.
 RTOL32 = 1e-5
 STEPS32 = 10
-COLUMNS = ("train_loss", "test_loss", "test_acc")
+COLUMNS = ("train_loss", "train_loss_jitter", "test_loss", "test_acc")
 
 
 @pytest.fixture(scope="module")

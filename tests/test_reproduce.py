@@ -27,7 +27,7 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     assert list((study / "report" / "figures").glob("*.png")) and list((study / "report" / "figures").glob("*.svg"))
     # the verdict table comes first and names every claim
     assert html.index("C1") < html.index("<img")
-    for claim in ("C1", "C2", "C3", "C4", "C5", "N1", "N2"):
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C7", "C8", "N1", "N2", "N4"):
         assert claim in out.output and claim in html
     assert "12 trials: 12 complete" in out.output and "18 trials: 18 complete" in out.output
     assert (results / "norm_quick" / "report" / "index.html").is_file()
@@ -37,7 +37,7 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     # fused trials share their seconds: time claims use the isolated step time of `bench`
     assert (study / "bench.parquet").is_file()
     assert "Time basis (C2, C4, time figures): calibrated" in html
-    # the verdicts printed are the reports', word for word (same time basis): N2 from
+    # the verdicts printed are the reports', word for word (same time basis): N2 and N4 from
     # norm_quick's (it has the norm=none arm), every other claim from claims_quick's
     printed = re.sub(r"\s+", " ", out.output.replace("│", " "))
     seen = set()
@@ -45,12 +45,12 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
         md = (results / name / "report" / "report.md").read_text()
         for line in md.splitlines():
             m = re.match(r"\| (C\d|N\d) \| ([^|]+) \| (\w+) \| ([^|]+) \|", line)
-            if m and (m.group(1) == "N2") == (name == "norm_quick"):
+            if m and (m.group(1) in ("N2", "N4")) == (name == "norm_quick"):
                 claim, protocol, verdict, condition = (g.strip() for g in m.groups())
                 assert f"{claim} {protocol} {verdict}" in printed
                 assert condition.split(" (")[0] in printed
                 seen.add(claim)
-    assert seen == {"C1", "C2", "C3", "C4", "C5", "N1", "N2"}
+    assert seen == {"C1", "C2", "C3", "C4", "C5", "C7", "C8", "N1", "N2", "N4"}
     assert "no norm=none arm" not in printed
     # (a second `reproduce` reuses the 12 trials: run_sweep's skip, pinned by test_cli's rerun
     # test; not repeated here, where it cost ~25 s of bench and report)

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
 from bsweep.data import load_data
@@ -114,3 +115,19 @@ def test_evaluation_scores_the_test_set_and_each_interleaved_half(tiny_config, t
     result = train_alone(tiny_config, tiny_data)
     for row in result.measurements:
         assert row["test_acc"] == pytest.approx((row["val_acc"] + row["heldout_acc"]) / 2)  # 64 + 64 samples
+
+
+def test_each_row_has_the_step_to_step_jitter_of_its_training_losses(tiny_config, tiny_data):
+    from bsweep.engine import window_statistics
+
+    # rows: the step before the window, then the window's 3 steps
+    window = torch.tensor([[1.0], [2.0], [4.0], [4.0], [9.0]], dtype=torch.float64)
+    mean, jitter = window_statistics(window, 3, 1, before=True)
+    assert mean == [pytest.approx(10 / 3)] and jitter == [pytest.approx(math.sqrt((1 + 4 + 0) / 3 / 2))]
+    mean, jitter = window_statistics(window, 1, 1, before=False)  # one step, nothing before it
+    assert mean == [2.0] and math.isnan(jitter[0])
+    tiny_config.study.budget.epochs = 2
+    m = train_alone(tiny_config, tiny_data).measurements
+    assert math.isnan(m[0]["train_loss_jitter"])
+    # every later row has one: a window of one step differs from the step before it
+    assert all(math.isfinite(r["train_loss_jitter"]) and r["train_loss_jitter"] >= 0 for r in m[1:])

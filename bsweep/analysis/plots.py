@@ -323,6 +323,35 @@ def plot_divergence_heatmap(ax: Axes, view: pd.DataFrame) -> None:
     )
 
 
+def plot_trained_heatmap(ax: Axes, view: pd.DataFrame) -> None:
+    """(N4) Share of seeds that trained (``metrics.TRAINED_LOSS_SHARE``) over lr x batch size."""
+    plot_lr_batch_size_heatmap(ax, view, value="trained_mean", label="seeds that trained (%)", cmap="Greens",
+                               vmin=0.0, vmax=100.0)
+
+
+def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
+    """(C7) The training loss's step-to-step jitter vs batch size, log-log, with the slope a
+    batch mean's sampling noise alone would have."""
+    _plot_metric_vs_batch_size(ax, view, "loss_jitter", "training-loss jitter (nats per step)", log_y=True)
+    usable = view[np.isfinite(view["loss_jitter_mean"].astype(float)) & (view["loss_jitter_mean"] > 0)]
+    if len(usable):
+        b = usable["batch_size"].astype(float)
+        anchor = usable.loc[b.idxmin(), "loss_jitter_mean"]
+        grid = np.array([b.min(), b.max()])
+        ax.plot(grid, anchor * (grid / b.min()) ** -0.5, color="black", linestyle="--", linewidth=0.8,
+                label="B^-0.5 (sampling noise alone)")
+        ax.legend(fontsize="small")
+    tuned = "best_lr" in view.columns
+    ax.set_title(f"Training-loss jitter, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
+
+
+def plot_step_memory(ax: Axes, view: pd.DataFrame) -> None:
+    """(C8) Memory of one training step vs batch size (from the bench), log-log."""
+    _plot_metric_vs_batch_size(ax, view, "step_memory_bytes", "memory of one step (MiB)", scale=1 / 2**20,
+                               log_y=True)
+    ax.set_title("Memory per training step (accounted)")
+
+
 # --------------------------------------------------------------------------- 8: error per norm
 
 

@@ -30,6 +30,7 @@ from bsweep.analysis import plots, scaling, scaling_plots
 from bsweep.analysis.bracket import bracket_settings, bracket_table, read_record
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
+    DEFAULT_METRICS,
     FINISHED_STATUSES,
     aggregate_over_seeds,
     condition_columns,
@@ -106,12 +107,13 @@ def _figure_specs(
     summary: pd.DataFrame, measurements: pd.DataFrame
 ) -> list[tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]]:
     """(name, title, caption, (rows, cols), draw) for each figure of the report."""
-    fixed = aggregate_over_seeds(summary)
+    fixed = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "trained"])
     tuned_acc = tuned_view(fixed, "final_test_acc")
     tuned_time = tuned_view(fixed, "seconds_to_target")
     tuned_epochs = tuned_view(fixed, "epochs_to_target")
     tuned_steps = tuned_view(fixed, "steps_to_target")
-    pooled = aggregate_over_seeds(summary, by=[*condition_columns(fixed), "batch_size"])
+    pooled = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "step_memory_bytes"],
+                                  by=[*condition_columns(fixed), "batch_size"])
     norms = _norm_order(summary[summary["status"].isin(FINISHED_STATUSES)])
     target = float(summary["target"].dropna().iloc[0]) if summary["target"].notna().any() else None
 
@@ -141,13 +143,15 @@ def _figure_specs(
                 axes[row][col].set_title(f"{axes[row][col].get_title()}, norm={norm}")
 
     def heatmaps(fig: Figure) -> None:
-        axes = fig.subplots(max(len(norms), 1), 2, squeeze=False)
+        axes = fig.subplots(max(len(norms), 1), 3, squeeze=False)
         for row, norm in enumerate(norms):
             one = fixed[fixed["norm"] == norm]
             plots.plot_lr_batch_size_heatmap(axes[row][0], one)
             axes[row][0].set_title(f"Final test accuracy (%), norm={norm}")
             plots.plot_divergence_heatmap(axes[row][1], one)
             axes[row][1].set_title(f"Diverged seeds (%), norm={norm}")
+            plots.plot_trained_heatmap(axes[row][2], one)
+            axes[row][2].set_title(f"Seeds that trained (%), norm={norm}")
 
     rows = max(len(norms), 1)
     return [
@@ -200,10 +204,27 @@ def _figure_specs(
             (rows, 2), learning_curves,
         ),
         (
-            "heatmaps", "Learning rate x batch size",
-            "Mean final test accuracy over seeds, and the share of seeds that diverged, for "
-            "every lr and batch size of the grid.",
-            (rows, 2), heatmaps,
+            "heatmaps", "Learning rate x batch size (N4)",
+            "Mean final test accuracy over seeds, the share of seeds that diverged, and the share "
+            "that trained (final test loss below 0.9x its initial one, nothing non-finite: N4's "
+            "lr range), for every lr and batch size of the grid.",
+            (rows, 3), heatmaps,
+        ),
+        (
+            "loss_jitter", "Training-loss jitter vs batch size (C7)",
+            "Root mean square of the step-to-step change of the training loss over the second "
+            "half of the epoch budget (divided by sqrt 2: one step's spread for independent "
+            "steps). Dashed: the B^-0.5 slope of a batch mean's sampling noise alone. Left: each "
+            "lr on its own; right: the most accurate lr per batch size.",
+            (1, 2),
+            pair(lambda ax: plots.plot_loss_jitter(ax, fixed), lambda ax: plots.plot_loss_jitter(ax, tuned_acc)),
+        ),
+        (
+            "step_memory", "Memory per training step vs batch size (C8)",
+            "Parameters, gradients, optimizer state and the tensors autograd saves for backward "
+            "of one step of a trial alone, counted from shapes by `bsweep bench` (the same on "
+            "every machine). Without a bench the panel is empty.",
+            (1, 1), lambda fig: plots.plot_step_memory(fig.subplots(), pooled),
         ),
         (
             "error_by_norm", "Error vs batch size per normalization (N1)",
@@ -748,7 +769,7 @@ def judged_summary(
     """Per-trial metrics on the time basis the verdicts use (calibrated when ``bench`` covers
     the study), the measurements on that basis, and the sentence naming the basis. The report
     and every other place that prints verdicts start here, so they cannot disagree."""
-    summary = summarize_trials(trials, measurements, final_window=final_window)
+    summary = scaling.add_step_memory(summarize_trials(trials, measurements, final_window=final_window), bench)
     return scaling.calibrate_times(summary, measurements, bench)
 
 

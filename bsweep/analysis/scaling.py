@@ -651,6 +651,33 @@ def add_calibrated_seconds(summary: pd.DataFrame, bench: pd.DataFrame | None = N
     return out
 
 
+# C8's columns of a bench row (`bsweep.memory`), copied onto every trial of the same step keys.
+MEMORY_COLUMNS = ("step_memory_bytes", "peak_memory_bytes", "memory_limit_bytes")
+
+
+def add_step_memory(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame:
+    """``summary`` plus the bench's MEMORY_COLUMNS at each trial's batch size and step keys (NaN
+    where the bench has none: `bsweep bench` did not run, or ran before it measured memory)."""
+    out = summary.copy()
+    rows = None
+    if bench is not None and "step_memory_bytes" in bench.columns:
+        table = _bench_table(summary, bench)
+        if table is not None:
+            keys = [c for c in table.columns if c != "seconds_per_step"]
+            rows = bench[bench["fused_width"] == 1] if "fused_width" in bench.columns else bench
+            rows = rows.rename(columns={k: v for k, v in BENCH_KEYS.items() if v not in rows.columns})
+            for key in keys:
+                rows[key] = rows[key].astype(summary[key].dtype, errors="ignore")
+            rows = rows.groupby(keys, dropna=False)[[c for c in MEMORY_COLUMNS if c in rows.columns]].median().reset_index()
+            merged = summary[keys].merge(rows, on=keys, how="left")
+            for column in MEMORY_COLUMNS:
+                out[column] = merged[column].to_numpy() if column in merged.columns else np.nan
+            return out
+    for column in MEMORY_COLUMNS:
+        out[column] = np.nan
+    return out
+
+
 def calibrate_times(
     summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:

@@ -54,6 +54,8 @@ TUNED_LR = "tuned lr"
 POOLED_LR = "any lr (pooled)"
 # N4 is about the range of lrs a network tolerates, so it reads every lr at once.
 LR_RANGE = "lr range"
+# C8 reads the bench's memory of one step, which depends on no lr and no seed.
+PER_STEP = "per step (bench)"
 
 # Family-wise false-positive rate of one slice's comparisons (see `Noise`).
 ALPHA = 0.05
@@ -85,6 +87,7 @@ CLAIMS: dict[str, str] = {
     "C4": "some batch size minimises time to target accuracy",
     "C5": "some batch size gives the best final accuracy",
     "C7": "larger batch: training oscillates less (a more accurate descent direction)",
+    "C8": "larger batch: a step needs more memory, until it no longer fits",
     "N1": "BatchNorm error rises as the batch shrinks; GroupNorm stays flat",
     "N2": "a normalized network reaches the target in fewer steps than an unnormalized one",
     "N4": "BatchNorm tolerates larger learning rates than no normalization",
@@ -132,6 +135,16 @@ RULES: dict[str, str] = {
         f"below that at the smallest by more than {SE}; the condition names the batch size up to "
         "which every step down is significant. It includes the sampling noise of a batch's mean "
         "loss, which alone would fall as B^-0.5 (the numbers give the fitted slope)."
+    ),
+    "C8": (
+        "Memory of one training step per batch size, from `bsweep bench` (bench.parquet): "
+        "parameters, gradients, optimizer state and the tensors autograd saves for backward, "
+        "counted from shapes and dtypes (the same on every machine, no seed noise: no test); "
+        f">= {MIN_BATCH_SIZES_TREND} batch sizes. Holds when it grows from the smallest batch "
+        "size to the largest (the condition says whether at every step). The numbers give the "
+        "least-squares line a + b x B and the largest batch size whose predicted memory fits "
+        "the limit (study.memory_limit_gib, else the device's memory: a prediction on a CPU; on "
+        "a GPU the bench also measures the peak, torch.cuda.max_memory_allocated)."
     ),
     "N1": (
         f"Needs norm=batch and norm=group at >= {MIN_BATCH_SIZES_PAIR} common batch sizes with "
@@ -648,6 +661,55 @@ def _per_slice_verdict(
     return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
 
 
+# --------------------------------------------------------------------------- C8
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:.3g} MiB"
+
+
+def _c8_slice(frame: pd.DataFrame) -> tuple[str, str, str]:
+    per_bs = frame.groupby("batch_size")[["step_memory_bytes", "peak_memory_bytes", "memory_limit_bytes"]].median()
+    per_bs = per_bs[np.isfinite(per_bs["step_memory_bytes"].astype(float))]
+    if len(per_bs) < MIN_BATCH_SIZES_TREND:
+        return INCONCLUSIVE, (f"per-step memory at {len(per_bs)} batch size(s); needs >= {MIN_BATCH_SIZES_TREND} "
+                              "(run `bsweep bench` on the study)"), ""
+    sizes = per_bs.index.to_numpy(dtype=float)
+    memory = per_bs["step_memory_bytes"].to_numpy(dtype=float)
+    slope, intercept = np.polyfit(sizes, memory, 1)
+    off = float(np.max(np.abs(intercept + slope * sizes - memory) / memory))
+    numbers = ", ".join(f"bs {_bs(b)} {_mib(m)}" for b, m in zip(sizes, memory))
+    numbers += f"; fit {_mib(intercept)} + {slope / 1024:.3g} KiB x B (within {off:.1%} of every point)"
+    peaks = per_bs["peak_memory_bytes"].astype(float)
+    if np.isfinite(peaks).any():
+        numbers += "; measured peak " + ", ".join(f"bs {_bs(b)} {_mib(p)}" for b, p in peaks.dropna().items())
+    limit = float(per_bs["memory_limit_bytes"].astype(float).median())
+    if slope > 0 and np.isfinite(limit):
+        fits = int((limit - intercept) // slope)
+        numbers += f"; largest batch size predicted to fit {limit / 2**30:.3g} GiB: {fits:,}"
+    if not memory[-1] > memory[0]:
+        return DOES_NOT_HOLD, "memory does not grow from the smallest to the largest batch size", numbers
+    if (np.diff(memory) > 0).all():
+        return HOLDS, f"grows at every step, {slope / 1024:.3g} KiB per example", numbers
+    return HOLDS, "grows from the smallest to the largest batch size, not at every step", numbers
+
+
+def verdict_c8(summary: pd.DataFrame, protocol: str = PER_STEP) -> Verdict:
+    """C8: a step's memory grows with batch size (from the bench, per condition)."""
+    if "step_memory_bytes" not in summary.columns or not np.isfinite(summary["step_memory_bytes"].astype(float)).any():
+        reason = "no per-step memory: run `bsweep bench` on the study (bench.parquet)"
+        return _combine("C8", PER_STEP, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    columns = condition_columns(summary)
+    groups = summary.groupby(columns, sort=True, dropna=False) if columns else [((), summary)]
+    outcomes = []
+    for key, frame in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{config_key(c)}={v}" for c, v in zip(columns, key)
+                          if c == "norm" or summary[c].nunique() > 1) or "all trials"
+        outcomes.append(_SliceOutcome(label, *_c8_slice(frame)))
+    return _combine("C8", PER_STEP, outcomes)
+
+
 # --------------------------------------------------------------------------- N1
 
 
@@ -880,6 +942,7 @@ VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tupl
     ("C4", verdict_c4, (FIXED_LR, TUNED_LR)),
     ("C5", verdict_c5, (FIXED_LR, TUNED_LR)),
     ("C7", verdict_c7, (FIXED_LR, TUNED_LR)),
+    ("C8", verdict_c8, (PER_STEP,)),
     ("N1", verdict_n1, (FIXED_LR, TUNED_LR)),
     ("N2", verdict_n2, (FIXED_LR, TUNED_LR)),
     ("N4", verdict_n4, (LR_RANGE,)),

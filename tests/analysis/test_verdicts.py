@@ -300,7 +300,7 @@ def test_all_verdicts_table(study_factory):
         "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat"
     ]
     assert table["claim"].tolist() == [
-        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "N1", "N1", "N2", "N2"
+        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C7", "C7", "C8", "N1", "N1", "N2", "N2", "N4"
     ]
     assert set(table["verdict"]) <= {HOLDS, DOES_NOT_HOLD, INCONCLUSIVE}
     assert (table["rule"].str.len() > 50).all()
@@ -350,3 +350,113 @@ def test_seeds_needed_is_the_fewest_that_detect_the_difference(sd, matters):
     assert noise.detectable(need) <= matters
     assert need == 3 or noise.detectable(need - 1) > matters
     assert Noise(1.0, 6, 6, 12).seeds_needed(3, 0.01) is None  # beyond MAX_SEEDS_SAID
+
+
+# --------------------------------------------------------------------------- C7
+
+
+def test_c7_holds_when_the_loss_jitter_falls_with_batch_size():
+    import numpy as np
+
+    from bsweep.analysis.simulate import EFFECTS, synthetic_summary
+    from bsweep.analysis.verdicts import verdict_c7
+
+    summary = synthetic_summary(np.random.default_rng(0), 4, lambda norm, i: {"jitter": 3 * EFFECTS["C7"](norm, i)["jitter"]})
+    verdict = verdict_c7(summary, TUNED_LR)
+    assert verdict.verdict == HOLDS, verdict.condition
+    assert "falls at every step" in verdict.condition and "log-log slope" in verdict.numbers
+
+
+def test_c7_flat_jitter_does_not_hold_with_enough_seeds():
+    import numpy as np
+
+    from bsweep.analysis.simulate import synthetic_summary
+    from bsweep.analysis.verdicts import verdict_c7
+
+    verdict = verdict_c7(synthetic_summary(np.random.default_rng(1), 12), FIXED_LR)
+    assert verdict.verdict == DOES_NOT_HOLD, verdict.condition
+
+
+def test_loss_jitter_is_the_step_weighted_rms_over_the_second_half_of_the_budget():
+    trials = pd.DataFrame({"trial_id": ["t"], "status": ["complete"], "target": [0.9], "budget_epochs": [4.0]})
+    rows = [  # (step, epoch, jitter): epochs (2, 4] count, weighted by the steps each row covers
+        (0, 0.0, math.nan), (10, 1.0, 9.0), (20, 2.0, 9.0), (30, 3.0, 1.0), (50, 4.0, 2.0), (60, 5.0, 9.0)]
+    measurements = pd.DataFrame([{"trial_id": "t", "step": s, "epoch": e, "samples": s, "train_seconds": float(s),
+                                  "train_loss": 1.0, "test_loss": 1.0, "test_acc": 0.5, "train_loss_jitter": j}
+                                 for s, e, j in rows])
+    out = summarize_trials(trials, measurements)
+    assert out["loss_jitter"].iloc[0] == pytest.approx(math.sqrt((10 * 1.0 + 20 * 4.0) / 30))
+
+
+# --------------------------------------------------------------------------- C8
+
+
+def _memory_summary(memory, limit=2**30):
+    rows = [{"trial_id": f"{norm}-{bs}", "status": "complete", "norm": norm, "batch_size": bs, "lr": 0.1, "seed": 0,
+             "step_memory_bytes": float(memory(bs)), "peak_memory_bytes": math.nan, "memory_limit_bytes": float(limit)}
+            for norm in ("batch", "group") for bs in (1, 4, 16, 64)]
+    return pd.DataFrame(rows)
+
+
+def test_c8_holds_when_memory_grows_and_predicts_the_largest_batch_that_fits():
+    from bsweep.analysis.verdicts import verdict_c8
+
+    verdict = verdict_c8(_memory_summary(lambda bs: 2**20 + 2**10 * bs, limit=2**21))
+    assert verdict.verdict == HOLDS
+    assert "grows at every step, 1 KiB per example" in verdict.condition
+    # (2 MiB - 1 MiB) / 1 KiB per example
+    assert "largest batch size predicted to fit 0.00195 GiB: 1,024" in verdict.numbers
+
+
+def test_c8_flat_memory_does_not_hold_and_no_bench_is_inconclusive():
+    from bsweep.analysis.verdicts import verdict_c8
+
+    assert verdict_c8(_memory_summary(lambda bs: 2**20)).verdict == DOES_NOT_HOLD
+    missing = verdict_c8(_memory_summary(lambda bs: math.nan))
+    assert missing.verdict == INCONCLUSIVE and "bsweep bench" in missing.condition
+
+
+# --------------------------------------------------------------------------- N4
+
+
+def _range_summary(trained, batch_sizes=(8, 64, 512), lrs=(0.01, 0.1, 1.0), seeds=(0, 1)):
+    """trained(norm, bs, lr, seed) -> bool; every trial reaches the target where it trained."""
+    rows = []
+    for norm in ("batch", "none"):
+        for bs in batch_sizes:
+            for lr in lrs:
+                for seed in seeds:
+                    ok = trained(norm, bs, lr, seed)
+                    rows.append({"trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm,
+                                 "batch_size": bs, "lr": lr, "seed": seed, "trained": float(ok),
+                                 "steps_to_target": 100.0 if ok else math.nan})
+    return pd.DataFrame(rows)
+
+
+def test_n4_holds_when_batchnorm_trains_where_none_fails():
+    from bsweep.analysis.verdicts import verdict_n4
+
+    verdict = verdict_n4(_range_summary(lambda norm, bs, lr, seed: lr < (1.0 if norm == "batch" else 0.1)))
+    assert verdict.verdict == HOLDS, verdict.condition
+    assert "larger lrs train at batch size 8, 64, 512" in verdict.condition
+    assert "largest lr every seed trained at: batch 0.1, none 0.01" in verdict.numbers
+
+
+def test_n4_does_not_hold_when_none_trains_at_larger_lrs():
+    from bsweep.analysis.verdicts import verdict_n4
+
+    verdict = verdict_n4(_range_summary(lambda norm, bs, lr, seed: lr < (0.1 if norm == "batch" else 1.0)))
+    assert verdict.verdict == DOES_NOT_HOLD, verdict.condition
+
+
+def test_n4_needs_none_range_bracketed_and_a_none_arm():
+    from bsweep.analysis.verdicts import verdict_n4
+
+    unbracketed = verdict_n4(_range_summary(lambda norm, bs, lr, seed: True))
+    assert unbracketed.verdict == INCONCLUSIVE
+    assert "none trained at every lr tried up to 1" in unbracketed.numbers + unbracketed.condition
+    same = verdict_n4(_range_summary(lambda norm, bs, lr, seed: lr < 0.1))
+    assert same.verdict == INCONCLUSIVE and "the same lr of the grid" in same.numbers
+    no_arm = _range_summary(lambda norm, bs, lr, seed: True)
+    no_arm = no_arm[no_arm["norm"] == "batch"]
+    assert "missing none" in verdict_n4(no_arm).condition
