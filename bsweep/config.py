@@ -62,6 +62,12 @@ STEP_GROUPS = ("data", "model", "norm", "optim")
 NEVER_NUISANCE = ("batch_size", "data.name", "model.name", "norm.kind", "optim.name", "schedule.name")
 
 
+def measures_gradients(cfg: "Config") -> bool:
+    """The trial measures its own model's gradients at fixed weights (noise scale, C6's
+    cosines), so it trains alone: a fused model's gradients are not one trial's."""
+    return bool(cfg.noise.enabled or cfg.noise.cosine_at)
+
+
 def effective_lr(cfg: "Config") -> float:
     """The base learning rate after the config's scaling rule (see Config.lr_scaling)."""
     power = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}[cfg.lr_scaling]
@@ -173,6 +179,13 @@ class NoiseConfig:
     pairs: int = 4  # gradient pairs per noise point; the EMA averages over points as well
     every: int = 4  # measure at every 4th measurement point (every ~22 % in samples on the 5 % grid)
     ema: float = 0.3  # weight of the newest point: averages ~3 points, i.e. ~2x in samples seen
+    # C6: cosines between mini-batch gradients and the full training-set gradient, at the first
+    # measurement point at or after each of these shares of the budget in steps (early, middle,
+    # end: [0.05, 0.5, 1.0]); empty: off. Independent of `enabled`. Costs about n_train +
+    # cosine_draws x sum(cosine_batch_sizes) examples of forward+backward per checkpoint.
+    cosine_at: list[float] = field(default_factory=list)
+    cosine_batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024, 4096])
+    cosine_draws: int = 8  # batches per batch size: the spread of the cosine over draws
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsweep.config import Config, OptimConfig, effective_lr
+from bsweep.config import Config, OptimConfig, effective_lr, measures_gradients
 from bsweep.data import TensorData
 from bsweep.device import synchronize
 from bsweep.models import make_cnn
@@ -253,12 +253,16 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     orders = [torch.Generator(device=device) for _ in cfgs]
     for g, c in zip(orders, cfgs):
         g.manual_seed(c.seed)
-    tracker = None
-    if cfg.noise.enabled:  # gradients of one model: a trial alone only
-        from bsweep.noise import NoiseScaleTracker
+    trackers = []
+    if measures_gradients(cfg):  # gradients of one model: a trial alone only
+        from bsweep.noise import GradientCosineTracker, NoiseScaleTracker
 
-        assert k == 1, "noise tracking needs a trial alone"
-        tracker = NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed)
+        assert k == 1, "gradient measurements need a trial alone"
+        if cfg.noise.enabled:
+            trackers.append(NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed))
+        if cfg.noise.cosine_at:
+            trackers.append(GradientCosineTracker(list(cfg.noise.cosine_at), steps, list(cfg.noise.cosine_batch_sizes),
+                                                  cfg.noise.cosine_draws, n, seed=cfg.seed))
     results = [TrialResult(status="complete", total_steps=steps) for _ in cfgs]
     active = [True] * k
     base_lr = [effective_lr(c) for c in cfgs]
@@ -294,7 +298,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
                    "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds, "train_loss": train_loss[m],
                    "train_loss_jitter": jitter[m],
                    **{name: values[m] for name, values in scores.items()}, "lr": base_lr[m] * factor}
-            if tracker is not None:  # the clock is stopped here: noise passes are not training time
+            for tracker in trackers:  # the clock is stopped here: gradient passes are not training time
                 row.update(tracker.update(members.model, data, step))
             results[m].measurements.append(row)
             if step == 0:

@@ -343,3 +343,115 @@ class NoiseScaleTracker:
             "noise_scale": smoothed,
             "noise_seconds": time.perf_counter() - start,  # .item() above already synced
         }
+
+
+# --------------------------------------------------------------------------- gradient cosines (C6)
+
+
+def _flat_gradient(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
+                   params: list[nn.Parameter]) -> torch.Tensor:
+    """The gradient of the mean loss over (x, y), flattened, float64 (``.grad`` untouched)."""
+    loss = loss_fn(model(x).float(), y)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).double().flatten() for g, p in zip(grads, params)])
+
+
+def measure_gradient_cosines(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_sizes: list[int],
+    draws: int,
+    generator: torch.Generator,
+    chunk: int = 1000,
+    train_mode: bool = True,
+) -> dict[str, Any]:
+    """At the model's current weights: the cosine between mini-batch gradients and the full
+    training-set gradient G, for each batch size (``draws`` batches each, drawn with
+    replacement), and the noise scale those gradients imply.
+
+    G is the mean of the gradients of consecutive chunks of ``chunk`` examples, weighted by
+    their size (with BatchNorm in train mode each chunk is normalized by its own statistics:
+    G is then the gradient of training at batch ``chunk``, stated, not hidden). Since
+    E|g_B|^2 = |G|^2 + tr(Sigma) / B, the least-squares tr(Sigma) over the batch sizes gives
+    B_simple = tr(Sigma) / |G|^2 and the predicted E[cos] ~ (1 + B_simple / B)^(-1/2)
+    (McCandlish et al. 2018; exact only for i.i.d. examples, so not with BatchNorm).
+
+    Nothing about the model changes (as ``measure_noise_scale``). Returns ``grad_norm_sq``
+    (|G|^2), ``trace_sigma``, ``noise_scale`` and ``per_batch``: {B: (mean cosine, its standard
+    deviation over draws, mean |g_B|^2)}.
+    """
+    if draws < 2:
+        raise ValueError(f"draws must be >= 2 (a spread over draws), got {draws}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved_buffers = [b.detach().clone() for b in model.buffers()]
+    was_training = model.training
+    n = x.shape[0]
+    model.train(train_mode)
+    per_batch: dict[int, tuple[float, float, float]] = {}
+    try:
+        with torch.enable_grad():
+            full = sum(_flat_gradient(model, loss_fn, x[i:i + chunk], y[i:i + chunk], params) * (min(chunk, n - i) / n)
+                       for i in range(0, n, chunk))
+            full_norm = full.norm()
+            for b in batch_sizes:
+                cos, sq = [], []
+                for _ in range(draws):
+                    idx = torch.randint(0, n, (b,), generator=generator, device=x.device)
+                    g = _flat_gradient(model, loss_fn, x[idx], y[idx], params)
+                    cos.append(torch.dot(g, full) / (g.norm() * full_norm).clamp_min(1e-300))
+                    sq.append(g.square().sum())
+                cos_t = torch.stack(cos)
+                per_batch[int(b)] = (float(cos_t.mean()), float(cos_t.std()), float(torch.stack(sq).mean()))
+    finally:
+        with torch.no_grad():
+            for buffer, saved in zip(model.buffers(), saved_buffers):
+                buffer.copy_(saved)
+        model.train(was_training)
+    g2 = float(full_norm) ** 2
+    # least squares through the origin of (mean |g_B|^2 - |G|^2) on 1 / B
+    inv = [1.0 / b for b in per_batch]
+    excess = [v[2] - g2 for v in per_batch.values()]
+    trace = sum(a * e for a, e in zip(inv, excess)) / sum(a * a for a in inv)
+    return {"grad_norm_sq": g2, "trace_sigma": trace, "noise_scale": simple_noise_scale(trace, g2),
+            "per_batch": per_batch}
+
+
+def cosine_columns(batch_sizes: list[int]) -> list[str]:
+    """The measurement row's columns of a gradient-cosine checkpoint (`GradientCosineTracker`)."""
+    per = [f"{name}_b{b}" for b in batch_sizes for name in ("cosine", "cosine_sd")]
+    return [*per, "cosine_grad_norm_sq", "cosine_noise_scale", "cosine_draws", "cosine_seconds"]
+
+
+class GradientCosineTracker:
+    """C6's checkpoints: at the first measurement point at or after each share in ``at`` of the
+    trial's ``steps``, the gradient cosines of ``measure_gradient_cosines``; NaN columns at the
+    other points. Its generator is its own and the model is left as it was, so training is
+    unchanged."""
+
+    def __init__(self, at: list[float], steps: int, batch_sizes: list[int], draws: int, n_train: int,
+                 seed: int = 0, loss_fn: LossFn = F.cross_entropy) -> None:
+        self.pending = sorted(math.ceil(share * steps) for share in at)
+        self.batch_sizes = sorted({min(int(b), n_train) for b in batch_sizes})
+        self.draws, self.seed, self.loss_fn = draws, seed, loss_fn
+        self._generator: torch.Generator | None = None
+
+    def update(self, model: nn.Module, data: _TrainData, step: int) -> dict[str, float]:
+        columns = cosine_columns(self.batch_sizes)
+        if not self.pending or step < self.pending[0]:
+            return {c: math.nan for c in columns}
+        while self.pending and self.pending[0] <= step:  # several shares may fall on one point
+            self.pending.pop(0)
+        start = time.perf_counter()
+        x, y = data.x_train, data.y_train
+        if self._generator is None:
+            self._generator = torch.Generator(device=x.device)
+            self._generator.manual_seed(self.seed + 0xC05)  # its own stream, not the trial's
+        got = measure_gradient_cosines(model, self.loss_fn, x, y, self.batch_sizes, self.draws, self._generator)
+        row = {}
+        for b, (mean, sd, _) in got["per_batch"].items():
+            row[f"cosine_b{b}"], row[f"cosine_sd_b{b}"] = mean, sd
+        row.update({"cosine_grad_norm_sq": got["grad_norm_sq"], "cosine_noise_scale": got["noise_scale"],
+                    "cosine_draws": float(self.draws), "cosine_seconds": time.perf_counter() - start})
+        return row

@@ -40,7 +40,7 @@ from typing import Callable
 
 import torch
 
-from bsweep.config import Config, perf_setting
+from bsweep.config import Config, measures_gradients, perf_setting
 from bsweep.data import TensorData
 from bsweep.datacache import cache_dir
 from bsweep.device import cpu_flags, device_name
@@ -332,8 +332,8 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
     noise tracking, forced by `perf.fuse`, or measured ("auto"): the candidate width with the
     lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
-    # noise-scale tracking measures one model's gradients: a fused model has no such gradients
-    if fuse == "off" or n_members <= 1 or cfg.noise.enabled:
+    # noise scale and gradient cosines measure one model's gradients: a fused model has none
+    if fuse == "off" or n_members <= 1 or measures_gradients(cfg):
         return 1
     if fuse != "auto":
         if not fuse.isdigit() or int(fuse) < 1:

@@ -57,15 +57,18 @@ def launcher_overrides(jobs: int) -> list[str]:
     return ["hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
 
 
-# The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2 needs
-# a norm=none arm, which the batch-size study lacks; every other claim is judged on the
-# batch-size study, whose batch sizes reach down to 1 (C1, N1's small-batch end).
-STUDIES = {False: ("claims_quick", "norm_quick"), True: ("claims", "norm")}
-JUDGED_ON_NORM_STUDY = ("N2", "N4")
+# The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2 and
+# N4 need a norm=none arm, which the batch-size study lacks; C6 needs gradient cosines, which
+# cost too much to measure on every trial; every other claim is judged on the batch-size
+# study, whose batch sizes reach down to 1 (C1, N1's small-batch end).
+STUDIES = {False: ("claims_quick", "norm_quick", "direction_quick"), True: ("claims", "norm", "direction_quick")}
+JUDGED_ON = {"N2": 1, "N4": 1, "C6": 2}  # claim -> index into STUDIES[...]; the rest: 0
 # N4 compares the largest lr each norm trains at, so the norm study brackets that too (the
-# bracketing sweeper's range criterion, `bracket.RANGE_CRITERION`), beside the best lrs.
+# bracketing sweeper's range criterion, `bracket.RANGE_CRITERION`), beside the best lrs. The
+# direction study measures at one setting: nothing to bracket.
 STUDY_OVERRIDES = {"norm_quick": ["hydra.sweeper.criteria=[final_test_acc,steps_to_target,trained]"],
-                   "norm": ["hydra.sweeper.criteria=[final_test_acc,steps_to_target,trained]"]}
+                   "norm": ["hydra.sweeper.criteria=[final_test_acc,steps_to_target,trained]"],
+                   "direction_quick": ["hydra.sweeper.max_rounds=0"]}
 
 
 def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console) -> StudyRun:
@@ -89,13 +92,14 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
 def reproduce(
     full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
 ) -> Reproduction:
-    """Run `claims_quick` and `norm_quick` (`claims` and `norm` when `full`), each with its
-    report, and judge every claim on the study made for it."""
+    """Run `claims_quick`, `norm_quick` and `direction_quick` (`claims` and `norm` when `full`),
+    each with its report, and judge every claim on the study made for it."""
     from bsweep.analysis.report import study_verdicts
 
     runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]
-    claims, norms = (study_verdicts(r.study_dir) for r in runs)  # the reports' verdicts
-    norm_claims = claims["claim"].isin(JUDGED_ON_NORM_STUDY)
-    verdicts = pd.concat([claims[~norm_claims].assign(study=runs[0].study_dir.name),
-                          norms[norms["claim"].isin(JUDGED_ON_NORM_STUDY)].assign(study=runs[1].study_dir.name)])
+    tables = [study_verdicts(r.study_dir) for r in runs]  # the reports' verdicts
+    verdicts = pd.concat([table[(table["claim"].map(lambda claim: JUDGED_ON.get(claim, 0)) == i)].assign(
+        study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])
+    order = {claim: k for k, claim in enumerate(dict.fromkeys(tables[0]["claim"]))}
+    verdicts = verdicts.sort_values("claim", key=lambda c: c.map(order), kind="stable")
     return Reproduction(runs, verdicts.reset_index(drop=True))

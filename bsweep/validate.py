@@ -140,6 +140,12 @@ def problems(cfg: Config) -> list[str]:
         )
     if cfg.noise.enabled and (cfg.noise.pairs < 1 or cfg.noise.every < 1 or not 0 < cfg.noise.ema <= 1):
         out.append("noise.pairs and noise.every must be >= 1 and noise.ema in (0, 1]")
+    if cfg.noise.cosine_at and not all(0 < share <= 1 for share in cfg.noise.cosine_at):
+        out.append(f"noise.cosine_at={list(cfg.noise.cosine_at)} must be shares of the budget in (0, 1]")
+    if cfg.noise.cosine_at and (cfg.noise.cosine_draws < 2 or not cfg.noise.cosine_batch_sizes
+                                or min(cfg.noise.cosine_batch_sizes) < 1):
+        out.append(f"noise.cosine_draws={cfg.noise.cosine_draws} must be >= 2 and noise.cosine_batch_sizes="
+                   f"{list(cfg.noise.cosine_batch_sizes)} a non-empty list of sizes >= 1")
     for name in ("amp", "channels_last", "compile"):
         try:
             perf_setting(getattr(cfg.perf, name), name)

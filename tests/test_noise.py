@@ -208,3 +208,39 @@ def test_tracker_changes_nothing_in_training_and_fills_columns_every_nth_point()
     tracker.update(plain, Data(*bn_data()), 5)
     with pytest.raises(ValueError):
         tracker.update(plain, Data(*bn_data()), 5)
+
+
+# --------------------------------------------------------------------------- gradient cosines (C6)
+
+
+def test_cosines_use_the_exact_full_gradient_and_recover_the_noise_scale():
+    from bsweep.noise import measure_gradient_cosines
+
+    model, x, y, g2, trace, _ = least_squares(seed=3)
+    got = measure_gradient_cosines(model, half_squared_error, x, y, [4, 16, 64, 256], draws=300,
+                                   generator=torch.Generator().manual_seed(5), chunk=1000)
+    # the chunks' weighted mean is the full-set gradient (no batch statistics in this model;
+    # outputs are taken in float32, as the noise scale's)
+    assert got["grad_norm_sq"] == pytest.approx(g2, rel=1e-6)
+    # 300 draws per batch size: the least-squares tr(Sigma) is within a few % of the exact one
+    assert got["noise_scale"] == pytest.approx(trace / g2, rel=0.1)
+    cosines = [got["per_batch"][b][0] for b in (4, 16, 64, 256)]
+    assert cosines == sorted(cosines) and -1 <= cosines[0] and cosines[-1] <= 1
+    # the noise-scale model's E[cos] ~ (1 + B_simple / B)^(-1/2), within the draws' spread
+    for b, cos in zip((4, 16, 64, 256), cosines):
+        assert cos == pytest.approx((1 + trace / g2 / b) ** -0.5, abs=0.05)
+
+
+def test_cosines_leave_weights_grads_buffers_and_mode_unchanged():
+    from bsweep.noise import measure_gradient_cosines
+
+    model = bn_net()
+    x, y = bn_data()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.25)
+    model.eval()
+    before = snapshot(model)
+    got = measure_gradient_cosines(model, nn.functional.cross_entropy, x, y, [1, 8, 32], 3,
+                                   torch.Generator().manual_seed(0), chunk=16)
+    assert all(torch.equal(a, b) for a, b in zip(before, snapshot(model)))
+    assert not model.training and set(got["per_batch"]) == {1, 8, 32}

@@ -131,3 +131,19 @@ def test_each_row_has_the_step_to_step_jitter_of_its_training_losses(tiny_config
     assert math.isnan(m[0]["train_loss_jitter"])
     # every later row has one: a window of one step differs from the step before it
     assert all(math.isfinite(r["train_loss_jitter"]) and r["train_loss_jitter"] >= 0 for r in m[1:])
+
+
+def test_cosine_checkpoints_change_nothing_in_training_and_fill_their_rows_only(tiny_config, tiny_data):
+    tiny_config.study.budget.epochs = 2
+    plain = train_alone(tiny_config, tiny_data).measurements
+    tiny_config.noise.cosine_at = [0.5, 1.0]
+    tiny_config.noise.cosine_batch_sizes = [1, 8, 4096]  # 4096 is clipped to the 256 examples
+    tiny_config.noise.cosine_draws = 2
+    rows = train_alone(tiny_config, tiny_data).measurements
+    keep = ("step", "train_loss", "test_loss", "test_acc")
+    assert [{k: r[k] for k in keep} for r in rows] == [{k: r[k] for k in keep} for r in plain]
+    measured = [r["step"] for r in rows if not math.isnan(r["cosine_b1"])]
+    steps = rows[-1]["step"]
+    # the first measurement point at or after half the steps, and the last one
+    assert measured == [min(r["step"] for r in rows if r["step"] >= steps / 2), steps]
+    assert "cosine_b256" in rows[0] and "cosine_b4096" not in rows[0]

@@ -778,9 +778,9 @@ def study_verdicts(study_dir: Path) -> pd.DataFrame:
     from bsweep.analysis import load
 
     study_dir = Path(study_dir)
-    summary, _, _ = judged_summary(load.load_trials(study_dir), load.load_measurements(study_dir),
-                                   scaling.load_bench(study_dir))
-    return all_verdicts(summary)
+    summary, measurements, _ = judged_summary(load.load_trials(study_dir), load.load_measurements(study_dir),
+                                              scaling.load_bench(study_dir))
+    return all_verdicts(summary, measurements)
 
 
 def build_report(
@@ -803,7 +803,7 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary, measurements, time_basis = judged_summary(trials, measurements, bench, final_window)
-    verdicts = all_verdicts(summary)
+    verdicts = all_verdicts(summary, measurements)
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
     figures = draw_figures(summary, measurements, out_dir / "figures") if finished else []

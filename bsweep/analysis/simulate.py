@@ -120,3 +120,38 @@ def holds_rate(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, s
                effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> float:
     """The share of `studies` synthetic studies in which `verdict` says "holds"."""
     return verdict_rates(verdict, protocol, seeds, studies, effect, norms, seed)[HOLDS]
+
+
+# C6: the gradient cosines of one reference trial at three checkpoints, over batch sizes 1-4096.
+# With the effect the mean cosine follows the noise-scale model (1 + B_SIMPLE / B)^(-1/2); with
+# none it is flat at its value at B_SIMPLE. Each batch size's draws scatter by COS_DRAW_SD (the
+# spread seen on mnist1d, 0.1-0.2 per draw; 0.15 stated).
+COS_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
+B_SIMPLE, COS_DRAW_SD, COS_DRAWS, COS_CHECKPOINTS = 200.0, 0.15, 8, 3
+
+
+def synthetic_cosines(rng: np.random.Generator, effect: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, measurements) of one trial with C6's checkpoint rows."""
+    rows = []
+    for k in range(COS_CHECKPOINTS):
+        row = {"trial_id": "ref", "step": 100 * (k + 1), "epoch": float(k + 1), "cosine_draws": float(COS_DRAWS),
+               "cosine_noise_scale": B_SIMPLE}
+        for b in COS_BATCH_SIZES:
+            true = (1 + B_SIMPLE / b) ** -0.5 if effect else 0.5 ** 0.5
+            draws = np.clip(true + COS_DRAW_SD * rng.standard_normal(COS_DRAWS), -1, 1)
+            row[f"cosine_b{b}"], row[f"cosine_sd_b{b}"] = float(draws.mean()), float(draws.std(ddof=1))
+        rows.append(row)
+    summary = pd.DataFrame([{"trial_id": "ref", "status": "complete", "norm": "batch", "batch_size": 64, "lr": 0.03, "seed": 0}])
+    return summary, pd.DataFrame(rows)
+
+
+def c6_rates(studies: int, effect: bool, seed: int = 0) -> dict[str, float]:
+    """The share of synthetic C6 studies in which the verdict says each verdict."""
+    from bsweep.analysis.verdicts import AT_CHECKPOINTS, verdict_c6
+
+    rng = np.random.default_rng(seed)
+    said = []
+    for _ in range(studies):
+        summary, measurements = synthetic_cosines(rng, effect)
+        said.append(verdict_c6(summary, AT_CHECKPOINTS, measurements).verdict)
+    return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}

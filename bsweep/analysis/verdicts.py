@@ -56,6 +56,12 @@ POOLED_LR = "any lr (pooled)"
 LR_RANGE = "lr range"
 # C8 reads the bench's memory of one step, which depends on no lr and no seed.
 PER_STEP = "per step (bench)"
+# C6 reads the gradient cosines of the trials that measured them (`noise.cosine_at`).
+AT_CHECKPOINTS = "at checkpoints"
+# C6: "past some size the direction barely changes": from that batch size to the largest one
+# measured, the cosine with the full training-set gradient gains less than this (near cos 0.9,
+# 0.1 is about 10 degrees of a direction 26 degrees off).
+COS_GAIN_SMALL = 0.1
 
 # Family-wise false-positive rate of one slice's comparisons (see `Noise`).
 ALPHA = 0.05
@@ -86,6 +92,7 @@ CLAIMS: dict[str, str] = {
     "C3": "larger batch: more epochs are needed to reach the same accuracy",
     "C4": "some batch size minimises time to target accuracy",
     "C5": "some batch size gives the best final accuracy",
+    "C6": "larger batch: a more accurate descent direction, which past some size barely changes",
     "C7": "larger batch: training oscillates less (a more accurate descent direction)",
     "C8": "larger batch: a step needs more memory, until it no longer fits",
     "N1": "BatchNorm error rises as the batch shrinks; GroupNorm stays flat",
@@ -126,6 +133,18 @@ RULES: dict[str, str] = {
         f"sizes. Holds when the batch size with lowest error has a batch size with error more than "
         f"{SE} higher on both sides; inconclusive when only on one side (optimum may lie outside "
         "the grid); does not hold when on neither (accuracy flat in batch size)."
+    ),
+    "C6": (
+        "Needs trials with noise.cosine_at. At each checkpoint, per batch size B: the mean over "
+        "noise.cosine_draws random batches (with replacement) of the cosine between the batch's "
+        "gradient and the full training-set gradient, at the checkpoint's weights. A checkpoint "
+        "shows the claim when the cosine at the largest B exceeds that at the smallest by more "
+        f"than a t-test over draws at {ALPHA:g} / (checkpoints), and some B below the largest is "
+        f"within {COS_GAIN_SMALL:g} of the largest's cosine (from there on, growth barely turns "
+        "the direction). Rises without such a B: inconclusive (try larger batch sizes); no "
+        "significant rise: does not hold. A trial holds when most of its checkpoints "
+        "show it. The numbers give the noise scale B_simple those gradients imply and the "
+        "predicted cosine (1 + B_simple / B)^(-1/2) (McCandlish et al. 2018)."
     ),
     "C7": (
         "Loss jitter per batch size: the root mean square over the second half of the epoch "
@@ -621,6 +640,66 @@ def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     return _per_slice_verdict("C5", summary, protocol, "final_test_acc", "final_test_error", _c5_slice)
 
 
+# --------------------------------------------------------------------------- C6
+
+
+def cosine_batch_sizes(columns) -> list[int]:
+    """The batch sizes of a frame's ``cosine_b<B>`` columns, ascending."""
+    return sorted(int(c[len("cosine_b"):]) for c in columns if c.startswith("cosine_b") and c[len("cosine_b"):].isdigit())
+
+
+def _c6_checkpoint(row: pd.Series, sizes: list[int], checkpoints: int) -> tuple[str, str, str]:
+    sizes = [b for b in sizes if np.isfinite(float(row.get(f"cosine_b{b}", np.nan)))]
+    step = f"step {int(row['step'])} (epoch {float(row['epoch']):.2g})"
+    if len(sizes) < MIN_BATCH_SIZES_TREND:
+        return INCONCLUSIVE, f"{step}: cosines at {len(sizes)} batch size(s)", ""
+    n = float(row["cosine_draws"])
+    mean = {b: float(row[f"cosine_b{b}"]) for b in sizes}
+    sd = {b: float(row[f"cosine_sd_b{b}"]) for b in sizes}
+    noise = float(row.get("cosine_noise_scale", np.nan))
+    predicted = {b: (1 + noise / b) ** -0.5 for b in sizes} if np.isfinite(noise) and noise > 0 else {}
+    numbers = f"{step}: cos " + ", ".join(f"bs {b} {mean[b]:.2f}±{sd[b] / np.sqrt(n):.2f}" for b in sizes)
+    if predicted:
+        worst = max(abs(mean[b] - predicted[b]) for b in sizes)
+        numbers += f"; B_simple {noise:.3g}: predicted " + ", ".join(f"{predicted[b]:.2f}" for b in sizes)
+        numbers += f" (largest miss {worst:.2f})"
+    small, large = sizes[0], sizes[-1]
+    se = float(np.hypot(sd[small], sd[large]) / np.sqrt(n))
+    critical = float(t.ppf(1 - ALPHA / max(checkpoints, 1) / 2, 2 * (n - 1)))
+    if not (mean[large] - mean[small] > critical * se):
+        return DOES_NOT_HOLD, f"{step}: no significant rise from bs {small} to bs {large}", numbers
+    flat = [b for b in sizes[:-1] if mean[large] - mean[b] < COS_GAIN_SMALL]
+    if not flat:
+        return INCONCLUSIVE, (f"{step}: rises, and still by {mean[large] - mean[sizes[-2]]:.2f} into the largest "
+                              f"batch size, {large}: try larger ones"), numbers
+    return HOLDS, f"{step}: rises, by less than {COS_GAIN_SMALL:g} from bs {flat[0]} on", numbers
+
+
+def verdict_c6(summary: pd.DataFrame, protocol: str = AT_CHECKPOINTS, measurements: pd.DataFrame | None = None) -> Verdict:
+    """C6: the mini-batch gradient's cosine with the full-set gradient rises with batch size and
+    saturates (the trials with `noise.cosine_at`, at their checkpoints)."""
+    rows = pd.DataFrame() if measurements is None else measurements
+    sizes = cosine_batch_sizes(rows.columns)
+    if sizes:
+        rows = rows[rows[[f"cosine_b{b}" for b in sizes]].notna().any(axis=1)]
+    if not sizes or rows.empty:
+        reason = "no trial measured gradient cosines (noise.cosine_at, e.g. [0.05,0.5,1.0])"
+        return _combine("C6", AT_CHECKPOINTS, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    trials = summary.set_index("trial_id")
+    outcomes = []
+    for trial_id, frame in rows.groupby("trial_id", sort=True):
+        t_row = trials.loc[trial_id] if trial_id in trials.index else pd.Series(dtype=object)
+        label = ", ".join(f"{k}={t_row[k]:g}" if k == "lr" else f"{k}={t_row[k]}"
+                          for k in ("norm", "batch_size", "lr", "seed") if k in t_row.index) or str(trial_id)
+        checks = [_c6_checkpoint(r, sizes, len(rows)) for _, r in frame.sort_values("step").iterrows()]
+        held = [c for c in checks if c[0] == HOLDS]
+        failed = [c for c in checks if c[0] == DOES_NOT_HOLD]
+        outcome = HOLDS if len(held) > len(checks) / 2 else DOES_NOT_HOLD if len(failed) > len(checks) / 2 else INCONCLUSIVE
+        outcomes.append(_SliceOutcome(label, outcome, "; ".join(c[1] for c in checks),
+                                      " / ".join(c[2] for c in checks if c[2])))
+    return _combine("C6", AT_CHECKPOINTS, outcomes)
+
+
 # --------------------------------------------------------------------------- C7
 
 
@@ -941,6 +1020,7 @@ VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tupl
     ("C3", verdict_c3, (FIXED_LR, TUNED_LR)),
     ("C4", verdict_c4, (FIXED_LR, TUNED_LR)),
     ("C5", verdict_c5, (FIXED_LR, TUNED_LR)),
+    ("C6", verdict_c6, (AT_CHECKPOINTS,)),
     ("C7", verdict_c7, (FIXED_LR, TUNED_LR)),
     ("C8", verdict_c8, (PER_STEP,)),
     ("N1", verdict_n1, (FIXED_LR, TUNED_LR)),
@@ -949,7 +1029,12 @@ VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tupl
 )
 
 
-def all_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
+# Claims that read the measurement rows, not only the per-trial summary.
+READS_MEASUREMENTS = ("C6",)
+
+
+def all_verdicts(summary: pd.DataFrame, measurements: pd.DataFrame | None = None) -> pd.DataFrame:
     """The verdict table: one row per claim and protocol, columns as in ``Verdict``."""
-    rows = [asdict(function(summary, protocol)) for _, function, protocols in VERDICT_FUNCTIONS for protocol in protocols]
+    rows = [asdict(function(summary, protocol, measurements) if claim in READS_MEASUREMENTS else function(summary, protocol))
+            for claim, function, protocols in VERDICT_FUNCTIONS for protocol in protocols]
     return pd.DataFrame(rows, columns=list(Verdict.__dataclass_fields__))

@@ -6,7 +6,7 @@ finished trials are skipped (`records.is_finished`); each group is trained by th
 (`bsweep.perf.choose_width`), and every member is written as its own trial record through the
 runner's lifecycle (`records.take`, `records.Attempt`). Groups run in this process, or in
 `hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), largest first.
-Jobs with `perf.fuse=off` or noise-scale tracking (`noise.enabled`) train one member at a time,
+Jobs with `perf.fuse=off` or gradient measurements (`noise.enabled`, `noise.cosine_at`) train one member at a time,
 in the same workers.
 
     bsweep sweep study=claims_quick hydra/launcher=bsweep_fused hydra.launcher.n_jobs=2

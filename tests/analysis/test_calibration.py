@@ -52,3 +52,11 @@ def test_a_real_effect_is_rarely_called_does_not_hold(claim, function, protocol)
     norms = ("batch", "none") if claim in ("N2", "N4") else NORMS
     rates = verdict_rates(function, protocol, 2, STUDIES, EFFECTS[claim], norms, seed=13)
     assert rates["does not hold"] <= 1 / STUDIES, f"{claim} {protocol}: {rates}"
+
+
+def test_c6_never_holds_on_flat_cosines_and_finds_the_noise_scale_curve():
+    from bsweep.analysis.simulate import c6_rates
+
+    assert c6_rates(STUDIES, effect=False, seed=21)["holds"] == 0
+    found = c6_rates(STUDIES, effect=True, seed=22)
+    assert found["holds"] >= 0.8 and found["does not hold"] == 0, found

@@ -131,7 +131,7 @@ def test_report_with_no_finished_trial(frames, tmp_path):
     assert "No trial has finished yet" in text
     assert "No figures: no trial has finished yet." in text
     verdicts = re.findall(r'<td class="verdict"[^>]*>([^<]*)</td>', text)
-    assert len(verdicts) == 17 and set(verdicts) == {"inconclusive"}
+    assert len(verdicts) == 18 and set(verdicts) == {"inconclusive"}
 
 
 def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):

@@ -300,7 +300,7 @@ def test_all_verdicts_table(study_factory):
         "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat"
     ]
     assert table["claim"].tolist() == [
-        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C7", "C7", "C8", "N1", "N1", "N2", "N2", "N4"
+        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C6", "C7", "C7", "C8", "N1", "N1", "N2", "N2", "N4"
     ]
     assert set(table["verdict"]) <= {HOLDS, DOES_NOT_HOLD, INCONCLUSIVE}
     assert (table["rule"].str.len() > 50).all()
@@ -460,3 +460,28 @@ def test_n4_needs_none_range_bracketed_and_a_none_arm():
     no_arm = _range_summary(lambda norm, bs, lr, seed: True)
     no_arm = no_arm[no_arm["norm"] == "batch"]
     assert "missing none" in verdict_n4(no_arm).condition
+
+
+# --------------------------------------------------------------------------- C6
+
+
+def test_c6_holds_on_the_noise_scale_curve_and_not_on_flat_cosines():
+    import numpy as np
+
+    from bsweep.analysis.simulate import synthetic_cosines
+    from bsweep.analysis.verdicts import AT_CHECKPOINTS, verdict_c6
+
+    rng = np.random.default_rng(4)
+    verdict = verdict_c6(*synthetic_cosines(rng, effect=True)[:1], AT_CHECKPOINTS, synthetic_cosines(rng, True)[1])
+    assert verdict.verdict == HOLDS, verdict.condition
+    assert "by less than 0.1 from bs" in verdict.condition and "B_simple 200: predicted" in verdict.numbers
+    flat = verdict_c6(*synthetic_cosines(rng, effect=False)[:1], AT_CHECKPOINTS, synthetic_cosines(rng, False)[1])
+    assert flat.verdict == DOES_NOT_HOLD and "no significant rise from bs 1 to bs 4096" in flat.condition
+
+
+def test_c6_without_cosines_says_how_to_measure_them(study_factory):
+    from bsweep.analysis.verdicts import verdict_c6
+
+    trials, measurements = study_factory(ceiling=flat, tau_epochs=fast, batch_sizes=BATCH_SIZES)
+    verdict = verdict_c6(summarize_trials(trials, measurements), measurements=measurements)
+    assert verdict.verdict == INCONCLUSIVE and "noise.cosine_at" in verdict.condition
