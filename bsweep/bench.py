@@ -89,7 +89,9 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
         env = environment(device)
         # the settings the study's trials ran with at this point (perf/ in the study folder)
         perf = choose(cfg, data, study_dir(cfg))
-        memory = step_memory(cfg, data, point.batch_size, perf)  # one trial alone (C8)
+        # C8: one trial alone, in float32 whatever perf chose (bf16 autocast halves saved
+        # activations where a CPU has it), so every machine accounts the same bytes
+        memory = step_memory(cfg, data, point.batch_size)
         for width in widths:
             seconds = step_seconds(cfg, data, point.batch_size, width, perf, **kw) / width
             row = {

@@ -21,6 +21,8 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_SCALINGS = ("none", "linear", "sqrt")
+INPUT_NORMS = ("zscore", "minmax", "none")  # data.input_norm (bsweep.data.scale_inputs)
+ORDERS = ("shuffled", "sorted")  # data.order
 
 # Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
 FULL_SIZES: dict[str, tuple[int, int]] = {
@@ -91,6 +93,14 @@ class DataConfig:
     # torchvision sets only: where the files are, and whether to fetch them when missing.
     root: str = "data"
     download: bool = False
+    # How inputs are scaled, with training-set statistics per channel (N3, section 3.6.1-3.6.5):
+    # zscore: zero mean, unit variance; minmax: [0, 1], every input positive; none: as the
+    # dataset stores them (mnist1d: roughly centred, spread ~1; images: 0-255).
+    input_norm: str = "zscore"
+    # The order training examples are drawn in (N7, section 3.6.13): shuffled: a new random
+    # order every epoch (each trial's own generator); sorted: by class, the same every epoch,
+    # so a batch holds one or two classes.
+    order: str = "shuffled"
 
 
 @dataclass

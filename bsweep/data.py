@@ -1,7 +1,7 @@
 """Datasets as tensors on the training device.
 
-Every dataset loads whole into memory (they are small), is standardized with training-set
-statistics, and is moved to the device once, so the training loop indexes tensors and never
+Every dataset loads whole into memory (they are small), is scaled with training-set statistics
+(standardized by default, `data.input_norm`), and is moved to the device once, so the training loop indexes tensors and never
 touches a DataLoader. mnist1d is generated locally and digits ships with scikit-learn; the
 torchvision sets read their usual files from `data.root` and download only when asked.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bsweep.config import DATASETS, FULL_SIZES, DataConfig
+from bsweep.config import DATASETS, FULL_SIZES, INPUT_NORMS, DataConfig
 from bsweep.datacache import cached_arrays
 
 
@@ -26,7 +26,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class TensorData:
-    x_train: torch.Tensor  # float32, (N, C, L) or (N, C, H, W), standardized
+    x_train: torch.Tensor  # float32, (N, C, L) or (N, C, H, W), scaled as data.input_norm says
     y_train: torch.Tensor  # int64, (N,)
     x_test: torch.Tensor
     y_test: torch.Tensor
@@ -52,7 +52,8 @@ class TensorData:
 
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData:
-    """Load the configured dataset as standardized tensors on `device`."""
+    """Load the configured dataset as scaled tensors on `device` (the training split sorted by
+    class when `data.order` is "sorted")."""
     if cfg.name not in DATASETS:
         raise DatasetError(f"unknown dataset {cfg.name!r}; choose one of {', '.join(DATASETS)}")
     loader = {
@@ -65,7 +66,10 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData
     x_train, y_train, x_test, y_test = loader(cfg)
     x_train, y_train = _subsample(x_train, y_train, cfg.n_train, cfg.data_seed, "n_train")
     x_test, y_test = _subsample(x_test, y_test, cfg.n_test, cfg.data_seed + 1, "n_test")
-    x_train, x_test = _standardize(x_train, x_test)
+    x_train, x_test = scale_inputs(x_train, x_test, cfg.input_norm)
+    if cfg.order == "sorted":  # by class, stable: the engine then reads it in this order
+        by_class = np.argsort(y_train, kind="stable")
+        x_train, y_train = x_train[by_class], y_train[by_class]
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     return TensorData(
         torch.as_tensor(x_train, dtype=torch.float32),
@@ -191,9 +195,18 @@ def _subsample(
     return x[idx], y[idx]
 
 
-def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel zero mean, unit variance, with statistics of the training set only."""
+def scale_inputs(x_train: np.ndarray, x_test: np.ndarray, how: str = "zscore") -> tuple[np.ndarray, np.ndarray]:
+    """Scale both splits per channel with statistics of the training set only: "zscore" (zero
+    mean, unit variance), "minmax" (the training set's range to [0, 1]) or "none"."""
     axes = (0, *range(2, x_train.ndim))
-    mean = x_train.mean(axis=axes, keepdims=True)
-    std = x_train.std(axis=axes, keepdims=True) + 1e-8  # 1e-8 guards a constant channel
-    return (x_train - mean) / std, (x_test - mean) / std
+    if how == "zscore":
+        mean = x_train.mean(axis=axes, keepdims=True)
+        std = x_train.std(axis=axes, keepdims=True) + 1e-8  # 1e-8 guards a constant channel
+        return (x_train - mean) / std, (x_test - mean) / std
+    if how == "minmax":
+        low = x_train.min(axis=axes, keepdims=True)
+        span = x_train.max(axis=axes, keepdims=True) - low + 1e-8
+        return (x_train - low) / span, (x_test - low) / span
+    if how == "none":
+        return x_train, x_test
+    raise DatasetError(f"data.input_norm={how!r} is not known; choose one of: {', '.join(INPUT_NORMS)}")

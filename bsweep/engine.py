@@ -321,7 +321,10 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     measure_at = next(pending, None)
     watch.start()
     while step < steps and any(active):
-        perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in orders])
+        if cfg.data.order == "sorted":  # by class, the same every epoch (`load_data` sorted it)
+            perms = torch.arange(n, device=device).expand(k, n)
+        else:
+            perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in orders])
         for i in range(min(n // batch, steps - step)):
             new_factor = lr_factor(cfg.schedule, step, steps)
             if new_factor != factor:  # touch the optimizer only when the schedule moves

@@ -57,12 +57,14 @@ def launcher_overrides(jobs: int) -> list[str]:
     return ["hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
 
 
-# The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2 and
-# N4 need a norm=none arm, which the batch-size study lacks; C6 needs gradient cosines, which
-# cost too much to measure on every trial; every other claim is judged on the batch-size
-# study, whose batch sizes reach down to 1 (C1, N1's small-batch end).
-STUDIES = {False: ("claims_quick", "norm_quick", "direction_quick"), True: ("claims", "norm", "direction_quick")}
-JUDGED_ON = {"N2": 1, "N4": 1, "C6": 2}  # claim -> index into STUDIES[...]; the rest: 0
+# The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2, N4,
+# N5 and N6 need norm=none, weight and lrn arms, which the batch-size study lacks; C6 needs
+# gradient cosines, which cost too much to measure on every trial; N3 and N7 vary the data
+# (input scaling, order); every other claim is judged on the batch-size study, whose batch
+# sizes reach down to 1 (C1, N1's small-batch end).
+STUDIES = {False: ("claims_quick", "norm_quick", "direction_quick", "input_quick", "order_quick"),
+           True: ("claims", "norm", "direction_quick", "input_quick", "order_quick")}
+JUDGED_ON = {"N2": 1, "N4": 1, "N5": 1, "N6": 1, "C6": 2, "N3": 3, "N7": 4}  # index into STUDIES; else 0
 # N4 compares the largest lr each norm trains at, so the norm study brackets that too (the
 # bracketing sweeper's range criterion, `bracket.RANGE_CRITERION`), beside the best lrs. The
 # direction study measures at one setting: nothing to bracket.
@@ -92,8 +94,8 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
 def reproduce(
     full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
 ) -> Reproduction:
-    """Run `claims_quick`, `norm_quick` and `direction_quick` (`claims` and `norm` when `full`),
-    each with its report, and judge every claim on the study made for it."""
+    """Run every study of STUDIES (`claims` and `norm` instead of the quick ones when `full`),
+    each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
     from bsweep.analysis.report import study_verdicts
 
     runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]

@@ -15,12 +15,14 @@ from pathlib import Path
 from bsweep.config import (
     DATASETS,
     DEVICES,
+    INPUT_NORMS,
     LR_SCALINGS,
     MODELS,
     NEVER_NUISANCE,
     NORMS,
     NUISANCE_KEYS,
     OPTIMIZERS,
+    ORDERS,
     SCHEDULES,
     Config,
     grid_defaults,
@@ -131,6 +133,8 @@ def problems(cfg: Config) -> list[str]:
     if not 0 <= cfg.schedule.warmup_fraction < 1:
         out.append(f"schedule.warmup_fraction={cfg.schedule.warmup_fraction} must be in [0, 1)")
     out += _choice("lr_scaling", cfg.lr_scaling, LR_SCALINGS)
+    out += _choice("data.input_norm", cfg.data.input_norm, INPUT_NORMS)
+    out += _choice("data.order", cfg.data.order, ORDERS)
     if cfg.base_batch_size < 1:
         out.append(f"base_batch_size={cfg.base_batch_size} must be >= 1")
     if cfg.noise.enabled and not 1 <= cfg.noise.b_small < cfg.noise.b_big:

@@ -56,6 +56,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 # The per-trial columns that ``summarize_trials`` adds.
 TRIAL_METRIC_COLUMNS: tuple[str, ...] = DEFAULT_METRICS + (
     "initial_test_loss",
+    "final_train_loss",
     "trained",
     "diverged",
     "n_measurements",
@@ -202,6 +203,8 @@ def summarize_trials(
         seconds = last["train_seconds"].where(last["train_seconds"] > 0)
         per_trial["samples_per_second"] = last["samples"] / seconds
 
+        final_rows = m[m["step"] > 0].groupby("trial_id", sort=False).tail(final_window)
+        per_trial["final_train_loss"] = final_rows.groupby("trial_id")["train_loss"].mean()
         initial = m[m["step"] == 0].drop_duplicates("trial_id").set_index("trial_id")["test_loss"]
         per_trial["initial_test_loss"] = initial
         per_trial["loss_jitter"] = _loss_jitter(m, trials)

@@ -63,7 +63,11 @@ EFFECTS: dict[str, Effect] = {
     "C7": lambda norm, i: {"jitter": -EFFECT_SDS * i / (len(BATCH_SIZES) - 1)},
     "N1": lambda norm, i: {"error_x": SPIKE} if i == 0 and norm == "batch" else {},
     "N2": lambda norm, i: {"steps": EFFECT_SDS} if norm == "none" else {},
+    "N3": lambda norm, i: {"steps": EFFECT_SDS} if norm == "minmax" else {},
     "N4": lambda norm, i: {"lr_limit": 0.5} if norm == "batch" else {},
+    "N6": lambda norm, i: {"error": EFFECT_SDS} if norm == "none" else {},
+    # N7: sorted data raise BatchNorm's error by 3 noise sds at every batch size, not GroupNorm's
+    "N7": lambda norm, i: {"error": EFFECT_SDS} if norm == "batch:sorted" else {},
 }
 
 
@@ -95,7 +99,7 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
         p_fail = 1 / (1 + np.exp(-(np.log10(lr) - limit - e.get("lr_limit", 0.0)) / LIMIT_WIDTH))
         row = {"trial_id": f"{norm}-{bs}-{lr}-{seed}", "status": "complete", "norm": norm, "batch_size": bs,
                "lr": lr, "seed": seed, "target": 0.8, "samples_per_second": throughput, "loss_jitter": jitter,
-               "trained": float(fails.random() >= p_fail), "diverged": False,
+               "trained": float(fails.random() >= p_fail), "final_train_loss": error[0], "diverged": False,
                "last_epoch": 2 * EPOCHS}
         for k, prefix in enumerate(("", "val_", "heldout_")):
             row.update({
@@ -154,4 +158,33 @@ def c6_rates(studies: int, effect: bool, seed: int = 0) -> dict[str, float]:
     for _ in range(studies):
         summary, measurements = synthetic_cosines(rng, effect)
         said.append(verdict_c6(summary, AT_CHECKPOINTS, measurements).verdict)
+    return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}
+
+
+# The arms each claim compares, in the synthetic studies (the first is the baseline where one is).
+CLAIM_NORMS: dict[str, tuple[str, ...]] = {"N2": ("batch", "none"), "N3": ("zscore", "minmax"), "N4": ("batch", "none"),
+                                            "N6": ("lrn", "none"), "N7": ("batch", "group")}
+
+
+def study_for(claim: str, rng: np.random.Generator, seeds: int, effect: Effect = no_effect) -> pd.DataFrame:
+    """A synthetic study shaped for `claim`: N3 varies data.input_norm instead of norm; N7
+    crosses norm with data.order (two synthetic halves, "sorted" carrying the effect)."""
+    norms = CLAIM_NORMS.get(claim, NORMS)
+    if claim == "N3":
+        return synthetic_summary(rng, seeds, effect, norms).rename(columns={"norm": "data.input_norm"})
+    if claim == "N7":
+        halves = []
+        for order in ("shuffled", "sorted"):
+            tagged = (lambda norm, i, o=order: effect(f"{norm}:{o}", i))
+            half = synthetic_summary(rng, seeds, tagged, norms).assign(**{"data.order": order})
+            halves.append(half.assign(trial_id=order + "-" + half["trial_id"]))
+        return pd.concat(halves, ignore_index=True)
+    return synthetic_summary(rng, seeds, effect, norms)
+
+
+def claim_rates(claim: str, verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int,
+                studies: int, effect: Effect = no_effect, seed: int = 0) -> dict[str, float]:
+    """`verdict_rates` on studies shaped for `claim` (`study_for`)."""
+    rng = np.random.default_rng(seed)
+    said = [verdict(study_for(claim, rng, seeds, effect), protocol).verdict for _ in range(studies)]
     return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}

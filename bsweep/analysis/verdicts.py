@@ -85,6 +85,10 @@ SPIKE_ERROR_RATIO = 1.5
 MIN_BATCH_SIZES_TREND = 3
 # Batch sizes needed for a two-point comparison (smallest vs best or vs largest).
 MIN_BATCH_SIZES_PAIR = 2
+# N5's cost comparison reads one calibrated step time per point (no seed spread to test): a
+# difference counts from this share of BatchNorm's step time on (timers on a quiet machine
+# repeat within ~2 %).
+COST_MARGIN = 0.05
 
 CLAIMS: dict[str, str] = {
     "C1": "batch size too small: the model does very badly (error spikes)",
@@ -97,7 +101,11 @@ CLAIMS: dict[str, str] = {
     "C8": "larger batch: a step needs more memory, until it no longer fits",
     "N1": "BatchNorm error rises as the batch shrinks; GroupNorm stays flat",
     "N2": "a normalized network reaches the target in fewer steps than an unnormalized one",
+    "N3": "normalized inputs reach the target faster; all-positive inputs learn slowly",
     "N4": "BatchNorm tolerates larger learning rates than no normalization",
+    "N5": "weight norm costs less per step than BatchNorm and does not depend on batch size",
+    "N6": "local response normalization improves generalization (over no normalization)",
+    "N7": "BatchNorm needs well-shuffled data (sorted by class, its error rises more than GroupNorm's)",
 }
 
 SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
@@ -179,6 +187,14 @@ RULES: dict[str, str] = {
         "none never did). Holds for a norm when it is faster at more than half of the comparable "
         "batch sizes."
     ),
+    "N3": (
+        "Needs data.input_norm swept over minmax ([0, 1], every input positive) and zscore (or "
+        f"none). As N2, with minmax as the baseline: per batch size, steps to target, >= {MIN_SEEDS} "
+        f"seeds: faster when fewer by more than {SE} (or it reached the target and minmax never "
+        "did); holds for a scaling that is faster at more than half of the comparable batch "
+        "sizes. (minmax also shrinks the inputs' spread; on mnist1d, stored centred with spread "
+        "~1, `none` is zscore in all but rounding.)"
+    ),
     "N4": (
         "Needs norm=batch and norm=none. A trial trained when no loss went non-finite and its "
         "final test loss ended below 0.9x its loss at step 0 (metrics.TRAINED_LOSS_SHARE); per "
@@ -190,6 +206,31 @@ RULES: dict[str, str] = {
         "above BatchNorm's (the same top lr is inconclusive: the grid does not resolve it). Holds when it shows at more than half of >= {MIN_BATCH_SIZES_PAIR} "
         "batch sizes where one or the other is shown; the numbers also give the largest lr at "
         "which every seed reached the target."
+    ),
+    "N5": (
+        "Needs norm=weight and norm=batch. Cost: seconds per step = batch size / samples per "
+        "second (calibrated by `bsweep bench` when it ran: one number per point, no seed "
+        f"spread), weight norm cheaper where below BatchNorm's by >= {COST_MARGIN:.0%}. Batch-size "
+        "independence: weight norm's final error at the smallest batch size does not spike over "
+        f"its best (not significant, or below x{SPIKE_ERROR_RATIO:g}: N1's GroupNorm test). Holds "
+        "when it is cheaper at more than half of the batch sizes and does not spike. Step "
+        "times are the machine's: the cost half is a measurement of this machine, not a constant."
+    ),
+    "N6": (
+        "Needs norm=lrn and norm=none. Per batch size, final test error, >= "
+        f"{MIN_SEEDS} seeds: LRN better when lower by more than {SE}. Holds when better at more "
+        "than half of the batch sizes. The numbers add the train-test gap: final test loss "
+        "minus the final training loss (mean mini-batch loss over the last measurements, in "
+        "train mode)."
+    ),
+    "N7": (
+        "Needs data.order=shuffled and sorted (by class, a fixed order), and norm=batch and "
+        f"group. Per batch size, final test error, >= {MIN_SEEDS} seeds in each of the four arms: "
+        "the rise sorted - shuffled of each norm. A batch size shows the claim when BatchNorm's "
+        f"rise exceeds {SE} and exceeds GroupNorm's by more than it (GroupNorm normalizes each "
+        "example on its own, so what is left of its rise is the order's effect on SGD itself). "
+        "Holds when more than half of the batch sizes show it; otherwise inconclusive where the "
+        f"seeds could not detect {MATTERS_ERROR:g} of error, else does not hold."
     ),
 }
 
@@ -429,7 +470,7 @@ def _unbracketed(frame: pd.DataFrame, protocol: str) -> str:
     for edge, beyond in (("lower", "below"), ("upper", "above"), ("only", "around")):
         at = frame[frame["lr_edge"] == edge]
         if len(at):
-            sizes = ", ".join(_bs(b) for b in sorted(at["batch_size"]))
+            sizes = ", ".join(_bs(b) for b in sorted(set(at["batch_size"])))
             lrs = ", ".join(f"{lr:g}" for lr in sorted(set(at["lr"])))
             what = "only one lr tried" if edge == "only" else f"best lr at the grid's {edge} edge"
             parts.append(f"{what} at batch size {sizes}; extend lr {beyond} {lrs}")
@@ -869,23 +910,41 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     if norms == {"none"}:
         reason = "the study has only norm=none"
         return _combine("N2", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    return _fewer_steps_than("N2", summary, protocol, "norm", "none")
+
+
+def verdict_n3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N3: inputs scaled to zero mean (zscore, or as stored) reach the target in fewer steps
+    than all-positive inputs in [0, 1] (data.input_norm=minmax)."""
+    column = "data.input_norm"
+    values = set(summary[column]) if column in summary.columns else set()
+    if "minmax" not in values or len(values) < 2:
+        reason = ("needs data.input_norm swept over minmax and zscore (or none); the study has "
+                  + (", ".join(sorted(map(str, values))) if values else "one input scaling"))
+        return _combine("N3", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    return _fewer_steps_than("N3", summary, protocol, column, "minmax")
+
+
+def _fewer_steps_than(claim: str, summary: pd.DataFrame, protocol: str, column: str, baseline: str) -> Verdict:
+    """N2 and N3: each value of `column` against its `baseline` value, per batch size, in steps
+    to target; holds for a value that is faster at more than half of the comparable batch sizes."""
     view, columns = _build_view(summary, protocol, "steps_to_target")
-    others = [c for c in columns if c != "norm"]
+    others = [c for c in columns if c != column]
     outcomes = []
-    slices = _slices(view[view["norm"] != "none"], columns, summary)
+    slices = _slices(view[view[column] != baseline], columns, summary)
     for label, values, frame in slices:
-        mask = view["norm"] == "none"
-        for column in others:
-            mask &= view[column] == values[column]
-        baseline = _curve(view[mask], "steps_to_target").set_index("batch_size")
+        mask = view[column] == baseline
+        for other in others:
+            mask &= view[other] == values[other]
+        baseline_curve = _curve(view[mask], "steps_to_target").set_index("batch_size")
         curve = _curve(frame, "steps_to_target").set_index("batch_size")
         faster, slower, same = [], [], []
         cells = []
-        both = [c[(c["n_reached"] == c["n_trials"]) & (c["count"] >= MIN_SEEDS)] for c in (curve, baseline)]
+        both = [c[(c["n_reached"] == c["n_trials"]) & (c["count"] >= MIN_SEEDS)] for c in (curve, baseline_curve)]
         pooled = Noise.of(*both)
         noise = Noise(pooled.sd, pooled.df, 2, len(slices))  # one comparison per batch size
-        for bs in sorted(set(curve.index) & set(baseline.index)):
-            a, b = curve.loc[bs], baseline.loc[bs]
+        for bs in sorted(set(curve.index) & set(baseline_curve.index)):
+            a, b = curve.loc[bs], baseline_curve.loc[bs]
             if a["n_trials"] < MIN_SEEDS or b["n_trials"] < MIN_SEEDS:
                 continue
             a_all, b_all = a["n_reached"] == a["n_trials"], b["n_reached"] == b["n_trials"]
@@ -904,7 +963,7 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
                     slower.append(bs)
                 else:
                     same.append(bs)
-        numbers = "steps to target vs none: " + ", ".join(cells) if cells else ""
+        numbers = f"steps to target vs {baseline}: " + ", ".join(cells) if cells else ""
         n_known = len(faster) + len(slower) + len(same)
         if n_known == 0:
             outcome = INCONCLUSIVE
@@ -912,7 +971,7 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         elif len(faster) > n_known / 2:
             outcome, where = HOLDS, "fewer steps at batch size " + ", ".join(_bs(b) for b in faster)
         elif same and len(faster) + len(same) > n_known / 2 and (weak := noise.underpowered(
-                min(curve["count"].min(), baseline["count"].min()), MATTERS_RELATIVE * curve["mean"].min(), "steps")):
+                min(curve["count"].min(), baseline_curve["count"].min()), MATTERS_RELATIVE * curve["mean"].min(), "steps")):
             outcome, where = INCONCLUSIVE, weak  # the same-looking batch sizes could be faster
         else:
             where = f"fewer steps at {len(faster)} of {n_known} batch sizes"
@@ -922,7 +981,188 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         if unbracketed := _unbracketed(pd.concat([frame, view[mask]]), protocol):
             outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
-    return _combine("N2", protocol, outcomes, _edge_caveat(view, protocol))
+    return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- N5
+
+def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N5: weight norm costs less per step than BatchNorm, and its error does not depend on
+    batch size (no small-batch spike, N1's GroupNorm test)."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = {"weight", "batch"} - norms
+    if missing:
+        reason = "needs norm=weight and norm=batch; missing " + ", ".join(sorted(missing))
+        return _combine("N5", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    view, columns = _build_view(summary, protocol, "final_test_acc")
+    others = [c for c in columns if c != "norm"]
+    outcomes = []
+    slices = _slices(view[view["norm"] == "weight"], columns, summary)
+    for label, values, frame in slices:
+        mask = view["norm"] == "batch"
+        for other in others:
+            mask &= view[other] == values[other]
+        bn = view[mask].set_index("batch_size")
+        wn = frame.set_index("batch_size")
+        # cost: seconds per step = batch size / samples per second (calibrated when bench ran)
+        cheaper, dearer, cells = [], [], []
+        for bs in sorted(set(wn.index) & set(bn.index)):
+            t_wn = bs / float(wn.loc[bs, "samples_per_second_mean"])
+            t_bn = bs / float(bn.loc[bs, "samples_per_second_mean"])
+            if not (np.isfinite(t_wn) and np.isfinite(t_bn)):
+                continue
+            cells.append(f"bs {_bs(bs)} {t_wn * 1e3:.3g} vs {t_bn * 1e3:.3g} ms")
+            (cheaper if t_wn < (1 - COST_MARGIN) * t_bn else dearer).append(bs)
+        numbers = "seconds per step, weight vs batch: " + ", ".join(cells)
+        # batch-size independence: the error at the smallest batch size against its best
+        curve = _usable(_curve(frame, "final_test_error"))
+        flat, why = None, ""
+        if len(curve) >= MIN_BATCH_SIZES_PAIR:
+            noise = Noise.of(curve, slices=len(slices))
+            best = curve.loc[curve["mean"].idxmin()]
+            small = curve.iloc[0]
+            ratio = small["mean"] / best["mean"] if best["mean"] > 0 else np.inf
+            spikes = noise.exceeds(small["mean"], small["count"], best["mean"], best["count"]) and ratio >= SPIKE_ERROR_RATIO
+            flat = not spikes
+            numbers += (f"; weight norm's error at bs {_bs(small.batch_size)} {_fmt(small['mean'], small['sem'], small['count'])}"
+                        f", x{ratio:.3g} its best (bs {_bs(best.batch_size)})")
+            why = "" if flat else f"its error spikes at batch size {_bs(small.batch_size)} (x{ratio:.3g} its best)"
+        if not cells or flat is None:
+            outcome, where = INCONCLUSIVE, ("no step times to compare" if not cells else _too_few(MIN_BATCH_SIZES_PAIR))
+        elif len(cheaper) > len(cells) / 2 and flat:
+            outcome, where = HOLDS, "cheaper per step at batch size " + ", ".join(_bs(b) for b in cheaper) + "; no small-batch spike"
+        else:
+            parts = [] if len(cheaper) > len(cells) / 2 else [
+                f"cheaper by >= {COST_MARGIN:.0%} at {len(cheaper)} of {len(cells)} batch sizes"]
+            outcome, where = DOES_NOT_HOLD, "; ".join(parts + ([why] if why else []))
+        if unbracketed := _unbracketed(frame, protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
+        outcomes.append(_SliceOutcome(label, outcome, where, numbers))
+    return _combine("N5", protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- N6
+
+
+def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N6: local response normalization generalizes better than none: lower final test error,
+    per batch size (and the train-test loss gap in the numbers)."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = {"lrn", "none"} - norms
+    if missing:
+        reason = "needs norm=lrn and norm=none; missing " + ", ".join(sorted(missing))
+        return _combine("N6", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    frame = summary.assign(loss_gap=summary["final_test_loss"] - summary["final_train_loss"]) \
+        if "final_train_loss" in summary.columns else summary
+    aggregated = aggregate_over_seeds(frame, metrics=[*DEFAULT_METRICS, "last_epoch", "loss_gap"])
+    conditions = condition_columns(aggregated)
+    if protocol == TUNED_LR:
+        view, columns = tuned_view(aggregated, "final_test_acc"), conditions
+    else:
+        view, columns = aggregated, [*conditions, *nuisance_columns(aggregated)]
+    others = [c for c in columns if c != "norm"]
+    outcomes = []
+    slices = _slices(view[view["norm"] == "lrn"], columns, summary)
+    for label, values, lrn in slices:
+        mask = view["norm"] == "none"
+        for other in others:
+            mask &= view[other] == values[other]
+        base = _usable(_curve(view[mask], "final_test_error")).set_index("batch_size")
+        curve = _usable(_curve(lrn, "final_test_error")).set_index("batch_size")
+        common = sorted(set(base.index) & set(curve.index))
+        if not common:
+            outcomes.append(_SliceOutcome(label, INCONCLUSIVE, f"no batch size with >= {MIN_SEEDS} seeds in both", ""))
+            continue
+        pooled = Noise.of(curve.loc[common].reset_index(), base.loc[common].reset_index())
+        noise = Noise(pooled.sd, pooled.df, 2, len(slices))
+        better, worse, same, cells = [], [], [], []
+        gaps = {}
+        if "loss_gap_mean" in view.columns:
+            gaps = {bs: (float(lrn.set_index("batch_size").loc[bs, "loss_gap_mean"]),
+                         float(view[mask].set_index("batch_size").loc[bs, "loss_gap_mean"])) for bs in common}
+        for bs in common:
+            a, b = curve.loc[bs], base.loc[bs]
+            cell = f"bs {_bs(bs)} error {_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}"
+            if bs in gaps and all(np.isfinite(gaps[bs])):
+                cell += f", test-train loss gap {gaps[bs][0]:.3g} vs {gaps[bs][1]:.3g}"
+            cells.append(cell)
+            if noise.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
+                better.append(bs)
+            elif noise.exceeds(a["mean"], a["count"], b["mean"], b["count"]):
+                worse.append(bs)
+            else:
+                same.append(bs)
+        numbers = "lrn vs none: " + "; ".join(cells)
+        if len(better) > len(common) / 2:
+            outcome, where = HOLDS, "lower error at batch size " + ", ".join(_bs(b) for b in better)
+        elif not worse and (weak := noise.underpowered(min(curve["count"].min(), base["count"].min()), MATTERS_ERROR, "error")):
+            outcome, where = INCONCLUSIVE, weak
+        else:
+            where = f"lower error at {len(better)} of {len(common)} batch sizes"
+            if worse:
+                where += ", higher at " + ", ".join(_bs(b) for b in worse)
+            outcome = DOES_NOT_HOLD
+        if unbracketed := _unbracketed(pd.concat([lrn, view[mask]]), protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
+        outcomes.append(_SliceOutcome(label, outcome, where, numbers))
+    return _combine("N6", protocol, outcomes, _edge_caveat(view, protocol))
+
+
+# --------------------------------------------------------------------------- N7
+
+
+def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+    """N7: BatchNorm's final error rises when the data come sorted by class instead of
+    shuffled, by more than GroupNorm's (which does not mix examples of a batch)."""
+    column = "data.order"
+    orders = set(summary[column]) if column in summary.columns else set()
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = [f"data.order={o}" for o in ("shuffled", "sorted") if o not in orders]
+    missing += [f"norm={n}" for n in ("batch", "group") if n not in norms]
+    if missing:
+        return _combine("N7", protocol, [_SliceOutcome("study", INCONCLUSIVE, "needs " + ", ".join(missing), "")])
+    view, columns = _build_view(summary, protocol, "final_test_acc")
+    others = [c for c in columns if c not in ("norm", column)]
+    outcomes = []
+    groups = view.groupby(others, sort=True, dropna=False) if others else [((), view)]
+    n_slices = len(groups) if others else 1
+    for key, frame in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{config_key(c)}={v}" for c, v in zip(others, key) if summary[c].nunique() > 1) or "batch vs group"
+        shows, against, cells, weak = [], [], [], ""
+        for bs in sorted(set(frame["batch_size"])):
+            at = frame[frame["batch_size"] == bs]
+            points = {(n, o): _curve(at[(at["norm"] == n) & (at[column] == o)], "final_test_error")
+                      for n in ("batch", "group") for o in ("shuffled", "sorted")}
+            points = {k: _usable(v) for k, v in points.items()}
+            if any(v.empty for v in points.values()):
+                continue
+            p = {k: v.iloc[0] for k, v in points.items()}
+            noise = Noise.of(*points.values(), slices=n_slices)
+            rise = {n: (p[(n, "sorted")]["mean"] - p[(n, "shuffled")]["mean"],
+                        noise.se(p[(n, "sorted")]["count"], p[(n, "shuffled")]["count"])) for n in ("batch", "group")}
+            cells.append(f"bs {_bs(bs)}: error sorted - shuffled: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} "
+                         f"({p[('batch', 'shuffled')]['mean']:.3g} -> {p[('batch', 'sorted')]['mean']:.3g}), group "
+                         f"{rise['group'][0]:+.3g}±{rise['group'][1]:.2g} ({p[('group', 'shuffled')]['mean']:.3g} -> "
+                         f"{p[('group', 'sorted')]['mean']:.3g})")
+            bn_rises = significant(rise["batch"][0], rise["batch"][1], noise.df, 2, n_slices)
+            more = significant(rise["batch"][0] - rise["group"][0], float(np.hypot(rise["batch"][1], rise["group"][1])),
+                               noise.df, 2, n_slices)
+            (shows if bn_rises and more else against).append(bs)
+            weak = weak or noise.underpowered(min(v["count"] for v in p.values()), MATTERS_ERROR, "error")
+        n_known = len(shows) + len(against)
+        if n_known == 0:
+            outcome, where = INCONCLUSIVE, f"no batch size with >= {MIN_SEEDS} seeds in all four arms"
+        elif len(shows) <= n_known / 2 and weak:
+            outcome, where = INCONCLUSIVE, weak  # the batch sizes that did not show it could not have
+        elif len(shows) > n_known / 2:
+            outcome, where = HOLDS, "BatchNorm's error rises more than GroupNorm's at batch size " + ", ".join(_bs(b) for b in shows)
+        else:
+            outcome, where = DOES_NOT_HOLD, f"BatchNorm's rise exceeds GroupNorm's significantly at {len(shows)} of {n_known} batch sizes"
+        if unbracketed := _unbracketed(frame, protocol):
+            outcome, where = INCONCLUSIVE, unbracketed
+        outcomes.append(_SliceOutcome(label, outcome, where, "; ".join(cells)))
+    return _combine("N7", protocol, outcomes, _edge_caveat(view, protocol))
 
 
 # --------------------------------------------------------------------------- N4
@@ -1025,7 +1265,11 @@ VERDICT_FUNCTIONS: tuple[tuple[str, Callable[[pd.DataFrame, str], Verdict], tupl
     ("C8", verdict_c8, (PER_STEP,)),
     ("N1", verdict_n1, (FIXED_LR, TUNED_LR)),
     ("N2", verdict_n2, (FIXED_LR, TUNED_LR)),
+    ("N3", verdict_n3, (FIXED_LR, TUNED_LR)),
     ("N4", verdict_n4, (LR_RANGE,)),
+    ("N5", verdict_n5, (FIXED_LR, TUNED_LR)),
+    ("N6", verdict_n6, (FIXED_LR, TUNED_LR)),
+    ("N7", verdict_n7, (FIXED_LR, TUNED_LR)),
 )
 
 
