@@ -210,6 +210,15 @@ class Alone:
         return copy.deepcopy(self)
 
 
+def epoch_order(order: str, n: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """(K, n): the order each member reads the training set in this epoch: "shuffled", a fresh
+    permutation from the member's own generator; "sorted", the stored order (by class, as
+    `load_data` sorts it), the same for every member and epoch."""
+    if order == "sorted":
+        return torch.arange(n, device=device).expand(len(generators), n)
+    return torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
+
+
 def window_statistics(window: torch.Tensor, n: int, k: int, before: bool) -> tuple[list[float], list[float]]:
     """Per member, from one window's (1 + steps, K) training losses (row 0: the step before the
     window, when `before`; rows 1..n: the window's steps): the mean of the window's `n` steps, and their step-to-step
@@ -321,10 +330,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     measure_at = next(pending, None)
     watch.start()
     while step < steps and any(active):
-        if cfg.data.order == "sorted":  # by class, the same every epoch (`load_data` sorted it)
-            perms = torch.arange(n, device=device).expand(k, n)
-        else:
-            perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in orders])
+        perms = epoch_order(cfg.data.order, n, orders, device)
         for i in range(min(n // batch, steps - step)):
             new_factor = lr_factor(cfg.schedule, step, steps)
             if new_factor != factor:  # touch the optimizer only when the schedule moves

@@ -87,3 +87,36 @@ def test_missing_torchvision_set_says_where_it_looked_and_how_to_fix_it(tmp_path
 def test_subsample_larger_than_the_split_is_an_error():
     with pytest.raises(DatasetError, match="n_test"):
         load_data(DataConfig(name="digits", n_train=None, n_test=5000))
+
+
+def test_input_scalings_and_the_sorted_order():
+    import numpy as np
+
+    from bsweep.config import DataConfig
+    from bsweep.data import DatasetError, load_data
+
+    small = dict(n_train=200, n_test=50)
+    z = load_data(DataConfig(**small))
+    assert abs(float(z.x_train.mean())) < 1e-5 and abs(float(z.x_train.std()) - 1) < 1e-2
+    mm = load_data(DataConfig(input_norm="minmax", **small))
+    assert float(mm.x_train.min()) == 0.0 and float(mm.x_train.max()) == pytest.approx(1.0, abs=1e-6)
+    # the test split is scaled with the training split's statistics: it may leave [0, 1]
+    assert float(mm.x_test.min()) >= -0.5
+    raw = load_data(DataConfig(input_norm="none", **small))
+    assert not torch.equal(raw.x_train, z.x_train)
+    ordered = load_data(DataConfig(order="sorted", **small))
+    labels = ordered.y_train.numpy()
+    assert (np.diff(labels) >= 0).all() and sorted(labels.tolist()) == sorted(z.y_train.tolist())
+    with pytest.raises(DatasetError, match="input_norm"):
+        load_data(DataConfig(input_norm="l2", **small))
+
+
+def test_each_epoch_reads_the_sorted_set_in_order_and_the_shuffled_one_in_a_fresh_order():
+    from bsweep.engine import epoch_order
+
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    first, second = epoch_order("sorted", 6, gens, torch.device("cpu")), epoch_order("sorted", 6, gens, torch.device("cpu"))
+    assert first.tolist() == second.tolist() == [list(range(6))] * 2
+    a, b = epoch_order("shuffled", 50, gens, torch.device("cpu")), epoch_order("shuffled", 50, gens, torch.device("cpu"))
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a, b)  # per member, and per epoch
+    assert sorted(a[0].tolist()) == list(range(50))

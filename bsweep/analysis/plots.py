@@ -345,6 +345,29 @@ def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
     ax.set_title(f"Training-loss jitter, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
 
 
+def plot_gradient_cosines(ax: Axes, rows: pd.DataFrame, sizes: Sequence[int]) -> None:
+    """(C6) One trial's checkpoints: mean cosine (bars: standard error over draws) between
+    mini-batch gradients and the full training-set gradient vs batch size, with the noise-scale
+    model's prediction (1 + B_simple / B)^(-1/2) dashed in the same colour."""
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(rows), 1)))
+    for color, (_, row) in zip(colors, rows.sort_values("step").iterrows()):
+        b = np.array([s for s in sizes if np.isfinite(float(row.get(f"cosine_b{s}", np.nan)))], dtype=float)
+        if not len(b):
+            continue
+        mean = np.array([row[f"cosine_b{int(s)}"] for s in b], dtype=float)
+        err = np.array([row[f"cosine_sd_b{int(s)}"] for s in b], dtype=float) / np.sqrt(float(row["cosine_draws"]))
+        ax.errorbar(b, mean, yerr=err, color=color, marker="o", markersize=4, capsize=2, linewidth=1.2,
+                    label=f"step {int(row['step'])} (epoch {float(row['epoch']):.2g})")
+        noise = float(row.get("cosine_noise_scale", np.nan))
+        if np.isfinite(noise) and noise > 0:
+            grid = np.geomspace(b.min(), b.max(), 50)
+            ax.plot(grid, (1 + noise / grid) ** -0.5, color=color, linestyle="--", linewidth=0.8)
+    _batch_size_axis(ax, list(sizes))
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    ax.set_ylabel("cosine with the full-set gradient")
+    _grid_and_legend(ax)
+
+
 def plot_step_memory(ax: Axes, view: pd.DataFrame) -> None:
     """(C8) Memory of one training step vs batch size (from the bench), log-log."""
     _plot_metric_vs_batch_size(ax, view, "step_memory_bytes", "memory of one step (MiB)", scale=1 / 2**20,

@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 
+import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
@@ -41,6 +42,7 @@ from bsweep.analysis.metrics import (
 )
 from bsweep.analysis.verdicts import (
     ALPHA,
+    cosine_batch_sizes,
     MIN_SEEDS,
     all_verdicts,
 )
@@ -219,6 +221,7 @@ def _figure_specs(
             (1, 2),
             pair(lambda ax: plots.plot_loss_jitter(ax, fixed), lambda ax: plots.plot_loss_jitter(ax, tuned_acc)),
         ),
+        *_cosine_specs(summary, measurements),
         (
             "step_memory", "Memory per training step vs batch size (C8)",
             "Parameters, gradients, optimizer state and the tensors autograd saves for backward "
@@ -233,6 +236,33 @@ def _figure_specs(
             (1, 1), lambda fig: plots.plot_error_by_norm(fig.subplots(), tuned_acc),
         ),
     ]
+
+
+def _cosine_specs(summary: pd.DataFrame, measurements: pd.DataFrame) -> list:
+    """C6's figure: one panel per trial that measured gradient cosines (none: no figure)."""
+    sizes = cosine_batch_sizes(measurements.columns)
+    if not sizes:
+        return []
+    rows = measurements[measurements[[f"cosine_b{b}" for b in sizes]].notna().any(axis=1)]
+    trials = sorted(set(rows["trial_id"]))
+    if not trials:
+        return []
+    names = summary.set_index("trial_id")
+
+    def draw(fig: Figure) -> None:
+        for ax, trial in zip(np.atleast_1d(fig.subplots(1, len(trials))), trials):
+            plots.plot_gradient_cosines(ax, rows[rows["trial_id"] == trial], sizes)
+            if trial in names.index:
+                t = names.loc[trial]
+                ax.set_title(f"norm={t['norm']}, bs {int(t['batch_size'])}, lr {float(t['lr']):g}, seed {t['seed']}")
+
+    return [(
+        "gradient_cosines", "Descent direction vs batch size (C6)",
+        "At checkpoints of the trials with noise.cosine_at: the mean cosine between mini-batch "
+        "gradients and the full training-set gradient (bars: standard error over draws), and "
+        "dashed the noise-scale model's (1 + B_simple / B)^(-1/2) from the same gradients.",
+        (1, len(trials)), draw,
+    )]
 
 
 def draw_figures(

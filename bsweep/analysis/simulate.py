@@ -4,7 +4,7 @@ A verdict's statistics are only as good as their error rates at the seed counts 
 use (2-5). `synthetic_summary` draws the per-trial summary of a study (the frame the verdicts
 read, `metrics.summarize_trials`' columns) in which every metric is a known curve over batch
 size plus Gaussian seed noise, on the whole test set and on its validation and held-out halves
-(HALF_SHARE); `holds_rate` runs a verdict on many such studies. The middle lr is the best everywhere, so the
+(HALF_SHARE); `claim_rates` runs a verdict on many such studies (`study_for` shapes each for its claim). The middle lr is the best everywhere, so the
 lr grid brackets the tuned optimum. Used by
 `tests/analysis/test_calibration.py` and `benchmarks/verdict_calibration.py`. No torch.
 """
@@ -112,20 +112,6 @@ def synthetic_summary(rng: np.random.Generator, seeds: int, effect: Effect = no_
     return pd.DataFrame(rows)
 
 
-def verdict_rates(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int, studies: int,
-                  effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> dict[str, float]:
-    """The share of `studies` synthetic studies in which `verdict` says each verdict."""
-    rng = np.random.default_rng(seed)
-    said = [verdict(synthetic_summary(rng, seeds, effect, norms), protocol).verdict for _ in range(studies)]
-    return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}
-
-
-def holds_rate(verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int, studies: int,
-               effect: Effect = no_effect, norms: Sequence[str] = NORMS, seed: int = 0) -> float:
-    """The share of `studies` synthetic studies in which `verdict` says "holds"."""
-    return verdict_rates(verdict, protocol, seeds, studies, effect, norms, seed)[HOLDS]
-
-
 # C6: the gradient cosines of one reference trial at three checkpoints, over batch sizes 1-4096.
 # With the effect the mean cosine follows the noise-scale model (1 + B_SIMPLE / B)^(-1/2); with
 # none it is flat at its value at B_SIMPLE. Each batch size's draws scatter by COS_DRAW_SD (the
@@ -184,7 +170,8 @@ def study_for(claim: str, rng: np.random.Generator, seeds: int, effect: Effect =
 
 def claim_rates(claim: str, verdict: Callable[[pd.DataFrame, str], Verdict], protocol: str, seeds: int,
                 studies: int, effect: Effect = no_effect, seed: int = 0) -> dict[str, float]:
-    """`verdict_rates` on studies shaped for `claim` (`study_for`)."""
+    """The share of `studies` synthetic studies shaped for `claim` (`study_for`) in which
+    `verdict` says each verdict."""
     rng = np.random.default_rng(seed)
     said = [verdict(study_for(claim, rng, seeds, effect), protocol).verdict for _ in range(studies)]
     return {v: said.count(v) / studies for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)}

@@ -485,3 +485,64 @@ def test_c6_without_cosines_says_how_to_measure_them(study_factory):
     trials, measurements = study_factory(ceiling=flat, tau_epochs=fast, batch_sizes=BATCH_SIZES)
     verdict = verdict_c6(summarize_trials(trials, measurements), measurements=measurements)
     assert verdict.verdict == INCONCLUSIVE and "noise.cosine_at" in verdict.condition
+
+
+# --------------------------------------------------------------------------- N3, N5, N6, N7
+
+
+def test_n3_holds_when_zscore_inputs_reach_the_target_in_fewer_steps_than_minmax():
+    import numpy as np
+
+    from bsweep.analysis.simulate import EFFECTS, study_for
+    from bsweep.analysis.verdicts import verdict_n3
+
+    rng = np.random.default_rng(2)
+    verdict = verdict_n3(study_for("N3", rng, 3, lambda n, i: {"steps": 2 * EFFECTS["N3"](n, i).get("steps", 0)}), TUNED_LR)
+    assert verdict.verdict == HOLDS and "data.input_norm=zscore" in verdict.condition
+    assert "steps to target vs minmax" in verdict.numbers
+    single = study_for("N3", rng, 3)
+    single = single[single["data.input_norm"] == "zscore"]
+    assert "needs data.input_norm swept over minmax" in verdict_n3(single, TUNED_LR).condition
+
+
+def test_n6_holds_when_lrn_has_lower_error_and_reports_the_loss_gap():
+    import numpy as np
+
+    from bsweep.analysis.simulate import EFFECTS, study_for
+    from bsweep.analysis.verdicts import verdict_n6
+
+    verdict = verdict_n6(study_for("N6", np.random.default_rng(3), 3, EFFECTS["N6"]), TUNED_LR)
+    assert verdict.verdict == HOLDS, verdict.condition
+    assert "test-train loss gap" in verdict.numbers
+
+
+def test_n7_holds_only_when_batchnorm_suffers_more_than_groupnorm_from_sorted_data():
+    import numpy as np
+
+    from bsweep.analysis.simulate import study_for
+    from bsweep.analysis.verdicts import verdict_n7
+
+    rng = np.random.default_rng(5)
+    bn_only = lambda norm, i: {"error": 8.0} if norm == "batch:sorted" else {}  # noqa: E731
+    assert verdict_n7(study_for("N7", rng, 3, bn_only), TUNED_LR).verdict == HOLDS
+    both = lambda norm, i: {"error": 8.0} if norm.endswith(":sorted") else {}  # noqa: E731
+    verdict = verdict_n7(study_for("N7", rng, 3, both), TUNED_LR)
+    assert verdict.verdict != HOLDS and "error sorted - shuffled" in verdict.numbers
+
+
+def test_n5_weighs_step_cost_and_a_small_batch_spike():
+    import numpy as np
+
+    from bsweep.analysis.simulate import synthetic_summary
+    from bsweep.analysis.verdicts import verdict_n5
+
+    summary = synthetic_summary(np.random.default_rng(6), 3, norms=("weight", "batch"))
+    cheap = summary.assign(samples_per_second=np.where(summary["norm"] == "weight", 2000.0, 1000.0))
+    verdict = verdict_n5(cheap, TUNED_LR)
+    assert verdict.verdict == HOLDS and "cheaper per step" in verdict.condition
+    dear = summary.assign(samples_per_second=1000.0)
+    assert verdict_n5(dear, TUNED_LR).verdict == DOES_NOT_HOLD
+    spike = synthetic_summary(np.random.default_rng(7), 3, lambda n, i: {"error_x": 3.0} if n == "weight" and i == 0 else {},
+                              norms=("weight", "batch"))
+    spike = spike.assign(samples_per_second=np.where(spike["norm"] == "weight", 2000.0, 1000.0))
+    assert "spikes" in verdict_n5(spike, TUNED_LR).condition
