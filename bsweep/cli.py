@@ -309,7 +309,7 @@ def reproduce(
     results_dir: ResultsDir = Path("results"),
     overrides: Overrides = None,
 ) -> None:
-    """Reproduce the claims of 3.5.5 and 3.6.11: run the claims_quick and norm_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
+    """Reproduce every claim of sections 3.5 and 3.6: run the claims_quick, norm_quick, direction_quick, input_quick and order_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
     from bsweep.reproduce import default_jobs, reproduce as run_reproduction
 
     jobs = jobs if jobs is not None else default_jobs()

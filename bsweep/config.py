@@ -22,7 +22,7 @@ SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_SCALINGS = ("none", "linear", "sqrt")
 INPUT_NORMS = ("zscore", "minmax", "none")  # data.input_norm (bsweep.data.scale_inputs)
-ORDERS = ("shuffled", "sorted")  # data.order
+ORDERS = ("shuffled", "sorted", "class_batches")  # data.order (bsweep.engine.epoch_order)
 
 # Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
 FULL_SIZES: dict[str, tuple[int, int]] = {
@@ -98,8 +98,9 @@ class DataConfig:
     # dataset stores them (mnist1d: roughly centred, spread ~1; images: 0-255).
     input_norm: str = "zscore"
     # The order training examples are drawn in (N7, section 3.6.13): shuffled: a new random
-    # order every epoch (each trial's own generator); sorted: by class, the same every epoch,
-    # so a batch holds one or two classes.
+    # order every epoch (each trial's own generator); sorted: by class, the same every epoch;
+    # class_batches: batches cut from the class-sorted set (one or two classes each), drawn in
+    # a new random order every epoch: unshuffled batches without sorted's forgetting.
     order: str = "shuffled"
 
 

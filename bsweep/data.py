@@ -53,7 +53,7 @@ class TensorData:
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData:
     """Load the configured dataset as scaled tensors on `device` (the training split sorted by
-    class when `data.order` is "sorted")."""
+    class unless `data.order` is "shuffled")."""
     if cfg.name not in DATASETS:
         raise DatasetError(f"unknown dataset {cfg.name!r}; choose one of {', '.join(DATASETS)}")
     loader = {
@@ -67,7 +67,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData
     x_train, y_train = _subsample(x_train, y_train, cfg.n_train, cfg.data_seed, "n_train")
     x_test, y_test = _subsample(x_test, y_test, cfg.n_test, cfg.data_seed + 1, "n_test")
     x_train, x_test = scale_inputs(x_train, x_test, cfg.input_norm)
-    if cfg.order == "sorted":  # by class, stable: the engine then reads it in this order
+    if cfg.order != "shuffled":  # by class, stable: the engine reads it in this order, or by batches of it
         by_class = np.argsort(y_train, kind="stable")
         x_train, y_train = x_train[by_class], y_train[by_class]
     n_classes = int(max(y_train.max(), y_test.max())) + 1

@@ -210,12 +210,21 @@ class Alone:
         return copy.deepcopy(self)
 
 
-def epoch_order(order: str, n: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
-    """(K, n): the order each member reads the training set in this epoch: "shuffled", a fresh
-    permutation from the member's own generator; "sorted", the stored order (by class, as
-    `load_data` sorts it), the same for every member and epoch."""
+def epoch_order(order: str, n: int, generators: list[torch.Generator], device: torch.device,
+                batch: int = 1) -> torch.Tensor:
+    """(K, n): the order each member reads the training set in this epoch (stored by class
+    unless "shuffled", see `load_data`): "shuffled", a fresh permutation from the member's own
+    generator; "sorted", the stored order, the same for every member and epoch;
+    "class_batches", the stored order cut into batches of `batch` (each one or two classes),
+    the batches in a fresh order from the member's generator (the n % batch left over last)."""
     if order == "sorted":
         return torch.arange(n, device=device).expand(len(generators), n)
+    if order == "class_batches":
+        whole = n // batch
+        rest = torch.arange(whole * batch, n, device=device)
+        within = torch.arange(batch, device=device)
+        return torch.stack([torch.cat([(torch.randperm(whole, generator=g, device=device)[:, None] * batch + within).flatten(),
+                                       rest]) for g in generators])
     return torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
 
 
@@ -330,7 +339,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     measure_at = next(pending, None)
     watch.start()
     while step < steps and any(active):
-        perms = epoch_order(cfg.data.order, n, orders, device)
+        perms = epoch_order(cfg.data.order, n, orders, device, batch)
         for i in range(min(n // batch, steps - step)):
             new_factor = lr_factor(cfg.schedule, step, steps)
             if new_factor != factor:  # touch the optimizer only when the schedule moves

@@ -96,10 +96,10 @@ def reproduce(
 ) -> Reproduction:
     """Run every study of STUDIES (`claims` and `norm` instead of the quick ones when `full`),
     each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
-    from bsweep.analysis.report import study_verdicts
+    from bsweep.analysis.report import read_verdicts
 
     runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]
-    tables = [study_verdicts(r.study_dir) for r in runs]  # the reports' verdicts
+    tables = [read_verdicts(r.report.parent) for r in runs]  # the reports' own, not computed again
     verdicts = pd.concat([table[(table["claim"].map(lambda claim: JUDGED_ON.get(claim, 0)) == i)].assign(
         study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])
     order = {claim: k for k, claim in enumerate(dict.fromkeys(tables[0]["claim"]))}

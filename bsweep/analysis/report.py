@@ -803,14 +803,13 @@ def judged_summary(
     return scaling.calibrate_times(summary, measurements, bench)
 
 
-def study_verdicts(study_dir: Path) -> pd.DataFrame:
-    """The verdicts the report of the study on disk at ``study_dir`` gives."""
-    from bsweep.analysis import load
+# The report's verdict table, machine-readable, beside index.html (columns as `Verdict`).
+VERDICTS_FILE = "verdicts.csv"
 
-    study_dir = Path(study_dir)
-    summary, measurements, _ = judged_summary(load.load_trials(study_dir), load.load_measurements(study_dir),
-                                              scaling.load_bench(study_dir))
-    return all_verdicts(summary, measurements)
+
+def read_verdicts(report_dir: Path) -> pd.DataFrame:
+    """The verdicts a report wrote (`VERDICTS_FILE`), as the report shows them."""
+    return pd.read_csv(Path(report_dir) / VERDICTS_FILE, keep_default_na=False)
 
 
 def build_report(
@@ -862,6 +861,7 @@ def build_report(
     index = out_dir / "index.html"
     index.write_text(_render_html(content), encoding="utf-8")
     (out_dir / "report.md").write_text(_render_markdown(content, out_dir), encoding="utf-8")
+    verdicts.to_csv(out_dir / VERDICTS_FILE, index=False)  # for scripts, and `bsweep reproduce`
     return index
 
 

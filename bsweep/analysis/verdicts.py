@@ -105,7 +105,7 @@ CLAIMS: dict[str, str] = {
     "N4": "BatchNorm tolerates larger learning rates than no normalization",
     "N5": "weight norm costs less per step than BatchNorm and does not depend on batch size",
     "N6": "local response normalization improves generalization (over no normalization)",
-    "N7": "BatchNorm needs well-shuffled data (sorted by class, its error rises more than GroupNorm's)",
+    "N7": "BatchNorm needs well-shuffled data (unshuffled, its error rises more than GroupNorm's)",
 }
 
 SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
@@ -224,9 +224,10 @@ RULES: dict[str, str] = {
         "train mode)."
     ),
     "N7": (
-        "Needs data.order=shuffled and sorted (by class, a fixed order), and norm=batch and "
-        f"group. Per batch size, final test error, >= {MIN_SEEDS} seeds in each of the four arms: "
-        "the rise sorted - shuffled of each norm. A batch size shows the claim when BatchNorm's "
+        "Needs data.order=shuffled and an unshuffled order (sorted: by class, a fixed order; "
+        "class_batches: batches of one or two classes in a shuffled order; one slice each), and "
+        f"norm=batch and group. Per batch size, final test error, >= {MIN_SEEDS} seeds in each of "
+        "the four arms: the rise unshuffled - shuffled of each norm. A batch size shows the claim when BatchNorm's "
         f"rise exceeds {SE} and exceeds GroupNorm's by more than it (GroupNorm normalizes each "
         "example on its own, so what is left of its rise is the order's effect on SGD itself). "
         "Holds when more than half of the batch sizes show it; otherwise inconclusive where the "
@@ -1112,39 +1113,43 @@ def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 
 
 def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
-    """N7: BatchNorm's final error rises when the data come sorted by class instead of
-    shuffled, by more than GroupNorm's (which does not mix examples of a batch)."""
+    """N7: BatchNorm's final error rises when the data are not shuffled (each order other than
+    "shuffled" the study has: sorted by class, or class-blocked batches), by more than
+    GroupNorm's (which does not mix the examples of a batch)."""
     column = "data.order"
     orders = set(summary[column]) if column in summary.columns else set()
     norms = set(summary["norm"]) if "norm" in summary.columns else set()
-    missing = [f"data.order={o}" for o in ("shuffled", "sorted") if o not in orders]
+    unshuffled = sorted(o for o in orders if o != "shuffled")
+    missing = ([] if "shuffled" in orders else ["data.order=shuffled"]) + ([] if unshuffled else ["an unshuffled data.order"])
     missing += [f"norm={n}" for n in ("batch", "group") if n not in norms]
     if missing:
         return _combine("N7", protocol, [_SliceOutcome("study", INCONCLUSIVE, "needs " + ", ".join(missing), "")])
     view, columns = _build_view(summary, protocol, "final_test_acc")
     others = [c for c in columns if c not in ("norm", column)]
     outcomes = []
-    groups = view.groupby(others, sort=True, dropna=False) if others else [((), view)]
-    n_slices = len(groups) if others else 1
-    for key, frame in groups:
+    groups = list(view.groupby(others, sort=True, dropna=False)) if others else [((), view)]
+    n_slices = len(groups) * len(unshuffled)
+    for (key, frame), order in ((g, o) for g in groups for o in unshuffled):
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{config_key(c)}={v}" for c, v in zip(others, key) if summary[c].nunique() > 1) or "batch vs group"
+        label = ", ".join([f"data.order={order}"] + [f"{config_key(c)}={v}" for c, v in zip(others, key)
+                                                     if summary[c].nunique() > 1])
         shows, against, cells, weak = [], [], [], ""
         for bs in sorted(set(frame["batch_size"])):
             at = frame[frame["batch_size"] == bs]
-            points = {(n, o): _curve(at[(at["norm"] == n) & (at[column] == o)], "final_test_error")
-                      for n in ("batch", "group") for o in ("shuffled", "sorted")}
+            points = {(n, o): _curve(at[(at["norm"] == n) & (at[column] == (o if o == "shuffled" else order))],
+                                     "final_test_error")
+                      for n in ("batch", "group") for o in ("shuffled", "other")}
             points = {k: _usable(v) for k, v in points.items()}
             if any(v.empty for v in points.values()):
                 continue
             p = {k: v.iloc[0] for k, v in points.items()}
             noise = Noise.of(*points.values(), slices=n_slices)
-            rise = {n: (p[(n, "sorted")]["mean"] - p[(n, "shuffled")]["mean"],
-                        noise.se(p[(n, "sorted")]["count"], p[(n, "shuffled")]["count"])) for n in ("batch", "group")}
-            cells.append(f"bs {_bs(bs)}: error sorted - shuffled: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} "
-                         f"({p[('batch', 'shuffled')]['mean']:.3g} -> {p[('batch', 'sorted')]['mean']:.3g}), group "
+            rise = {n: (p[(n, "other")]["mean"] - p[(n, "shuffled")]["mean"],
+                        noise.se(p[(n, "other")]["count"], p[(n, "shuffled")]["count"])) for n in ("batch", "group")}
+            cells.append(f"bs {_bs(bs)}: error {order} - shuffled: batch {rise['batch'][0]:+.3g}±{rise['batch'][1]:.2g} "
+                         f"({p[('batch', 'shuffled')]['mean']:.3g} -> {p[('batch', 'other')]['mean']:.3g}), group "
                          f"{rise['group'][0]:+.3g}±{rise['group'][1]:.2g} ({p[('group', 'shuffled')]['mean']:.3g} -> "
-                         f"{p[('group', 'sorted')]['mean']:.3g})")
+                         f"{p[('group', 'other')]['mean']:.3g})")
             bn_rises = significant(rise["batch"][0], rise["batch"][1], noise.df, 2, n_slices)
             more = significant(rise["batch"][0] - rise["group"][0], float(np.hypot(rise["batch"][1], rise["group"][1])),
                                noise.df, 2, n_slices)
@@ -1159,7 +1164,7 @@ def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             outcome, where = HOLDS, "BatchNorm's error rises more than GroupNorm's at batch size " + ", ".join(_bs(b) for b in shows)
         else:
             outcome, where = DOES_NOT_HOLD, f"BatchNorm's rise exceeds GroupNorm's significantly at {len(shows)} of {n_known} batch sizes"
-        if unbracketed := _unbracketed(frame, protocol):
+        if unbracketed := _unbracketed(frame[frame[column].isin(["shuffled", order])], protocol):
             outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, "; ".join(cells)))
     return _combine("N7", protocol, outcomes, _edge_caveat(view, protocol))

@@ -268,14 +268,15 @@ def test_report_says_where_bf16_and_channels_last_ran():
     assert _settings_line(trials.drop(columns=["amp", "channels_last"])) is None  # older studies
 
 
-def test_study_verdicts_are_the_reports_on_the_calibrated_basis(frames, tmp_path, monkeypatch):
-    """`bsweep reproduce` prints `study_verdicts`: with a bench.parquet they must judge time on
-    the calibrated basis, as the report does, not on the measured (shared, fused) seconds."""
+def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, tmp_path):
+    """`bsweep reproduce` prints the verdicts each report wrote (verdicts.csv): with a bench they
+    judge time on the calibrated basis, as the report does, not on the measured (shared, fused)
+    seconds."""
     import pandas as pd
 
-    from bsweep.analysis import load, scaling
+    from bsweep.analysis import scaling
     from bsweep.analysis.metrics import summarize_trials
-    from bsweep.analysis.report import study_verdicts
+    from bsweep.analysis.report import build_report, read_verdicts
     from bsweep.analysis.verdicts import all_verdicts
 
     trials, measurements, _, _ = frames
@@ -283,12 +284,11 @@ def test_study_verdicts_are_the_reports_on_the_calibrated_basis(frames, tmp_path
     bench = pd.DataFrame([{"batch_size": bs, "norm": n, "device": "cpu", "fused_width": 1,
                            "seconds_per_step": 1e-4 if bs == 4 else 10.0}
                           for bs in (4, 16, 64) for n in ("batch", "group")])
-    monkeypatch.setattr(load, "load_trials", lambda path: trials)
-    monkeypatch.setattr(load, "load_measurements", lambda path: measurements)
-    monkeypatch.setattr(scaling, "load_bench", lambda path: bench)
-    got = study_verdicts(tmp_path)
+    index = build_report(trials, measurements, {}, {}, tmp_path / "report", bench=bench)
+    got = read_verdicts(index.parent)
     measured = all_verdicts(summarize_trials(trials, measurements))
     calibrated = all_verdicts(scaling.calibrate_times(summarize_trials(trials, measurements), measurements, bench)[0])
     c4 = lambda v: v[v["claim"] == "C4"]["condition"].tolist()
     assert c4(calibrated) != c4(measured)  # the bench really changes the C4 verdict here
     assert c4(got) == c4(calibrated)
+    assert got["claim"].tolist() == calibrated["claim"].tolist() and got["verdict"].tolist() == calibrated["verdict"].tolist()
