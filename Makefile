@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Runs the claims_quick study on mnist1d, writes the report, prints the verdicts.
+# Runs `bsweep reproduce`: the five studies of every claim on mnist1d, their reports, the verdicts.
 demo: $(STAMP)
 	$(VENV)/bin/bsweep reproduce
 

@@ -293,12 +293,13 @@ def report(
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: STUDY/report).")] = None,
     results_dir: ResultsDir = Path("results"),
     nuisance: Nuisance = None,
+    svg: Annotated[bool, typer.Option("--svg", help="Write each figure as SVG too (a second rendering of each).")] = False,
 ) -> None:
-    """Write the study's report (index.html, report.md, figures as PNG and SVG); STUDY defaults to the most recently updated study."""
+    """Write the study's report (index.html, report.md, verdicts.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study."""
     from bsweep.analysis.report import write_report
 
     study = _study_or_latest(study, results_dir, "report on")
-    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)))
+    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg)
     console.print(f"report: {html}")
 
 

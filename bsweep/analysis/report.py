@@ -4,7 +4,8 @@
 
     index.html          self-contained: inline CSS, figures as base64 data URIs, no URL, no JS
     report.md           the same content for a terminal or a repository
-    figures/<name>.png  and  figures/<name>.svg
+    figures/<name>.png  (and figures/<name>.svg when asked: vector copies, each costs a
+                        second rendering, about as long as the PNG's)
 
 ``write_report(study_dir)`` is the thin wrapper that loads a study from disk. Both work on a study
 that is still running or has failed trials, and say so at the top.
@@ -266,21 +267,22 @@ def _cosine_specs(summary: pd.DataFrame, measurements: pd.DataFrame) -> list:
 
 
 def draw_figures(
-    summary: pd.DataFrame, measurements: pd.DataFrame, figures_dir: Path
+    summary: pd.DataFrame, measurements: pd.DataFrame, figures_dir: Path, svg: bool = False
 ) -> list[ReportFigure]:
     """Draw every report figure to ``figures_dir`` as PNG and SVG.
 
     A figure that fails to draw does not stop the report: it is listed with its error, so a
     half-finished study still gets the figures it can.
     """
-    return _draw_specs(_figure_specs(summary, measurements), figures_dir)
+    return _draw_specs(_figure_specs(summary, measurements), figures_dir, svg)
 
 
 FigureSpec = tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]
 
 
-def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure]:
-    """Draw each (name, title, caption, (rows, cols), draw) to PNG + SVG; a failure is listed."""
+def _draw_specs(specs: list[FigureSpec], figures_dir: Path, svg: bool = False) -> list[ReportFigure]:
+    """Draw each (name, title, caption, (rows, cols), draw) to PNG (+ SVG when `svg`); a failure
+    is listed."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for name, title, caption, (rows, cols), draw in specs:
@@ -289,10 +291,11 @@ def _draw_specs(specs: list[FigureSpec], figures_dir: Path) -> list[ReportFigure
         fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), layout="constrained")
         try:
             draw(fig)
-            png, svg = figures_dir / f"{name}.png", figures_dir / f"{name}.svg"
+            png, vector = figures_dir / f"{name}.png", (figures_dir / f"{name}.svg" if svg else None)
             fig.savefig(png, dpi=PNG_DPI)
-            fig.savefig(svg)
-            out.append(ReportFigure(name, title, caption, png, svg))
+            if vector is not None:
+                fig.savefig(vector)
+            out.append(ReportFigure(name, title, caption, png, vector))
         except Exception as error:  # noqa: BLE001 - reported in the page, see docstring
             out.append(ReportFigure(name, title, caption, None, None, f"{type(error).__name__}: {error}"))
     return out
@@ -425,7 +428,8 @@ def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
 
 
 def critical_section(
-    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path
+    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path,
+    svg: bool = False,
 ) -> CriticalSection:
     """Fit the critical-batch-size model and draw its figures; never raises.
 
@@ -447,7 +451,7 @@ def critical_section(
         notes.append("No gradient noise scale was measured in these trials (noise tracking "
                      "is off by default), so B_crit is not compared with it.")
         noise_table = empty
-    figures = _draw_specs(_critical_specs(result), figures_dir) if result.any_fit else []
+    figures = _draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
                            noise_table, scaling.reading(result) if result.any_fit else [], figures)
 
@@ -823,8 +827,10 @@ def build_report(
     bench: pd.DataFrame | None = None,
     grid: pd.DataFrame | None = None,
     bracket: dict | None = None,
+    svg: bool = False,
 ) -> Path:
     """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
+    ``svg``: each figure as SVG too (a second rendering).
 
     ``bench``: calibrated step times (``results/<study>/bench.parquet``) for the critical batch
     size section's prediction; without it, the trials' own seconds per step are used.
@@ -835,8 +841,8 @@ def build_report(
     verdicts = all_verdicts(summary, measurements)
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
-    figures = draw_figures(summary, measurements, out_dir / "figures") if finished else []
-    critical = critical_section(summary, measurements, bench, out_dir / "figures")
+    figures = draw_figures(summary, measurements, out_dir / "figures", svg) if finished else []
+    critical = critical_section(summary, measurements, bench, out_dir / "figures", svg)
 
     name = name or _study_name(trials, study_config, out_dir.parent.name)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
@@ -865,9 +871,11 @@ def build_report(
     return index
 
 
-def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = ()) -> Path:
+def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = (),
+                 svg: bool = False) -> Path:
     """Load a study from disk and write its report (default: ``<study_dir>/report``);
-    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``."""
+    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``; ``svg``: the
+    figures as SVG too."""
     from bsweep.analysis import load
 
     study_dir = Path(study_dir)
@@ -883,4 +891,5 @@ def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[s
         bench=scaling.load_bench(study_dir),
         grid=load.load_grid_keys(study_dir, nuisance).table(),
         bracket=read_record(study_dir),
+        svg=svg,
     )

@@ -70,7 +70,7 @@ def check_html(text: str) -> TagChecker:
 def built(frames, tmp_path_factory) -> Path:
     """One report of the complete study, shared by the tests that only read it."""
     trials, measurements, config, environment = frames
-    return build_report(trials, measurements, config, environment, tmp_path_factory.mktemp("built") / "report")
+    return build_report(trials, measurements, config, environment, tmp_path_factory.mktemp("built") / "report", svg=True)
 
 
 def test_report_is_self_contained_and_ordered(built):
@@ -131,7 +131,7 @@ def test_report_with_no_finished_trial(frames, tmp_path):
     assert "No trial has finished yet" in text
     assert "No figures: no trial has finished yet." in text
     verdicts = re.findall(r'<td class="verdict"[^>]*>([^<]*)</td>', text)
-    assert len(verdicts) == 18 and set(verdicts) == {"inconclusive"}
+    assert len(verdicts) == 26 and set(verdicts) == {"inconclusive"}  # 15 claims, 26 protocol rows
 
 
 def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):

@@ -300,7 +300,8 @@ def test_all_verdicts_table(study_factory):
         "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat"
     ]
     assert table["claim"].tolist() == [
-        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C6", "C7", "C7", "C8", "N1", "N1", "N2", "N2", "N4"
+        "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C6", "C7", "C7", "C8", "N1", "N1", "N2", "N2",
+        "N3", "N3", "N4", "N5", "N5", "N6", "N6", "N7", "N7"
     ]
     assert set(table["verdict"]) <= {HOLDS, DOES_NOT_HOLD, INCONCLUSIVE}
     assert (table["rule"].str.len() > 50).all()
