@@ -42,6 +42,7 @@ This module is training-side and imports torch; the analysis never imports it (i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -162,6 +163,25 @@ def _squared_grad_norm(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
     return torch.stack([g.double().pow(2).sum() for g in grads if g is not None]).sum()
 
 
+@contextlib.contextmanager
+def _left_as_found(model: nn.Module, train_mode: bool):
+    """Run the block with the model in train (or eval) mode, then restore every buffer
+    (BatchNorm's running statistics, ``num_batches_tracked``) and the train/eval flag; the
+    block must take gradients with ``torch.autograd.grad`` so ``.grad`` stays untouched."""
+    saved_buffers = [b.detach().clone() for b in model.buffers()]
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        # enable_grad: the caller may sit inside a no_grad block (e.g. an evaluation helper).
+        with torch.enable_grad():
+            yield
+    finally:
+        with torch.no_grad():
+            for buffer, saved in zip(model.buffers(), saved_buffers):
+                buffer.copy_(saved)
+        model.train(was_training)
+
+
 def measure_noise_scale(
     model: nn.Module,
     loss_fn: LossFn,
@@ -208,25 +228,15 @@ def measure_noise_scale(
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
     params = [p for p in model.parameters() if p.requires_grad]
-    saved_buffers = [b.detach().clone() for b in model.buffers()]
-    was_training = model.training
     n = x.shape[0]
     g_small = torch.zeros((), dtype=torch.float64, device=x.device)
     g_big = torch.zeros((), dtype=torch.float64, device=x.device)
-    model.train(train_mode)
-    try:
-        # enable_grad: the caller may sit inside a no_grad block (e.g. an evaluation helper).
-        with torch.enable_grad():
-            for _ in range(n_pairs):
-                idx = torch.randint(0, n, (b_big,), generator=generator, device=x.device)
-                g_big += _squared_grad_norm(model, loss_fn, x[idx], y[idx], params)
-                small = idx[:b_small]
-                g_small += _squared_grad_norm(model, loss_fn, x[small], y[small], params)
-    finally:
-        with torch.no_grad():
-            for buffer, saved in zip(model.buffers(), saved_buffers):
-                buffer.copy_(saved)
-        model.train(was_training)
+    with _left_as_found(model, train_mode):
+        for _ in range(n_pairs):
+            idx = torch.randint(0, n, (b_big,), generator=generator, device=x.device)
+            g_big += _squared_grad_norm(model, loss_fn, x[idx], y[idx], params)
+            small = idx[:b_small]
+            g_small += _squared_grad_norm(model, loss_fn, x[small], y[small], params)
     g_small_sq = g_small.item() / n_pairs
     g_big_sq = g_big.item() / n_pairs
     grad_norm_sq = unbiased_grad_norm_sq(g_small_sq, g_big_sq, b_small, b_big)
@@ -385,30 +395,21 @@ def measure_gradient_cosines(
     if draws < 2:
         raise ValueError(f"draws must be >= 2 (a spread over draws), got {draws}")
     params = [p for p in model.parameters() if p.requires_grad]
-    saved_buffers = [b.detach().clone() for b in model.buffers()]
-    was_training = model.training
     n = x.shape[0]
-    model.train(train_mode)
     per_batch: dict[int, tuple[float, float, float]] = {}
-    try:
-        with torch.enable_grad():
-            full = sum(_flat_gradient(model, loss_fn, x[i:i + chunk], y[i:i + chunk], params) * (min(chunk, n - i) / n)
-                       for i in range(0, n, chunk))
-            full_norm = full.norm()
-            for b in batch_sizes:
-                cos, sq = [], []
-                for _ in range(draws):
-                    idx = torch.randint(0, n, (b,), generator=generator, device=x.device)
-                    g = _flat_gradient(model, loss_fn, x[idx], y[idx], params)
-                    cos.append(torch.dot(g, full) / (g.norm() * full_norm).clamp_min(1e-300))
-                    sq.append(g.square().sum())
-                cos_t = torch.stack(cos)
-                per_batch[int(b)] = (float(cos_t.mean()), float(cos_t.std()), float(torch.stack(sq).mean()))
-    finally:
-        with torch.no_grad():
-            for buffer, saved in zip(model.buffers(), saved_buffers):
-                buffer.copy_(saved)
-        model.train(was_training)
+    with _left_as_found(model, train_mode):
+        full = sum(_flat_gradient(model, loss_fn, x[i:i + chunk], y[i:i + chunk], params) * (min(chunk, n - i) / n)
+                   for i in range(0, n, chunk))
+        full_norm = full.norm()
+        for b in batch_sizes:
+            cos, sq = [], []
+            for _ in range(draws):
+                idx = torch.randint(0, n, (b,), generator=generator, device=x.device)
+                g = _flat_gradient(model, loss_fn, x[idx], y[idx], params)
+                cos.append(torch.dot(g, full) / (g.norm() * full_norm).clamp_min(1e-300))
+                sq.append(g.square().sum())
+            cos_t = torch.stack(cos)
+            per_batch[int(b)] = (float(cos_t.mean()), float(cos_t.std()), float(torch.stack(sq).mean()))
     g2 = float(full_norm) ** 2
     # least squares through the origin of (mean |g_B|^2 - |G|^2) on 1 / B
     inv = [1.0 / b for b in per_batch]
