@@ -49,6 +49,10 @@ def refused(results, *overrides: str, command: str = "sweep"):
         ("batch_size=8,,64", "Error parsing override 'batch_size=8,,64'"),
         ("lr=interval(0.1,1)", "only discrete sweeps"),
         ("threads=0", "threads=0 must be >= 1"),
+        ("data.input_norm=l2", "data.input_norm='l2' is not known; choose one of: zscore, minmax, none"),
+        ("data.order=random", "data.order='random' is not known; choose one of: shuffled, sorted, class_batches"),
+        ("noise.cosine_at=[0.5,2]", "noise.cosine_at=[0.5, 2.0] must be shares of the budget in (0, 1]"),
+        ("study.memory_limit_gib=0", "study.memory_limit_gib=0.0 must be > 0 GiB"),
     ],
 )
 def test_bad_input_is_one_clear_message_before_training(results, override, message):
