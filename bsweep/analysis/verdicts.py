@@ -317,6 +317,13 @@ class Noise:
         """Mean a is significantly larger than mean b."""
         return significant(a_mean - b_mean, self.se(a_n, b_n), self.df, self.k, self.slices)
 
+    def side(self, a: pd.Series, b: pd.Series) -> str:
+        """Point a's mean against point b's (rows with mean and count): "lower" or "higher"
+        when significantly so, else "same"."""
+        if self.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
+            return "lower"
+        return "higher" if self.exceeds(a["mean"], a["count"], b["mean"], b["count"]) else "same"
+
     def detectable(self, n: int) -> float:
         """The difference between two means of n seeds that this slice detects with POWER."""
         df = self.k * (n - 1)
@@ -834,13 +841,20 @@ def verdict_c8(summary: pd.DataFrame, protocol: str = PER_STEP) -> Verdict:
 # --------------------------------------------------------------------------- N1
 
 
+def _lacks_norms(summary: pd.DataFrame, claim: str, protocol: str, needed: tuple[str, ...]) -> Verdict | None:
+    """The inconclusive verdict of a claim whose study lacks one of the `needed` norm arms."""
+    norms = set(summary["norm"]) if "norm" in summary.columns else set()
+    missing = [n for n in needed if n not in norms]
+    if not missing:
+        return None
+    reason = f"needs {' and '.join(f'norm={n}' for n in needed)}; missing " + ", ".join(sorted(missing))
+    return _combine(claim, protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+
+
 def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     """N1: BatchNorm's error rises as the batch shrinks, GroupNorm's does not."""
-    norms = set(summary["norm"]) if "norm" in summary.columns else set()
-    missing = {"batch", "group"} - norms
-    if missing:
-        reason = "needs norm=batch and norm=group; missing " + ", ".join(sorted(missing))
-        return _combine("N1", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if lacking := _lacks_norms(summary, "N1", protocol, ("batch", "group")):
+        return lacking
     view, columns = _build_view(summary, protocol, "final_test_acc")
     view = view[view["norm"].isin(["batch", "group"])]
     columns = [c for c in columns if c != "norm"]
@@ -926,18 +940,47 @@ def verdict_n3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     return _fewer_steps_than("N3", summary, protocol, column, "minmax")
 
 
+def _against_baseline(view: pd.DataFrame, columns: list[str], summary: pd.DataFrame, column: str,
+                      baseline: str, arm: str | None = None) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(label, arm's rows, baseline's rows) per slice of `view` whose `column` is `arm` (every
+    value but `baseline` when None), the baseline's rows matching the slice on every other
+    column."""
+    others = [c for c in columns if c != column]
+    arms = view[view[column] == arm] if arm is not None else view[view[column] != baseline]
+    out = []
+    for label, values, frame in _slices(arms, columns, summary):
+        mask = view[column] == baseline
+        for other in others:
+            mask &= view[other] == values[other]
+        out.append((label, frame, view[mask]))
+    return out
+
+
+def _majority(better: list, worse: list, same: list, better_text: str, worse_text: str,
+              weak: Callable[[], str]) -> tuple[str, str]:
+    """N2, N3, N6: an arm against its baseline, batch size by batch size (each better, worse or
+    the same). Holds when better at more than half; inconclusive when the same-looking ones
+    could make that majority and the seeds could not have told (`weak()` says why); else does
+    not hold."""
+    n = len(better) + len(worse) + len(same)
+    if len(better) > n / 2:
+        return HOLDS, f"{better_text} at batch size " + ", ".join(_bs(b) for b in better)
+    if same and len(better) + len(same) > n / 2 and (why := weak()):
+        return INCONCLUSIVE, why  # the same-looking batch sizes could be better
+    where = f"{better_text} at {len(better)} of {n} batch sizes"
+    if worse:
+        where += f", {worse_text} at " + ", ".join(_bs(b) for b in worse)
+    return DOES_NOT_HOLD, where
+
+
 def _fewer_steps_than(claim: str, summary: pd.DataFrame, protocol: str, column: str, baseline: str) -> Verdict:
     """N2 and N3: each value of `column` against its `baseline` value, per batch size, in steps
     to target; holds for a value that is faster at more than half of the comparable batch sizes."""
     view, columns = _build_view(summary, protocol, "steps_to_target")
-    others = [c for c in columns if c != column]
     outcomes = []
-    slices = _slices(view[view[column] != baseline], columns, summary)
-    for label, values, frame in slices:
-        mask = view[column] == baseline
-        for other in others:
-            mask &= view[other] == values[other]
-        baseline_curve = _curve(view[mask], "steps_to_target").set_index("batch_size")
+    slices = _against_baseline(view, columns, summary, column, baseline)
+    for label, frame, base_rows in slices:
+        baseline_curve = _curve(base_rows, "steps_to_target").set_index("batch_size")
         curve = _curve(frame, "steps_to_target").set_index("batch_size")
         faster, slower, same = [], [], []
         cells = []
@@ -958,28 +1001,16 @@ def _fewer_steps_than(claim: str, summary: pd.DataFrame, protocol: str, column: 
             elif a_all and b_all and a["count"] >= MIN_SEEDS and b["count"] >= MIN_SEEDS:
                 pair = f"{_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}"
                 cells.append(f"bs {_bs(bs)} {pair}")
-                if noise.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
-                    faster.append(bs)
-                elif noise.exceeds(a["mean"], a["count"], b["mean"], b["count"]):
-                    slower.append(bs)
-                else:
-                    same.append(bs)
+                {"lower": faster, "higher": slower, "same": same}[noise.side(a, b)].append(bs)
         numbers = f"steps to target vs {baseline}: " + ", ".join(cells) if cells else ""
         n_known = len(faster) + len(slower) + len(same)
         if n_known == 0:
             outcome = INCONCLUSIVE
             where = f"no batch size where both arms have >= {MIN_SEEDS} seeds that all or none reached the target"
-        elif len(faster) > n_known / 2:
-            outcome, where = HOLDS, "fewer steps at batch size " + ", ".join(_bs(b) for b in faster)
-        elif same and len(faster) + len(same) > n_known / 2 and (weak := noise.underpowered(
-                min(curve["count"].min(), baseline_curve["count"].min()), MATTERS_RELATIVE * curve["mean"].min(), "steps")):
-            outcome, where = INCONCLUSIVE, weak  # the same-looking batch sizes could be faster
         else:
-            where = f"fewer steps at {len(faster)} of {n_known} batch sizes"
-            if slower:
-                where += ", more at " + ", ".join(_bs(b) for b in slower)
-            outcome = DOES_NOT_HOLD
-        if unbracketed := _unbracketed(pd.concat([frame, view[mask]]), protocol):
+            outcome, where = _majority(faster, slower, same, "fewer steps", "more", lambda: noise.underpowered(
+                min(curve["count"].min(), baseline_curve["count"].min()), MATTERS_RELATIVE * curve["mean"].min(), "steps"))
+        if unbracketed := _unbracketed(pd.concat([frame, base_rows]), protocol):
             outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine(claim, protocol, outcomes, _edge_caveat(view, protocol))
@@ -990,20 +1021,13 @@ def _fewer_steps_than(claim: str, summary: pd.DataFrame, protocol: str, column: 
 def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     """N5: weight norm costs less per step than BatchNorm, and its error does not depend on
     batch size (no small-batch spike, N1's GroupNorm test)."""
-    norms = set(summary["norm"]) if "norm" in summary.columns else set()
-    missing = {"weight", "batch"} - norms
-    if missing:
-        reason = "needs norm=weight and norm=batch; missing " + ", ".join(sorted(missing))
-        return _combine("N5", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if lacking := _lacks_norms(summary, "N5", protocol, ("weight", "batch")):
+        return lacking
     view, columns = _build_view(summary, protocol, "final_test_acc")
-    others = [c for c in columns if c != "norm"]
     outcomes = []
-    slices = _slices(view[view["norm"] == "weight"], columns, summary)
-    for label, values, frame in slices:
-        mask = view["norm"] == "batch"
-        for other in others:
-            mask &= view[other] == values[other]
-        bn = view[mask].set_index("batch_size")
+    slices = _against_baseline(view, columns, summary, "norm", "batch", "weight")
+    for label, frame, bn_rows in slices:
+        bn = bn_rows.set_index("batch_size")
         wn = frame.set_index("batch_size")
         # cost: seconds per step = batch size / samples per second (calibrated when bench ran)
         cheaper, dearer, cells = [], [], []
@@ -1048,11 +1072,8 @@ def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     """N6: local response normalization generalizes better than none: lower final test error,
     per batch size (and the train-test loss gap in the numbers)."""
-    norms = set(summary["norm"]) if "norm" in summary.columns else set()
-    missing = {"lrn", "none"} - norms
-    if missing:
-        reason = "needs norm=lrn and norm=none; missing " + ", ".join(sorted(missing))
-        return _combine("N6", protocol, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if lacking := _lacks_norms(summary, "N6", protocol, ("lrn", "none")):
+        return lacking
     frame = summary.assign(loss_gap=summary["final_test_loss"] - summary["final_train_loss"]) \
         if "final_train_loss" in summary.columns else summary
     aggregated = aggregate_over_seeds(frame, metrics=[*DEFAULT_METRICS, "last_epoch", "loss_gap"])
@@ -1061,14 +1082,10 @@ def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         view, columns = tuned_view(aggregated, "final_test_acc"), conditions
     else:
         view, columns = aggregated, [*conditions, *nuisance_columns(aggregated)]
-    others = [c for c in columns if c != "norm"]
     outcomes = []
-    slices = _slices(view[view["norm"] == "lrn"], columns, summary)
-    for label, values, lrn in slices:
-        mask = view["norm"] == "none"
-        for other in others:
-            mask &= view[other] == values[other]
-        base = _usable(_curve(view[mask], "final_test_error")).set_index("batch_size")
+    slices = _against_baseline(view, columns, summary, "norm", "none", "lrn")
+    for label, lrn, none_rows in slices:
+        base = _usable(_curve(none_rows, "final_test_error")).set_index("batch_size")
         curve = _usable(_curve(lrn, "final_test_error")).set_index("batch_size")
         common = sorted(set(base.index) & set(curve.index))
         if not common:
@@ -1080,30 +1097,18 @@ def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         gaps = {}
         if "loss_gap_mean" in view.columns:
             gaps = {bs: (float(lrn.set_index("batch_size").loc[bs, "loss_gap_mean"]),
-                         float(view[mask].set_index("batch_size").loc[bs, "loss_gap_mean"])) for bs in common}
+                         float(none_rows.set_index("batch_size").loc[bs, "loss_gap_mean"])) for bs in common}
         for bs in common:
             a, b = curve.loc[bs], base.loc[bs]
             cell = f"bs {_bs(bs)} error {_fmt(a['mean'], a['sem'], a['count'])} vs {_fmt(b['mean'], b['sem'], b['count'])}"
             if bs in gaps and all(np.isfinite(gaps[bs])):
                 cell += f", test-train loss gap {gaps[bs][0]:.3g} vs {gaps[bs][1]:.3g}"
             cells.append(cell)
-            if noise.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
-                better.append(bs)
-            elif noise.exceeds(a["mean"], a["count"], b["mean"], b["count"]):
-                worse.append(bs)
-            else:
-                same.append(bs)
+            {"lower": better, "higher": worse, "same": same}[noise.side(a, b)].append(bs)
         numbers = "lrn vs none: " + "; ".join(cells)
-        if len(better) > len(common) / 2:
-            outcome, where = HOLDS, "lower error at batch size " + ", ".join(_bs(b) for b in better)
-        elif not worse and (weak := noise.underpowered(min(curve["count"].min(), base["count"].min()), MATTERS_ERROR, "error")):
-            outcome, where = INCONCLUSIVE, weak
-        else:
-            where = f"lower error at {len(better)} of {len(common)} batch sizes"
-            if worse:
-                where += ", higher at " + ", ".join(_bs(b) for b in worse)
-            outcome = DOES_NOT_HOLD
-        if unbracketed := _unbracketed(pd.concat([lrn, view[mask]]), protocol):
+        outcome, where = _majority(better, worse, same, "lower error", "higher", lambda: noise.underpowered(
+            min(curve["count"].min(), base["count"].min()), MATTERS_ERROR, "error"))
+        if unbracketed := _unbracketed(pd.concat([lrn, none_rows]), protocol):
             outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
     return _combine("N6", protocol, outcomes, _edge_caveat(view, protocol))
@@ -1225,11 +1230,8 @@ def _n4_batch_size(bn: pd.DataFrame, none: pd.DataFrame) -> tuple[str, str, str]
 
 def verdict_n4(summary: pd.DataFrame, protocol: str = LR_RANGE) -> Verdict:
     """N4: BatchNorm trains at larger learning rates than norm=none (every lr at once)."""
-    norms = set(summary["norm"]) if "norm" in summary.columns else set()
-    missing = {"batch", "none"} - norms
-    if missing:
-        reason = "needs norm=batch and norm=none; missing " + ", ".join(sorted(missing))
-        return _combine("N4", LR_RANGE, [_SliceOutcome("study", INCONCLUSIVE, reason, "")])
+    if lacking := _lacks_norms(summary, "N4", LR_RANGE, ("batch", "none")):
+        return lacking
     if "trained" not in summary.columns:
         return _combine("N4", LR_RANGE, [_SliceOutcome("study", INCONCLUSIVE, "no per-trial 'trained' column", "")])
     others = [c for c in condition_columns(summary) if c != "norm"]
