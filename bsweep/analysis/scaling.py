@@ -362,7 +362,11 @@ def bench_gaps(summary: pd.DataFrame, bench: pd.DataFrame) -> list[str]:
     return [c for c in step_keys if c not in columns]
 
 
-def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame | None:
+def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None,
+                 values: tuple[str, ...] = ("seconds_per_step",)) -> pd.DataFrame | None:
+    """The bench's width-1 rows on the trials' devices, one per combination of the step keys
+    both tables have (median of each column in `values`), typed as the summary's; None when the
+    bench cannot tell the study's points apart."""
     if bench is None or bench.empty or "batch_size" not in bench.columns:
         return None
     bench = bench.copy()
@@ -388,7 +392,8 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFr
     keys = [c for c in bench.columns if c in summary.columns and (c == "batch_size" or is_under(c, STEP_GROUPS))]
     for key in keys:
         bench[key] = bench[key].astype(summary[key].dtype, errors="ignore")
-    return bench.groupby(keys, dropna=False)["seconds_per_step"].median().rename("seconds_per_step").reset_index()
+    values = [v for v in values if v in bench.columns]
+    return bench.groupby(keys, dropna=False)[values].median().reset_index()
 
 
 def time_curve(fits: pd.DataFrame, times: pd.DataFrame, points: int = CURVE_POINTS) -> pd.DataFrame:
@@ -659,22 +664,13 @@ def add_step_memory(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.Dat
     """``summary`` plus the bench's MEMORY_COLUMNS at each trial's batch size and step keys (NaN
     where the bench has none: `bsweep bench` did not run, or ran before it measured memory)."""
     out = summary.copy()
-    rows = None
-    if bench is not None and "step_memory_bytes" in bench.columns:
-        table = _bench_table(summary, bench)
-        if table is not None:
-            keys = [c for c in table.columns if c != "seconds_per_step"]
-            rows = bench[bench["fused_width"] == 1] if "fused_width" in bench.columns else bench
-            rows = rows.rename(columns={k: v for k, v in BENCH_KEYS.items() if v not in rows.columns})
-            for key in keys:
-                rows[key] = rows[key].astype(summary[key].dtype, errors="ignore")
-            rows = rows.groupby(keys, dropna=False)[[c for c in MEMORY_COLUMNS if c in rows.columns]].median().reset_index()
-            merged = summary[keys].merge(rows, on=keys, how="left")
-            for column in MEMORY_COLUMNS:
-                out[column] = merged[column].to_numpy() if column in merged.columns else np.nan
-            return out
+    table = _bench_table(summary, bench, MEMORY_COLUMNS) if bench is not None and "step_memory_bytes" in bench.columns else None
+    merged = None
+    if table is not None:
+        keys = [c for c in table.columns if c not in MEMORY_COLUMNS]
+        merged = summary[keys].merge(table, on=keys, how="left")
     for column in MEMORY_COLUMNS:
-        out[column] = np.nan
+        out[column] = merged[column].to_numpy() if merged is not None and column in merged.columns else np.nan
     return out
 
 
