@@ -34,7 +34,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import SmallCNN, make_cnn
+from bsweep.models import ChannelLRN, SmallCNN, make_cnn
 from bsweep.plan import fusion_key
 
 
@@ -59,10 +59,10 @@ def split(items: list, width: int) -> list[list]:
 class MemberLRN(nn.Module):
     """Local response norm of K members stacked on channels: windows stop at member borders."""
 
-    def __init__(self, k: int, lrn: nn.LocalResponseNorm) -> None:
+    def __init__(self, k: int, lrn: ChannelLRN) -> None:
         super().__init__()
         self.k = k
-        self.lrn = nn.LocalResponseNorm(lrn.size, lrn.alpha, lrn.beta, lrn.k)
+        self.lrn = ChannelLRN(lrn.channels, lrn.size, lrn.alpha, lrn.beta, lrn.k).to(lrn.band.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, kc = x.shape[:2]
@@ -98,7 +98,7 @@ def _fuse_norm(norms: list[nn.Module]) -> nn.Module:
     first, k = norms[0], len(norms)
     if isinstance(first, nn.Identity):
         return nn.Identity()
-    if isinstance(first, nn.LocalResponseNorm):
+    if isinstance(first, ChannelLRN):
         return MemberLRN(k, first)
     if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
         fused = type(first)(first.num_features * k, eps=first.eps, momentum=first.momentum)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bsweep.config import NORMS, ModelConfig, NormConfig
-from bsweep.models import make_cnn, make_norm
+from bsweep.models import ChannelLRN, make_cnn, make_norm
 
 
 @pytest.mark.parametrize("kind", NORMS)
@@ -22,7 +22,7 @@ def test_norm_layers_are_the_ones_named():
     assert isinstance(gn, torch.nn.GroupNorm) and gn.num_groups == 4
     assert make_norm(NormConfig(kind="layer"), 8, 1).num_groups == 1
     assert make_norm(NormConfig(kind="instance"), 8, 1).num_groups == 8
-    assert isinstance(make_norm(NormConfig(kind="lrn"), 8, 1), torch.nn.LocalResponseNorm)
+    assert isinstance(make_norm(NormConfig(kind="lrn"), 8, 1), ChannelLRN)
 
 
 def test_weight_norm_reparametrizes_the_convs():
@@ -33,3 +33,21 @@ def test_weight_norm_reparametrizes_the_convs():
 def test_group_norm_groups_must_divide_channels():
     with pytest.raises(ValueError, match="divide"):
         make_norm(NormConfig(kind="group", groups=5), 8, 1)
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 10), (3, 6, 5, 7)])
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_channel_lrn_is_torchs_local_response_norm(shape, size):
+    # The band-matrix window must be torch's: the same neighbours (even sizes are asymmetric),
+    # alpha / size, k and beta, forward and backward, to float32 rounding. Float64 makes the
+    # comparison independent of the CPU's kernels.
+    torch.manual_seed(0)
+    x = (3 * torch.randn(*shape, dtype=torch.float64)).requires_grad_()
+    ours, theirs = ChannelLRN(shape[1], size, alpha=0.5, beta=0.75, k=2.0).double(), \
+        torch.nn.LocalResponseNorm(size, alpha=0.5, beta=0.75, k=2.0)
+    y = ours(x)
+    torch.testing.assert_close(y, theirs(x), rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y)
+    (ours_grad,) = torch.autograd.grad(y, x, g)
+    (theirs_grad,) = torch.autograd.grad(theirs(x), x, g)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-10, atol=1e-12)
