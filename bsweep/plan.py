@@ -14,6 +14,7 @@ value), then the cartesian product.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -306,3 +307,37 @@ def _schema() -> DictConfig:
 def structured(config: dict) -> Config:
     """A resolved config dict as the typed schema (defaults for keys it lacks)."""
     return OmegaConf.to_object(OmegaConf.merge(_schema(), config))
+
+
+# What the members of one fusion group may differ in (the keys `fusion_key` leaves out).
+MEMBER_KEYS = ("hydra", "lr", "seed", "tags")
+
+
+def structured_members(configs: list[dict]) -> list[Config]:
+    """`structured` of each config of one fusion group. The schema merge (~9 ms a config on the
+    2-core CPU, 1.3 s of a 144-trial study's workers) runs once: every other member whose
+    config differs only in MEMBER_KEYS is a copy of the first with its own lr, seed and tags,
+    converted by the same schema; any other member is merged in full."""
+    first = structured(configs[0])
+    shared = {k: v for k, v in configs[0].items() if k not in MEMBER_KEYS}
+    out = [first]
+    for config in configs[1:]:
+        if {k: v for k, v in config.items() if k not in MEMBER_KEYS} != shared:
+            out.append(structured(config))
+            continue
+        own = {k: config[k] for k in ("lr", "seed", "tags") if k in config}
+        typed = OmegaConf.to_object(OmegaConf.merge(_member_schema(), own))
+        out.append(dataclasses.replace(copy.deepcopy(first), lr=typed.lr, seed=typed.seed, tags=typed.tags))
+    return out
+
+
+@dataclasses.dataclass
+class _MemberKeys:  # the schema's own types for a member's keys, as Config declares them
+    lr: float = Config.lr
+    seed: int = Config.seed
+    tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@functools.cache
+def _member_schema() -> DictConfig:
+    return OmegaConf.structured(_MemberKeys)

@@ -1,4 +1,6 @@
-from bsweep.plan import expand, single, trial_id
+from omegaconf import OmegaConf
+
+from bsweep.plan import expand, single, structured, structured_members, trial_id
 from tests.conftest import TINY
 
 
@@ -75,3 +77,16 @@ def test_the_pinned_key_list_is_todays_schema_and_a_new_key_hashes_only_off_its_
     assert trial_id(compose_config(["study=smoke", "norm.lrn_size=3"])) != without  # off-default: hashed
     assert trial_id(compose_config(["study=smoke", "noise.enabled=true"])) != without
     assert trial_identity(compose_config(["study=smoke", "noise.pairs=2"]))["noise"] == {"pairs": 2}
+
+
+def test_structured_members_equal_each_structured_alone():
+    # A fused group's members are converted once and copied with their own lr, seed and tags;
+    # that must be exactly `structured` of each, also for a member that differs elsewhere.
+    trials = expand(["study=smoke", *TINY, "lr=0.01,0.1", "seed=0,3", "+tags.run=a"])
+    configs = [OmegaConf.to_container(t.config, resolve=True) for t in trials]
+    configs[1]["tags"] = {"run": "b", "n": 2}
+    configs[2]["batch_size"] = configs[0]["batch_size"] * 2  # not a member of this group
+    members = structured_members(configs)
+    assert members == [structured(c) for c in configs]
+    assert len({id(m) for m in members}) == len(members) and members[0].data is not members[3].data
+    assert [m.lr for m in members] == [c["lr"] for c in configs] and isinstance(members[1].seed, int)

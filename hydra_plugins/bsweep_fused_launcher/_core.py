@@ -182,10 +182,10 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0) -> dict[int
     from bsweep.device import environment
     from bsweep.fused import split
     from bsweep.perf import choose, choose_width
-    from bsweep.plan import structured, study_dir, trial_id
+    from bsweep.plan import structured_members, study_dir, trial_id
     from bsweep.runner import data_for, place
 
-    cfgs = [structured(job.config) for job in group]
+    cfgs = structured_members([job.config for job in group])
     first = cfgs[0]
     device = place(first, jobs, group_num)
     sdir = study_dir(first)
