@@ -294,13 +294,39 @@ def report(
     results_dir: ResultsDir = Path("results"),
     nuisance: Nuisance = None,
     svg: Annotated[bool, typer.Option("--svg", help="Write each figure as SVG too (a second rendering of each).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every claim's full verdict table too.")] = False,
 ) -> None:
     """Write the study's report (index.html, report.md, verdicts.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study."""
-    from bsweep.analysis.report import write_report
+    from bsweep.analysis.report import read_answer, read_verdicts, write_report
 
     study = _study_or_latest(study, results_dir, "report on")
     html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg)
+    _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose)
     console.print(f"report: {html}")
+
+
+def _print_answer(answer, verdicts, study: str, verbose: bool) -> None:
+    """The report's first screen in the terminal: per point the batch sizes to use and why, then
+    one line per claim; with `verbose`, every claim's full verdict table before them."""
+    from bsweep.analysis.answer import answer_lines, claim_lines
+
+    if verbose:
+        table = Table(title="Verdicts (the report explains each rule)", show_lines=True)
+        columns = [c for c in ("claim", "protocol", "verdict", "condition", "study") if c in verdicts.columns]
+        for col in columns:
+            table.add_column(col)
+        for _, v in verdicts.iterrows():
+            table.add_row(*(escape(str(v[c])) for c in columns))
+        console.print(table)
+    console.print(f"[bold]What batch size, and why[/] ({study})")
+    for lines in answer_lines(answer):
+        for line in lines:
+            console.print(escape(line), highlight=False, soft_wrap=True)
+    if not len(answer):
+        console.print("no answer yet: no trial has finished", highlight=False)
+    console.print("[bold]Claims[/] (report: rules and numbers; --verbose: every condition)")
+    for line in claim_lines(verdicts):
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -309,6 +335,7 @@ def reproduce(
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes (default: one per CPU core without a GPU, else 4 per GPU).")] = None,
     results_dir: ResultsDir = Path("results"),
     overrides: Overrides = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every claim's full verdict table too.")] = False,
 ) -> None:
     """Reproduce every claim of sections 3.5 and 3.6: run the claims_quick, norm_quick, direction_quick, input_quick and order_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
     from bsweep.reproduce import default_jobs, reproduce as run_reproduction
@@ -320,20 +347,16 @@ def reproduce(
         result = run_reproduction(full, jobs, results_dir, overrides or [], console)
     except _user_errors() as e:
         _fail(str(e).strip())
-    table = Table(title="Verdicts (each study's report explains each rule)", show_lines=True)
-    for col in ("claim", "protocol", "verdict", "condition", "study"):
-        table.add_column(col)
-    for _, v in result.verdicts.iterrows():
-        table.add_row(str(v["claim"]), str(v["protocol"]), str(v["verdict"]), str(v["condition"]), str(v["study"]))
-    console.print(table)
-    for run in result.studies:
-        console.print(f"report: {run.report}")
     stopped = []
     for run in result.studies:  # every study's summary, also when an earlier one had failures
         try:
             _report_outcome(run.outcome)
         except typer.Exit as e:
             stopped.append(e)
+    for run in result.studies:
+        console.print(f"report: {run.report}", highlight=False)
+    # the last screen: the batch-size study's answer, each claim from the study made for it
+    _print_answer(result.answer, result.verdicts, result.studies[0].study_dir.name, verbose)
     if stopped:
         raise stopped[0]
 

@@ -26,6 +26,7 @@ class StudyRun:
 class Reproduction:
     studies: list[StudyRun]
     verdicts: pd.DataFrame  # every claim once, judged on the study made for it (column `study`)
+    answer: pd.DataFrame  # the batch-size study's answer block (`analysis.answer.answer_table`)
 
 
 # Worker processes per GPU. A study of small CNNs keeps a GPU waiting on the host (per-group
@@ -96,7 +97,7 @@ def reproduce(
 ) -> Reproduction:
     """Run every study of STUDIES (`claims` and `norm` instead of the quick ones when `full`),
     each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
-    from bsweep.analysis.report import read_verdicts
+    from bsweep.analysis.report import read_answer, read_verdicts
 
     runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]
     tables = [read_verdicts(r.report.parent) for r in runs]  # the reports' own, not computed again
@@ -104,4 +105,4 @@ def reproduce(
         study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])
     order = {claim: k for k, claim in enumerate(dict.fromkeys(tables[0]["claim"]))}
     verdicts = verdicts.sort_values("claim", key=lambda c: c.map(order), kind="stable")
-    return Reproduction(runs, verdicts.reset_index(drop=True))
+    return Reproduction(runs, verdicts.reset_index(drop=True), read_answer(runs[0].report.parent))

@@ -1,8 +1,6 @@
-from pathlib import Path
-
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ValidationError
 
 from bsweep.config import DATASETS, NORMS, OPTIMIZERS, SCHEDULES, Config
 from bsweep.plan import CONFIG_DIR, compose_config, expand

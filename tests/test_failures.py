@@ -72,7 +72,7 @@ def test_a_trial_that_raises_is_failed_with_its_traceback_and_the_sweep_goes_on(
 def test_status_lists_failed_trials_with_their_error(results, tmp_path):
     data = garbage_mnist(tmp_path / "data")
     runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch", "batch_size=16",
-                        f"data=mnist", f"data.root={data}"])
+                        "data=mnist", f"data.root={data}"])
     out = runner.invoke(app, ["status", str(results / "smoke")])
     assert out.exit_code == 0
     assert "1 failed" in out.output and "AssertionError" in out.output

@@ -106,6 +106,30 @@ def test_the_fused_launcher_trains_groups_in_worker_processes_with_capped_thread
     assert all(e["fused_width"] >= 1 for e in found)
 
 
+def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(results, tmp_path, monkeypatch):
+    # Two sweeps in one process (as `bsweep reproduce` runs five) share the worker processes,
+    # and each group still trains with its own sweep's variables (the sweep id in its records);
+    # a changed working directory (a spawned worker keeps the one it started in) gets new ones.
+    def sweep(name: str) -> list[dict]:
+        out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", f"study.name={name}",
+                                  "hydra/launcher=bsweep_fused", "hydra.launcher.n_jobs=2", "lr=0.05,0.1"])
+        assert out.exit_code == 0, out.output
+        return [records.read_status(t) for t in records.trials_dir(results / name).iterdir()]
+
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    first = sweep("one")
+    workers = set(_core.worker_pool(2)._processes)  # the pool's worker pids (a stdlib attribute)
+    second = sweep("two")
+    assert os.getpid() not in workers and len(workers) == 2
+    assert {s["pid"] for s in first} | {s["pid"] for s in second} <= workers
+    assert len({s["sweep"] for s in first}) == len({s["sweep"] for s in second}) == 1
+    assert {s["sweep"] for s in first} != {s["sweep"] for s in second}
+    monkeypatch.chdir(tmp_path)
+    third = sweep("three")
+    assert not {s["pid"] for s in third} & workers
+
+
 def test_noise_tracked_trials_train_alone_in_parallel_workers(results):
     # noise tracking needs one model's gradients: each trial trains alone, but in the worker
     # processes, two at a time, not one by one in the launching process

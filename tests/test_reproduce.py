@@ -2,7 +2,12 @@
 
 import re
 
+import pandas as pd
 from typer.testing import CliRunner
+
+from bsweep.analysis.answer import answer_lines, claim_lines
+from bsweep.analysis.report import read_answer, read_verdicts
+from bsweep.analysis.verdicts import CLAIMS
 
 from bsweep.cli import app
 from bsweep.reproduce import JUDGED_ON
@@ -31,7 +36,7 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     assert list((study / "report" / "figures").glob("*.png")) and not list((study / "report" / "figures").glob("*.svg"))
     # the verdict table comes first and names every claim
     assert html.index("C1") < html.index("<img")
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "N1", "N2", "N3", "N4", "N5", "N6", "N7"):
+    for claim in CLAIMS:
         assert claim in out.output and claim in html
     summaries = re.findall(r"(\d+) trials: (\d+) complete", out.output)
     assert len(summaries) == len(STUDIES) and all(a == b for a, b in summaries), summaries
@@ -43,21 +48,20 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     # fused trials share their seconds: time claims use the isolated step time of `bench`
     assert (study / "bench.parquet").is_file()
     assert "Time basis (C2, C4, time figures): calibrated" in html
-    # the verdicts printed are the reports', word for word (same time basis), each claim from
-    # the study made for it (reproduce.JUDGED_ON)
-    printed = re.sub(r"\s+", " ", out.output.replace("│", " "))
-    seen = set()
-    for i, name in enumerate(STUDIES):
-        md = (results / name / "report" / "report.md").read_text()
-        for line in md.splitlines():
-            m = re.match(r"\| (C\d|N\d) \| ([^|]+) \| (\w+) \| ([^|]+) \|", line)
-            if m and JUDGED_ON.get(m.group(1), 0) == i:
-                claim, protocol, verdict, condition = (g.strip() for g in m.groups())
-                assert f"{claim} {protocol} {verdict}" in printed
-                assert condition.split(" (")[0] in printed
-                seen.add(claim)
-    assert seen == {f"C{i}" for i in range(1, 9)} | {f"N{i}" for i in range(1, 8)}
-    assert "no norm=none arm" not in printed
+    # the last screen: the batch-size study's answer block, then one line per claim, each the
+    # line of the study made for it (reproduce.JUDGED_ON), from that report's verdicts.csv
+    tables = [read_verdicts(results / name / "report").assign(study=name) for name in STUDIES]
+    judged = pd.concat([t[t["claim"].map(lambda c: JUDGED_ON.get(c, 0)) == i] for i, t in enumerate(tables)])
+    judged = judged.sort_values("claim", key=lambda c: c.map(list(CLAIMS).index), kind="stable")
+    lines = claim_lines(judged.reset_index(drop=True))
+    assert [line.split()[0] for line in lines] == list(CLAIMS)
+    tail = out.output.splitlines()
+    assert tail[-len(lines):] == lines, "\n".join(tail[-len(lines) - 3:])
+    answer = answer_lines(read_answer(results / "claims_quick" / "report"))
+    assert answer and [line for block in answer for line in block] == \
+        tail[-len(lines) - 1 - sum(map(len, answer)):-len(lines) - 1]
+    assert "What batch size, and why (claims_quick)" in out.output
+    assert "the study has no norm=none arm" not in out.output
     # (a second `reproduce` reuses the 12 trials: run_sweep's skip, pinned by test_cli's rerun
     # test; not repeated here, where it cost ~25 s of bench and report)
 
@@ -74,3 +78,10 @@ def test_report_command_on_a_study_with_a_running_trial_says_so(tmp_path):
     assert out.exit_code == 0, out.output
     html = (study / "report" / "index.html").read_text()
     assert "running" in html.lower()
+    # the terminal gets the answer block and one line per claim; --verbose the whole table too
+    title = "Verdicts (the report explains each rule)"
+    assert "What batch size, and why (smoke)" in out.output and title not in out.output
+    assert out.output.splitlines()[-2].startswith("N7 ")
+    verbose = runner.invoke(app, ["report", str(study), "--verbose"])
+    assert verbose.exit_code == 0 and title in verbose.output
+    assert verbose.output.index(title) < verbose.output.index("What batch size, and why")

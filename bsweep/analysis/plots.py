@@ -329,6 +329,37 @@ def plot_trained_heatmap(ax: Axes, view: pd.DataFrame) -> None:
                                vmin=0.0, vmax=100.0)
 
 
+def plot_best_lr(ax: Axes, view: pd.DataFrame) -> None:
+    """The best lr per batch size (a tuned view), log-log, per norm, with the fitted lr* ~ B^alpha
+    (`answer.lr_exponent`, solid) and the linear and square-root rules through the same middle
+    point (dashed, dotted)."""
+    from bsweep.analysis.answer import LINEAR, SQRT, lr_exponent
+
+    for label, color, marker, style, frame in _curves(view):
+        frame = frame[np.isfinite(frame["best_lr"].astype(float))]
+        if frame.empty:
+            continue
+        b, lr = frame["batch_size"].astype(float).to_numpy(), frame["best_lr"].astype(float).to_numpy()
+        alpha, lo, hi = lr_exponent(b, lr)
+        interval = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
+        ax.plot(b, lr, color=color, marker=marker, linestyle="none", markersize=6,
+                label=f"{label}: B^{alpha:.2f}{interval}" if np.isfinite(alpha) else label)
+        if np.isfinite(alpha):
+            centre_b, centre_lr = np.exp(np.log(b).mean()), np.exp(np.log(lr).mean())
+            grid = np.array([b.min(), b.max()])
+            ax.plot(grid, centre_lr * (grid / centre_b) ** alpha, color=color, linestyle=style, linewidth=1.2)
+            for slope, dash in ((LINEAR, "--"), (SQRT, ":")):
+                ax.plot(grid, centre_lr * (grid / centre_b) ** slope, color=color, linestyle=dash,
+                        linewidth=0.7, alpha=0.6)
+    ax.plot([], [], color="grey", linestyle="--", linewidth=0.7, label="linear rule (B^1)")
+    ax.plot([], [], color="grey", linestyle=":", linewidth=0.7, label="square-root rule (B^0.5)")
+    _batch_size_axis(ax, view["batch_size"])
+    _log_y(ax)
+    ax.set_ylabel("best learning rate")
+    ax.set_title("Best lr per batch size")
+    _grid_and_legend(ax)
+
+
 def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
     """(C7) The training loss's step-to-step jitter vs batch size, log-log, with the slope a
     batch mean's sampling noise alone would have."""

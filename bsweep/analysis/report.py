@@ -29,6 +29,8 @@ import yaml
 from matplotlib.figure import Figure
 
 from bsweep.analysis import plots, scaling, scaling_plots
+from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
+from bsweep.analysis.answer import EVIDENCE, answer_items, answer_table, claim_rows
 from bsweep.analysis.bracket import bracket_settings, bracket_table, read_record
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
@@ -74,6 +76,13 @@ figure img { max-width: 100%; border: 1px solid #d0d7de; }
 figcaption { font-size: 0.9em; color: #59636e; }
 pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 details summary { cursor: pointer; }
+.answer { display: flex; flex-wrap: wrap; gap: 1em; margin: .5em 0 1em; }
+.card { flex: 1 1 420px; border: 1px solid #d0d7de; border-radius: 6px; padding: .2em 1em .6em; }
+.card h3 { margin: .4em 0 .1em; }
+.card table { margin: .4em 0; width: 100%; }
+.card th { width: 9em; white-space: nowrap; }
+.claims td:first-child { white-space: nowrap; font-weight: bold; }
+.claims { width: 100%; }
 """
 
 
@@ -173,6 +182,15 @@ def _figure_specs(
             "Bars: ±1 std over seeds.",
             (1, 2),
             pair(lambda ax: plots.plot_final_accuracy(ax, fixed), lambda ax: plots.plot_final_accuracy(ax, tuned_acc)),
+        ),
+        (
+            "lr_scaling", "How the best learning rate scales with batch size",
+            "Points: the most accurate lr per batch size (chosen on the validation half), as in "
+            "the answer above. Solid: lr* ~ B^alpha fitted by least squares on log-log axes (the "
+            "legend gives alpha and its 95 % interval; the lr grid's half-decade steps make it "
+            "coarse). Dashed and dotted: the linear and square-root rules through the points' "
+            "geometric mean.",
+            (1, 1), lambda fig: plots.plot_best_lr(fig.subplots(), tuned_acc),
         ),
         (
             "throughput", "Throughput vs batch size (C2)",
@@ -340,6 +358,7 @@ class CriticalSection:
     noise_table: pd.DataFrame
     reading: list[str]
     figures: list[ReportFigure]
+    result: scaling.CriticalBatchSize | None = None  # the analysis itself (the answer block reads it)
 
 
 def _shown_conditions(frame: pd.DataFrame, exclude: tuple[str, ...]) -> list[str]:
@@ -453,7 +472,7 @@ def critical_section(
         noise_table = empty
     figures = _draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
-                           noise_table, scaling.reading(result) if result.any_fit else [], figures)
+                           noise_table, scaling.reading(result) if result.any_fit else [], figures, result)
 
 
 # --------------------------------------------------------------------------- text pieces
@@ -606,12 +625,14 @@ def _verdict_html(verdicts: pd.DataFrame) -> str:
             f"{_verdict_cell(tuned)}{fixed_cell}<td>{label}{html.escape(tuned.condition)}</td></tr>"
         )
     summary = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    details = []
+    details, anchored = [], set()
     for v in verdicts.itertuples(index=False):
         colour = VERDICT_COLORS.get(v.verdict, "black")
         caveat = f"<p><b>Caveat:</b> {html.escape(v.caveat)}</p>" if v.caveat else ""
+        anchor = "" if v.claim in anchored else f' id="claim-{html.escape(v.claim)}"'
+        anchored.add(v.claim)
         details.append(
-            f"<details><summary><b>{html.escape(v.claim)}</b>, {html.escape(v.protocol)}: "
+            f"<details{anchor}><summary><b>{html.escape(v.claim)}</b>, {html.escape(v.protocol)}: "
             f'<span style="color:{colour}">{html.escape(v.verdict)}</span></summary>'
             f"<p><b>Where / why:</b> {html.escape(v.condition)}</p>{caveat}"
             f'<p class="small"><b>Numbers:</b> {html.escape(v.numbers)}</p>'
@@ -637,7 +658,7 @@ def _html_figure(figure: ReportFigure) -> str:
 def _critical_html(critical: CriticalSection | None) -> list[str]:
     if critical is None:
         return []
-    parts = ["<h2>Critical batch size</h2>", f"<p>{html.escape(CRITICAL_INTRO)}</p>"]
+    parts = ['<a id="critical"></a><h2>Critical batch size</h2>', f"<p>{html.escape(CRITICAL_INTRO)}</p>"]
     parts += [f'<div class="notice">{html.escape(n)}</div>' for n in critical.notes]
     if len(critical.fit_table):
         parts += ["<h3>Fit</h3>", _html_table(critical.fit_table)]
@@ -658,6 +679,8 @@ class ReportContent:
 
     name: str
     notices: list[str]
+    answer: list  # per scientific point: (name, what the numbers are, [(label, value)]) (`answer_items`)
+    claims: list  # per claim: (id, in a few words, verdicts, deciding slice) (`claim_rows`)
     definitions: list[str]
     verdicts: pd.DataFrame
     figures: list[ReportFigure]
@@ -670,6 +693,26 @@ class ReportContent:
     grid: pd.DataFrame | None = None  # key, role (scientific / nuisance / fixed), values
     bracketing: pd.DataFrame | None = None  # where the lr grid was extended, and why (bracket.json)
     bracket_settings: str = ""
+
+
+def _answer_html(c: ReportContent) -> list[str]:
+    """The first screen: per point, the batch sizes to use and why (each label links to its
+    evidence below), then one row per claim (linking to its evidence)."""
+    parts = ['<a id="answer"></a><h2>What batch size, and why</h2>', '<div class="answer">']
+    for point, about, items in c.answer:
+        rows = "".join(f'<tr><th><a href="#{EVIDENCE.get(label, "verdicts")}">{html.escape(label)}</a></th>'
+                       f"<td>{html.escape(value)}</td></tr>" for label, value in items)
+        parts.append(f'<div class="card"><h3>{html.escape(point)}</h3><div class="small">{html.escape(about)}</div>'
+                     f"<table>{rows}</table></div>")
+    if not c.answer:
+        parts.append("<p>No answer yet: no trial has finished.</p>")
+    parts.append("</div>")
+    rows = "".join(f'<tr><td><a href="#claim-{html.escape(claim)}">{html.escape(claim)}</a></td><td>{html.escape(short)}</td>'
+                   f"<td>{html.escape(protocols)}</td><td>{html.escape(gist)}</td></tr>"
+                   for claim, short, protocols, gist in c.claims)
+    parts.append(f'<table class="claims"><thead><tr><th>claim</th><th>in short</th><th>verdict</th>'
+                 f"<th>decided by</th></tr></thead><tbody>{rows}</tbody></table>")
+    return parts
 
 
 def _render_html(c: ReportContent) -> str:
@@ -685,14 +728,15 @@ def _render_html(c: ReportContent) -> str:
         parts += [f'<div class="notice">{html.escape(n)}</div>' for n in c.notices]
     else:
         parts.append('<div class="ok">Every trial of the study finished.</div>')
-    parts += ["<h2>Verdicts</h2>", _verdict_html(c.verdicts)]
+    parts += _answer_html(c)
+    parts += ['<a id="verdicts"></a><h2>Verdicts</h2>', _verdict_html(c.verdicts)]
     parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in c.definitions) + "</ul>")
     parts.append("<h2>Figures</h2>")
     if not c.figures:
         parts.append("<p>No figures: no trial has finished yet.</p>")
     parts += [_html_figure(figure) for figure in c.figures]
     parts += _critical_html(c.critical)
-    parts += ["<h2>Tuned learning rates</h2>", _html_table(c.tuned_lrs)]
+    parts += ['<a id="tuned-lrs"></a><h2>Tuned learning rates</h2>', _html_table(c.tuned_lrs)]
     if c.bracketing is not None:
         parts += ["<h2>Learning-rate bracketing</h2>", f"<p>{html.escape(BRACKET_INTRO)} {html.escape(c.bracket_settings)}</p>",
                   _html_table(c.bracketing)]
@@ -735,6 +779,11 @@ def _md_figure(figure: ReportFigure, out_dir: Path) -> list[str]:
 def _render_markdown(c: ReportContent, out_dir: Path) -> str:
     lines = [f"# bsweep report: {c.name}", ""]
     lines += [f"> **Note:** {n}" for n in c.notices] or ["Every trial of the study finished."]
+    lines += ["", "## What batch size, and why", ""]
+    for point, about, items in c.answer:
+        lines += [f"**{_md_escape(point)}** ({about})", "", *(f"- **{label}**: {value}" for label, value in items), ""]
+    claims = pd.DataFrame(c.claims, columns=["claim", "in short", "verdict", "decided by"])
+    lines += [_md_table(claims), ""]
     table = c.verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(columns={"condition": "where / why"})
     lines += ["", "## Verdicts", "", _md_table(table), ""]
     lines += [f"- {d}" for d in c.definitions]
@@ -816,6 +865,22 @@ def read_verdicts(report_dir: Path) -> pd.DataFrame:
     return pd.read_csv(Path(report_dir) / VERDICTS_FILE, keep_default_na=False)
 
 
+# The report's answer block, machine-readable (columns `answer.COLUMNS`, one row per point).
+ANSWER_FILE = "answer.csv"
+
+
+def read_answer(report_dir: Path) -> pd.DataFrame:
+    """The answer block a report wrote (`ANSWER_FILE`); empty when it has none (an older report)."""
+    path = Path(report_dir) / ANSWER_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=ANSWER_COLUMNS)
+    text = ("point", "regimes", "lr_on_edge", "time_basis", "device")
+    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ANSWER_COLUMNS if c not in text},
+                        dtype={c: str for c in text})
+    frame["time_on_edge"] = frame["time_on_edge"].astype(str).eq("True")
+    return frame
+
+
 def build_report(
     trials: pd.DataFrame,
     measurements: pd.DataFrame,
@@ -847,9 +912,12 @@ def build_report(
     name = name or _study_name(trials, study_config, out_dir.parent.name)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
     target_text = ", ".join(f"{t:.1%}" for t in targets) or "not set"
+    answer = answer_table(summary, critical.result, time_basis)
     content = ReportContent(
         name=name,
         notices=_notices(trials),
+        answer=answer_items(answer),
+        claims=claim_rows(verdicts),
         definitions=[*_definitions(final_window, target_text, "val_final_test_acc" in summary.columns), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
                      *filter(None, [_settings_line(trials)])],
         verdicts=verdicts,
@@ -868,6 +936,7 @@ def build_report(
     index.write_text(_render_html(content), encoding="utf-8")
     (out_dir / "report.md").write_text(_render_markdown(content, out_dir), encoding="utf-8")
     verdicts.to_csv(out_dir / VERDICTS_FILE, index=False)  # for scripts, and `bsweep reproduce`
+    answer.to_csv(out_dir / ANSWER_FILE, index=False)
     return index
 
 

@@ -108,6 +108,25 @@ CLAIMS: dict[str, str] = {
     "N7": "BatchNorm needs well-shuffled data (unshuffled, its error rises more than GroupNorm's)",
 }
 
+# Each claim in a few words, for one-line summaries (the terminal, the report's first screen).
+SHORT: dict[str, str] = {
+    "C1": "tiny batch: error spikes",
+    "C2": "larger batch: more throughput",
+    "C3": "larger batch: more epochs",
+    "C4": "a batch size is fastest",
+    "C5": "a batch size is most accurate",
+    "C6": "larger batch: truer gradient",
+    "C7": "larger batch: less oscillation",
+    "C8": "larger batch: more memory",
+    "N1": "BN hurt by small batch, GN flat",
+    "N2": "norm nets reach target sooner",
+    "N3": "normalized inputs train faster",
+    "N4": "BN tolerates larger lrs",
+    "N5": "WN cheaper than BN, batch-flat",
+    "N6": "LRN generalizes better",
+    "N7": "BN needs shuffled data",
+}
+
 SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
 RULES: dict[str, str] = {
     "C1": (
@@ -248,6 +267,10 @@ class Verdict:
     numbers: str
     rule: str
     caveat: str = ""
+    held: int = 0  # slices where it holds
+    conclusive: int = 0  # slices that hold or do not hold
+    slices: int = 0  # slices judged, inconclusive ones too
+    gist: str = ""  # the first slice that decided the verdict (or, inconclusive, why not)
 
 
 @dataclass(frozen=True)
@@ -434,6 +457,7 @@ def _combine(
     if not outcomes:
         parts.append("no data")
     numbers = " | ".join(f"{o.label}: {o.numbers}" for o in outcomes if o.numbers)
+    deciding = (held or failed or unknown)[:1]
     return Verdict(
         claim=claim,
         statement=CLAIMS[claim],
@@ -443,7 +467,19 @@ def _combine(
         numbers=numbers,
         rule=RULES[claim],
         caveat=caveat,
+        held=len(held),
+        conclusive=len(held) + len(failed),
+        slices=len(outcomes),
+        gist=_gist(deciding[0]) if deciding else "no data",
     )
+
+
+def _gist(outcome: _SliceOutcome) -> str:
+    """A slice's outcome in one short phrase: "norm=batch: at batch size <= 4, ..."; a slice
+    that is the whole study is not named."""
+    if not outcome.where:
+        return outcome.label
+    return outcome.where if outcome.label in ("study", "all trials") else f"{outcome.label}: {outcome.where}"
 
 
 def _describe(outcome: _SliceOutcome) -> str:

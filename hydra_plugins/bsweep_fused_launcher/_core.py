@@ -7,9 +7,10 @@ member that fails alone is recorded failed (or oom); each retry is a line in cla
 
 from __future__ import annotations
 
-import logging
-import traceback
 import itertools
+import logging
+import os
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -30,13 +31,15 @@ class Job:
 FollowUp = Callable[[list[tuple[Job, Any]]], list[Job]]
 
 
-def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None) -> dict[int, Any]:
+def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None,
+             env: dict[str, str] | None = None) -> dict[int, Any]:
     """Train `jobs` as fused groups; return {job index: the task's return value (a dict)}.
 
     A trial's own failure is written to its record and returned as a status, as the runner
     does; only a crash of the machinery itself comes back as an exception. With `follow_up`,
     each group's end (or a finished trial's skip) may add jobs, trained as soon as a worker is
-    free, and their return values come back too.
+    free, and their return values come back too. `env`: variables set while each group trains
+    (the launch's `hydra.job.env_set`), in worker processes as in this one.
     """
     out: dict[int, Any] = {}
     ready: list[list[Job]] = []
@@ -55,28 +58,96 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
 
     admit(jobs)
     log.info("bsweep_fused: %d trials to train in %d groups, %d processes", sum(map(len, ready)), len(ready), n_jobs)
-    if n_jobs <= 1 or (len(ready) <= 1 and follow_up is None):
+    if n_jobs <= 1 or (len(ready) <= 1 and follow_up is None and not pool_running(n_jobs)):
         while ready:
             group = ready.pop(0)
-            ended(group, train_group(group))
+            ended(group, train_group(group, 1, 0, env or {}))
         return out
-    workers = n_jobs if follow_up is not None else min(n_jobs, len(ready))
-    numbers = itertools.count()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending: dict[Future, list[Job]] = {}
-        while ready or pending:
-            while ready:
-                group = ready.pop(0)
-                pending[pool.submit(train_group, group, workers, next(numbers))] = group
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in done:
-                group = pending.pop(future)
-                try:
-                    results = future.result()
-                except BaseException as e:  # the worker died: every unfinished member failed
-                    results = {job.index: e for job in group}
-                ended(group, results)
+    pool, numbers = worker_pool(n_jobs), itertools.count()
+    pending: dict[Future, list[Job]] = {}
+    while ready or pending:
+        while ready:
+            group = ready.pop(0)
+            pending[pool.submit(train_group, group, n_jobs, next(numbers), env or {})] = group
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
+            group = pending.pop(future)
+            try:
+                results = future.result()
+            except BaseException as e:  # the worker died: every unfinished member failed
+                results = {job.index: e for job in group}
+            ended(group, results)
     return out
+
+
+# The worker processes outlive one launch: `bsweep reproduce` sweeps five studies in one process,
+# a sweeper without the follow-up hook launches once per round, and two fresh workers took
+# ~3.7 s on the 2-core CPU before their first group (spawn, `import torch`, torch.optim's first
+# use importing torch._dynamo) and ~1.4 s to exit. A pool is reused while the worker count and
+# what workers copied when they started (working directory, environment) are unchanged; a
+# launch's own variables (`hydra.job.env_set`) travel with each group instead. Python's exit
+# shuts it down.
+_POOL: dict = {}
+
+
+def workers_for(n_jobs: int | None) -> int:
+    """The launcher's `n_jobs` as a count of processes: <= 0 or null is one per CPU core."""
+    from bsweep.placement import cores
+
+    return n_jobs if n_jobs and n_jobs > 0 else cores()
+
+
+def _pool_key(workers: int) -> tuple:
+    # what a spawned worker copies from this process when it starts, and keeps
+    return (workers, os.getcwd(), tuple(sorted(os.environ.items())))
+
+
+def pool_running(workers: int) -> bool:
+    """Whether `worker_pool(workers)` would hand out a pool that is already started."""
+    pool = _POOL.get("pool")
+    return pool is not None and _POOL["key"] == _pool_key(workers) and not getattr(pool, "_broken", False)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's pool of `workers` spawned worker processes, started now if there is none
+    (or the last one broke, or the environment changed), each importing what a group needs."""
+    if pool_running(workers):
+        return _POOL["pool"]
+    if "pool" in _POOL:
+        _POOL.pop("pool").shutdown(wait=True, cancel_futures=True)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm)
+    for _ in range(workers):  # a worker spawns per waiting task: start them all at once
+        pool.submit(int)
+    _POOL.update(pool=pool, key=_pool_key(workers))
+    return pool
+
+
+def _warm() -> None:
+    """A new worker's imports, before its first group (torch, the engine and the optimizers),
+    and its quick exit."""
+    import atexit
+    import importlib
+
+    # torch._dynamo: what torch.optim imports on its first use (~1 s); bsweep.perf: the engine,
+    # the fused model and the timing helper; bsweep.runner: data and placement
+    for module in ("torch._dynamo", "bsweep.perf", "bsweep.runner"):
+        importlib.import_module(module)
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    """A worker's last act once the pool has shut it down (every group's records are written by
+    then): flush the logs and leave without tearing down torch's modules one by one, which took
+    ~1 s a worker on the 2-core CPU with torch._dynamo loaded, while the sweep waited."""
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed stream: nothing left to lose
+            pass
+    os._exit(0)
 
 
 def _skip_finished_and_group(jobs: list[Job]) -> tuple[dict[int, Any], list[list[Job]]]:
@@ -173,9 +244,22 @@ def _point(cfg: dict) -> str:
     return point(_Dot(cfg))
 
 
-def train_group(group: list[Job], jobs: int = 1, group_num: int = 0) -> dict[int, Any]:
-    """Train one fusion group in this process (one of `jobs` at once) and write every member's
-    record. Members are claimed chunk by chunk, just before they train."""
+def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[str, str] | None = None) -> dict[int, Any]:
+    """Train one fusion group in this process (one of `jobs` at once), with `env` set, and write
+    every member's record. Members are claimed chunk by chunk, just before they train."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        return _train_group(group, jobs, group_num)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _train_group(group: list[Job], jobs: int, group_num: int) -> dict[int, Any]:
     from functools import cache
 
     from bsweep import records

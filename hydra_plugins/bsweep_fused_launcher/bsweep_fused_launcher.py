@@ -26,7 +26,6 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bsweep.placement import cores
 from bsweep.plan import apply_values, split_job
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class BsweepFusedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ._core import Job, run_jobs
+        from ._core import Job, run_jobs, workers_for
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -85,20 +84,11 @@ class BsweepFusedLauncher(Launcher):
             return new
 
         returns: list[Optional[JobReturn]] = [None] * len(job_overrides)
-        n_jobs = self.n_jobs if self.n_jobs and self.n_jobs > 0 else cores()
+        n_jobs = workers_for(self.n_jobs)
         # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
-        # Hydra's own jobs; spawned workers inherit it.
+        # Hydra's own jobs: set while each group trains, in a worker or here.
         env_set = {str(k): str(v) for k, v in (self.config.hydra.job.get("env_set") or {}).items()}
-        saved = {k: os.environ.get(k) for k in env_set}
-        os.environ.update(env_set)
-        try:
-            results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None, env_set)
         self.follow_up_returns = []
         for i, value in results.items():
             job = extra[i] if i in extra else _job(jobs, i)

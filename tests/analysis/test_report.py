@@ -77,16 +77,16 @@ def test_report_is_self_contained_and_ordered(built):
     text = built.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     checker = check_html(text)
-    # Nothing is loaded from outside: every src / href is an embedded data URI.
-    assert checker.urls and all(url.startswith("data:image/png;base64,") for url in checker.urls)
+    # Nothing is loaded from outside: every src / href is an embedded data URI or a link within the page.
+    assert checker.urls and all(url.startswith(("data:image/png;base64,", "#")) for url in checker.urls)
     assert "http://" not in text and "https://" not in text
     assert "script" not in checker.tags and "link" not in checker.tags
-    # Verdict table first, then figures, config, environment, counts.
+    # The answer first, then the verdict table, figures, config, environment, counts.
     headings = re.findall(r"<h2>(.*?)</h2>", text)
-    assert headings[0] == "Verdicts" and headings[1] == "Figures"
+    assert headings[:3] == ["What batch size, and why", "Verdicts", "Figures"]
     assert headings.index("Study config") < headings.index("Environment") < headings.index("Trials by status")
     figures = section(text, "<h2>Figures</h2>", "<h2>Critical batch size</h2>")
-    assert len(re.findall(r"<img ", figures)) == 8
+    assert len(re.findall(r"<img ", figures)) == 9
     assert "a &lt;b&gt; &amp; c" in text  # config text is escaped, not interpreted
     assert "Every trial of the study finished." in text
 
@@ -95,9 +95,10 @@ def test_report_writes_markdown_and_figures(built):
     out = built.parent
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert markdown.startswith("# bsweep report: tiny")
-    assert markdown.index("## Verdicts") < markdown.index("## Figures") < markdown.index("## Study config")
+    assert markdown.index("## What batch size, and why") < markdown.index("## Verdicts") < markdown.index("## Figures") \
+        < markdown.index("## Study config")
     linked = re.findall(r"\]\((figures/[^)]+\.png)\)", markdown)
-    assert len(re.findall(r"\]\((figures/[^)]+\.png)\)", section(markdown, "## Figures", "## Critical batch size"))) == 8
+    assert len(re.findall(r"\]\((figures/[^)]+\.png)\)", section(markdown, "## Figures", "## Critical batch size"))) == 9
     for link in linked:
         png = out / link
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -177,7 +178,7 @@ def test_a_figure_that_fails_is_reported_not_fatal(frames, tmp_path, monkeypatch
     index = build_report(trials, measurements, config, environment, tmp_path / "report")
     text = index.read_text(encoding="utf-8")
     assert "Could not draw this figure: RuntimeError: cannot draw" in text
-    assert len(re.findall(r"<img ", section(text, "<h2>Figures</h2>", "<h2>Critical batch size</h2>"))) == 7
+    assert len(re.findall(r"<img ", section(text, "<h2>Figures</h2>", "<h2>Critical batch size</h2>"))) == 8
 
 
 def test_analysis_imports_no_torch_and_no_runner():

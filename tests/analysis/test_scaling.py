@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bsweep.analysis import scaling
 from bsweep.analysis.scaling import (
     analyse_critical_batch_size,
     fit_critical_batch_size,

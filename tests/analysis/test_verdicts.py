@@ -297,7 +297,8 @@ def test_all_verdicts_table(study_factory):
     )
     table = all_verdicts(summary)
     assert list(table.columns) == [
-        "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat"
+        "claim", "statement", "verdict", "protocol", "condition", "numbers", "rule", "caveat",
+        "held", "conclusive", "slices", "gist",
     ]
     assert table["claim"].tolist() == [
         "C1", "C1", "C2", "C3", "C3", "C4", "C4", "C5", "C5", "C6", "C7", "C7", "C8", "N1", "N1", "N2", "N2",

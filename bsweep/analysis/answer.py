@@ -1,0 +1,248 @@
+"""The report's first screen: "what batch size, and why", per scientific point (each norm, and
+each value of any other key the study varies), as numbers with units and seed counts.
+
+Pure functions of the judged per-trial summary (`report.judged_summary`) and the critical
+batch size analysis (`scaling.analyse_critical_batch_size`):
+
+- the time-optimal batch size: least seconds to the target at its fastest lr (only batch sizes
+  where every seed reached the target are candidates, `metrics.time_optimal_batch_size`);
+- the accuracy-optimal batch size: best final test accuracy at its most accurate lr (the lr
+  chosen on the validation half, the accuracy reported on the held-out half: `tuned_view`);
+- B_crit with its 95 % interval, and the regime each batch size of the grid is in;
+- how the best lr scales with batch size: lr* ~ B^alpha fitted on log-log axes over the batch
+  sizes, its 95 % interval against the linear (1) and square-root (0.5) rules, and the batch
+  size above which the best lr stops rising.
+
+`answer_table` gives one row per point (written beside the report as answer.csv, so
+`bsweep reproduce` prints it without judging again); `answer_lines` renders the rows as the
+short lines the terminal, the HTML and the Markdown report show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
+from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime
+from bsweep.analysis.verdicts import AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, SHORT, TUNED_LR
+
+# The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
+# Hoffer et al. 2017, Krizhevsky 2014: square root).
+LINEAR, SQRT = 1.0, 0.5
+# Two-sided level of the intervals on the exponent (as B_crit's, `scaling.fit_critical_batch_size`).
+LEVEL = 0.95
+# Batch sizes needed to fit an exponent with an interval (a line through 2 points has none).
+MIN_BATCH_SIZES_FIT = 3
+
+COLUMNS = (
+    "point", "time_batch_size", "time_lr", "time_seconds", "time_seconds_std", "time_seeds", "time_on_edge",
+    "acc_batch_size", "acc_lr", "acc", "acc_std", "acc_seeds", "b_crit", "b_crit_lo", "b_crit_hi",
+    "regimes", "lr_alpha", "lr_alpha_lo", "lr_alpha_hi", "lr_n_batch_sizes", "lr_stops_rising_at",
+    "lr_on_edge", "time_basis", "device", "target",
+)
+
+
+def _label(row: pd.Series, by: list[str]) -> str:
+    return ", ".join(f"{c}={row[c]}" for c in by) or "all trials"
+
+
+def _varying(frame: pd.DataFrame, by: list[str]) -> list[str]:
+    """The condition columns worth naming: norm always, the others where they vary."""
+    return [c for c in by if c == "norm" or frame[c].nunique() > 1]
+
+
+def _select(frame: pd.DataFrame, row: pd.Series, by: list[str]) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for c in by:
+        mask &= (frame[c] == row[c]).to_numpy()
+    return frame[mask]
+
+
+def lr_exponent(batch_sizes: np.ndarray, lrs: np.ndarray) -> tuple[float, float, float]:
+    """(alpha, low, high): the slope of log lr* against log B and its LEVEL interval (t, n - 2
+    degrees of freedom); NaN interval below MIN_BATCH_SIZES_FIT points, NaN slope below 2."""
+    b, lr = np.asarray(batch_sizes, float), np.asarray(lrs, float)
+    keep = np.isfinite(b) & np.isfinite(lr) & (b > 0) & (lr > 0)
+    b, lr = np.log(b[keep]), np.log(lr[keep])
+    if len(b) < 2 or np.ptp(b) == 0:
+        return np.nan, np.nan, np.nan
+    fit = stats.linregress(b, lr)
+    if len(b) < MIN_BATCH_SIZES_FIT:
+        return float(fit.slope), np.nan, np.nan
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(b) - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
+
+
+def stops_rising_at(batch_sizes: np.ndarray, lrs: np.ndarray) -> float:
+    """The smallest batch size at which the best lr reaches its largest value, when larger batch
+    sizes follow (past it a larger batch takes no larger lr); NaN when the largest lr is only
+    reached at the largest batch size."""
+    order = np.argsort(batch_sizes)
+    b, lr = np.asarray(batch_sizes, float)[order], np.asarray(lrs, float)[order]
+    first = int(np.argmax(lr >= lr.max()))
+    return float(b[first]) if first < len(b) - 1 else np.nan
+
+
+def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time_basis: str = "") -> pd.DataFrame:
+    """One row per scientific point (COLUMNS); empty without a finished trial."""
+    fixed = aggregate_over_seeds(summary)
+    if not len(fixed):
+        return pd.DataFrame(columns=COLUMNS)
+    by = condition_columns(fixed)
+    by_acc = tuned_view(fixed, "final_test_acc")
+    by_time = tuned_view(fixed, "seconds_to_target")
+    fastest = time_optimal_batch_size(by_time, by=by)
+    device = ", ".join(sorted(set(summary["device_name"].dropna().astype(str)))) if "device_name" in summary else ""
+    rows = []
+    points = by_acc.drop_duplicates(by) if by else by_acc.head(1)
+    for _, p in points.iterrows():
+        acc = _select(by_acc, p, by).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
+        row: dict = {c: np.nan for c in COLUMNS}
+        row.update(point=_label(p, _varying(fixed, by)), regimes="", time_basis=time_basis.split(":")[0], device=device,
+                   time_on_edge=False, lr_on_edge="")
+        targets = _select(summary, p, by)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
+        row["target"] = float(targets.iloc[0]) if len(targets) else np.nan
+        if len(acc):
+            best = acc.loc[acc["final_test_acc_mean"].idxmax()]
+            row.update(acc_batch_size=best["batch_size"], acc_lr=best["best_lr"], acc=best["final_test_acc_mean"],
+                       acc_std=best["final_test_acc_std"], acc_seeds=best["final_test_acc_count"])
+            alpha, lo, hi = lr_exponent(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy())
+            row.update(lr_alpha=alpha, lr_alpha_lo=lo, lr_alpha_hi=hi, lr_n_batch_sizes=len(acc),
+                       lr_stops_rising_at=stops_rising_at(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy()),
+                       lr_on_edge=", ".join(f"{b:g} ({e})" for b, e in zip(acc["batch_size"], acc["lr_edge"]) if isinstance(e, str) and e))
+        time = _select(fastest, p, by)
+        if len(time) and np.isfinite(time["batch_size"].iloc[0]):
+            t = time.iloc[0]
+            at = _select(by_time, p, by)
+            at = at[at["batch_size"] == t["batch_size"]].iloc[0]
+            row.update(time_batch_size=t["batch_size"], time_lr=at["best_lr"], time_seconds=t["seconds_to_target_mean"],
+                       time_seconds_std=at["seconds_to_target_std"], time_seeds=at["n_trials"], time_on_edge=bool(t["on_edge"]))
+        if critical is not None and len(critical.fits):
+            fit = _select(critical.fits, p, [c for c in by if c in critical.fits.columns])
+            if len(fit) and np.isfinite(fit["b_crit"].iloc[0]):
+                f = fit.iloc[0]
+                row.update(b_crit=f["b_crit"], b_crit_lo=f["b_crit_lo"], b_crit_hi=f["b_crit_hi"],
+                           regimes=", ".join(f"{name.split()[0]} {_sizes(sizes)}" for name in REGIMES
+                                             if (sizes := [b for b in acc["batch_size"] if regime(b, f["b_crit"]) == name])))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _rule(lo: float, hi: float) -> str:
+    """Which lr rule the exponent's interval admits."""
+    if not np.isfinite(lo):
+        return f"no interval (< {MIN_BATCH_SIZES_FIT} batch sizes)"
+    fits = [name for name, value in (("linear", LINEAR), ("square-root", SQRT)) if lo <= value <= hi]
+    if len(fits) == 2:
+        return "cannot tell linear from square-root"
+    if fits:
+        return f"{fits[0]} rule, not {'square-root' if fits[0] == 'linear' else 'linear'}"
+    return "neither linear nor square-root"
+
+
+def _sizes(sizes: list[float]) -> str:
+    return f"{sizes[0]:g}" if len(sizes) == 1 else f"{sizes[0]:g}-{sizes[-1]:g}"
+
+
+# Where each line of a point's answer has its evidence in the report (HTML anchors).
+EVIDENCE = {"fastest to target": "critical", "most accurate": "tuned-lrs", "critical batch": "critical",
+            "best lr": "tuned-lrs"}
+
+
+def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Per point: (its name, what its numbers are, [(label, value)]) for the fastest batch size,
+    the most accurate one, B_crit and its regimes, and the lr scaling."""
+    out = []
+    for r in table.itertuples(index=False):
+        seeds = {int(n) for n in (r.time_seeds, r.acc_seeds) if np.isfinite(n)}
+        target = f"target {r.target:.0%} test accuracy; " if np.isfinite(r.target) else ""
+        about = (f"{target}{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std; "
+                 f"{r.time_basis or 'measured'} seconds, {r.device or 'unnamed device'}")
+        items = []
+        if np.isfinite(r.time_batch_size):
+            edge = ", the grid's edge" if r.time_on_edge else ""
+            items.append(("fastest to target", f"batch {r.time_batch_size:g} at lr {r.time_lr:g}: "
+                          f"{r.time_seconds:.3g} ± {r.time_seconds_std:.2g} s{edge}"))
+        else:
+            items.append(("fastest to target", "none: no batch size where every seed reached the target"))
+        if np.isfinite(r.acc_batch_size):
+            items.append(("most accurate", f"batch {r.acc_batch_size:g} at lr {r.acc_lr:g}: "
+                          f"{r.acc:.1%} ± {r.acc_std:.1%} final test accuracy (held-out half)"))
+        if np.isfinite(r.b_crit):
+            items.append(("critical batch", f"B_crit {_num(r.b_crit)} [{_num(r.b_crit_lo)}, {_num(r.b_crit_hi)}]"
+                          + (f": {r.regimes}" if r.regimes else "")))
+        else:
+            items.append(("critical batch", "no fit (the Critical batch size section says why)"))
+        if np.isfinite(r.lr_alpha):
+            interval = f" [{r.lr_alpha_lo:.2f}, {r.lr_alpha_hi:.2f}]" if np.isfinite(r.lr_alpha_lo) else ""
+            stop = f"; flat from batch {r.lr_stops_rising_at:g}" if np.isfinite(r.lr_stops_rising_at) else ""
+            items.append(("best lr", f"~ B^{r.lr_alpha:.2f}{interval}: {_rule(r.lr_alpha_lo, r.lr_alpha_hi)}{stop}"))
+        out.append((str(r.point), about, items))
+    return out
+
+
+def answer_lines(table: pd.DataFrame) -> list[list[str]]:
+    """Per point, its answer as lines of at most ~100 characters (`answer_items` as text)."""
+    width = max(map(len, EVIDENCE))
+    return [[f"{point} ({about})", *(f"  {label:<{width}}  {value}" for label, value in items)]
+            for point, about, items in answer_items(table)]
+
+
+# A terminal line's width at most (characters), so that one claim is one line.
+LINE_WIDTH = 100
+# How a protocol is named on a claim's line.
+_PROTOCOL_WORD = {TUNED_LR: "tuned", FIXED_LR: "fixed", POOLED_LR: "pooled", PER_STEP: "bench",
+                  AT_CHECKPOINTS: "checkpoints"}
+
+
+def _protocol_part(v: pd.Series) -> str:
+    word = _PROTOCOL_WORD.get(v["protocol"], v["protocol"])
+    slices, conclusive = int(v.get("slices", 0) or 0), int(v.get("conclusive", 0) or 0)
+    counts = f" {int(v.get('held', 0) or 0)}/{conclusive}" if slices > 1 and conclusive else ""
+    return f"{word} {v['verdict']}{counts}"
+
+
+def _cut(text: str, room: int) -> str:
+    """`text` in at most `room` characters, cut at a word with an ellipsis."""
+    if len(text) <= room:
+        return text
+    cut = text[: room - 1].rsplit(" ", 1)[0].rstrip(",;(")
+    return cut + "…"
+
+
+def claim_rows(verdicts: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """Per claim: (id, the claim in a few words, its verdict under each protocol with
+    "held/conclusive" slices where it read several, the first slice that decided it)."""
+    out = []
+    home = verdicts["study"].iloc[0] if "study" in verdicts.columns and len(verdicts) else None
+    for claim, group in verdicts.groupby("claim", sort=False):
+        rows = sorted((r for _, r in group.iterrows()), key=lambda r: r["protocol"] != TUNED_LR)
+        gist = str(rows[0].get("gist", "") or "")
+        if home is not None and rows[0]["study"] != home:  # judged on another study: name it
+            gist = f"[{rows[0]['study']}] {gist}"
+        parts = [_protocol_part(r) for r in rows]
+        words = [p.split(" ", 1) for p in parts]
+        if len(parts) > 1 and len({w[1] for w in words}) == 1:  # one verdict, no counts: say it once
+            parts = ["/".join(w[0] for w in words) + " " + words[0][1]]
+        out.append((str(claim), SHORT.get(str(claim), ""), ", ".join(parts), gist))
+    return out
+
+
+def claim_lines(verdicts: pd.DataFrame, width: int = LINE_WIDTH) -> list[str]:
+    """`claim_rows` as lines of at most `width` characters, the decisive slice cut to fit.
+    `verdicts` as `all_verdicts` returns them or a report's verdicts.csv."""
+    pad = max(map(len, SHORT.values()))
+    lines = []
+    for claim, short, protocols, gist in claim_rows(verdicts):
+        head = f"{claim:<3}{short:<{pad}}  {protocols}"
+        room = width - len(head) - 3
+        if gist and room >= 12:
+            head += " | " + _cut(gist, room)
+        lines.append(head)
+    return lines

@@ -1,0 +1,103 @@
+"""The answer block: the batch sizes to use and why, per point, and one line per claim."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bsweep.analysis.answer import (LINE_WIDTH, answer_lines, answer_table, claim_lines, lr_exponent,
+                                    stops_rising_at)
+from bsweep.analysis.metrics import summarize_trials
+from bsweep.analysis.report import build_report, read_answer, read_verdicts
+from bsweep.analysis.verdicts import CLAIMS
+from tests.analysis.conftest import make_study
+
+
+def test_lr_exponent_recovers_a_power_law_with_an_interval():
+    b = np.array([1, 4, 16, 64, 256])
+    alpha, lo, hi = lr_exponent(b, 0.001 * b ** 0.5 * np.array([1.1, 0.9, 1.05, 0.95, 1.0]))
+    assert lo < 0.5 < hi and abs(alpha - 0.5) < 0.05 and hi - lo < 0.2
+    assert np.isnan(lr_exponent(b[:2], b[:2] * 0.01)[1])  # two points: a slope, no interval
+    assert np.isnan(lr_exponent(b[:1], b[:1] * 0.01)[0])
+
+
+def test_the_best_lr_stops_rising_where_it_first_reaches_its_top():
+    assert stops_rising_at(np.array([1, 4, 16, 64]), np.array([0.01, 0.03, 0.1, 0.1])) == 16
+    assert np.isnan(stops_rising_at(np.array([1, 4, 16]), np.array([0.01, 0.03, 0.1])))
+
+
+@pytest.fixture(scope="module")
+def study():
+    # batch norm: worse at batch 4 (C1), the lr grid shifts with batch size; epochs to target
+    # grow with batch size beyond 16, so time to target has an interior optimum
+    return make_study(
+        ceiling=lambda n, bs, lr, s: 0.95 - 0.004 * s - (0.3 if n == "batch" and bs <= 4 else 0)
+        - (0.05 if lr != {4: 0.05, 16: 0.1, 64: 0.2}[bs] else 0),
+        tau_epochs=lambda n, bs, lr, s: 0.3 * max(1.0, bs / 16),
+        batch_sizes=(4, 16, 64),
+        lrs=(0.05, 0.1, 0.2),
+        norms=("batch", "group"),
+        seeds=(0, 1, 2),
+        epochs=3.0,
+    )
+
+
+def test_answer_table_names_the_best_batch_sizes_with_their_lrs(study):
+    trials, measurements = study
+    table = answer_table(summarize_trials(trials, measurements), None, "measured: the trials' own seconds")
+    assert list(table["point"]) == ["norm=batch", "norm=group"]
+    group = table.set_index("point").loc["norm=group"]
+    assert group["acc_lr"] == {4: 0.05, 16: 0.1, 64: 0.2}[int(group["acc_batch_size"])]
+    assert group["acc_seeds"] == 3 and group["target"] == 0.8
+    # the best lr doubles per 4x batch size: B^0.5
+    assert abs(group["lr_alpha"] - 0.5) < 1e-6
+    assert group["time_basis"] == "measured" and np.isfinite(group["time_seconds"])
+    lines = answer_lines(table)
+    assert len(lines) == 2 and lines[1][0].startswith("norm=group (target 80% test accuracy; 3 seeds a point")
+    assert any("square-root rule, not linear" in line for line in lines[1])
+
+
+def test_the_report_opens_with_the_answer_and_a_line_per_claim(study, tmp_path):
+    trials, measurements = study
+    index = build_report(trials, measurements, {"name": "answer"}, {}, tmp_path / "report")
+    text = index.read_text(encoding="utf-8")
+    answer = text[text.index("What batch size, and why"):text.index("<h2>Verdicts</h2>")]
+    assert answer.count('class="card"') == 2 and "fastest to target" in answer and "best lr" in answer
+    for claim in CLAIMS:  # every claim once in the block, linked to its evidence further down
+        assert f'href="#claim-{claim}"' in answer and f'id="claim-{claim}"' in text
+    for anchor in set(re.findall(r'href="#([\w-]+)"', answer)):
+        assert f'id="{anchor}"' in text
+    written = read_answer(index.parent)
+    assert list(written["point"]) == ["norm=batch", "norm=group"]
+    assert answer_lines(written) == answer_lines(answer_table(  # the file gives the same lines
+        *_judged(trials, measurements)))
+    lines = claim_lines(read_verdicts(index.parent))
+    assert [line.split()[0] for line in lines] == list(CLAIMS)
+    assert all(len(line) <= LINE_WIDTH for line in lines)
+    markdown = (index.parent / "report.md").read_text(encoding="utf-8")
+    assert markdown.index("## What batch size, and why") < markdown.index("| C1 |") < markdown.index("## Verdicts")
+
+
+def _judged(trials, measurements):
+    from bsweep.analysis.report import judged_summary
+    from bsweep.analysis.scaling import analyse_critical_batch_size
+
+    summary, judged, basis = judged_summary(trials, measurements, None)
+    return summary, analyse_critical_batch_size(summary, judged), basis
+
+
+def test_claim_lines_say_a_shared_verdict_once_and_name_another_study():
+    verdicts = pd.DataFrame([
+        {"claim": "C4", "protocol": "tuned lr", "verdict": "holds", "held": 1, "conclusive": 1, "slices": 2,
+         "gist": "norm=group: optimum at batch size 64", "study": "claims_quick"},
+        {"claim": "C4", "protocol": "fixed lr", "verdict": "holds", "held": 5, "conclusive": 6, "slices": 9,
+         "gist": "", "study": "claims_quick"},
+        {"claim": "N2", "protocol": "tuned lr", "verdict": "inconclusive", "held": 0, "conclusive": 0, "slices": 1,
+         "gist": "x " * 80, "study": "norm_quick"},
+        {"claim": "N2", "protocol": "fixed lr", "verdict": "inconclusive", "held": 0, "conclusive": 0, "slices": 1,
+         "gist": "", "study": "norm_quick"},
+    ])
+    c4, n2 = claim_lines(verdicts)
+    assert "tuned holds 1/1, fixed holds 5/6 | norm=group: optimum at" in c4 and len(c4) <= LINE_WIDTH
+    assert "tuned/fixed inconclusive | [norm_quick] x x" in n2 and n2.endswith("…") and len(n2) <= LINE_WIDTH
