@@ -14,11 +14,11 @@ that is still running or has failed trials, and say so at the top.
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
@@ -586,91 +586,12 @@ def _settings_line(trials: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- HTML
 
 
-def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for record in frame.itertuples(index=False):
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in record)
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
 def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def _verdict_cell(v) -> str:
-    colour = VERDICT_COLORS.get(v.verdict, "black")
-    return f'<td class="verdict" style="color:{colour}">{html.escape(v.verdict)}</td>'
-
-
-def _verdict_html(verdicts: pd.DataFrame) -> str:
-    """A summary table a reader takes in at a glance (one row per claim: the verdict under each
-    protocol and where the tuned verdict holds), then the evidence per claim and protocol in
-    native <details> blocks: condition, caveat, numbers and the decision rule."""
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "statement", "tuned lr", "fixed lr", "where (tuned lr)"))
-    rows = []
-    for claim, group in verdicts.groupby("claim", sort=False):
-        by_protocol = {v.protocol: v for v in group.itertuples(index=False)}
-        tuned = by_protocol.get("tuned lr") or next(iter(by_protocol.values()))
-        fixed = by_protocol.get("fixed lr")
-        fixed_cell = _verdict_cell(fixed) if fixed is not None and fixed is not tuned else "<td>-</td>"
-        label = "" if tuned.protocol == "tuned lr" else f'<span class="small">({html.escape(tuned.protocol)})</span> '
-        rows.append(
-            f"<tr><td><b>{html.escape(str(claim))}</b></td><td>{html.escape(tuned.statement)}</td>"
-            f"{_verdict_cell(tuned)}{fixed_cell}<td>{label}{html.escape(tuned.condition)}</td></tr>"
-        )
-    summary = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    details, anchored = [], set()
-    for v in verdicts.itertuples(index=False):
-        colour = VERDICT_COLORS.get(v.verdict, "black")
-        caveat = f"<p><b>Caveat:</b> {html.escape(v.caveat)}</p>" if v.caveat else ""
-        anchor = "" if v.claim in anchored else f' id="claim-{html.escape(v.claim)}"'
-        anchored.add(v.claim)
-        details.append(
-            f"<details{anchor}><summary><b>{html.escape(v.claim)}</b>, {html.escape(v.protocol)}: "
-            f'<span style="color:{colour}">{html.escape(v.verdict)}</span></summary>'
-            f"<p><b>Where / why:</b> {html.escape(v.condition)}</p>{caveat}"
-            f'<p class="small"><b>Numbers:</b> {html.escape(v.numbers)}</p>'
-            f'<p class="small"><b>Decision rule:</b> {html.escape(v.rule)}</p></details>'
-        )
-    return summary + "<h3>Evidence per claim and protocol</h3>" + "".join(details)
-
-
-def _png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _html_figure(figure: ReportFigure) -> str:
-    parts = [f"<figure><h3>{html.escape(figure.title)}</h3>"]
-    if figure.png is not None:
-        parts.append(f'<img src="{_png_data_uri(figure.png)}" alt="{html.escape(figure.title)}">')
-    else:
-        parts.append(f'<div class="notice">Could not draw this figure: {html.escape(figure.error)}</div>')
-    parts.append(f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
-    return "".join(parts)
-
-
-def _critical_html(critical: CriticalSection | None) -> list[str]:
-    if critical is None:
-        return []
-    parts = ['<a id="critical"></a><h2>Critical batch size</h2>', f"<p>{html.escape(CRITICAL_INTRO)}</p>"]
-    parts += [f'<div class="notice">{html.escape(n)}</div>' for n in critical.notes]
-    if len(critical.fit_table):
-        parts += ["<h3>Fit</h3>", _html_table(critical.fit_table)]
-    if critical.reading:
-        parts += ["<h3>What it means for your batch size</h3>"]
-        parts.append("<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in critical.reading) + "</ul>")
-    if len(critical.prediction_table):
-        parts += ["<h3>Time-optimal batch size: predicted vs measured</h3>", _html_table(critical.prediction_table)]
-    if len(critical.noise_table):
-        parts += ["<h3>Gradient noise scale near the target vs B_crit</h3>", _html_table(critical.noise_table)]
-    parts += [_html_figure(figure) for figure in critical.figures]
-    return parts
 
 
 @dataclass(frozen=True)
@@ -695,145 +616,71 @@ class ReportContent:
     bracket_settings: str = ""
 
 
-def _answer_html(c: ReportContent) -> list[str]:
-    """The first screen: per point, the batch sizes to use and why (each label links to its
-    evidence below), then one row per claim (linking to its evidence)."""
-    parts = ['<a id="answer"></a><h2>What batch size, and why</h2>', '<div class="answer">']
-    for point, about, items in c.answer:
-        rows = "".join(f'<tr><th><a href="#{EVIDENCE.get(label, "verdicts")}">{html.escape(label)}</a></th>'
-                       f"<td>{html.escape(value)}</td></tr>" for label, value in items)
-        parts.append(f'<div class="card"><h3>{html.escape(point)}</h3><div class="small">{html.escape(about)}</div>'
-                     f"<table>{rows}</table></div>")
-    if not c.answer:
-        parts.append("<p>No answer yet: no trial has finished.</p>")
-    parts.append("</div>")
-    rows = "".join(f'<tr><td><a href="#claim-{html.escape(claim)}">{html.escape(claim)}</a></td><td>{html.escape(short)}</td>'
-                   f"<td>{html.escape(protocols)}</td><td>{html.escape(gist)}</td></tr>"
-                   for claim, short, protocols, gist in c.claims)
-    parts.append(f'<table class="claims"><thead><tr><th>claim</th><th>in short</th><th>verdict</th>'
-                 f"<th>decided by</th></tr></thead><tbody>{rows}</tbody></table>")
-    return parts
+def _verdict_rows(verdicts: pd.DataFrame) -> list[dict]:
+    """The verdict summary a reader takes in at a glance: one row per claim, the verdict under
+    each protocol and where the tuned verdict holds (another protocol is named when the claim
+    has no tuned one)."""
+    rows = []
+    for claim, group in verdicts.groupby("claim", sort=False):
+        by_protocol = {v.protocol: v for v in group.itertuples(index=False)}
+        main = by_protocol.get("tuned lr") or next(iter(by_protocol.values()))
+        other = by_protocol.get("fixed lr")
+        rows.append({"claim": claim, "statement": main.statement, "main": _coloured(main),
+                     "other": _coloured(other) if other is not None and other is not main else None,
+                     "label": "" if main.protocol == "tuned lr" else main.protocol, "condition": main.condition})
+    return rows
 
 
-def _render_html(c: ReportContent) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>bsweep report: {html.escape(c.name)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>bsweep report: {html.escape(c.name)}</h1>",
-    ]
-    if c.notices:
-        parts += [f'<div class="notice">{html.escape(n)}</div>' for n in c.notices]
-    else:
-        parts.append('<div class="ok">Every trial of the study finished.</div>')
-    parts += _answer_html(c)
-    parts += ['<a id="verdicts"></a><h2>Verdicts</h2>', _verdict_html(c.verdicts)]
-    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in c.definitions) + "</ul>")
-    parts.append("<h2>Figures</h2>")
-    if not c.figures:
-        parts.append("<p>No figures: no trial has finished yet.</p>")
-    parts += [_html_figure(figure) for figure in c.figures]
-    parts += _critical_html(c.critical)
-    parts += ['<a id="tuned-lrs"></a><h2>Tuned learning rates</h2>', _html_table(c.tuned_lrs)]
-    if c.bracketing is not None:
-        parts += ["<h2>Learning-rate bracketing</h2>", f"<p>{html.escape(BRACKET_INTRO)} {html.escape(c.bracket_settings)}</p>",
-                  _html_table(c.bracketing)]
-    if c.grid is not None:
-        parts += ["<h2>Study grid</h2>", f"<p>{html.escape(GRID_INTRO)}</p>", _html_table(c.grid)]
-    parts += ["<h2>Study config</h2>", f"<pre>{html.escape(c.config_text)}</pre>"]
-    env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
-    parts += ["<h2>Environment</h2>", _html_table(env)]
-    parts += ["<h2>Trials by status</h2>", _html_table(c.counts)]
-    if len(c.failed):
-        parts += ["<h3>Trials without a result</h3>", _html_table(c.failed)]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def _coloured(v) -> dict:
+    return {"verdict": v.verdict, "colour": VERDICT_COLORS.get(v.verdict, "black")}
 
 
-# --------------------------------------------------------------------------- Markdown
+def _verdict_details(verdicts: pd.DataFrame) -> list[dict]:
+    """Each claim and protocol's evidence (condition, caveat, numbers, rule); the first of a
+    claim carries its anchor, where the answer block links."""
+    out, seen = [], set()
+    for v in verdicts.itertuples(index=False):
+        out.append({**v._asdict(), "colour": VERDICT_COLORS.get(v.verdict, "black"), "anchor": v.claim not in seen})
+        seen.add(v.claim)
+    return out
+
+
+def _tabular(frame: pd.DataFrame) -> dict:
+    """A table for the templates: its column names and its cells as text (`_cell`)."""
+    return {"columns": [str(c) for c in frame.columns],
+            "rows": [[_cell(v) for v in record] for record in frame.itertuples(index=False)]}
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(_md_escape(c) for c in frame.columns) + " |"]
-    lines.append("|" + "---|" * len(frame.columns))
-    for record in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_md_escape(_cell(v)) for v in record) + " |")
-    return "\n".join(lines)
+# The report's layout lives in templates/ (Jinja2); this module computes what they show.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("bsweep.analysis", "templates"),
+    autoescape=jinja2.select_autoescape(["html.j2"]),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+_TEMPLATES.filters.update(tabular=_tabular, data_uri=_png_data_uri, md=_md_escape)
 
 
-def _md_figure(figure: ReportFigure, out_dir: Path) -> list[str]:
-    lines = [f"### {figure.title}", ""]
-    if figure.png is not None:
-        lines.append(f"![{figure.title}]({figure.png.relative_to(out_dir).as_posix()})")
-    else:
-        lines.append(f"Could not draw this figure: {figure.error}")
-    return lines + ["", figure.caption, ""]
-
-
-def _render_markdown(c: ReportContent, out_dir: Path) -> str:
-    lines = [f"# bsweep report: {c.name}", ""]
-    lines += [f"> **Note:** {n}" for n in c.notices] or ["Every trial of the study finished."]
-    lines += ["", "## What batch size, and why", ""]
-    for point, about, items in c.answer:
-        lines += [f"**{_md_escape(point)}** ({about})", "", *(f"- **{label}**: {value}" for label, value in items), ""]
+def _render(c: ReportContent, template: str, out_dir: Path) -> str:
+    env = jinja2.Environment.overlay(_TEMPLATES)
+    env.filters["relative"] = lambda path: Path(path).relative_to(out_dir).as_posix()
     claims = pd.DataFrame(c.claims, columns=["claim", "in short", "verdict", "decided by"])
-    lines += [_md_table(claims), ""]
-    table = c.verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(columns={"condition": "where / why"})
-    lines += ["", "## Verdicts", "", _md_table(table), ""]
-    lines += [f"- {d}" for d in c.definitions]
-    lines += ["", "### Numbers and decision rules", ""]
-    for v in c.verdicts.itertuples(index=False):
-        lines += [
-            f"- **{v.claim} ({v.protocol}) — {v.statement}: {v.verdict}.**",
-            f"  Numbers: {v.numbers or '-'}",
-            f"  Rule: {v.rule}",
-        ]
-    lines += ["", "## Figures", ""]
-    if not c.figures:
-        lines += ["No figures: no trial has finished yet.", ""]
-    for figure in c.figures:
-        lines += _md_figure(figure, out_dir)
-    lines += _critical_markdown(c.critical, out_dir)
-    lines += ["## Tuned learning rates", "", _md_table(c.tuned_lrs), ""]
-    if c.bracketing is not None:
-        lines += ["## Learning-rate bracketing", "", f"{BRACKET_INTRO} {c.bracket_settings}", "",
-                  _md_table(c.bracketing), ""]
-    if c.grid is not None:
-        lines += ["## Study grid", "", GRID_INTRO, "", _md_table(c.grid), ""]
-    lines += ["## Study config", "", "```yaml", c.config_text.rstrip(), "```", ""]
-    env = pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"])
-    lines += ["## Environment", "", _md_table(env), ""]
-    lines += ["## Trials by status", "", _md_table(c.counts), ""]
-    if len(c.failed):
-        lines += ["### Trials without a result", "", _md_table(c.failed), ""]
-    return "\n".join(lines)
-
-
-def _critical_markdown(critical: CriticalSection | None, out_dir: Path) -> list[str]:
-    if critical is None:
-        return []
-    lines = ["## Critical batch size", "", CRITICAL_INTRO, ""]
-    lines += [f"> **Note:** {n}" for n in critical.notes]
-    if critical.notes:
-        lines.append("")
-    if len(critical.fit_table):
-        lines += ["### Fit", "", _md_table(critical.fit_table), ""]
-    if critical.reading:
-        lines += ["### What it means for your batch size", ""]
-        lines += [f"- {r}" for r in critical.reading] + [""]
-    if len(critical.prediction_table):
-        lines += ["### Time-optimal batch size: predicted vs measured", "", _md_table(critical.prediction_table), ""]
-    if len(critical.noise_table):
-        lines += ["### Gradient noise scale near the target vs B_crit", "", _md_table(critical.noise_table), ""]
-    for figure in critical.figures:
-        lines += _md_figure(figure, out_dir)
-    return lines
+    verdict_table = c.verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(
+        columns={"condition": "where / why"})
+    return env.get_template(template).render(
+        c=c, css=CSS, evidence=EVIDENCE, verdict_rows=_verdict_rows(c.verdicts),
+        verdict_details=_verdict_details(c.verdicts), claims=claims, verdict_table=verdict_table,
+        environment=pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"]),
+        critical_intro=CRITICAL_INTRO, bracket_intro=BRACKET_INTRO, grid_intro=GRID_INTRO,
+    )
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -933,8 +780,8 @@ def build_report(
         bracket_settings=bracket_settings(bracket) if bracket else "",
     )
     index = out_dir / "index.html"
-    index.write_text(_render_html(content), encoding="utf-8")
-    (out_dir / "report.md").write_text(_render_markdown(content, out_dir), encoding="utf-8")
+    index.write_text(_render(content, "report.html.j2", out_dir), encoding="utf-8")
+    (out_dir / "report.md").write_text(_render(content, "report.md.j2", out_dir), encoding="utf-8")
     verdicts.to_csv(out_dir / VERDICTS_FILE, index=False)  # for scripts, and `bsweep reproduce`
     answer.to_csv(out_dir / ANSWER_FILE, index=False)
     return index
