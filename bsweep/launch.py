@@ -138,6 +138,13 @@ def _status_or_empty(p: PlannedTrial) -> dict:
         return {}
 
 
+def env_overrides(env: dict[str, str]) -> list[str]:
+    """`hydra.job.env_set` overrides for `env`, each value quoted: Hydra's grammar reads an
+    unquoted value by its look, so a sweep id such as 1234e5678901 arrived as "inf" (a float)
+    and 012345678901 as 12345678901 (an int)."""
+    return [f"++hydra.job.env_set.{k}='{v}'" for k, v in env.items()]
+
+
 def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Run bsweep's @hydra.main entry with `argv` as its command line; return its exit code.
 
@@ -147,7 +154,7 @@ def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
     """
     from bsweep.app import main as hydra_main
 
-    extra = [f"++hydra.job.env_set.{k}={v}" for k, v in (env or {}).items()]
+    extra = env_overrides(env or {})
     saved_argv = sys.argv
     sys.argv = ["bsweep", *argv, *extra]
     try:

@@ -105,3 +105,14 @@ def test_hydra_print_flags_pass_through(results):
     )
     assert proc.returncode == 0, proc.stderr
     assert "lr: 0.125" in proc.stdout and "name: smoke" in proc.stdout
+
+
+def test_the_sweep_id_reaches_the_jobs_as_written_whatever_it_looks_like():
+    # a uuid prefix can look like a float (1234e5678901 -> inf) or an int with a leading zero
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bsweep.launch import env_overrides
+
+    env = {"BSWEEP_SWEEP_ID": "1234e5678901", "OTHER": "012345678901", "PLAIN": "5d7ec0814285"}
+    parsed = OverridesParser.create().parse_overrides(env_overrides(env))
+    assert {o.key_or_group.split(".")[-1]: o.value() for o in parsed} == env
