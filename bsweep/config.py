@@ -202,7 +202,7 @@ class NoiseConfig:
 @dataclass
 class PerfConfig:
     # How a trial runs, not what it is (left out of the trial id, like `device`). Every "auto"
-    # below is decided by measuring on the machine that trains; README "Performance" has the
+    # below is decided by measuring on the machine that trains; docs/performance.md has the
     # numbers and tolerances.
     # Fuse trials that differ only in lr and/or seed into one grouped-conv model (bsweep.fused),
     # used by the `bsweep_fused` Hydra launcher: "auto" measures the step time of a few widths

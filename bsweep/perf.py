@@ -7,7 +7,7 @@ by a margin: bf16 moves results (losses by ~1e-2 relative), so it must pay clear
 
 What pays depends on the batch size and the hardware. On the 2-core AMD EPYC CPU of our CI
 (avx512_bf16) bf16 autocast took 0.80 against 0.35 ms per step at batch 1 and 16.6 against
-29.0 ms at batch 1024 (README, "Performance"), so one fixed answer per device would be wrong at
+29.0 ms at batch 1024 (docs/performance.md), so one fixed answer per device would be wrong at
 one end of every study.
 
 A choice is remembered per process and, given a study folder, on disk in
@@ -272,7 +272,7 @@ def timed_step(cfg: Config, data: TensorData, width: int, perf: PerfChoice,
 
 
 # Widths the auto choice tries (members per fused model), and the cap: beyond 32 the gain per
-# member has flattened in every measurement (README "Fused trials") and memory grows linearly.
+# member has flattened in every measurement (docs/performance.md, "Fused trials") and memory grows linearly.
 CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)  # plus the group's own size, when it is not one of these
 # Each width is timed in WIDTH_BLOCKS blocks of at least WIDTH_BLOCK_SECONDS and WIDTH_MIN_STEPS
 # steps (best block): at batch 1 a step is ~0.4 ms, and 8 steps alone were noisy enough to pick

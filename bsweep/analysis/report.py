@@ -579,7 +579,7 @@ def _settings_line(trials: pd.DataFrame) -> str | None:
         parts.append(f"{label} at {where}")
     if not parts:
         return None
-    return ("Run settings (perf.*, measured where auto; results within tolerance, see README "
+    return ("Run settings (perf.*, measured where auto; results within tolerance, see docs/performance.md "
             "\"Performance\"): " + "; ".join(parts) + ". The rest ran in float32, contiguous.")
 
 

@@ -261,7 +261,7 @@ def test_report_says_where_bf16_and_channels_last_ran():
     trials = pd.DataFrame({"batch_size": [16, 256, 1024, 1024], "amp": ["off", "bf16", "bf16", "bf16"],
                            "channels_last": ["off"] * 4})
     assert _settings_line(trials) == (
-        'Run settings (perf.*, measured where auto; results within tolerance, see README '
+        'Run settings (perf.*, measured where auto; results within tolerance, see docs/performance.md '
         '"Performance"): bf16 autocast at batch size 256, 1024. The rest ran in float32, contiguous.')
     trials["channels_last"] = "on"
     assert "channels_last at every trial" in _settings_line(trials)
