@@ -289,20 +289,45 @@ def collect(
 
 @app.command()
 def report(
-    study: StudyDir = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: STUDY/report).")] = None,
+    studies: Annotated[Optional[list[Path]], typer.Argument(
+        help="Study folders (results/<study>); default: the most recently updated study. With two or "
+             "more, each gets its report and a comparison page puts them side by side.",
+        show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: STUDY/report; for a comparison, RESULTS/compare-A-B).")] = None,
     results_dir: ResultsDir = Path("results"),
     nuisance: Nuisance = None,
     svg: Annotated[bool, typer.Option("--svg", help="Write each figure as SVG too (a second rendering of each).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every claim's full verdict table too.")] = False,
 ) -> None:
-    """Write the study's report (index.html, report.md, verdicts.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study."""
+    """Write the study's report (index.html, report.md, verdicts.csv, answer.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study. Several studies: each report, then a page comparing them."""
     from bsweep.analysis.report import read_answer, read_verdicts, write_report
 
-    study = _study_or_latest(study, results_dir, "report on")
+    if studies and len(studies) > 1:
+        _compare(studies, out, svg, verbose)
+        return
+    study = _study_or_latest(studies[0] if studies else None, results_dir, "report on")
     html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg)
     _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose)
     console.print(f"report: {html}")
+
+
+def _compare(studies: list[Path], out: Optional[Path], svg: bool, verbose: bool) -> None:
+    """`bsweep report A B ...`: each study's report and answer, then the comparison page."""
+    from bsweep.analysis.compare import write_comparison
+    from bsweep.analysis.report import read_answer, read_verdicts
+
+    for study in studies:
+        if not (study / "trials").is_dir():
+            _fail(f"{study} is not a study folder (it has no trials/)")
+    out = out or studies[0].parent / ("compare-" + "-".join(s.name for s in studies))
+    try:
+        html, sides = write_comparison(studies, out, svg)
+    except ValueError as e:
+        _fail(str(e))
+    for side in sides:
+        _print_answer(read_answer(side.report.parent), read_verdicts(side.report.parent), side.name, verbose)
+        console.print(f"report: {side.report}")
+    console.print(f"comparison: {html}")
 
 
 def _print_answer(answer, verdicts, study: str, verbose: bool) -> None:

@@ -85,3 +85,29 @@ def test_report_command_on_a_study_with_a_running_trial_says_so(tmp_path):
     verbose = runner.invoke(app, ["report", str(study), "--verbose"])
     assert verbose.exit_code == 0 and title in verbose.output
     assert verbose.output.index(title) < verbose.output.index("What batch size, and why")
+
+
+def test_report_on_two_studies_writes_each_report_and_a_page_comparing_them(tmp_path):
+    results = tmp_path / "results"
+    for name, norm in (("cpu_run", "batch"), ("other_run", "group")):
+        out = runner.invoke(app, ["sweep", "study=smoke", f"results_dir={results}", "data.n_train=256",
+                                  "data.n_test=128", "study.budget.epochs=1", f"study.name={name}", f"norm={norm}",
+                                  "seed=0,1"])
+        assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["report", str(results / "cpu_run"), str(results / "other_run")])
+    assert out.exit_code == 0, out.output
+    page = results / "compare-cpu_run-other_run" / "index.html"
+    html = page.read_text()
+    for name in ("cpu_run", "other_run"):
+        assert (results / name / "report" / "index.html").is_file()
+        assert f"What batch size, and why ({name})" in out.output
+        assert f"<h3>{name} " in html
+    # the claims in one table, a column per study; the curves overlaid, one line style a study
+    claims = html[html.index("Claims, study by study"):html.index("<h2>Figures</h2>")]
+    assert "<th>cpu_run</th><th>other_run</th>" in claims and all(f"<td>{c}</td>" in claims for c in ("C1", "N7"))
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3
+    assert f"comparison: {page}" in out.output.replace("\n", "")
+    assert (page.parent / "report.md").read_text().startswith("# bsweep comparison: cpu_run vs other_run")
+    # the same name twice is refused before anything is written
+    again = runner.invoke(app, ["report", str(results / "cpu_run"), str(results / "cpu_run")])
+    assert again.exit_code != 0 and "same name" in again.output

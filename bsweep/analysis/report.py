@@ -292,13 +292,13 @@ def draw_figures(
     A figure that fails to draw does not stop the report: it is listed with its error, so a
     half-finished study still gets the figures it can.
     """
-    return _draw_specs(_figure_specs(summary, measurements), figures_dir, svg)
+    return draw_specs(_figure_specs(summary, measurements), figures_dir, svg)
 
 
 FigureSpec = tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]
 
 
-def _draw_specs(specs: list[FigureSpec], figures_dir: Path, svg: bool = False) -> list[ReportFigure]:
+def draw_specs(specs: list[FigureSpec], figures_dir: Path, svg: bool = False) -> list[ReportFigure]:
     """Draw each (name, title, caption, (rows, cols), draw) to PNG (+ SVG when `svg`); a failure
     is listed."""
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -470,7 +470,7 @@ def critical_section(
         notes.append("No gradient noise scale was measured in these trials (noise tracking "
                      "is off by default), so B_crit is not compared with it.")
         noise_table = empty
-    figures = _draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit else []
+    figures = draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
                            noise_table, scaling.reading(result) if result.any_fit else [], figures, result)
 
@@ -669,14 +669,19 @@ _TEMPLATES = jinja2.Environment(
 _TEMPLATES.filters.update(tabular=_tabular, data_uri=_png_data_uri, md=_md_escape)
 
 
-def _render(c: ReportContent, template: str, out_dir: Path) -> str:
-    env = jinja2.Environment.overlay(_TEMPLATES)
+def render(template: str, out_dir: Path, **context: object) -> str:
+    """Render one of templates/ for a page written in `out_dir` (figures link relative to it)."""
+    env = _TEMPLATES.overlay()
     env.filters["relative"] = lambda path: Path(path).relative_to(out_dir).as_posix()
+    return env.get_template(template).render(css=CSS, evidence=EVIDENCE, **context)
+
+
+def _render(c: ReportContent, template: str, out_dir: Path) -> str:
     claims = pd.DataFrame(c.claims, columns=["claim", "in short", "verdict", "decided by"])
     verdict_table = c.verdicts[["claim", "protocol", "verdict", "condition", "caveat"]].rename(
         columns={"condition": "where / why"})
-    return env.get_template(template).render(
-        c=c, css=CSS, evidence=EVIDENCE, verdict_rows=_verdict_rows(c.verdicts),
+    return render(
+        template, out_dir, c=c, verdict_rows=_verdict_rows(c.verdicts),
         verdict_details=_verdict_details(c.verdicts), claims=claims, verdict_table=verdict_table,
         environment=pd.DataFrame(sorted(c.environment.items()), columns=["key", "value"]),
         critical_intro=CRITICAL_INTRO, bracket_intro=BRACKET_INTRO, grid_intro=GRID_INTRO,
