@@ -22,7 +22,7 @@ SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_SCALINGS = ("none", "linear", "sqrt")
 INPUT_NORMS = ("zscore", "minmax", "none")  # data.input_norm (bsweep.data.scale_inputs)
-ORDERS = ("shuffled", "sorted", "class_batches")  # data.order (bsweep.engine.epoch_order)
+ORDERS = ("shuffled", "sorted", "class_batches", "class_halves")  # data.order (bsweep.engine.epoch_order)
 
 # Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
 FULL_SIZES: dict[str, tuple[int, int]] = {
@@ -100,7 +100,9 @@ class DataConfig:
     # The order training examples are drawn in (N7, section 3.6.13): shuffled: a new random
     # order every epoch (each trial's own generator); sorted: by class, the same every epoch;
     # class_batches: batches cut from the class-sorted set (one or two classes each), drawn in
-    # a new random order every epoch: unshuffled batches without sorted's forgetting.
+    # a new random order every epoch: unshuffled batches without sorted's forgetting;
+    # class_halves: each epoch the classes split at random into two halves and every batch
+    # drawn from one half, the batches shuffled: skewed batches, every class in random order.
     order: str = "shuffled"
 
 

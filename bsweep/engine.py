@@ -211,14 +211,22 @@ class Alone:
 
 
 def epoch_order(order: str, n: int, generators: list[torch.Generator], device: torch.device,
-                batch: int = 1) -> torch.Tensor:
+                batch: int = 1, labels: torch.Tensor | None = None) -> torch.Tensor:
     """(K, n): the order each member reads the training set in this epoch (stored by class
     unless "shuffled", see `load_data`): "shuffled", a fresh permutation from the member's own
     generator; "sorted", the stored order, the same for every member and epoch;
     "class_batches", the stored order cut into batches of `batch` (each one or two classes),
-    the batches in a fresh order from the member's generator (the n % batch left over last)."""
+    the batches in a fresh order from the member's generator (the n % batch left over last);
+    "class_halves", the classes split at random into two halves each epoch, each half's
+    examples shuffled and cut into batches, the batches in a fresh order: every batch holds
+    examples of half the classes (one batch at the seam mixes both), so SGD still sees every
+    class in random order while a batch's statistics are never the whole data's (`labels`:
+    the training labels)."""
     if order == "sorted":
         return torch.arange(n, device=device).expand(len(generators), n)
+    if order == "class_halves":
+        assert labels is not None, "class_halves needs the training labels"
+        return torch.stack([_class_halves(labels[:n], g, batch) for g in generators])
     if order == "class_batches":
         whole = n // batch
         rest = torch.arange(whole * batch, n, device=device)
@@ -226,6 +234,19 @@ def epoch_order(order: str, n: int, generators: list[torch.Generator], device: t
         return torch.stack([torch.cat([(torch.randperm(whole, generator=g, device=device)[:, None] * batch + within).flatten(),
                                        rest]) for g in generators])
     return torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
+
+
+def _class_halves(labels: torch.Tensor, g: torch.Generator, batch: int) -> torch.Tensor:
+    """One member's "class_halves" epoch (see `epoch_order`), drawn from its generator `g`."""
+    device, n = labels.device, len(labels)
+    classes = torch.unique(labels)
+    first = classes[torch.randperm(len(classes), generator=g, device=device)[: len(classes) // 2]]
+    in_first = torch.isin(labels, first)
+    halves = [torch.nonzero(mask).flatten() for mask in (in_first, ~in_first)]
+    order = torch.cat([h[torch.randperm(len(h), generator=g, device=device)] for h in halves])
+    whole = n // batch
+    batches = order[: whole * batch].view(whole, batch)[torch.randperm(whole, generator=g, device=device)]
+    return torch.cat([batches.flatten(), order[whole * batch:]])
 
 
 def window_statistics(window: torch.Tensor, n: int, k: int, before: bool) -> tuple[list[float], list[float]]:
@@ -339,7 +360,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     measure_at = next(pending, None)
     watch.start()
     while step < steps and any(active):
-        perms = epoch_order(cfg.data.order, n, orders, device, batch)
+        perms = epoch_order(cfg.data.order, n, orders, device, batch, data.y_train)
         for i in range(min(n // batch, steps - step)):
             new_factor = lr_factor(cfg.schedule, step, steps)
             if new_factor != factor:  # touch the optimizer only when the schedule moves

@@ -120,3 +120,21 @@ def test_each_epoch_reads_the_sorted_set_in_order_and_the_shuffled_one_in_a_fres
     a, b = epoch_order("shuffled", 50, gens, torch.device("cpu")), epoch_order("shuffled", 50, gens, torch.device("cpu"))
     assert not torch.equal(a[0], a[1]) and not torch.equal(a, b)  # per member, and per epoch
     assert sorted(a[0].tolist()) == list(range(50))
+
+
+def test_class_halves_draws_each_batch_from_half_the_classes_and_every_example_once():
+    from bsweep.engine import epoch_order
+
+    labels = torch.arange(10).repeat_interleave(12)  # 10 classes of 12, stored by class
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    a = epoch_order("class_halves", len(labels), gens, torch.device("cpu"), 8, labels)
+    b = epoch_order("class_halves", len(labels), gens, torch.device("cpu"), 8, labels)
+    for order in (*a, *b):
+        assert sorted(order.tolist()) == list(range(len(labels)))  # every example once
+        classes = [set(labels[batch].tolist()) for batch in order[: 15 * 8].view(15, 8)]
+        assert sum(len(c) <= 5 for c in classes) >= 14  # one batch at the seam may mix the halves
+        assert len(set().union(*classes)) == 10  # every class every epoch
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a, b)  # per member, and per epoch
+    same = [torch.Generator().manual_seed(0)]
+    assert torch.equal(epoch_order("class_halves", 120, same, torch.device("cpu"), 8, labels)[0],
+                       a[0])  # one member's generator alone gives the same epoch (fused == alone)

@@ -235,3 +235,19 @@ def test_the_fused_launcher_sweeps_skips_finished_and_writes_each_member(results
     again = CliRunner().invoke(app, ["sweep", *args], catch_exceptions=False)
     assert again.exit_code == 0 and "8 already finished, 0 to run" in again.output
     assert {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")} == stamps
+
+
+@pytest.mark.parametrize("order", ["sorted", "class_batches", "class_halves"])
+def test_unshuffled_orders_fuse_exactly_too(order):
+    # each member draws its epochs from its own generator (class_halves: its own split of the
+    # classes too), alone and fused alike
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfgs = members(["norm=batch", "batch_size=16", f"data.order={order}"], [(0.05, 0), (0.02, 1)])
+        loaded = load_data(cfgs[0].data)
+        data = dataclasses.replace(loaded, x_train=loaded.x_train.double(), x_test=loaded.x_test.double())
+        for cfg, member in zip(cfgs, train_fused(cfgs, data)):
+            assert_same_rows(train_alone(cfg, data), member, RTOL64)
+    finally:
+        torch.set_default_dtype(old)

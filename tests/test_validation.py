@@ -50,7 +50,7 @@ def refused(results, *overrides: str, command: str = "sweep"):
         ("lr=interval(0.1,1)", "only discrete sweeps"),
         ("threads=0", "threads=0 must be >= 1"),
         ("data.input_norm=l2", "data.input_norm='l2' is not known; choose one of: zscore, minmax, none"),
-        ("data.order=random", "data.order='random' is not known; choose one of: shuffled, sorted, class_batches"),
+        ("data.order=random", "data.order='random' is not known; choose one of: shuffled, sorted, class_batches, class_halves"),
         ("noise.cosine_at=[0.5,2]", "noise.cosine_at=[0.5, 2.0] must be shares of the budget in (0, 1]"),
         ("study.memory_limit_gib=0", "study.memory_limit_gib=0.0 must be > 0 GiB"),
     ],

@@ -244,7 +244,8 @@ RULES: dict[str, str] = {
     ),
     "N7": (
         "Needs data.order=shuffled and an unshuffled order (sorted: by class, a fixed order; "
-        "class_batches: batches of one or two classes in a shuffled order; one slice each), and "
+        "class_batches: batches of one or two classes in a shuffled order; class_halves: batches "
+        "from a random half of the classes; one slice each), and "
         f"norm=batch and group. Per batch size, final test error, >= {MIN_SEEDS} seeds in each of "
         "the four arms: the rise unshuffled - shuffled of each norm. A batch size shows the claim when BatchNorm's "
         f"rise exceeds {SE} and exceeds GroupNorm's by more than it (GroupNorm normalizes each "
