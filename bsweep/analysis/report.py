@@ -83,6 +83,11 @@ details summary { cursor: pointer; }
 .card th { width: 9em; white-space: nowrap; }
 .claims td:first-child { white-space: nowrap; font-weight: bold; }
 .claims { width: 100%; }
+/* a phone: the claims keep id, words and verdicts (the id links to the rest); wide tables scroll */
+@media (max-width: 700px) {
+  .claims th:nth-child(4), .claims td:nth-child(4) { display: none; }
+  table:not(.claims) { display: block; overflow-x: auto; }
+}
 """
 
 
