@@ -1,6 +1,6 @@
 """The answer block: the batch sizes to use and why, per point, and one line per claim."""
 
-import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -62,12 +62,15 @@ def test_the_report_opens_with_the_answer_and_a_line_per_claim(study, tmp_path):
     trials, measurements = study
     index = build_report(trials, measurements, {"name": "answer"}, {}, tmp_path / "report")
     text = index.read_text(encoding="utf-8")
-    answer = text[text.index("What batch size, and why"):text.index("<h2>Verdicts</h2>")]
-    assert answer.count('class="card"') == 2 and "fastest to target" in answer and "best lr" in answer
-    for claim in CLAIMS:  # every claim once in the block, linked to its evidence further down
-        assert f'href="#claim-{claim}"' in answer and f'id="claim-{claim}"' in text
-    for anchor in set(re.findall(r'href="#([\w-]+)"', answer)):
-        assert f'id="{anchor}"' in text
+    page = _Page()
+    page.feed(text)
+    # the first heading is the answer, before the verdicts; a card per norm with its four lines
+    assert page.h2[:2] == ["What batch size, and why", "Verdicts"]
+    assert page.cards == ["norm=batch", "norm=group"]
+    assert page.labels[:4] == ["fastest to target", "most accurate", "critical batch", "best lr"]
+    # every claim once in the block, linked to its evidence further down; every link lands
+    assert [link for link in page.links if link.startswith("#claim-")] == [f"#claim-{c}" for c in CLAIMS]
+    assert {link[1:] for link in page.links} <= page.ids
     written = read_answer(index.parent)
     assert list(written["point"]) == ["norm=batch", "norm=group"]
     assert answer_lines(written) == answer_lines(answer_table(  # the file gives the same lines
@@ -101,3 +104,36 @@ def test_claim_lines_say_a_shared_verdict_once_and_name_another_study():
     c4, n2 = claim_lines(verdicts)
     assert "tuned holds 1/1, fixed holds 5/6 | norm=group: optimum at" in c4 and len(c4) <= LINE_WIDTH
     assert "tuned/fixed inconclusive | [norm_quick] x x" in n2 and n2.endswith("…") and len(n2) <= LINE_WIDTH
+
+
+class _Page(HTMLParser):
+    """What a reader of the page's first screen meets: the h2 headings, the answer cards' titles,
+    the labels of their lines, every in-page link and every id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h2, self.cards, self.labels, self.links, self.ids = [], [], [], [], set()
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href", "").startswith("#"):
+            self.links.append(attrs["href"])
+        if tag == "h2" or (tag == "h3" and not self.h2[1:]):
+            self._in = tag
+        if tag == "th" and len(self.h2) == 1:
+            self._in = "th"
+
+    def handle_data(self, data):
+        if self._in == "h2":
+            self.h2.append(data.strip())
+        elif self._in == "h3":
+            self.cards.append(data.strip())
+        elif self._in == "th" and data.strip():
+            self.labels.append(data.strip())
+
+    def handle_endtag(self, tag):
+        if tag in ("h2", "h3", "th"):
+            self._in = None
