@@ -100,7 +100,8 @@ def _as_config_error(fn, *args):
 def plan_and_check(overrides: list[str]) -> list[PlannedTrial]:
     """Expand the grid and validate every trial (raises ConfigError)."""
     planned = _as_config_error(expand, overrides)
-    check_all([OmegaConf.to_object(p.config) for p in planned])
+    check_all([OmegaConf.to_object(p.config) for p in planned],
+              [OmegaConf.to_container(p.config, resolve=False) for p in planned])
     return planned
 
 
@@ -364,7 +365,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
 def run_one(overrides: list[str]) -> SweepOutcome:
     """`bsweep run`: one trial at the configured point (no grid)."""
     planned = [_as_config_error(single, overrides)]
-    check_all([OmegaConf.to_object(planned[0].config)])
+    check_all([OmegaConf.to_object(planned[0].config)], [OmegaConf.to_container(planned[0].config, resolve=False)])
     before = trial_states(planned)
     sweep_id = uuid.uuid4().hex[:12]
     code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})

@@ -187,9 +187,46 @@ def _writable(path: Path) -> bool:
     return False
 
 
-def check_all(configs: list[Config]) -> None:
-    """Raise ConfigError listing every distinct problem across a plan's trials."""
+# Config nodes whose keys are the user's own (free-form labels), not the schema's.
+FREE_KEYS = ("tags",)
+
+
+def unknown_keys(tree: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of a composed config (as a container, without its `hydra` node) that the
+    schema does not have. Hydra's `+key=value` adds a key even where the schema has none, and
+    converting to the schema drops it without a word: `+model._target_=pkg.Net` would train
+    the built-in CNN. (Keys under FREE_KEYS are free.)"""
+    out = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if dotted == "hydra" or dotted in FREE_KEYS:
+            continue
+        allowed = _schema_keys(dotted)
+        if allowed is None or key not in allowed:
+            out.append(dotted)
+        elif isinstance(value, dict):
+            out += unknown_keys(value, dotted + ".")
+    return out
+
+
+def unknown_key_message(dotted: str) -> str:
+    """`dotted` is not a key of the schema: say so, with the keys there and a close match."""
+    allowed = _schema_keys(dotted) or []
+    leaf = dotted.split(".")[-1]
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    guess = f" (did you mean {'.'.join([*dotted.split('.')[:-1], close[0]])}?)" if close else ""
+    there = f"; keys there: {', '.join(allowed)}" if allowed else ""
+    return f"{dotted} is not a config key{guess}{there} (a key added with + must be one the schema has)"
+
+
+def check_all(configs: list[Config], trees: list[dict] | None = None) -> None:
+    """Raise ConfigError listing every distinct problem across a plan's trials. `trees`: the
+    same trials as composed (containers), checked for keys the schema does not have."""
     found: list[str] = []
+    for tree in trees or []:
+        for key in unknown_keys(tree):
+            if unknown_key_message(key) not in found:
+                found.append(unknown_key_message(key))
     for cfg in configs:
         for p in problems(cfg):
             if p not in found:
@@ -249,13 +286,7 @@ def explain(e: BaseException) -> str:
         first = ctext.splitlines()[0]
         key = re.search(r"full_key: (\S+)", ctext)
         if type(cause).__name__ in ("ConfigAttributeError", "ConfigKeyError") and key:
-            allowed = _schema_keys(key.group(1))
-            leaf = key.group(1).split(".")[-1]
-            if allowed:
-                close = difflib.get_close_matches(leaf, allowed, n=1)
-                guess = f" (did you mean {'.'.join([*key.group(1).split('.')[:-1], close[0]])}?)" if close else ""
-                return f"{key.group(1)} is not a config key{guess}; keys there: {', '.join(allowed)}"
-            return f"{key.group(1)} is not a config key"
+            return unknown_key_message(key.group(1)).split(" (a key added")[0]
         where = f"{override.group(1)}: " if override else ""
         conv = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", first)
         if conv and key:

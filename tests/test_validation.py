@@ -53,6 +53,10 @@ def refused(results, *overrides: str, command: str = "sweep"):
         ("data.order=random", "data.order='random' is not known; choose one of: shuffled, sorted, class_batches, class_halves"),
         ("noise.cosine_at=[0.5,2]", "noise.cosine_at=[0.5, 2.0] must be shares of the budget in (0, 1]"),
         ("study.memory_limit_gib=0", "study.memory_limit_gib=0.0 must be > 0 GiB"),
+        # a key added with + is checked too: converting to the schema would drop it unsaid
+        ("+model._target_=pkg.Net", "model._target_ is not a config key; keys there: name, width, depth, kernel_size"),
+        ("+optim.momentun=0.5", "optim.momentun is not a config key (did you mean optim.momentum?)"),
+        ("+widht=3", "widht is not a config key"),
     ],
 )
 def test_bad_input_is_one_clear_message_before_training(results, override, message):
@@ -61,6 +65,12 @@ def test_bad_input_is_one_clear_message_before_training(results, override, messa
 
 def test_a_malformed_sweep_says_what_a_sweep_looks_like(results):
     assert "a sweep is key=a,b,c (no empty items)" in refused(results, "batch_size=8,,64")
+
+
+def test_free_tags_may_be_added_and_bsweep_run_checks_added_keys_too(results):
+    assert "model.foo is not a config key" in refused(results, "+model.foo=1", command="run")
+    out = runner.invoke(app, ["plan", *TINY, f"results_dir={results}", "+tags.run=a"])
+    assert out.exit_code == 0, out.output
 
 
 def test_bsweep_run_refuses_the_same_mistakes(results):
