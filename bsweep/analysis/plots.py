@@ -333,14 +333,14 @@ def plot_best_lr(ax: Axes, view: pd.DataFrame) -> None:
     """The best lr per batch size (a tuned view), log-log, per norm, with the fitted lr* ~ B^alpha
     (`answer.lr_exponent`, solid) and the linear and square-root rules through the same middle
     point (dashed, dotted)."""
-    from bsweep.analysis.answer import LINEAR, SQRT, lr_exponent
+    from bsweep.analysis.answer import LINEAR, SQRT, grid_step, lr_exponent
 
     for label, color, marker, style, frame in _curves(view):
         frame = frame[np.isfinite(frame["best_lr"].astype(float))]
         if frame.empty:
             continue
         b, lr = frame["batch_size"].astype(float).to_numpy(), frame["best_lr"].astype(float).to_numpy()
-        alpha, lo, hi = lr_exponent(b, lr)
+        alpha, lo, hi = lr_exponent(b, lr, grid_step(frame))
         interval = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
         ax.plot(b, lr, color=color, marker=marker, linestyle="none", markersize=6,
                 label=f"{label}: B^{alpha:.2f}{interval}" if np.isfinite(alpha) else label)

@@ -22,6 +22,24 @@ def test_lr_exponent_recovers_a_power_law_with_an_interval():
     assert np.isnan(lr_exponent(b[:1], b[:1] * 0.01)[0])
 
 
+@pytest.mark.parametrize("alpha,noise", [(0.5, 0.15), (0.75, 0.15), (1.0, 0.3)])
+def test_the_exponents_interval_covers_the_truth_though_the_lrs_come_from_a_grid(alpha, noise):
+    # Simulated studies: the true best lr a power law of batch size times lognormal noise
+    # (`noise` decades), then rounded to the 1-3 grid bsweep brackets on. The t interval
+    # alone covered alpha 0.75 in 85 % of them (2000 studies): rounding errors are not
+    # independent; with the rounding floor every cell measured >= 96 %.
+    rng = np.random.default_rng(0)
+    grid = np.array(sorted(m * 10.0 ** d for d in range(-6, 2) for m in (1, 3)))
+    b = np.array([1, 4, 16, 64, 256, 1024.0])
+    covered = []
+    for _ in range(300):
+        true = 0.003 * b ** alpha * 10 ** rng.normal(0, noise, len(b))
+        best = grid[np.abs(np.log10(grid)[None, :] - np.log10(true)[:, None]).argmin(1)]
+        _, lo, hi = lr_exponent(b, best, np.sqrt(10))
+        covered.append(lo <= alpha <= hi)
+    assert np.mean(covered) >= 0.93
+
+
 def test_the_best_lr_stops_rising_where_it_first_reaches_its_top():
     assert stops_rising_at(np.array([1, 4, 16, 64]), np.array([0.01, 0.03, 0.1, 0.1])) == 16
     assert np.isnan(stops_rising_at(np.array([1, 4, 16]), np.array([0.01, 0.03, 0.1])))
