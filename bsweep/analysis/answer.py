@@ -26,7 +26,8 @@ from scipy import stats
 
 from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
 from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime
-from bsweep.analysis.verdicts import AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, SHORT, TUNED_LR
+from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, MIN_SEEDS, PER_STEP, POOLED_LR, SHORT, TUNED_LR,
+                                      Noise)
 
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
@@ -40,7 +41,7 @@ COLUMNS = (
     "point", "time_batch_size", "time_lr", "time_seconds", "time_seconds_std", "time_seeds", "time_on_edge",
     "acc_batch_size", "acc_lr", "acc", "acc_std", "acc_seeds", "b_crit", "b_crit_lo", "b_crit_hi",
     "regimes", "lr_alpha", "lr_alpha_lo", "lr_alpha_hi", "lr_n_batch_sizes", "lr_stops_rising_at",
-    "lr_on_edge", "time_basis", "device", "target",
+    "lr_on_edge", "time_basis", "device", "target", "time_ties", "acc_ties",
 )
 
 
@@ -85,6 +86,27 @@ def lr_exponent(batch_sizes: np.ndarray, lrs: np.ndarray, grid_step: float = 0.0
     return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
 
 
+def ties(rows: pd.DataFrame, metric: str, best: float, higher_is_better: bool) -> str:
+    """The other batch sizes of one point's curve (`rows`: a tuned view's rows with
+    `<metric>_mean`, `_sem`, `_count`) that are not significantly worse than the best one
+    (`best`: its batch size), by the verdicts' test (`Noise`: seed spread pooled over the curve,
+    Tukey's range over its batch sizes): the batch sizes the data cannot rank below it. Points
+    with fewer than MIN_SEEDS seeds are left out, as in the verdicts."""
+    curve = pd.DataFrame({"batch_size": rows["batch_size"].astype(float).to_numpy(),
+                          "mean": rows[f"{metric}_mean"].astype(float).to_numpy(),
+                          "sem": rows[f"{metric}_sem"].astype(float).to_numpy(),
+                          "count": rows[f"{metric}_count"].astype(float).to_numpy()})
+    curve = curve[(curve["count"] >= MIN_SEEDS) & np.isfinite(curve["mean"])]
+    top = curve[curve["batch_size"] == best]
+    if not len(top) or len(curve) < 2:
+        return ""
+    noise, (top_mean, top_n) = Noise.of(curve), (float(top["mean"].iloc[0]), float(top["count"].iloc[0]))
+    sign = 1.0 if higher_is_better else -1.0
+    level = [b for b, m, n in zip(curve["batch_size"], curve["mean"], curve["count"])
+             if b != best and not noise.exceeds(sign * top_mean, top_n, sign * m, n)]
+    return ", ".join(f"{b:g}" for b in sorted(level))
+
+
 def grid_step(view: pd.DataFrame) -> float:
     """The largest mean ratio between neighbouring lrs tried at one point of a tuned view (its
     `lr_lowest`, `lr_highest` and `n_lr`); 0 where no point tried two lrs."""
@@ -120,13 +142,14 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
         acc = _select(by_acc, p, by).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
         row: dict = {c: np.nan for c in COLUMNS}
         row.update(point=_label(p, _varying(fixed, by)), regimes="", time_basis=time_basis.split(":")[0], device=device,
-                   time_on_edge=False, lr_on_edge="")
+                   time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="")
         targets = _select(summary, p, by)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
         row["target"] = float(targets.iloc[0]) if len(targets) else np.nan
         if len(acc):
             best = acc.loc[acc["final_test_acc_mean"].idxmax()]
             row.update(acc_batch_size=best["batch_size"], acc_lr=best["best_lr"], acc=best["final_test_acc_mean"],
-                       acc_std=best["final_test_acc_std"], acc_seeds=best["final_test_acc_count"])
+                       acc_std=best["final_test_acc_std"], acc_seeds=best["final_test_acc_count"],
+                       acc_ties=ties(acc, "final_test_acc", best["batch_size"], True))
             alpha, lo, hi = lr_exponent(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy(), grid_step(acc))
             row.update(lr_alpha=alpha, lr_alpha_lo=lo, lr_alpha_hi=hi, lr_n_batch_sizes=len(acc),
                        lr_stops_rising_at=stops_rising_at(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy()),
@@ -136,8 +159,11 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
             t = time.iloc[0]
             at = _select(by_time, p, by)
             at = at[at["batch_size"] == t["batch_size"]].iloc[0]
+            reached = _select(by_time, p, by)
+            reached = reached[reached["n_reached_target"] == reached["n_trials"]]
             row.update(time_batch_size=t["batch_size"], time_lr=at["best_lr"], time_seconds=t["seconds_to_target_mean"],
-                       time_seconds_std=at["seconds_to_target_std"], time_seeds=at["n_trials"], time_on_edge=bool(t["on_edge"]))
+                       time_seconds_std=at["seconds_to_target_std"], time_seeds=at["n_trials"], time_on_edge=bool(t["on_edge"]),
+                       time_ties=ties(reached, "seconds_to_target", t["batch_size"], False))
         if critical is not None and len(critical.fits):
             fit = _select(critical.fits, p, [c for c in by if c in critical.fits.columns])
             if len(fit) and np.isfinite(fit["b_crit"].iloc[0]):
@@ -165,6 +191,11 @@ def _rule(lo: float, hi: float) -> str:
     return "neither linear nor square-root"
 
 
+def _tied(sizes: str) -> str:
+    """The batch sizes the data cannot rank below the best, as the line's tail."""
+    return f"; within noise: {sizes}" if sizes else "; significantly ahead of every other"
+
+
 def _sizes(sizes: list[float]) -> str:
     return f"{sizes[0]:g}" if len(sizes) == 1 else f"{sizes[0]:g}-{sizes[-1]:g}"
 
@@ -187,12 +218,12 @@ def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, st
         if np.isfinite(r.time_batch_size):
             edge = ", the grid's edge" if r.time_on_edge else ""
             items.append(("fastest to target", f"batch {r.time_batch_size:g} at lr {r.time_lr:g}: "
-                          f"{r.time_seconds:.3g} ± {r.time_seconds_std:.2g} s{edge}"))
+                          f"{r.time_seconds:.3g} ± {r.time_seconds_std:.2g} s{edge}{_tied(r.time_ties)}"))
         else:
             items.append(("fastest to target", "none: no batch size where every seed reached the target"))
         if np.isfinite(r.acc_batch_size):
             items.append(("most accurate", f"batch {r.acc_batch_size:g} at lr {r.acc_lr:g}: "
-                          f"{r.acc:.1%} ± {r.acc_std:.1%} final test accuracy (held-out half)"))
+                          f"{r.acc:.1%} ± {r.acc_std:.1%} (held-out half){_tied(r.acc_ties)}"))
         if np.isfinite(r.b_crit):
             items.append(("critical batch", f"B_crit {_num(r.b_crit)} [{_num(r.b_crit_lo)}, {_num(r.b_crit_hi)}]"
                           + (f": {r.regimes}" if r.regimes else "")))

@@ -731,7 +731,7 @@ def read_answer(report_dir: Path) -> pd.DataFrame:
     path = Path(report_dir) / ANSWER_FILE
     if not path.is_file():
         return pd.DataFrame(columns=ANSWER_COLUMNS)
-    text = ("point", "regimes", "lr_on_edge", "time_basis", "device")
+    text = ("point", "regimes", "lr_on_edge", "time_basis", "device", "time_ties", "acc_ties")
     frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ANSWER_COLUMNS if c not in text},
                         dtype={c: str for c in text})
     frame["time_on_edge"] = frame["time_on_edge"].astype(str).eq("True")

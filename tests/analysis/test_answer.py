@@ -71,6 +71,9 @@ def test_answer_table_names_the_best_batch_sizes_with_their_lrs(study):
     # the best lr doubles per 4x batch size: B^0.5
     assert abs(group["lr_alpha"] - 0.5) < 1e-6
     assert group["time_basis"] == "measured" and np.isfinite(group["time_seconds"])
+    # batch 4 is worse for batch norm by 0.3 of accuracy at 3 seeds of 0.004 spread: ranked below
+    batch = table.set_index("point").loc["norm=batch"]
+    assert "4" not in batch["acc_ties"].split(", ") and int(batch["acc_batch_size"]) != 4
     lines = answer_lines(table)
     assert len(lines) == 2 and lines[1][0].startswith("norm=group (target 80% test accuracy; 3 seeds a point")
     assert any("square-root rule, not linear" in line for line in lines[1])
@@ -155,3 +158,14 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag in ("h2", "h3", "th"):
             self._in = None
+
+
+def test_ties_are_the_batch_sizes_the_seeds_cannot_rank_below_the_best():
+    from bsweep.analysis.answer import ties
+
+    rows = pd.DataFrame({"batch_size": [4, 16, 64, 256], "acc_mean": [0.90, 0.95, 0.951, 0.80],
+                         "acc_sem": [0.002, 0.002, 0.002, 0.002], "acc_count": [3, 3, 3, 3]})
+    assert ties(rows, "acc", 64, True) == "16"  # 0.001 apart: a tie; 0.05 and 0.15: ranked below
+    slow = rows.assign(acc_mean=[9.0, 5.0, 5.05, 20.0], acc_sem=0.05)
+    assert ties(slow, "acc", 16, False) == "64"  # lower is better for times
+    assert ties(rows.assign(acc_count=[1, 1, 3, 1]), "acc", 64, True) == ""  # one seed: no spread, left out
