@@ -169,7 +169,8 @@ def plot_seconds_to_target(
             )
         if len(found):
             ax.legend(fontsize="small")
-    ax.set_title(f"Time to target accuracy ({SPREAD_NOTE}; ★ fastest)")
+    # the star is named only where it is drawn
+    ax.set_title(f"Time to target accuracy ({SPREAD_NOTE}{'; ★ fastest' if optimum is not None else ''})")
 
 
 def plot_final_accuracy(ax: Axes, view: pd.DataFrame, as_error: bool = True) -> None:
