@@ -209,24 +209,22 @@ def unknown_keys(tree: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def unknown_key_message(dotted: str) -> str:
+def not_a_key(dotted: str) -> str:
     """`dotted` is not a key of the schema: say so, with the keys there and a close match."""
     allowed = _schema_keys(dotted) or []
     leaf = dotted.split(".")[-1]
     close = difflib.get_close_matches(leaf, allowed, n=1)
     guess = f" (did you mean {'.'.join([*dotted.split('.')[:-1], close[0]])}?)" if close else ""
     there = f"; keys there: {', '.join(allowed)}" if allowed else ""
-    return f"{dotted} is not a config key{guess}{there} (a key added with + must be one the schema has)"
+    return f"{dotted} is not a config key{guess}{there}"
 
 
 def check_all(configs: list[Config], trees: list[dict] | None = None) -> None:
     """Raise ConfigError listing every distinct problem across a plan's trials. `trees`: the
     same trials as composed (containers), checked for keys the schema does not have."""
     found: list[str] = []
-    for tree in trees or []:
-        for key in unknown_keys(tree):
-            if unknown_key_message(key) not in found:
-                found.append(unknown_key_message(key))
+    for key in dict.fromkeys(k for tree in trees or [] for k in unknown_keys(tree)):
+        found.append(f"{not_a_key(key)} (a key added with + must be one the schema has)")
     for cfg in configs:
         for p in problems(cfg):
             if p not in found:
@@ -286,7 +284,7 @@ def explain(e: BaseException) -> str:
         first = ctext.splitlines()[0]
         key = re.search(r"full_key: (\S+)", ctext)
         if type(cause).__name__ in ("ConfigAttributeError", "ConfigKeyError") and key:
-            return unknown_key_message(key.group(1)).split(" (a key added")[0]
+            return not_a_key(key.group(1))
         where = f"{override.group(1)}: " if override else ""
         conv = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", first)
         if conv and key:

@@ -25,9 +25,9 @@ import pandas as pd
 from scipy import stats
 
 from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
-from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime
-from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, MIN_SEEDS, PER_STEP, POOLED_LR, SHORT, TUNED_LR,
-                                      Noise)
+from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime, select_rows
+from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, SHORT, TUNED_LR, Noise,
+                                      slice_curve, usable_points)
 
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
@@ -52,13 +52,6 @@ def _label(row: pd.Series, by: list[str]) -> str:
 def _varying(frame: pd.DataFrame, by: list[str]) -> list[str]:
     """The condition columns worth naming: norm always, the others where they vary."""
     return [c for c in by if c == "norm" or frame[c].nunique() > 1]
-
-
-def _select(frame: pd.DataFrame, row: pd.Series, by: list[str]) -> pd.DataFrame:
-    mask = np.ones(len(frame), dtype=bool)
-    for c in by:
-        mask &= (frame[c] == row[c]).to_numpy()
-    return frame[mask]
 
 
 def lr_exponent(batch_sizes: np.ndarray, lrs: np.ndarray, grid_step: float = 0.0) -> tuple[float, float, float]:
@@ -87,16 +80,13 @@ def lr_exponent(batch_sizes: np.ndarray, lrs: np.ndarray, grid_step: float = 0.0
 
 
 def ties(rows: pd.DataFrame, metric: str, best: float, higher_is_better: bool) -> str:
-    """The other batch sizes of one point's curve (`rows`: a tuned view's rows with
-    `<metric>_mean`, `_sem`, `_count`) that are not significantly worse than the best one
-    (`best`: its batch size), by the verdicts' test (`Noise`: seed spread pooled over the curve,
-    Tukey's range over its batch sizes): the batch sizes the data cannot rank below it. Points
-    with fewer than MIN_SEEDS seeds are left out, as in the verdicts."""
-    curve = pd.DataFrame({"batch_size": rows["batch_size"].astype(float).to_numpy(),
-                          "mean": rows[f"{metric}_mean"].astype(float).to_numpy(),
-                          "sem": rows[f"{metric}_sem"].astype(float).to_numpy(),
-                          "count": rows[f"{metric}_count"].astype(float).to_numpy()})
-    curve = curve[(curve["count"] >= MIN_SEEDS) & np.isfinite(curve["mean"])]
+    """The other batch sizes of one point's curve (`rows`: a tuned view's rows) that are not
+    significantly worse than the best one (`best`: its batch size), by the verdicts' own test on
+    the verdicts' own curve (`slice_curve`, `usable_points`, `Noise`: seed spread pooled over the
+    curve, Tukey's range over its batch sizes): the batch sizes the data cannot rank below it.
+    Points with fewer than MIN_SEEDS seeds are left out, as in the verdicts."""
+    curve = usable_points(slice_curve(rows, metric))
+    curve = curve[np.isfinite(curve["mean"])]
     top = curve[curve["batch_size"] == best]
     if not len(top) or len(curve) < 2:
         return ""
@@ -139,11 +129,12 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
     rows = []
     points = by_acc.drop_duplicates(by) if by else by_acc.head(1)
     for _, p in points.iterrows():
-        acc = _select(by_acc, p, by).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
+        here = {c: p[c] for c in by}
+        acc = select_rows(by_acc, here).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
         row: dict = {c: np.nan for c in COLUMNS}
         row.update(point=_label(p, _varying(fixed, by)), regimes="", time_basis=time_basis.split(":")[0], device=device,
                    time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="")
-        targets = _select(summary, p, by)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
+        targets = select_rows(summary, here)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
         row["target"] = float(targets.iloc[0]) if len(targets) else np.nan
         if len(acc):
             best = acc.loc[acc["final_test_acc_mean"].idxmax()]
@@ -154,18 +145,17 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
             row.update(lr_alpha=alpha, lr_alpha_lo=lo, lr_alpha_hi=hi, lr_n_batch_sizes=len(acc),
                        lr_stops_rising_at=stops_rising_at(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy()),
                        lr_on_edge=", ".join(f"{b:g} ({e})" for b, e in zip(acc["batch_size"], acc["lr_edge"]) if isinstance(e, str) and e))
-        time = _select(fastest, p, by)
+        time = select_rows(fastest, here)
         if len(time) and np.isfinite(time["batch_size"].iloc[0]):
             t = time.iloc[0]
-            at = _select(by_time, p, by)
-            at = at[at["batch_size"] == t["batch_size"]].iloc[0]
-            reached = _select(by_time, p, by)
-            reached = reached[reached["n_reached_target"] == reached["n_trials"]]
+            curve = select_rows(by_time, here)
+            at = curve[curve["batch_size"] == t["batch_size"]].iloc[0]
+            reached = curve[curve["n_reached_target"] == curve["n_trials"]]
             row.update(time_batch_size=t["batch_size"], time_lr=at["best_lr"], time_seconds=t["seconds_to_target_mean"],
                        time_seconds_std=at["seconds_to_target_std"], time_seeds=at["n_trials"], time_on_edge=bool(t["on_edge"]),
                        time_ties=ties(reached, "seconds_to_target", t["batch_size"], False))
         if critical is not None and len(critical.fits):
-            fit = _select(critical.fits, p, [c for c in by if c in critical.fits.columns])
+            fit = select_rows(critical.fits, here)  # columns the fits lack are ignored
             if len(fit) and np.isfinite(fit["b_crit"].iloc[0]):
                 f = fit.iloc[0]
                 row.update(b_crit=f["b_crit"], b_crit_lo=f["b_crit_lo"], b_crit_hi=f["b_crit_hi"],

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsweep.analysis import load, plots, scaling
+from bsweep.analysis import plots
 from bsweep.analysis.answer import answer_items, claim_rows
 from bsweep.analysis.metrics import aggregate_over_seeds, tuned_view
 from bsweep.analysis.report import (
     FigureSpec,
     draw_specs,
     judged_summary,
+    load_study,
     read_answer,
     read_verdicts,
     render,
@@ -88,10 +89,10 @@ def write_comparison(study_dirs: list[Path], out_dir: Path, svg: bool = False) -
     out_dir.mkdir(parents=True, exist_ok=True)
     sides, summaries = [], []
     for study_dir in map(Path, study_dirs):
-        report_dir = write_report(study_dir, svg=svg).parent
+        study = load_study(study_dir)  # read once: for its report and for the overlays
+        report_dir = write_report(study_dir, svg=svg, study=study).parent
         sides.append(_side(study_dir, report_dir))
-        summary, _, _ = judged_summary(load.load_trials(study_dir), load.load_measurements(study_dir),
-                                       scaling.load_bench(study_dir))
+        summary, _, _ = judged_summary(study["trials"], study["measurements"], study["bench"])
         summaries.append(summary.assign(**{STUDY_KEY: study_dir.name}))
     figures = draw_specs(_overlay_specs(pd.concat(summaries, ignore_index=True)), out_dir / "figures", svg)
     context = {"sides": sides, "claims": claims_table(sides), "figures": figures,

@@ -797,25 +797,29 @@ def build_report(
     return index
 
 
-def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = (),
-                 svg: bool = False) -> Path:
-    """Load a study from disk and write its report (default: ``<study_dir>/report``);
-    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``; ``svg``: the
-    figures as SVG too."""
+def load_study(study_dir: Path, nuisance: tuple[str, ...] = ()) -> dict:
+    """What `build_report` reads of a study folder, named as its arguments: trials and
+    measurements (``nuisance``: keys tuned over besides the study's ``study.nuisance``), its
+    config and environment, name, bench, grid and bracketing record."""
     from bsweep.analysis import load
 
     study_dir = Path(study_dir)
     trials = load.load_trials(study_dir, nuisance)
     study_config = load.load_study_config(study_dir)
+    return {"trials": trials, "measurements": load.load_measurements(study_dir), "study_config": study_config,
+            "environment": load.load_environment(study_dir), "name": _study_name(trials, study_config, study_dir.name),
+            "bench": scaling.load_bench(study_dir), "grid": load.load_grid_keys(study_dir, nuisance).table(),
+            "bracket": read_record(study_dir)}
+
+
+def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = (),
+                 svg: bool = False, study: dict | None = None) -> Path:
+    """Load a study from disk and write its report (default: ``<study_dir>/report``);
+    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``; ``svg``: the
+    figures as SVG too; ``study``: `load_study`'s result when the caller has it already."""
+    study = study if study is not None else load_study(study_dir, nuisance)
     return build_report(
-        trials,
-        load.load_measurements(study_dir),
-        study_config,
-        load.load_environment(study_dir),
-        Path(out_dir) if out_dir is not None else study_dir / "report",
-        name=_study_name(trials, study_config, study_dir.name),
-        bench=scaling.load_bench(study_dir),
-        grid=load.load_grid_keys(study_dir, nuisance).table(),
-        bracket=read_record(study_dir),
-        svg=svg,
+        study["trials"], study["measurements"], study["study_config"], study["environment"],
+        Path(out_dir) if out_dir is not None else Path(study_dir) / "report",
+        name=study["name"], bench=study["bench"], grid=study["grid"], bracket=study["bracket"], svg=svg,
     )

@@ -430,7 +430,7 @@ class Noise:
                 f"{self.detectable(n):.3g} {unit}; needs {needs} seeds to detect {matters:.3g}")
 
 
-def _curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+def slice_curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One slice's points over batch size: batch_size, mean, sem, count, n_trials, n_reached."""
     curve = pd.DataFrame(
         {
@@ -570,7 +570,7 @@ def _unbracketed(frame: pd.DataFrame, protocol: str) -> str:
     return "; ".join(parts)
 
 
-def _usable(curve: pd.DataFrame) -> pd.DataFrame:
+def usable_points(curve: pd.DataFrame) -> pd.DataFrame:
     """Points with a standard error (enough seeds with a finite value)."""
     return curve[curve["count"] >= MIN_SEEDS].reset_index(drop=True)
 
@@ -583,7 +583,7 @@ def _too_few(minimum: int) -> str:
 
 
 def _c1_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
-    usable = _usable(curve)
+    usable = usable_points(curve)
     if len(usable) < MIN_BATCH_SIZES_PAIR:
         return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR), ""
     best = usable.loc[usable["mean"].idxmin()]
@@ -632,7 +632,7 @@ def _monotone_slice(curve: pd.DataFrame, slices: int, rising: bool, unit: str) -
     """C2 (rising) and C7 (falling): the largest batch size significantly beyond the smallest
     in the claimed direction; the condition names the batch size up to which every step goes
     that way significantly."""
-    usable = _usable(curve)
+    usable = usable_points(curve)
     if len(usable) < MIN_BATCH_SIZES_TREND:
         return INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_TREND), ""
     first, last = usable.iloc[0], usable.iloc[-1]
@@ -766,7 +766,7 @@ def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 
 
 def _c5_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
-    return _interior_optimum(_usable(curve), curve.iloc[0:0], "final test error", slices, MATTERS_ERROR)
+    return _interior_optimum(usable_points(curve), curve.iloc[0:0], "final test error", slices, MATTERS_ERROR)
 
 
 def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
@@ -839,7 +839,7 @@ def verdict_c6(summary: pd.DataFrame, protocol: str = AT_CHECKPOINTS, measuremen
 
 def _c7_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     outcome, where, numbers = _monotone_slice(curve, slices, False, "nats")
-    usable = _usable(curve)
+    usable = usable_points(curve)
     usable = usable[usable["mean"] > 0]
     if len(usable) >= 2:
         # The slope a loss averaged over B independent samples would have: -0.5. Steeper or
@@ -867,7 +867,7 @@ def _per_slice_verdict(
     outcomes = []
     slices = _slices(view, columns, summary)
     for label, _, frame in slices:
-        outcome, where, numbers = rule(_curve(frame, metric), len(slices))
+        outcome, where, numbers = rule(slice_curve(frame, metric), len(slices))
         if unbracketed := _unbracketed(frame, protocol):
             outcome, where = INCONCLUSIVE, unbracketed
         outcomes.append(_SliceOutcome(label, outcome, where, numbers))
@@ -946,8 +946,8 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     outcomes = []
     slices = _slices(view, columns, summary)
     for label, _, frame in slices:
-        bn = _usable(_curve(frame[frame["norm"] == "batch"], "final_test_error")).set_index("batch_size")
-        gn = _usable(_curve(frame[frame["norm"] == "group"], "final_test_error")).set_index("batch_size")
+        bn = usable_points(slice_curve(frame[frame["norm"] == "batch"], "final_test_error")).set_index("batch_size")
+        gn = usable_points(slice_curve(frame[frame["norm"] == "group"], "final_test_error")).set_index("batch_size")
         common = sorted(set(bn.index) & set(gn.index))
         if len(common) < MIN_BATCH_SIZES_PAIR:
             outcomes.append(_SliceOutcome(label, INCONCLUSIVE, _too_few(MIN_BATCH_SIZES_PAIR) + " for both norms", ""))
@@ -1065,8 +1065,8 @@ def _fewer_steps_than(claim: str, summary: pd.DataFrame, protocol: str, column: 
     outcomes = []
     slices = _against_baseline(view, columns, summary, column, baseline)
     for label, frame, base_rows in slices:
-        baseline_curve = _curve(base_rows, "steps_to_target").set_index("batch_size")
-        curve = _curve(frame, "steps_to_target").set_index("batch_size")
+        baseline_curve = slice_curve(base_rows, "steps_to_target").set_index("batch_size")
+        curve = slice_curve(frame, "steps_to_target").set_index("batch_size")
         faster, slower, same = [], [], []
         cells = []
         both = [c[(c["n_reached"] == c["n_trials"]) & (c["count"] >= MIN_SEEDS)] for c in (curve, baseline_curve)]
@@ -1125,7 +1125,7 @@ def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
             (cheaper if t_wn < (1 - COST_MARGIN) * t_bn else dearer).append(bs)
         numbers = "seconds per step, weight vs batch: " + ", ".join(cells)
         # batch-size independence: the error at the smallest batch size against its best
-        curve = _usable(_curve(frame, "final_test_error"))
+        curve = usable_points(slice_curve(frame, "final_test_error"))
         flat, why = None, ""
         if len(curve) >= MIN_BATCH_SIZES_PAIR:
             noise = Noise.of(curve, slices=len(slices))
@@ -1170,8 +1170,8 @@ def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     outcomes = []
     slices = _against_baseline(view, columns, summary, "norm", "none", "lrn")
     for label, lrn, none_rows in slices:
-        base = _usable(_curve(none_rows, "final_test_error")).set_index("batch_size")
-        curve = _usable(_curve(lrn, "final_test_error")).set_index("batch_size")
+        base = usable_points(slice_curve(none_rows, "final_test_error")).set_index("batch_size")
+        curve = usable_points(slice_curve(lrn, "final_test_error")).set_index("batch_size")
         common = sorted(set(base.index) & set(curve.index))
         if not common:
             outcomes.append(_SliceOutcome(label, INCONCLUSIVE, f"no batch size with >= {MIN_SEEDS} seeds in both", ""))
@@ -1226,10 +1226,10 @@ def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         shows, against, cells, weak = [], [], [], ""
         for bs in sorted(set(frame["batch_size"])):
             at = frame[frame["batch_size"] == bs]
-            points = {(n, o): _curve(at[(at["norm"] == n) & (at[column] == (o if o == "shuffled" else order))],
+            points = {(n, o): slice_curve(at[(at["norm"] == n) & (at[column] == (o if o == "shuffled" else order))],
                                      "final_test_error")
                       for n in ("batch", "group") for o in ("shuffled", "other")}
-            points = {k: _usable(v) for k, v in points.items()}
+            points = {k: usable_points(v) for k, v in points.items()}
             if any(v.empty for v in points.values()):
                 continue
             p = {k: v.iloc[0] for k, v in points.items()}

@@ -164,7 +164,8 @@ def test_ties_are_the_batch_sizes_the_seeds_cannot_rank_below_the_best():
     from bsweep.analysis.answer import ties
 
     rows = pd.DataFrame({"batch_size": [4, 16, 64, 256], "acc_mean": [0.90, 0.95, 0.951, 0.80],
-                         "acc_sem": [0.002, 0.002, 0.002, 0.002], "acc_count": [3, 3, 3, 3]})
+                         "acc_sem": [0.002, 0.002, 0.002, 0.002], "acc_count": [3, 3, 3, 3],
+                         "n_trials": 3, "n_reached_target": 3})  # as a tuned view has them
     assert ties(rows, "acc", 64, True) == "16"  # 0.001 apart: a tie; 0.05 and 0.15: ranked below
     slow = rows.assign(acc_mean=[9.0, 5.0, 5.05, 20.0], acc_sem=0.05)
     assert ties(slow, "acc", 16, False) == "64"  # lower is better for times
