@@ -128,9 +128,11 @@ def _warm() -> None:
     import atexit
     import importlib
 
-    # torch._dynamo: what torch.optim imports on its first use (~1 s); bsweep.perf: the engine,
-    # the fused model and the timing helper; bsweep.runner: data and placement
-    for module in ("torch._dynamo", "bsweep.perf", "bsweep.runner"):
+    # bsweep.perf: the engine, the fused model and the timing helper; bsweep.runner: data and
+    # placement. Not torch._dynamo, which torch.optim imports on its first step (~1 s of CPU):
+    # fused groups never use torch.optim, and two workers importing it beside the launching
+    # process held back the first group by ~1.5 s on the 2-core CPU (BENCHMARKS.md).
+    for module in ("bsweep.perf", "bsweep.runner"):
         importlib.import_module(module)
     atexit.register(_exit_now)
 
