@@ -109,7 +109,7 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
 
     from bsweep.bench import step_seconds
     from bsweep.data import load_data
-    from bsweep.device import resolve_device
+    from bsweep.device import resolve_device, settle
     from bsweep.perf import choose, choose_width
     from bsweep.plan import expand
     from omegaconf import OmegaConf
@@ -121,8 +121,9 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
         cfg = OmegaConf.to_object(p.config)
         device = resolve_device(cfg.device)
         data = load_data(cfg.data, device)
-        torch.set_num_threads(cfg.threads or torch.get_num_threads())
-        torch.set_flush_denormal(True)
+        # as bsweep's trials run (threads, denormals, malloc); the plain loop below shares this
+        # process and so its malloc setting: (a) compares the loops, (b) the processes as run
+        settle(cfg.threads or torch.get_num_threads(), cfg.device)
         perf = choose(cfg, data)  # what bsweep trains with: perf.amp/channels_last measured where auto
         alone = step_seconds(cfg, data, cfg.batch_size, 1, perf, block_seconds=seconds_per_point / 3)
         width = choose_width(cfg, data, lrs_seeds, perf)
@@ -285,11 +286,13 @@ def floor_seconds(overrides: list[str], workers: int) -> dict:
 
     from bsweep.bench import step_seconds
     from bsweep.data import load_data
+    from bsweep.device import keep_freed_memory
     from bsweep.engine import Alone, PerfChoice, evaluate
     from bsweep.plan import expand
     from bsweep.schedule import measurement_steps, total_steps
     from bsweep.timing import time_steps
 
+    keep_freed_memory()  # the rates bsweep's own processes reach (`bsweep.device.settle`)
     torch.set_num_threads(1)
     planned = [OmegaConf.to_object(p.config) for p in expand(overrides)]
     data = load_data(planned[0].data, "cpu")

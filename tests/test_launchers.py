@@ -258,3 +258,31 @@ def test_a_study_of_many_groups_is_not_split_to_pack_tighter():
 
     groups = _jobs(["study=claims_quick"])
     assert len(groups) == 12 and [len(g) for g in balance(groups, 2)] == [12] * 12
+
+
+def test_a_group_wider_than_its_width_trains_one_chunk_and_hands_the_others_back(results):
+    # perf.fuse=1: one member per chunk. The worker trains the first and returns the other two
+    # untrained, for whichever worker is free next (run_jobs queues them by predicted cost).
+    from hydra_plugins.bsweep_fused_launcher._core import train_group
+
+    [group] = _jobs([*TINY, f"results_dir={results}", "norm=batch", "batch_size=16", "lr=0.01,0.05,0.1",
+                     "perf.fuse=1"])
+    out, rest = train_group(group, 1, 0, {})
+    assert list(out) == [group[0].index] and out[group[0].index]["status"] == "complete"
+    assert [[job.index for job in chunk] for chunk in rest] == [[group[1].index], [group[2].index]]
+    again, none = train_group(rest[0], 1, 1, {}, width=1)
+    assert list(again) == [group[1].index] and none == []
+    trials = load_trials(results / "smoke").set_index("trial_id")["status"]
+    assert sorted(trials) == ["complete", "complete"]  # the third is not claimed until it trains
+
+
+def test_two_workers_share_one_groups_chunks_and_each_trial_trains_once(results):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused",
+                              "hydra.launcher.n_jobs=2", "norm=batch", "batch_size=16",
+                              "lr=0.01,0.02,0.05,0.1,0.2", "perf.fuse=1"])
+    assert out.exit_code == 0, out.output
+    study = results / "smoke"
+    assert sorted(load_trials(study)["status"]) == ["complete"] * 5
+    assert len({e["pid"] for e in envs(study)}) == 2
+    for tdir in records.trials_dir(study).iterdir():  # one claim each: nobody trained a trial twice
+        assert len((tdir / "claims.jsonl").read_text().splitlines()) == 1

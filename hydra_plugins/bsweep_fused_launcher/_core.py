@@ -40,43 +40,59 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
     each group's end (or a finished trial's skip) may add jobs, trained as soon as a worker is
     free, and their return values come back too. `env`: variables set while each group trains
     (the launch's `hydra.job.env_set`), in worker processes as in this one.
+
+    Work is handed out one fused chunk at a time, costliest first, each to the next free
+    worker: a group wider than the width its worker picks trains its first chunk there and
+    hands the other chunks back, to whichever worker is free next, instead of queueing them all
+    behind one worker while another idles.
     """
     out: dict[int, Any] = {}
-    ready: list[list[Job]] = []
+    ready: list[tuple[float, list[Job], int | None]] = []  # (predicted seconds, jobs, width)
+
+    def queue(groups: list[list[Job]], width: int | None = None) -> None:
+        ready.extend((cost(g), g, width) for g in groups)
+        ready.sort(key=lambda item: item[0], reverse=True)  # stable: equal costs keep their order
 
     def admit(new: list[Job]) -> None:
         skipped, groups = _skip_finished_and_group(new)
         out.update(skipped)
-        ready.extend(balance(groups, n_jobs))
+        queue(balance(groups, n_jobs))
         if skipped and follow_up is not None:
             admit(follow_up([(job, skipped[job.index]) for job in new if job.index in skipped]))
 
-    def ended(group: list[Job], results: dict[int, Any]) -> None:
+    def ended(group: list[Job], trained: Any) -> None:
+        """`trained`: what `train_group` returned, or the exception that killed its worker."""
+        if isinstance(trained, BaseException):  # every member the worker held failed
+            results, rest = {job.index: trained for job in group}, []
+        else:
+            results, rest = trained
+        queue(rest, len(rest[0]) if rest else None)
         out.update(results)
         if follow_up is not None:
-            admit(follow_up([(job, results[job.index]) for job in group]))
+            admit(follow_up([(job, results[job.index]) for job in group if job.index in results]))
 
     admit(jobs)
-    log.info("bsweep_fused: %d trials to train in %d groups, %d processes", sum(map(len, ready)), len(ready), n_jobs)
+    log.info("bsweep_fused: %d trials to train in %d groups, %d processes",
+             sum(len(g) for _, g, _ in ready), len(ready), n_jobs)
     if n_jobs <= 1 or (len(ready) <= 1 and follow_up is None and not pool_running(n_jobs)):
         while ready:
-            group = ready.pop(0)
-            ended(group, train_group(group, 1, 0, env or {}))
+            _, group, width = ready.pop(0)
+            ended(group, train_group(group, 1, 0, env or {}, width))
         return out
     pool, numbers = worker_pool(n_jobs), itertools.count()
     pending: dict[Future, list[Job]] = {}
     while ready or pending:
-        while ready:
-            group = ready.pop(0)
-            pending[pool.submit(train_group, group, n_jobs, next(numbers), env or {})] = group
+        while ready and len(pending) < n_jobs:  # one chunk per worker: the rest stay reorderable
+            _, group, width = ready.pop(0)
+            pending[pool.submit(train_group, group, n_jobs, next(numbers), env or {}, width)] = group
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in done:
             group = pending.pop(future)
             try:
-                results = future.result()
-            except BaseException as e:  # the worker died: every unfinished member failed
-                results = {job.index: e for job in group}
-            ended(group, results)
+                trained = future.result()
+            except BaseException as e:
+                trained = e
+            ended(group, trained)
     return out
 
 
@@ -180,7 +196,9 @@ def _skip_finished_and_group(jobs: list[Job]) -> tuple[dict[int, Any], list[list
 MEMBER_STEP_SECONDS = 2.5e-4  # per member-step at batch 1 (0.27 ms measured)
 MEMBER_SAMPLE_SECONDS = 2.7e-5  # per member-step per sample of the batch (0.45 ms at 4, 0.67 ms at 16)
 EVAL_SAMPLE_SECONDS = 7.5e-6  # per member per test sample at each measurement (45 ms for 6 x 1000)
-GROUP_SETUP_SECONDS = 1.5  # perf probe and width search, per group
+# A fused chunk's own cost: build, warm-up and records, ~4 s over a worker's 20 chunks of
+# claims_quick (0.25 budget); the perf probe and width search are remembered by the machine.
+CHUNK_SETUP_SECONDS = 0.2
 
 
 def cost(group: list[Job]) -> float:
@@ -193,7 +211,7 @@ def cost(group: list[Job]) -> float:
     steps = total_steps(cfg.study.budget, train_size(cfg.data), cfg.batch_size)
     evals = len(measurement_steps(cfg.study.eval, cfg.batch_size, steps))
     n_test = cfg.data.n_test or FULL_SIZES[cfg.data.name][1]
-    return GROUP_SETUP_SECONDS + len(group) * (steps * (MEMBER_STEP_SECONDS + MEMBER_SAMPLE_SECONDS * cfg.batch_size)
+    return CHUNK_SETUP_SECONDS + len(group) * (steps * (MEMBER_STEP_SECONDS + MEMBER_SAMPLE_SECONDS * cfg.batch_size)
                                                + evals * n_test * EVAL_SAMPLE_SECONDS)
 
 
@@ -246,13 +264,16 @@ def _point(cfg: dict) -> str:
     return point(_Dot(cfg))
 
 
-def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[str, str] | None = None) -> dict[int, Any]:
-    """Train one fusion group in this process (one of `jobs` at once), with `env` set, and write
-    every member's record. Members are claimed chunk by chunk, just before they train."""
+def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[str, str] | None = None,
+                width: int | None = None) -> tuple[dict[int, Any], list[list[Job]]]:
+    """Train the first fused chunk of one fusion group in this process (one of `jobs` at once),
+    with `env` set, and write its members' records. Returns ({job index: return value} of the
+    chunk's jobs, the group's other chunks, untrained). `width`: how many members fuse per chunk;
+    None: as many as `perf.choose_width` picks for the group."""
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})
     try:
-        return _train_group(group, jobs, group_num)
+        return _train_group(group, jobs, group_num, width)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -261,7 +282,7 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[s
                 os.environ[k] = v
 
 
-def _train_group(group: list[Job], jobs: int, group_num: int) -> dict[int, Any]:
+def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None) -> tuple[dict[int, Any], list[list[Job]]]:
     from functools import cache
 
     from bsweep import records
@@ -281,26 +302,27 @@ def _train_group(group: list[Job], jobs: int, group_num: int) -> dict[int, Any]:
         data = data_for(first.data, device)
         return data, choose(first, data, sdir)  # autocast, memory format: as the runner
 
-    try:
-        data, perf = setup()
-        width = choose_width(first, data, len(group), perf)
-    except Exception:  # unloadable data: each member records the error alone, below
-        width = 1
+    if width is None:
+        try:
+            data, perf = setup()
+            width = choose_width(first, data, len(group), perf)
+        except Exception:  # unloadable data: each member records the error alone, below
+            width = 1
+    chunk, *rest = split(list(zip(group, cfgs)), width)
     out: dict[int, Any] = {}
-    for chunk in split(list(zip(group, cfgs)), width):
-        members = []
-        for job, cfg in chunk:
-            tid = trial_id(job.config)
-            held = records.take(sdir, tid, job.config, fused=True)
-            if isinstance(held, str):
-                log.info("trial %s (%s): %s, skipped", tid, _point(job.config), held)
-                out[job.index] = {"trial_id": tid, "status": held, "skipped": True}
-            else:
-                members.append((job, cfg, held))
-        if members:
-            with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
-                out.update(_train_members(attempt, members, setup, device))
-    return out
+    members = []
+    for job, cfg in chunk:  # claimed just before they train
+        tid = trial_id(job.config)
+        held = records.take(sdir, tid, job.config, fused=True)
+        if isinstance(held, str):
+            log.info("trial %s (%s): %s, skipped", tid, _point(job.config), held)
+            out[job.index] = {"trial_id": tid, "status": held, "skipped": True}
+        else:
+            members.append((job, cfg, held))
+    if members:
+        with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
+            out.update(_train_members(attempt, members, setup, device))
+    return out, [[job for job, _ in part] for part in rest]
 
 
 def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
