@@ -286,3 +286,32 @@ def test_two_workers_share_one_groups_chunks_and_each_trial_trains_once(results)
     assert len({e["pid"] for e in envs(study)}) == 2
     for tdir in records.trials_dir(study).iterdir():  # one claim each: nobody trained a trial twice
         assert len((tdir / "claims.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_fused_launcher_takes_the_plans_configs_and_they_are_the_ones_hydra_composes(results, tmp_path, monkeypatch):
+    # `bsweep sweep` composed every job while planning; the launcher reuses those configs. The
+    # same sweep with the launcher composing each job through Hydra writes the same trials.
+    from bsweep import plan
+
+    taken, planned_config = [], plan.planned_config
+
+    def counting(job, hydra_cfg):
+        cfg = planned_config(job, hydra_cfg)
+        taken.append(cfg is not None)
+        return cfg
+
+    def written(where: Path) -> dict[str, str]:
+        return {t.name: (t / "config.yaml").read_text() for t in records.trials_dir(where / "smoke").iterdir()}
+
+    sweep = [*TINY, "hydra/launcher=bsweep_fused", "lr=0.05,0.1"]
+    monkeypatch.setattr(plan, "planned_config", counting)
+    out = runner.invoke(app, ["sweep", *sweep, f"results_dir={results}"])
+    assert out.exit_code == 0, out.output
+    assert taken and all(taken)
+    monkeypatch.setattr(plan, "planned_config", lambda *a: None)
+    out = runner.invoke(app, ["sweep", *sweep, f"results_dir={tmp_path / 'again'}"])
+    assert out.exit_code == 0, out.output
+    mine, hydras = written(results), written(tmp_path / "again")
+    assert len(mine) == 8
+    assert {k: v.replace(str(results), "R") for k, v in mine.items()} == \
+        {k: v.replace(str(tmp_path / "again"), "R") for k, v in hydras.items()}

@@ -26,6 +26,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bsweep import plan
 from bsweep.plan import apply_values, split_job
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class BsweepFusedLauncher(Launcher):
         log.info("bsweep_fused: %d jobs", len(job_overrides))
 
         self._composed: dict = {}
+        self._task_cfgs: dict[int, DictConfig] = {}
         jobs = self._jobs([list(o) for o in job_overrides], 0)
         extra: dict[int, Job] = {}
 
@@ -93,7 +95,7 @@ class BsweepFusedLauncher(Launcher):
         for i, value in results.items():
             job = extra[i] if i in extra else _job(jobs, i)
             ret = JobReturn(
-                overrides=job.overrides, cfg=OmegaConf.create(job.config),
+                overrides=job.overrides, cfg=self._task_cfgs.pop(i),
                 hydra_cfg=self.config, working_dir=os.getcwd(), task_name=self.config.hydra.job.name,
             )
             if isinstance(value, BaseException):
@@ -110,6 +112,8 @@ class BsweepFusedLauncher(Launcher):
     def _jobs(self, job_overrides: list[list[str]], first: int) -> list:
         """The jobs for these overrides, numbered from `first`, each with its resolved task config.
 
+        `bsweep sweep` composed every job of its plan already (`bsweep.plan.planned_config`);
+        others (a bracketing round's new lrs, `python -m bsweep.app -m`) are composed here.
         Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a 144-trial
         study); jobs that differ only in plain `key=value` overrides share one composition here,
         with their values set on a copy, as `bsweep.plan.expand` does. The copy is of the task's
@@ -121,13 +125,16 @@ class BsweepFusedLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None
         parser, jobs = OverridesParser.create(), []
         for i, overrides in enumerate(job_overrides):
-            structure, values = split_job(parser, overrides)
-            if structure not in self._composed:
-                task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
-                with open_dict(task):
-                    del task["hydra"]
-                self._composed[structure] = task
-            task_cfg = apply_values(self._composed[structure], values)
+            task_cfg = plan.planned_config(list(overrides), self.config)  # `bsweep sweep` planned it
+            if task_cfg is None:
+                structure, values = split_job(parser, overrides)
+                if structure not in self._composed:
+                    task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
+                    with open_dict(task):
+                        del task["hydra"]
+                    self._composed[structure] = task
+                task_cfg = apply_values(self._composed[structure], values)
+            self._task_cfgs[first + i] = task_cfg  # each JobReturn's cfg, as Hydra's launchers give it
             jobs.append(Job(first + i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
         return jobs
 

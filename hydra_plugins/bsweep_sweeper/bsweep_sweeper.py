@@ -7,7 +7,9 @@ and the launcher composes each again. bsweep has already composed and validated 
 when it planned the sweep (`bsweep.plan.expand`, which Hydra's own compose backs), so here one
 job per structure (`bsweep.plan.split_job`: the overrides that choose config groups) is
 composed by Hydra: what can fail in Hydra's composition itself (a missing group option, a bad
-package) fails as before; a plain `key=value` a job sets is checked by the plan. Sweeping,
+package) fails as before; a plain `key=value` a job sets is checked by the plan. A batch whose
+jobs `bsweep sweep` planned in this process (`bsweep.plan.planned_config`) is not composed again.
+Sweeping,
 batching and `hydra.sweeper.params` are the basic sweeper's, unchanged.
 """
 
@@ -31,8 +33,11 @@ ConfigStore.instance().store(group="hydra/sweeper", name="bsweep", node=BsweepSw
 
 class BsweepSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        from bsweep.plan import split_job
+        from bsweep.plan import planned_config, split_job
 
+        assert self.config is not None
+        if all(planned_config(list(overrides), self.config) is not None for overrides in batch):
+            return  # `bsweep sweep` composed every job of the batch through Hydra's compose
         parser, seen = OverridesParser.create(), set()
         for overrides in batch:
             structure, _ = split_job(parser, list(overrides))
