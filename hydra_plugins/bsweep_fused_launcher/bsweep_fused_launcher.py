@@ -5,7 +5,8 @@ finished trials are skipped (`records.is_finished`); each group is trained by th
 (`bsweep.engine.train` over `bsweep.fused.Fused`) at a width chosen by measurement
 (`bsweep.perf.choose_width`), and every member is written as its own trial record through the
 runner's lifecycle (`records.take`, `records.Attempt`). Groups run in this process, or in
-`hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), largest first.
+`hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), costliest first,
+one fused chunk per worker at a time.
 Jobs with `perf.fuse=off` or gradient measurements (`noise.enabled`, `noise.cosine_at`) train one member at a time,
 in the same workers.
 
