@@ -120,6 +120,38 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
     return pd.DataFrame(rows)
 
 
+def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
+    """The configs of the points of `configs` whose step time alone (width 1) the study's
+    bench.parquet lacks for this machine: the same device, device name and torch version, and
+    every key the row is matched on. `bsweep reproduce` times only these again, so a rerun on
+    finished studies judges on the same calibrated seconds instead of on a new bench taken
+    under whatever load the machine has then."""
+    table = read_bench(study_dir)
+    points = points_of(configs)
+    if table is None or table.empty:
+        return [p.cfg for p in points]
+    from bsweep.device import device_name, resolve_device
+
+    missing = []
+    for point in points:
+        cfg, device = point.cfg, resolve_device(point.cfg.device)
+        want = {"batch_size": point.batch_size, "norm": cfg.norm.kind, "data": cfg.data.name,
+                "model_width": cfg.model.width, "model_depth": cfg.model.depth, "optim": cfg.optim.name,
+                "model": cfg.model.name, **step_keys(cfg), "device": str(device), "fused_width": 1,
+                "device_name": device_name(device), "torch_version": torch.__version__}
+        match = pd.Series(True, index=table.index)
+        for column, value in want.items():
+            if column not in table.columns:
+                match &= False
+            elif value is None or (isinstance(value, float) and value != value):
+                match &= table[column].isna()
+            else:
+                match &= table[column] == value
+        if not match.any():
+            missing.append(cfg)
+    return missing
+
+
 def write_bench(study_dir: Path, frame: pd.DataFrame) -> Path:
     """Merge `frame` into study_dir/bench.parquet (a new row replaces one with the same key)."""
     path = Path(study_dir) / BENCH_FILE

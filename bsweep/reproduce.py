@@ -74,11 +74,13 @@ STUDY_OVERRIDES = {"norm_quick": ["hydra.sweeper.criteria=[final_test_acc,steps_
                    "direction_quick": ["hydra.sweeper.max_rounds=0"]}
 
 
-def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console) -> StudyRun:
+def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console,
+              rebench: bool = False) -> StudyRun:
     """Sweep one study with fused trials and lr bracketing, time each batch size alone
-    (`bsweep bench`) and write its report. Finished trials are reused."""
+    (`bsweep bench`) and write its report. Finished trials are reused, and so are step times
+    this machine measured before for the study (`bench.unmeasured`) unless `rebench`."""
     from bsweep.analysis.report import write_report
-    from bsweep.bench import run_bench, write_bench
+    from bsweep.bench import run_bench, unmeasured, write_bench
     from bsweep.plan import study_dir
 
     outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER,
@@ -87,19 +89,26 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     # Fused and parallel trials share their measured seconds; the report's time-based claims
     # (C2, C4) use the isolated step time per batch size and norm instead, measured now, alone.
     configs = [OmegaConf.to_object(p.config) for p in outcome.planned]
-    console.print(f"calibrating step times ({len({(c.batch_size, c.norm.kind) for c in configs})} points, one at a time)")
-    write_bench(sdir, run_bench(configs, (1,)))
+    todo = configs if rebench else unmeasured(sdir, configs)
+    points = len({(c.batch_size, c.norm.kind) for c in configs})
+    if todo:
+        console.print(f"calibrating step times ({len({(c.batch_size, c.norm.kind) for c in todo})} of {points} points, "
+                      "one at a time)")
+        write_bench(sdir, run_bench(todo, (1,)))
+    else:
+        console.print(f"step times: the {points} points this machine measured before ({sdir / 'bench.parquet'}; "
+                      "--rebench to time them again)", highlight=False)
     return StudyRun(outcome, sdir, write_report(sdir))
 
 
 def reproduce(
-    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console
+    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console, rebench: bool = False
 ) -> Reproduction:
     """Run every study of STUDIES (`claims` and `norm` instead of the quick ones when `full`),
     each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
     from bsweep.analysis.report import read_answer, read_verdicts
 
-    runs = [run_study(name, jobs, results_dir, extra, console) for name in STUDIES[full]]
+    runs = [run_study(name, jobs, results_dir, extra, console, rebench) for name in STUDIES[full]]
     tables = [read_verdicts(r.report.parent) for r in runs]  # the reports' own, not computed again
     verdicts = pd.concat([table[(table["claim"].map(lambda claim: JUDGED_ON.get(claim, 0)) == i)].assign(
         study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])

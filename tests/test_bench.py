@@ -71,3 +71,18 @@ def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_t
     assert all(r["peak_memory_bytes"] != r["peak_memory_bytes"] for r in rows)  # NaN: no CPU peak counter
     cfg.study.memory_limit_gib = None
     assert step_memory(cfg, data, 1)["memory_limit_bytes"] == device_memory_bytes(torch.device("cpu")) > GIB
+
+
+def test_only_points_this_machine_has_not_timed_for_the_study_are_timed_again(tmp_path):
+    # `bsweep reproduce` on finished studies keeps their step times (the report then repeats),
+    # and times a point that is new, or whose row came from another machine or torch version
+    b8, b32 = compose([*TINY, "batch_size=8"]), compose([*TINY, "batch_size=32"])
+    group8 = compose([*TINY, "batch_size=8", "norm=group"])
+    assert bench.unmeasured(tmp_path, [b8, b32]) == [b8, b32]  # no table yet
+    bench.write_bench(tmp_path, bench.run_bench([b8], (1,), block_seconds=0.01, blocks=1))
+    assert bench.unmeasured(tmp_path, [b8, b32, group8]) == [b32, group8]
+    assert bench.unmeasured(tmp_path, [compose([*TINY, "batch_size=8", "lr=0.3", "seed=4"])]) == []
+    assert bench.unmeasured(tmp_path, [compose([*TINY, "batch_size=8", "model.kernel_size=5"])])  # another step
+    table = bench.read_bench(tmp_path)
+    bench.write_bench(tmp_path, table.assign(device_name="another CPU"))
+    assert bench.unmeasured(tmp_path, [b8]) == [b8]
