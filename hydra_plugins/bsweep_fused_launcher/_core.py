@@ -49,8 +49,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
     out: dict[int, Any] = {}
     ready: list[tuple[float, list[Job], int | None]] = []  # (predicted seconds, jobs, width)
 
-    def queue(groups: list[list[Job]], width: int | None = None) -> None:
-        ready.extend((cost(g), g, width) for g in groups)
+    def queue(groups: list[list[Job]], chunks: bool = False) -> None:
+        """`chunks`: each group is one fused chunk already (a worker handed it back)."""
+        ready.extend((cost(g), g, len(g) if chunks else None) for g in groups)
         ready.sort(key=lambda item: item[0], reverse=True)  # stable: equal costs keep their order
 
     def admit(new: list[Job]) -> None:
@@ -66,7 +67,7 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
             results, rest = {job.index: trained for job in group}, []
         else:
             results, rest = trained
-        queue(rest, len(rest[0]) if rest else None)
+        queue(rest, chunks=True)
         out.update(results)
         if follow_up is not None:
             admit(follow_up([(job, results[job.index]) for job in group if job.index in results]))
