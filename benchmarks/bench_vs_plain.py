@@ -254,26 +254,24 @@ SMALL_GRID = ["data=mnist1d", "norm=batch", "batch_size=1,4,16", "lr=0.01,0.03,0
 
 
 def where_time_went(study_dir: Path, wall: float, workers: int) -> dict:
-    """From a finished sweep's records: seconds of training and of evaluation summed over the
-    fused groups (members of a group share their clocks, so each group counts once), and the
-    rest of `workers` x `wall` (start-up, planning, data, probes, width search, records, idle),
-    as wall seconds: (workers x wall - train - eval) / workers."""
-    import pandas as pd
+    """From a finished sweep's status records, as `bsweep sweep` prints it (`launch.time_split`):
+    seconds of training and of evaluation summed over the fused chunks (members of a chunk share
+    their clocks, so each chunk counts once), and the rest of `workers` x `wall` (start-up,
+    planning, data, probes, width search, records, idle) per worker."""
+    from bsweep import records
+    from bsweep.launch import time_split
 
-    groups = {}
+    statuses = []
     for tdir in study_dir.glob("trials/*"):
         try:
-            m = pd.read_parquet(tdir / "measurements.parquet")
-            env = json.loads((tdir / "env.json").read_text())
-        except (OSError, ValueError):
+            status = records.read_status(tdir)
+        except (OSError, ValueError):  # a damaged record: not this benchmark's to judge
             continue
-        last = m.iloc[-1]
-        key = (env.get("pid"), round(float(last["train_seconds"]), 6), round(float(last.get("eval_seconds", 0.0)), 6))
-        groups[key] = (float(last["train_seconds"]), float(last.get("eval_seconds", float("nan"))))
-    train = sum(t for t, _ in groups.values())
-    evaluation = sum(e for _, e in groups.values())
-    return {"groups": len(groups), "train_seconds": train, "eval_seconds": evaluation,
-            "other_seconds": (workers * wall - train - evaluation) / workers}
+        if status is not None:
+            statuses.append(status)
+    split = time_split(statuses, wall, workers)
+    return {"groups": split.chunks, "train_seconds": split.train, "eval_seconds": split.evaluation,
+            "other_seconds": split.rest_per_process}
 
 
 def floor_seconds(overrides: list[str], workers: int) -> dict:

@@ -44,6 +44,15 @@ class SweepOutcome:
     sweep_id: str | None = None
     notes: list[str] = field(default_factory=list)  # plan-time warnings (threads, cores)
     bracket: dict | None = None  # the bracketing sweeper's record, when this sweep wrote one
+    wall_seconds: float | None = None  # the whole `bsweep sweep`, planning to the last status
+    processes: int = 1  # trials (or fused chunks) at once
+
+    @property
+    def time_split(self) -> "TimeSplit | None":
+        """Where the wall time of this sweep's training went; None when it trained nothing."""
+        if self.wall_seconds is None or not self.trained_here:
+            return None
+        return time_split([self.status[t] for t in self.trained_here], self.wall_seconds, self.processes)
 
     @property
     def counts(self) -> Counter:
@@ -311,17 +320,60 @@ def start_workers(launcher: dict) -> None:
     """Start the `bsweep_fused` launcher's worker processes now, when it will run several: their
     start-up (~3.5 s on the 2-core CPU: spawn, `import torch`) overlaps Hydra's own start and the
     launcher's list of jobs. The launcher takes the pool that is running."""
-    if str(launcher.get("_target_", "")).endswith("BsweepFusedLauncher"):
-        from hydra_plugins.bsweep_fused_launcher._core import worker_pool, workers_for
+    workers = fused_workers(launcher)
+    if workers > 1:
+        from hydra_plugins.bsweep_fused_launcher._core import worker_pool
 
-        workers = workers_for(launcher.get("n_jobs"))
-        if workers > 1:
-            worker_pool(workers)
+        worker_pool(workers)
+
+
+def fused_workers(launcher: dict) -> int:
+    """The `bsweep_fused` launcher's process count (1: it trains in this process); 0 for any
+    other launcher."""
+    if not str(launcher.get("_target_", "")).endswith("BsweepFusedLauncher"):
+        return 0
+    from hydra_plugins.bsweep_fused_launcher._core import workers_for
+
+    return workers_for(launcher.get("n_jobs"))
+
+
+@dataclass
+class TimeSplit:
+    wall: float  # seconds
+    processes: int
+    chunks: int  # trained models: a fused chunk, or a trial alone
+    train: float  # training seconds summed over the chunks
+    evaluation: float  # evaluation seconds summed over the chunks
+
+    @property
+    def rest_per_process(self) -> float:
+        """Seconds of each process's wall time outside training and evaluation: start-up,
+        planning, data, probes, width search, building models, warm-up, records, idle."""
+        return (self.processes * self.wall - self.train - self.evaluation) / self.processes
+
+    def line(self) -> str:
+        return (f"time: {self.wall:.1f} s; training {self.train:.1f} s and evaluation {self.evaluation:.1f} s "
+                f"summed over {self.chunks} trained models in {self.processes} process(es); "
+                f"the rest {self.rest_per_process:.1f} s a process (start-up, set-up, records, idle)")
+
+
+def time_split(statuses: list[dict], wall_seconds: float, processes: int) -> TimeSplit:
+    """Training and evaluation seconds of finished trials' status records, each fused chunk
+    counted once (its members share one clock: the same process, the same `fused_with`)."""
+    chunks: dict[tuple, tuple[float, float]] = {}
+    for i, s in enumerate(statuses):
+        if s.get("train_seconds") is None:
+            continue
+        key = (s.get("pid"), tuple(sorted(s["fused_with"]))) if s.get("fused_with") else ("alone", i)
+        chunks[key] = (float(s["train_seconds"]), float(s.get("eval_seconds") or 0.0))
+    return TimeSplit(wall_seconds, max(1, processes), len(chunks), sum(t for t, _ in chunks.values()),
+                     sum(e for _, e in chunks.values()))
 
 
 def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutcome:
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
+    started = time.time()
     planned = plan_and_check(overrides)
     hydra = hydra_node(overrides)
     problems = sweeper_problems(hydra["sweeper"], planned)
@@ -359,7 +411,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     if bracket is not None and bracket.get("time", 0) < since:
         bracket = None  # an earlier sweep's
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
-                        sweep_id, notes, bracket)
+                        sweep_id, notes, bracket, time.time() - started, fused_workers(hydra["launcher"]) or jobs)
 
 
 def run_one(overrides: list[str]) -> SweepOutcome:

@@ -483,7 +483,8 @@ class Attempt:
             write_measurements(h.tdir, measurements)
             last = measurements[-1]
             self._status(h, status, steps=last["step"], total_steps=total_steps,
-                         final_test_acc=last["test_acc"], train_seconds=last["train_seconds"])
+                         final_test_acc=last["test_acc"], train_seconds=last["train_seconds"],
+                         eval_seconds=last.get("eval_seconds"))
 
     def fail(self, h: Held, e: BaseException, tb: str) -> str:
         """A trial that raised: traceback.txt, then `oom` or `failed` with the error. Returns

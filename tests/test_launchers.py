@@ -105,6 +105,22 @@ def test_the_fused_launcher_trains_groups_in_worker_processes_with_capped_thread
     assert {e["threads"] for e in found} == {threads_for(4, 2, cores())}
     assert os.getpid() not in {e["pid"] for e in found}  # trained in worker processes
     assert all(e["fused_width"] >= 1 for e in found)
+    # where the time went, each fused chunk once, over the 2 processes
+    line = next(l for l in out.output.splitlines() if l.startswith("time: "))
+    assert "in 2 process(es)" in line and "trained models" in line
+
+
+def test_the_time_split_counts_each_fused_chunk_once():
+    from bsweep.launch import time_split
+
+    chunk = {"pid": 7, "fused_with": ["b", "a"], "train_seconds": 3.0, "eval_seconds": 1.0}
+    statuses = [{**chunk}, {**chunk, "fused_with": ["a", "b"]},  # one chunk of two members
+                {"pid": 7, "train_seconds": 2.0, "eval_seconds": 0.5},  # a trial alone
+                {"pid": 8, "train_seconds": 2.0, "eval_seconds": 0.5},  # another, same clocks
+                {"pid": 8, "status": "failed"}]  # no clock
+    split = time_split(statuses, wall_seconds=10.0, processes=2)
+    assert (split.chunks, split.train, split.evaluation) == (3, 7.0, 2.0)
+    assert split.rest_per_process == (2 * 10.0 - 9.0) / 2
 
 
 def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(results, tmp_path, monkeypatch):
