@@ -31,7 +31,7 @@ import torch
 from bsweep import records
 from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, flatten, is_under
 from bsweep.data import TensorData, load_data
-from bsweep.device import environment, settle
+from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
@@ -86,7 +86,6 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
             cache.clear()
             cache[key] = load_data(cfg.data, device)
         data = cache[key]
-        env = environment(device)
         # the settings the study's trials ran with at this point (perf/ in the study folder)
         perf = choose(cfg, data, study_dir(cfg))
         # C8: one trial alone, in float32 whatever perf chose (bf16 autocast halves saved
@@ -95,29 +94,28 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
         for width in widths:
             seconds = step_seconds(cfg, data, point.batch_size, width, perf, **kw) / width
             row = {
-                "batch_size": point.batch_size,
-                "norm": cfg.norm.kind,
-                "device": str(device),
+                **row_key(cfg, point.batch_size, device, width),
                 "seconds_per_step": seconds,
                 "samples_per_second": point.batch_size / seconds,
-                "fused_width": width,
                 **(memory if width == 1 else {}),
-                "data": cfg.data.name,
-                "model_width": cfg.model.width,
-                "model_depth": cfg.model.depth,
-                "optim": cfg.optim.name,
-                "model": cfg.model.name,
-                **step_keys(cfg),
                 **perf.describe(),
                 "threads": torch.get_num_threads(),
-                "device_name": env["device_name"],
-                "torch_version": env["torch_version"],
                 "time": time.time(),
             }
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return pd.DataFrame(rows)
+
+
+def row_key(cfg: Config, batch_size: int, device: torch.device, width: int) -> dict[str, object]:
+    """What a bench row is of: the point, the step's settings, the width and the machine (the
+    device, its name, torch's version)."""
+    env = environment(device)
+    return {"batch_size": batch_size, "norm": cfg.norm.kind, "device": str(device), "fused_width": width,
+            "data": cfg.data.name, "model_width": cfg.model.width, "model_depth": cfg.model.depth,
+            "optim": cfg.optim.name, "model": cfg.model.name, **step_keys(cfg),
+            "device_name": env["device_name"], "torch_version": env["torch_version"]}
 
 
 def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
@@ -130,15 +128,9 @@ def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
     points = points_of(configs)
     if table is None or table.empty:
         return [p.cfg for p in points]
-    from bsweep.device import device_name, resolve_device
-
     missing = []
     for point in points:
-        cfg, device = point.cfg, resolve_device(point.cfg.device)
-        want = {"batch_size": point.batch_size, "norm": cfg.norm.kind, "data": cfg.data.name,
-                "model_width": cfg.model.width, "model_depth": cfg.model.depth, "optim": cfg.optim.name,
-                "model": cfg.model.name, **step_keys(cfg), "device": str(device), "fused_width": 1,
-                "device_name": device_name(device), "torch_version": torch.__version__}
+        want = row_key(point.cfg, point.batch_size, resolve_device(point.cfg.device), 1)
         match = pd.Series(True, index=table.index)
         for column, value in want.items():
             if column not in table.columns:
@@ -148,7 +140,7 @@ def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
             else:
                 match &= table[column] == value
         if not match.any():
-            missing.append(cfg)
+            missing.append(point.cfg)
     return missing
 
 

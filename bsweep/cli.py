@@ -115,8 +115,9 @@ def _report_outcome(outcome) -> None:
     where = ", ".join(sorted({str(study_dir(p.config)) for p in outcome.planned}))
     console.print(f"{len(outcome.planned)} trials: {line} ({'; '.join(who)}). Results in {where}",
                   highlight=False)
-    if outcome.time_split is not None:
-        console.print(outcome.time_split.line(), highlight=False)
+    split = outcome.time_split
+    if split is not None:
+        console.print(split.line(), highlight=False)
     if outcome.bracket:
         from bsweep.analysis.bracket import record_summary
 

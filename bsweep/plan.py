@@ -248,7 +248,7 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
     composed: dict[tuple[str, ...], DictConfig] = {}
     trials = []
     _PLANNED.clear()
-    _PLANNED[_SOURCES] = (line.config_name, tuple(line.config_dirs))
+    _PLANNED_FROM[:] = [(line.config_name, tuple(line.config_dirs))]
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -266,13 +266,13 @@ def expand(overrides: list[str]) -> list[PlannedTrial]:
     return trials
 
 
-# The task configs of the last `expand` in this process, by job override list, with the config
+# The task configs of the last `expand` in this process, by job override list, and the config
 # name and --config-dir folders they were composed from. `bsweep sweep` plans, then runs Hydra in
 # the same process, and the `bsweep_fused` launcher takes them instead of composing every job a
 # second time (~14 ms a job on the 2-core CPU: 2 s of claims_quick's start, before any worker
 # had work).
-_PLANNED: dict = {}
-_SOURCES = ("sources",)
+_PLANNED: dict[tuple[str, ...], DictConfig] = {}
+_PLANNED_FROM: list[tuple[str, tuple[str, ...]]] = []
 
 
 def _job_key(job: list[str]) -> tuple[str, ...] | None:
@@ -283,16 +283,15 @@ def _job_key(job: list[str]) -> tuple[str, ...] | None:
     return tuple(sorted(job)) if len(set(keys)) == len(keys) else None
 
 
-def planned_config(job: list[str], hydra_cfg: DictConfig) -> DictConfig | None:
-    """The task config `expand` composed for the job `job`, when the last plan of this process
-    had it and came from the config name and --config-dir folders of `hydra_cfg` (a running
-    Hydra's config, `hydra` node included); else None."""
-    key = _job_key(job)
+def planned_configs(jobs: list[list[str]], hydra_cfg: DictConfig) -> list[DictConfig | None]:
+    """For each job (its override list), the task config `expand` composed for it, when the last
+    plan of this process had it and came from the config name and --config-dir folders of
+    `hydra_cfg` (a running Hydra's config, `hydra` node included); else None."""
     name = str(hydra_cfg.hydra.job.config_name)
     dirs = tuple(str(s.path) for s in hydra_cfg.hydra.runtime.config_sources if s.provider == "command-line")
-    if key is None or _PLANNED.get(_SOURCES) != (name, dirs):
-        return None
-    return _PLANNED.get(key)
+    if _PLANNED_FROM != [(name, dirs)]:
+        return [None] * len(jobs)
+    return [_PLANNED.get(key) if (key := _job_key(list(job))) is not None else None for job in jobs]
 
 
 def single(overrides: list[str]) -> PlannedTrial:

@@ -310,22 +310,22 @@ def test_the_fused_launcher_takes_the_plans_configs_and_they_are_the_ones_hydra_
     # same sweep with the launcher composing each job through Hydra writes the same trials.
     from bsweep import plan
 
-    taken, planned_config = [], plan.planned_config
+    taken, planned_configs = [], plan.planned_configs
 
-    def counting(job, hydra_cfg):
-        cfg = planned_config(job, hydra_cfg)
-        taken.append(cfg is not None)
-        return cfg
+    def counting(jobs, hydra_cfg):
+        cfgs = planned_configs(jobs, hydra_cfg)
+        taken.extend(cfg is not None for cfg in cfgs)
+        return cfgs
 
     def written(where: Path) -> dict[str, str]:
         return {t.name: (t / "config.yaml").read_text() for t in records.trials_dir(where / "smoke").iterdir()}
 
     sweep = [*TINY, "hydra/launcher=bsweep_fused", "lr=0.05,0.1"]
-    monkeypatch.setattr(plan, "planned_config", counting)
+    monkeypatch.setattr(plan, "planned_configs", counting)
     out = runner.invoke(app, ["sweep", *sweep, f"results_dir={results}"])
     assert out.exit_code == 0, out.output
     assert taken and all(taken)
-    monkeypatch.setattr(plan, "planned_config", lambda *a: None)
+    monkeypatch.setattr(plan, "planned_configs", lambda jobs, _: [None] * len(jobs))
     out = runner.invoke(app, ["sweep", *sweep, f"results_dir={tmp_path / 'again'}"])
     assert out.exit_code == 0, out.output
     mine, hydras = written(results), written(tmp_path / "again")

@@ -113,7 +113,7 @@ class BsweepFusedLauncher(Launcher):
     def _jobs(self, job_overrides: list[list[str]], first: int) -> list:
         """The jobs for these overrides, numbered from `first`, each with its resolved task config.
 
-        `bsweep sweep` composed every job of its plan already (`bsweep.plan.planned_config`);
+        `bsweep sweep` composed every job of its plan already (`bsweep.plan.planned_configs`);
         others (a bracketing round's new lrs, `python -m bsweep.app -m`) are composed here.
         Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a 144-trial
         study); jobs that differ only in plain `key=value` overrides share one composition here,
@@ -125,8 +125,8 @@ class BsweepFusedLauncher(Launcher):
 
         assert self.config is not None and self.hydra_context is not None
         parser, jobs = OverridesParser.create(), []
-        for i, overrides in enumerate(job_overrides):
-            task_cfg = plan.planned_config(list(overrides), self.config)  # `bsweep sweep` planned it
+        planned = plan.planned_configs(job_overrides, self.config)  # what `bsweep sweep` composed
+        for i, (overrides, task_cfg) in enumerate(zip(job_overrides, planned)):
             if task_cfg is None:
                 structure, values = split_job(parser, overrides)
                 if structure not in self._composed:

@@ -8,7 +8,7 @@ when it planned the sweep (`bsweep.plan.expand`, which Hydra's own compose backs
 job per structure (`bsweep.plan.split_job`: the overrides that choose config groups) is
 composed by Hydra: what can fail in Hydra's composition itself (a missing group option, a bad
 package) fails as before; a plain `key=value` a job sets is checked by the plan. A batch whose
-jobs `bsweep sweep` planned in this process (`bsweep.plan.planned_config`) is not composed again.
+jobs `bsweep sweep` planned in this process (`bsweep.plan.planned_configs`) is not composed again.
 Sweeping,
 batching and `hydra.sweeper.params` are the basic sweeper's, unchanged.
 """
@@ -33,10 +33,10 @@ ConfigStore.instance().store(group="hydra/sweeper", name="bsweep", node=BsweepSw
 
 class BsweepSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        from bsweep.plan import planned_config, split_job
+        from bsweep.plan import planned_configs, split_job
 
         assert self.config is not None
-        if all(planned_config(list(overrides), self.config) is not None for overrides in batch):
+        if all(cfg is not None for cfg in planned_configs([list(o) for o in batch], self.config)):
             return  # `bsweep sweep` composed every job of the batch through Hydra's compose
         parser, seen = OverridesParser.create(), set()
         for overrides in batch:
