@@ -111,14 +111,13 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
     from bsweep.data import load_data
     from bsweep.device import resolve_device, settle
     from bsweep.perf import choose, choose_width
-    from bsweep.plan import expand
-    from omegaconf import OmegaConf
+    from bsweep.plan import expand, structured
 
     planned = expand([f"study={study}", "norm=batch", "lr=0.01", "seed=0"])
     lrs_seeds = len(expand([f"study={study}", "norm=batch", "batch_size=1"]))  # members per group
     rows = []
     for p in planned:
-        cfg = OmegaConf.to_object(p.config)
+        cfg = structured(p.config)
         device = resolve_device(cfg.device)
         data = load_data(cfg.data, device)
         # as bsweep's trials run (threads, denormals, malloc); the plain loop below shares this
@@ -224,17 +223,16 @@ def run_measured(cmd: list[str], env=None) -> tuple[float, int, int]:
 def baseline_study(overrides: list[str], threads: int) -> None:
     """Child process: every trial of the sweep `overrides`, one after another, the plain way."""
     import torch
-    from omegaconf import OmegaConf
 
     from bsweep.data import load_data
-    from bsweep.plan import expand
+    from bsweep.plan import expand, structured
 
     if threads:
         torch.set_num_threads(threads)
     planned = expand(overrides)
     data = None
     for p in planned:
-        cfg = OmegaConf.to_object(p.config)
+        cfg = structured(p.config)
         if data is None:
             data = load_data(cfg.data, "cpu")
         plain_trial(cfg, data)
@@ -279,20 +277,19 @@ def floor_seconds(overrides: list[str], workers: int) -> dict:
     (torch's FlopCounterMode, per sample) over the FLOP rate one thread reaches on them (a
     training step at batch 1024; an evaluation of one model over the test set), / `workers`."""
     import torch
-    from omegaconf import OmegaConf
     from torch.utils.flop_counter import FlopCounterMode
 
     from bsweep.bench import step_seconds
     from bsweep.data import load_data
     from bsweep.device import keep_freed_memory
     from bsweep.engine import Alone, PerfChoice, evaluate
-    from bsweep.plan import expand
+    from bsweep.plan import expand, structured
     from bsweep.schedule import measurement_steps, total_steps
     from bsweep.timing import time_steps
 
     keep_freed_memory()  # the rates bsweep's own processes reach (`bsweep.device.settle`)
     torch.set_num_threads(1)
-    planned = [OmegaConf.to_object(p.config) for p in expand(overrides)]
+    planned = [structured(p.config) for p in expand(overrides)]
     data = load_data(planned[0].data, "cpu")
     train_flops = eval_flops = 0.0
     per_sample: dict = {}

@@ -22,14 +22,14 @@ A command: only the CLI and `reproduce` import this module.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from bsweep import records
-from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, flatten, is_under
+from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, dotted, is_under
 from bsweep.data import TensorData, load_data
 from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
@@ -45,9 +45,9 @@ KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "opti
 
 
 def step_keys(cfg: Config) -> dict[str, object]:
-    """The config's keys under STEP_GROUPS, dotted, runtime keys (data.root ...) left out."""
-    return {k: v for k, v in flatten(asdict(cfg)).items()
-            if is_under(k, STEP_GROUPS) and not is_under(k, RUNTIME_KEYS)}
+    """The config's keys under STEP_GROUPS, dotted as a composed config names them (a model of
+    the user's own: model._target_ and its arguments), runtime keys (data.root ...) left out."""
+    return {k: v for k, v in dotted(cfg).items() if is_under(k, STEP_GROUPS) and not is_under(k, RUNTIME_KEYS)}
 
 
 def step_seconds(cfg: Config, data: TensorData, batch_size: int, width: int = 1,

@@ -51,7 +51,9 @@ RUNTIME_KEYS = (
 )
 # Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
 # (it leaves training unchanged) and the evaluation cadence (one measurement grid per study).
-NOT_GRID = ("noise", "study.eval", "hydra")
+NOT_GRID = ("noise", "study.eval", "hydra", "model.target", "model.kwargs", "data.target", "data.kwargs")
+# ("model.target" and the like: the typed form of a node's `_target_` and its other keys
+# (`bsweep.plan.structured`); a config on disk, which analysis reads, has the keys themselves.)
 # The study's nuisance parameters (Deep Learning Tuning Playbook) that every study has: the
 # tuned view optimises over lr and averages over seed. `study.nuisance` may add keys to tune
 # jointly with lr; every other key that varies across a study's trials is scientific.
@@ -82,7 +84,10 @@ def train_size(cfg: DataConfig) -> int:
 
 
 @dataclass
-class DataConfig:
+class DatasetConfig:
+    """The schema of the built-in datasets' options (configs/data/*.yaml): Hydra types each of
+    them with it, so `data.n_trian=5` or `data.n_train=abc` is an error that names the key."""
+
     name: str = "mnist1d"
     # Training / test set sizes in samples. null = the dataset's own split in full.
     n_train: Optional[int] = None
@@ -107,11 +112,35 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class DataConfig(DatasetConfig):
+    """A trial's data as the code reads it: a built-in dataset, or a dataset of the user's own
+    (`data._target_`: the import path of a function returning the data, its keyword arguments
+    the data node's keys that DatasetConfig does not have; see docs/custom.md). The keys of
+    DatasetConfig keep their meaning for both (n_train, n_test, input_norm, order)."""
+
+    target: Optional[str] = None  # the node's `_target_`; None: the built-in `name`
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the target's own keyword arguments
+
+
+@dataclass
+class CNNConfig:
+    """The schema of the built-in CNN's presets (configs/model/cnn*.yaml)."""
+
     name: str = "cnn"
     width: int = 32  # channels in every conv layer
     depth: int = 3  # conv -> norm -> ReLU blocks; every block after the first halves the length
     kernel_size: int = 5  # odd, so "same" padding is symmetric
+
+
+@dataclass
+class ModelConfig(CNNConfig):
+    """A trial's model as the code reads it: the built-in CNN, or a model of the user's own
+    (`model._target_`: the import path of an nn.Module class or factory, its keyword arguments
+    the model node's other keys; see docs/custom.md). For a model of the user's own, `name` is
+    its `_target_` and the CNN's keys keep their defaults, unused."""
+
+    target: Optional[str] = None  # the node's `_target_`; None: the built-in CNN
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the target's own keyword arguments
 
 
 @dataclass
@@ -270,6 +299,30 @@ class Config:
     tags: dict[str, Any] = field(default_factory=dict)
 
 
+# Each typed node with a `target` and its composed form: the `_target_` key and its keyword
+# arguments as the node's own keys (what configs and config.yaml files hold).
+TARGET_NODES = ("model", "data")
+
+# The data node's keys that bsweep reads for a dataset of the user's own as well; its other
+# keys are the target's keyword arguments.
+OWN_DATA_KEYS = ("n_train", "n_test", "data_seed", "input_norm", "order")
+
+
+def dotted(cfg: "Config") -> dict[str, object]:
+    """A typed config as {dotted key: value} under the names a composed config has: a
+    `_target_` node's `target` as `<node>._target_` and its kwargs as `<node>.<kwarg>`."""
+    from dataclasses import asdict
+
+    tree = asdict(cfg)
+    for name in TARGET_NODES:
+        node = tree[name]
+        target, kwargs = node.pop("target"), node.pop("kwargs")
+        if target is not None:
+            tree[name] = {"_target_": target, **kwargs,
+                          **{k: v for k, v in node.items() if name == "data" and k in OWN_DATA_KEYS}}
+    return flatten(tree)
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     """A nested config as {dotted key: value}; lists and empty dicts stay whole values."""
     out: dict[str, object] = {}
@@ -294,9 +347,22 @@ def grid_defaults() -> dict[str, object]:
     return {k: v for k, v in flatten(asdict(Config())).items() if not is_under(k, RUNTIME_KEYS + NOT_GRID)}
 
 
+@dataclass
+class ComposedConfig(Config):
+    """The root schema Hydra composes into. `model` and `data` are typed by their options
+    instead (the built-in ones by CNNConfig and DatasetConfig, through their defaults lists),
+    so that a model or dataset of the user's own may carry its own keyword arguments."""
+
+    data: Any = None
+    model: Any = None
+
+
 def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore under the name `configs/config.yaml` uses."""
+    """Put the schemas into Hydra's ConfigStore under the names configs/ uses: the root's
+    (`configs/config.yaml`) and the built-in options' (`configs/model/cnn.yaml` and the like)."""
     from hydra.core.config_store import ConfigStore  # here, so readers of results need no Hydra
 
     cs = ConfigStore.instance()
-    cs.store(name="bsweep_schema", node=Config)
+    cs.store(name="bsweep_schema", node=ComposedConfig)
+    cs.store(group="model", name="cnn_schema", node=CNNConfig)
+    cs.store(group="data", name="dataset_schema", node=DatasetConfig)

@@ -18,6 +18,7 @@ import torch
 
 from bsweep.config import DATASETS, FULL_SIZES, INPUT_NORMS, DataConfig
 from bsweep.datacache import cached_arrays
+from bsweep.targets import given, locate
 
 
 class DatasetError(ValueError):
@@ -54,9 +55,9 @@ class TensorData:
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData:
     """Load the configured dataset as scaled tensors on `device` (the training split sorted by
     class unless `data.order` is "shuffled")."""
-    if cfg.name not in DATASETS:
+    if cfg.target is None and cfg.name not in DATASETS:
         raise DatasetError(f"unknown dataset {cfg.name!r}; choose one of {', '.join(DATASETS)}")
-    loader = {
+    loader = _custom if cfg.target is not None else {
         "mnist1d": _mnist1d,
         "digits": _digits,
         "mnist": _torchvision_mnist,
@@ -70,7 +71,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData
     if cfg.order != "shuffled":  # by class, stable: the engine reads it in this order, or by batches of it
         by_class = np.argsort(y_train, kind="stable")
         x_train, y_train = x_train[by_class], y_train[by_class]
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    n_classes = int(max(y_train.max(), y_test.max())) + 1  # a custom set: its labels 0..max
     return TensorData(
         torch.as_tensor(x_train, dtype=torch.float32),
         torch.as_tensor(y_train, dtype=torch.int64),
@@ -175,6 +176,72 @@ def _cifar10(cfg: DataConfig) -> Arrays:
     x_train, y_train = read(names_train)
     x_test, y_test = read(["test_batch"])
     return x_train, y_train, x_test, y_test
+
+
+def _custom(cfg: DataConfig) -> Arrays:
+    """A dataset of the user's own: `data.target` called with `data.kwargs` (and `seed`, the
+    data_seed, where it takes one), returning (x_train, y_train, x_test, y_test) as tensors or
+    arrays, or (train, test) as `torch.utils.data.Dataset`s of (input, label) pairs, which are
+    read whole into memory here (bsweep's loop indexes tensors on the device)."""
+    from hydra.utils import instantiate
+
+    fn = locate(cfg.target, "data._target_")
+    out = instantiate({"_target_": cfg.target, **cfg.kwargs}, **given(fn, {"seed": cfg.data_seed}))
+    where = f"data._target_={cfg.target}"
+    if isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(d, torch.utils.data.Dataset) for d in out):
+        x_train, y_train = _read_dataset(out[0], f"{where} (train)")
+        x_test, y_test = _read_dataset(out[1], f"{where} (test)")
+    elif isinstance(out, (tuple, list)) and len(out) == 4:
+        x_train, y_train, x_test, y_test = (_as_array(a, f"{where}, item {i}") for i, a in enumerate(out))
+    else:
+        raise DatasetError(f"{where} returned {_describe(out)}; return (x_train, y_train, x_test, y_test) "
+                           f"as tensors or arrays, or (train, test) as torch Datasets of (input, label)")
+    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise DatasetError(f"{where}: the {split} split has inputs of shape {x.shape} and labels of "
+                               f"shape {y.shape}; want (N, ...) inputs and (N,) labels, N > 0")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DatasetError(f"{where}: the {split} labels must be class numbers 0, 1, 2, ... "
+                               f"(integers >= 0); got {y.dtype} from {y.min()} to {y.max()}")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DatasetError(f"{where}: the {split} inputs must be real numbers; got {x.dtype}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(f"{where}: train inputs have shape {x_train.shape[1:]} a sample, "
+                           f"test inputs {x_test.shape[1:]}; they must match")
+    return x_train.astype(np.float32), y_train.astype(np.int64), x_test.astype(np.float32), y_test.astype(np.int64)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def _as_array(value: object, where: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except Exception as e:
+        raise DatasetError(f"{where}: {_describe(value)} is not an array ({e})") from None
+
+
+def _read_dataset(ds: "torch.utils.data.Dataset", where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A map-style Dataset of (input, label) read whole, in its index order."""
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+        items = [ds[i] for i in range(n)]
+    except Exception as e:
+        raise DatasetError(f"{where}: reading the Dataset by index raised {type(e).__name__}: {e}; "
+                           f"it must be a map-style Dataset (len and [i])") from None
+    if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items):
+        raise DatasetError(f"{where}: each item must be (input, label); item 0 is {_describe(items[0]) if items else 'missing'}")
+    try:
+        x = np.stack([_as_array(it[0], where) for it in items])
+        y = np.asarray([int(it[1]) for it in items])
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{where}: its items do not stack into inputs and integer labels ({e})") from None
+    return x, y
 
 
 def _missing_message(cfg: DataConfig, detail: str) -> str:

@@ -26,7 +26,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr, measures_gradients
 from bsweep.data import TensorData
 from bsweep.device import synchronize
-from bsweep.models import make_cnn
+from bsweep.models import make_model
 from bsweep.schedule import lr_factor, measurement_steps, total_steps
 from bsweep.timing import Stopwatch
 
@@ -176,14 +176,14 @@ def prepare(model: nn.Module, device: torch.device, perf: PerfChoice) -> nn.Modu
 
 
 class Alone:
-    """One trial (K = 1): the model as `make_cnn` builds it and a `torch.optim` optimizer, the
+    """One trial (K = 1): the model as `make_model` builds it and a `torch.optim` optimizer, the
     reference that fused members are tested against (and torch's fused CUDA optimizer kernels)."""
 
     k = 1
 
     def __init__(self, cfg: Config, data: TensorData, perf: PerfChoice) -> None:
         torch.manual_seed(cfg.seed)  # initialization
-        model = make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm)
+        model = make_model(data.input_shape, data.n_classes, cfg.model, cfg.norm)
         self.model = prepare(model, data.x_train.device, perf)
         self.cl = perf.channels_last
         self.opt = make_optimizer(cfg.optim, self.model.parameters(), effective_lr(cfg))

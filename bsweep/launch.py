@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, study_dir
-from bsweep.validate import ConfigError, check_all, explain
+from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, structured, study_dir
+from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
 # rarely enough to cost nothing beside training.
@@ -109,9 +109,21 @@ def _as_config_error(fn, *args):
 def plan_and_check(overrides: list[str]) -> list[PlannedTrial]:
     """Expand the grid and validate every trial (raises ConfigError)."""
     planned = _as_config_error(expand, overrides)
-    check_all([OmegaConf.to_object(p.config) for p in planned],
-              [OmegaConf.to_container(p.config, resolve=False) for p in planned])
+    check_planned(planned)
     return planned
+
+
+def check_planned(planned: list[PlannedTrial]) -> None:
+    """Raise ConfigError for every problem of the planned trials: keys the schema lacks, bad
+    values, and, where they name one, a model or dataset of the user's own that does not load,
+    build or fit its data (tried once here, `bsweep.preflight`)."""
+    check_keys([OmegaConf.to_container(p.config, resolve=False) for p in planned])
+    configs = _as_config_error(lambda: [structured(p.config) for p in planned])
+    check_all(configs)
+    if any(c.model.target is not None or c.data.target is not None for c in configs):
+        from bsweep.preflight import check_targets  # torch and the user's code: only for them
+
+        check_targets(configs)
 
 
 def write_study_file(planned: list[PlannedTrial], overrides: list[str]) -> None:
@@ -292,6 +304,10 @@ def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) 
         if t is None or got < t:
             notes.append(f"threads={t if t is not None else 'null'} with {jobs} trial(s) at once on "
                          f"{n_cores} cores: each trial runs {got} torch thread(s)")
+    if fused_workers(launcher):
+        for target in sorted({str(p.config.model._target_) for p in planned if "_target_" in p.config.model}):
+            notes.append(f"model._target_={target} trains unfused, one model per trial: bsweep fuses "
+                         f"its built-in CNN only (docs/custom.md)")
     return jobs, notes
 
 
@@ -417,7 +433,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
 def run_one(overrides: list[str]) -> SweepOutcome:
     """`bsweep run`: one trial at the configured point (no grid)."""
     planned = [_as_config_error(single, overrides)]
-    check_all([OmegaConf.to_object(planned[0].config)], [OmegaConf.to_container(planned[0].config, resolve=False)])
+    check_planned(planned)
     before = trial_states(planned)
     sweep_id = uuid.uuid4().hex[:12]
     code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})

@@ -1,4 +1,5 @@
-"""The small CNN of a study, and `make_norm`: the normalization layers of section 3.6."""
+"""A trial's model: the small CNN of a study or a model of the user's own (`make_model`), and
+`make_norm`: the normalization layers of section 3.6."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from bsweep.config import MODELS, NORMS, ModelConfig, NormConfig
+from bsweep.targets import given, locate
 
 
 def make_norm(cfg: NormConfig, channels: int, dims: int) -> nn.Module:
@@ -104,3 +106,37 @@ def make_cnn(
     if model.name not in MODELS:
         raise ValueError(f"unknown model {model.name!r}; choose one of {', '.join(MODELS)}")
     return SmallCNN(input_shape, n_classes, model, norm)
+
+
+class ModelError(ValueError):
+    """A model of the user's own that cannot serve as given (what it returned, what it should)."""
+
+
+def make_model(input_shape: tuple[int, ...], n_classes: int, model: ModelConfig, norm: NormConfig) -> nn.Module:
+    """The trial's model: the built-in CNN, or `model.target` built by `hydra.utils.instantiate`
+    with the config's keyword arguments and, where its signature names them, `input_shape` (one
+    sample's shape), `num_classes` and `norm_layer` (a factory `norm_layer(channels, dims)` of
+    the study's `norm`). With norm=weight, norm_layer gives the identity and bsweep
+    weight-normalizes the model's layers instead (`weight_normed_layers`)."""
+    if model.target is None:
+        return make_cnn(input_shape, n_classes, model, norm)
+    from hydra.utils import instantiate
+
+    fn = locate(model.target, "model._target_")
+    offered = {"input_shape": tuple(input_shape), "num_classes": n_classes,
+               "norm_layer": lambda channels, dims=2: make_norm(norm, channels, dims)}
+    net = instantiate({"_target_": model.target, **model.kwargs}, **given(fn, offered))
+    if not isinstance(net, nn.Module):
+        raise ModelError(f"model._target_={model.target} returned a {type(net).__name__}, not a torch.nn.Module")
+    if norm.kind == "weight":
+        for layer in weight_normed_layers(net):
+            nn.utils.parametrizations.weight_norm(layer)
+    return net
+
+
+def weight_normed_layers(net: nn.Module) -> list[nn.Module]:
+    """The layers norm=weight reparametrizes in a model of the user's own: its convs, as in
+    the built-in CNN (whose classifier stays plain); a model without convs, its linear layers
+    but the last (the classifier)."""
+    convs = [m for m in net.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    return convs or [m for m in net.modules() if isinstance(m, nn.Linear)][:-1]

@@ -328,12 +328,13 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
 
 
 def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice = PerfChoice()) -> int:
-    """The fusion width for a group of `n_members` trials like `cfg`: 1 with `perf.fuse=off` or
-    noise tracking, forced by `perf.fuse`, or measured ("auto"): the candidate width with the
-    lowest seconds per member-step."""
+    """The fusion width for a group of `n_members` trials like `cfg`: 1 with `perf.fuse=off`,
+    noise tracking or a model of the user's own, forced by `perf.fuse`, or measured ("auto"):
+    the candidate width with the lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
-    # noise scale and gradient cosines measure one model's gradients: a fused model has none
-    if fuse == "off" or n_members <= 1 or measures_gradients(cfg):
+    # noise scale and gradient cosines measure one model's gradients: a fused model has none;
+    # a model of the user's own has no grouped-conv twin (bsweep.fused builds the CNN's only)
+    if fuse == "off" or n_members <= 1 or measures_gradients(cfg) or cfg.model.target is not None:
         return 1
     if fuse != "auto":
         if not fuse.isdigit() or int(fuse) < 1:

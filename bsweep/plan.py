@@ -29,7 +29,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from bsweep.config import RUNTIME_KEYS, Config, register_configs
+from bsweep.config import OWN_DATA_KEYS, RUNTIME_KEYS, TARGET_NODES, Config, register_configs
 from bsweep.validate import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -347,9 +347,28 @@ def _schema() -> DictConfig:
     return OmegaConf.structured(Config)
 
 
-def structured(config: dict) -> Config:
-    """A resolved config dict as the typed schema (defaults for keys it lacks)."""
-    return OmegaConf.to_object(OmegaConf.merge(_schema(), config))
+def structured(config: dict | DictConfig) -> Config:
+    """A resolved config (a dict or a composed DictConfig) as the typed schema (defaults for
+    keys it lacks); a `_target_` node as its typed form (`typed_targets`)."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    return OmegaConf.to_object(OmegaConf.merge(_schema(), typed_targets(config)))
+
+
+def typed_targets(config: dict) -> dict:
+    """`config` with each `_target_` node (model, data) in the schema's shape: `name` and
+    `target` the import path, `kwargs` the node's keys the schema does not own (for data, every
+    key but DatasetConfig's own; for a model, every key). A shallow copy; `config` is unchanged."""
+    config = dict(config)
+    for name in TARGET_NODES:
+        node = config.get(name)
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        own = OWN_DATA_KEYS if name == "data" else ()
+        config[name] = {"name": str(node["_target_"]), "target": node["_target_"],
+                        "kwargs": {k: v for k, v in node.items() if k != "_target_" and k not in own},
+                        **{k: v for k, v in node.items() if k in own}}
+    return config
 
 
 # What the members of one fusion group may differ in (the keys `fusion_key` leaves out).

@@ -24,11 +24,17 @@ from bsweep.config import (
     OPTIMIZERS,
     ORDERS,
     SCHEDULES,
+    TARGET_NODES,
+    CNNConfig,
     Config,
+    DatasetConfig,
     grid_defaults,
     perf_setting,
     train_size,
 )
+
+
+from bsweep.targets import DATA_GIVES, MODEL_GIVES, TargetError, accepts, kwargs_problems, locate
 
 
 class ConfigError(ValueError):
@@ -83,9 +89,12 @@ def nuisance_problems(keys: list[str]) -> list[str]:
 def problems(cfg: Config) -> list[str]:
     """Every problem found in one trial's config (empty when it is fine)."""
     out: list[str] = []
-    out += _choice("data.name", cfg.data.name, DATASETS)
+    if cfg.data.target is None:
+        out += _choice("data.name", cfg.data.name, DATASETS)
     out += _choice("norm.kind", cfg.norm.kind, NORMS)
-    out += _choice("model.name", cfg.model.name, MODELS)
+    if cfg.model.target is None:
+        out += _choice("model.name", cfg.model.name, MODELS)
+    out += target_problems(cfg)
     out += _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     out += _choice("schedule.name", cfg.schedule.name, SCHEDULES)
     if not (cfg.device in DEVICES or cfg.device.startswith(("cuda:", "mps:"))):
@@ -100,15 +109,16 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"data.n_test={cfg.data.n_test} must be positive (or null for the full split)")
     if not cfg.lr > 0:
         out.append(f"lr={cfg.lr} must be a number > 0")
-    if cfg.norm.kind == "group" and (cfg.norm.groups <= 0 or cfg.model.width % cfg.norm.groups):
-        out.append(
-            f"norm.groups={cfg.norm.groups} must divide model.width={cfg.model.width}; "
-            f"allowed: {', '.join(str(g) for g in range(1, cfg.model.width + 1) if cfg.model.width % g == 0)}"
-        )
-    if cfg.model.width < 1 or cfg.model.depth < 1:
-        out.append(f"model.width={cfg.model.width} and model.depth={cfg.model.depth} must be >= 1")
-    if cfg.model.kernel_size < 1 or cfg.model.kernel_size % 2 == 0:
-        out.append(f"model.kernel_size={cfg.model.kernel_size} must be odd and >= 1")
+    if cfg.model.target is None:  # the built-in CNN's keys (a model of one's own: its signature)
+        if cfg.norm.kind == "group" and (cfg.norm.groups <= 0 or cfg.model.width % cfg.norm.groups):
+            out.append(
+                f"norm.groups={cfg.norm.groups} must divide model.width={cfg.model.width}; "
+                f"allowed: {', '.join(str(g) for g in range(1, cfg.model.width + 1) if cfg.model.width % g == 0)}"
+            )
+        if cfg.model.width < 1 or cfg.model.depth < 1:
+            out.append(f"model.width={cfg.model.width} and model.depth={cfg.model.depth} must be >= 1")
+        if cfg.model.kernel_size < 1 or cfg.model.kernel_size % 2 == 0:
+            out.append(f"model.kernel_size={cfg.model.kernel_size} must be odd and >= 1")
     if not 0 < cfg.study.target <= 1:
         out.append(f"study.target={cfg.study.target} must be an accuracy in (0, 1]")
     if cfg.study.memory_limit_gib is not None and not cfg.study.memory_limit_gib > 0:
@@ -171,6 +181,45 @@ def problems(cfg: Config) -> list[str]:
     return out
 
 
+def target_problems(cfg: Config) -> list[str]:
+    """What is wrong with the config's `_target_`s (model, data): not importable, or keyword
+    arguments its signature does not take. Imports the user's module (not bsweep's torch code)."""
+    out = []
+    for node, spec, gives in (("model", cfg.model, MODEL_GIVES), ("data", cfg.data, DATA_GIVES)):
+        if spec.target is None:
+            continue
+        try:
+            fn = locate(spec.target, f"{node}._target_")
+        except TargetError as e:
+            out.append(str(e))
+            continue
+        out += kwargs_problems(fn, dict(spec.kwargs), node, spec.target, gives)
+    return out
+
+
+def study_problems(configs: list[Config]) -> list[str]:
+    """What is wrong across a study's trials rather than in one: `norm` swept over a model of
+    the user's own that takes no `norm_layer`, whose trials would then differ in name only and
+    be analysed as different norms."""
+    out = []
+    norms: dict[str, set[str]] = {}
+    for cfg in configs:
+        if cfg.model.target is not None:
+            norms.setdefault(cfg.model.target, set()).add(cfg.norm.kind)
+    for path, kinds in norms.items():
+        if len(kinds) < 2:
+            continue
+        try:
+            takes = accepts(locate(path, "model._target_"), "norm_layer")
+        except TargetError:
+            continue  # said by target_problems
+        if not takes:
+            out.append(f"norm is swept ({', '.join(sorted(kinds))}) but {path} takes no norm_layer, "
+                       f"so its trials would differ in name only; give it a norm_layer argument "
+                       f"(a factory norm_layer(channels, dims), docs/custom.md) or fix norm")
+    return out
+
+
 def _writable(path: Path) -> bool:
     """Whether `path` (which may not exist yet) could be created and written: its nearest
     existing ancestor is a folder where a file can really be created (a probe file, removed at
@@ -194,8 +243,9 @@ FREE_KEYS = ("tags",)
 def unknown_keys(tree: dict, prefix: str = "") -> list[str]:
     """The dotted keys of a composed config (as a container, without its `hydra` node) that the
     schema does not have. Hydra's `+key=value` adds a key even where the schema has none, and
-    converting to the schema drops it without a word: `+model._target_=pkg.Net` would train
-    the built-in CNN. (Keys under FREE_KEYS are free.)"""
+    converting to the schema drops it without a word: `+model.foo=1` would train as if unsaid.
+    (Keys under FREE_KEYS are free; so are the keyword arguments of a `_target_` node, which
+    `target_problems` checks against the target's signature.)"""
     out = []
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
@@ -204,31 +254,55 @@ def unknown_keys(tree: dict, prefix: str = "") -> list[str]:
         allowed = _schema_keys(dotted)
         if allowed is None or key not in allowed:
             out.append(dotted)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and "_target_" in value and _is_builtin_option(dotted, value):
+            out.append(f"{dotted}._target_")  # `+model._target_=...` on a built-in option
+        elif isinstance(value, dict) and "_target_" not in value:
             out += unknown_keys(value, dotted + ".")
     return out
+
+
+def _is_builtin_option(dotted: str, node: dict) -> bool:
+    """Whether a model or data node is one of bsweep's options (its `name` one of theirs):
+    a `_target_` added to it would be trained with the option's keys as its arguments."""
+    builtin = {"model": MODELS, "data": DATASETS}.get(dotted, ())
+    return node.get("name") in builtin
 
 
 def not_a_key(dotted: str) -> str:
     """`dotted` is not a key of the schema: say so, with the keys there and a close match."""
     allowed = _schema_keys(dotted) or []
-    leaf = dotted.split(".")[-1]
+    *parents, leaf = dotted.split(".")
+    if leaf == "_target_" and parents and parents[0] in TARGET_NODES:
+        node = parents[0]
+        return (f"{dotted}: the built-in {node} options take no _target_; for a {node} of your own "
+                f"choose {node}=custom ({node}=custom {node}._target_=my_pkg.MyThing, its keyword "
+                f"arguments with +{node}.NAME=VALUE) or a {node}/<name>.yaml of your own in a "
+                f"--config-dir (docs/custom.md)")
     close = difflib.get_close_matches(leaf, allowed, n=1)
-    guess = f" (did you mean {'.'.join([*dotted.split('.')[:-1], close[0]])}?)" if close else ""
+    guess = f" (did you mean {'.'.join([*parents, close[0]])}?)" if close else ""
     there = f"; keys there: {', '.join(allowed)}" if allowed else ""
     return f"{dotted} is not a config key{guess}{there}"
 
 
-def check_all(configs: list[Config], trees: list[dict] | None = None) -> None:
-    """Raise ConfigError listing every distinct problem across a plan's trials. `trees`: the
-    same trials as composed (containers), checked for keys the schema does not have."""
+def check_keys(trees: list[dict]) -> None:
+    """Raise ConfigError naming every key of the composed configs `trees` (containers) that
+    the schema does not have: a key added with `+` (see `unknown_keys`)."""
+    found = [f"{not_a_key(key)} (a key added with + must be one the schema has)"
+             for key in dict.fromkeys(k for tree in trees for k in unknown_keys(tree))]
+    if found:
+        raise ConfigError("\n".join(found))
+
+
+def check_all(configs: list[Config]) -> None:
+    """Raise ConfigError listing every distinct problem across a plan's trials (typed)."""
     found: list[str] = []
-    for key in dict.fromkeys(k for tree in trees or [] for k in unknown_keys(tree)):
-        found.append(f"{not_a_key(key)} (a key added with + must be one the schema has)")
     for cfg in configs:
         for p in problems(cfg):
             if p not in found:
                 found.append(p)
+    for p in study_problems(configs):
+        if p not in found:
+            found.append(p)
     for results_dir in sorted({c.results_dir for c in configs}):
         if not _writable(Path(results_dir)):
             found.append(f"results_dir={results_dir!r} cannot be written; choose a writable folder")
@@ -240,11 +314,14 @@ def check_all(configs: list[Config], trees: list[dict] | None = None) -> None:
 
 
 def _schema_keys(dotted: str) -> list[str] | None:
-    """The keys the schema allows next to the (dotted) key `dotted`, or None if unknown."""
-    from bsweep.config import Config
-
+    """The keys the schema allows next to the (dotted) key `dotted` in a composed config, or
+    None if unknown. The model and data nodes have their built-in options' keys there
+    (CNNConfig, DatasetConfig): `target` and `kwargs` are the typed form of a `_target_` node."""
     node = Config
-    for part in dotted.split(".")[:-1]:
+    for depth, part in enumerate(dotted.split(".")[:-1]):
+        if depth == 0 and part in TARGET_NODES:
+            node = {"model": CNNConfig, "data": DatasetConfig}[part]
+            continue
         match = [f for f in fields(node) if f.name == part]
         if not match:
             return None
@@ -269,6 +346,7 @@ def explain(e: BaseException) -> str:
                 hint = " (the joblib and submitit launchers come with bsweep; others need their plugin)"
             else:
                 hint = ""
+            options = [o for o in options if not o.endswith("_schema")]  # bsweep/config.py's, not choices
             return f"{group}={value} is not a known {group}; choose one of: {', '.join(options)}{hint}"
         return text.split("\nConfig search path")[0]
     if isinstance(e, OverrideParseException):

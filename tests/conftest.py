@@ -7,13 +7,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from bsweep.config import Config
 from bsweep.data import TensorData
 from bsweep.engine import Alone, PerfChoice, TrialResult, train
 from bsweep.fused import build_members
-from bsweep.plan import compose_config
+from bsweep.plan import compose_config, structured
 
 # Generated datasets (bsweep.datacache) cached once per test session, for every process the
 # tests start, and never in the user's own cache folder.
@@ -51,7 +50,7 @@ def results(tmp_path: Path) -> Path:
 
 def compose(overrides: list[str]) -> Config:
     """The typed config `bsweep run OVERRIDES` would train."""
-    return OmegaConf.to_object(compose_config(overrides))
+    return structured(compose_config(overrides))
 
 
 @pytest.fixture

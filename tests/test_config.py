@@ -2,7 +2,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from bsweep.config import DATASETS, NORMS, OPTIMIZERS, SCHEDULES, Config
+from bsweep.config import DATASETS, MODELS, NORMS, OPTIMIZERS, SCHEDULES, Config
 from bsweep.plan import CONFIG_DIR, compose_config, expand
 from tests.conftest import compose
 
@@ -25,9 +25,11 @@ def test_every_preset_composes_and_expands(preset):
 
 @pytest.mark.parametrize(
     "group,choices",
-    [("data", DATASETS), ("norm", NORMS), ("optim", OPTIMIZERS), ("schedule", SCHEDULES)],
+    [("data", DATASETS + ("custom",)), ("model", MODELS + ("custom",)), ("norm", NORMS),
+     ("optim", OPTIMIZERS), ("schedule", SCHEDULES)],
 )
 def test_config_groups_offer_exactly_the_known_choices(group, choices):
+    # `custom`: a `_target_` of the user's own (docs/custom.md)
     assert {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")} == set(choices)
 
 

@@ -201,13 +201,12 @@ def test_split_is_even():
 def test_the_fused_launcher_sweeps_skips_finished_and_writes_each_member(results):
     import json
 
-    from omegaconf import OmegaConf
     from typer.testing import CliRunner
 
     from bsweep import records
     from bsweep.analysis.load import load_trials
     from bsweep.cli import app
-    from bsweep.plan import expand
+    from bsweep.plan import expand, structured
 
     # device=cpu: the exactness asked here is the CPU's (with a GPU, device=auto would compare
     # cuDNN's TF32 convolutions with the CPU alone; test_fast_loop pins fused == alone on CUDA)
@@ -226,7 +225,7 @@ def test_the_fused_launcher_sweeps_skips_finished_and_writes_each_member(results
     env = json.loads((tdir / records.ENV_FILE).read_text())
     assert env["fused_width"] >= 1 and p.trial_id in env["fused_with"]
     got = records.read_measurements(tdir)
-    cfg = OmegaConf.to_object(p.config)
+    cfg = structured(p.config)
     alone = train_alone(cfg, load_data(cfg.data)).measurements
     assert list(got["step"]) == [r["step"] for r in alone]
     for col in COLUMNS:

@@ -268,16 +268,15 @@ def test_a_bad_perf_setting_stops_the_sweep_before_training(tmp_path):
 # one thread; prints the page faults they took. argv[1] == "keep": with `keep_freed_memory`.
 _FAULTS = """
 import resource, sys, torch
-from omegaconf import OmegaConf
 from bsweep.data import load_data
 from bsweep.device import keep_freed_memory
 from bsweep.engine import PerfChoice, evaluate
 from bsweep.fused import build_members
-from bsweep.plan import expand
+from bsweep.plan import expand, structured
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)
-cfgs = [OmegaConf.to_object(p.config) for p in expand(["data=mnist1d", "data.n_train=256", "lr=0.01,0.1", "seed=0,1,2"])]
+cfgs = [structured(p.config) for p in expand(["data=mnist1d", "data.n_train=256", "lr=0.01,0.1", "seed=0,1,2"])]
 data = load_data(cfgs[0].data, "cpu")
 members = build_members(cfgs, data, PerfChoice())
 evaluate(members, data, 256, False)

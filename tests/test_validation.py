@@ -38,7 +38,7 @@ def refused(results, *overrides: str, command: str = "sweep"):
         ("lr=0.1,fast", "lr=fast: 'fast' is not a number"),
         ("batch_size=lots", "'lots' is not a whole number; batch_size takes a whole number"),
         ("norm=banana", "norm=banana is not a known norm; choose one of: batch, group, instance, layer, lrn, none, weight"),
-        ("data=imagenet", "data=imagenet is not a known data; choose one of: cifar10, digits, fashion_mnist, mnist, mnist1d"),
+        ("data=imagenet", "data=imagenet is not a known data; choose one of: cifar10, custom, digits, fashion_mnist, mnist, mnist1d"),
         ("optim=rmsprop", "optim=rmsprop is not a known optim; choose one of: adam, sgd"),
         ("study=nope", "study=nope is not a known study; choose one of:"),
         ("hydra/launcher=ray", "hydra/launcher=ray is not a known hydra/launcher; choose one of: basic,"),
@@ -54,7 +54,8 @@ def refused(results, *overrides: str, command: str = "sweep"):
         ("noise.cosine_at=[0.5,2]", "noise.cosine_at=[0.5, 2.0] must be shares of the budget in (0, 1]"),
         ("study.memory_limit_gib=0", "study.memory_limit_gib=0.0 must be > 0 GiB"),
         # a key added with + is checked too: converting to the schema would drop it unsaid
-        ("+model._target_=pkg.Net", "model._target_ is not a config key; keys there: name, width, depth, kernel_size"),
+        ("+model._target_=pkg.Net", "model._target_: the built-in model options take no _target_; for a model of your own choose model=custom"),
+        ("model._target_=pkg.Net", "model._target_: the built-in model options take no _target_"),
         ("+optim.momentun=0.5", "optim.momentun is not a config key (did you mean optim.momentum?)"),
         ("+widht=3", "widht is not a config key"),
     ],

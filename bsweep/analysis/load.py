@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from bsweep import records
-from bsweep.config import FULL_SIZES, NOT_GRID, NUISANCE_KEYS, RUNTIME_KEYS, flatten, grid_defaults, is_under
+from bsweep.config import (FULL_SIZES, NOT_GRID, NUISANCE_KEYS, OWN_DATA_KEYS, RUNTIME_KEYS, TARGET_NODES, flatten,
+                           grid_defaults, is_under)
 
 TRIAL_COLUMNS = [
     "trial_id", "study", "status", "error", "data", "model", "norm", "optim", "schedule",
@@ -55,7 +56,12 @@ def grid_values(config: dict) -> dict[str, object]:
     """A trial's place in its study's grid: its config as dotted keys, runtime keys, `noise.*`
     and `study.eval.*` left out, keys it lacks (an older trial) at their schema default."""
     flat = {k: v for k, v in flatten(config).items() if not is_under(k, RUNTIME_KEYS + NOT_GRID)}
-    return {**SCHEMA_DEFAULTS, **flat}
+    defaults = dict(SCHEMA_DEFAULTS)
+    for node in TARGET_NODES:  # a `_target_` node has its own keys: none of the built-in's
+        if f"{node}._target_" in flat:
+            own = OWN_DATA_KEYS if node == "data" else ()
+            defaults = {k: v for k, v in defaults.items() if not is_under(k, (node,)) or k.split(".", 1)[1] in own}
+    return {**defaults, **flat}
 
 
 @dataclass
@@ -121,8 +127,8 @@ def _trial_row(tdir: Path) -> dict:
     row["_nuisance"] = cfg.get("study", {}).get("nuisance", [])
     row.update(
         study=cfg.get("study", {}).get("name"),
-        data=data.get("name"),
-        model=cfg.get("model", {}).get("name"),
+        data=data.get("name") or data.get("_target_"),
+        model=cfg.get("model", {}).get("name") or cfg.get("model", {}).get("_target_"),
         norm=cfg.get("norm", {}).get("kind"),
         optim=cfg.get("optim", {}).get("name"),
         schedule=cfg.get("schedule", {}).get("name"),

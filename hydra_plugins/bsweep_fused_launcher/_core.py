@@ -200,18 +200,24 @@ EVAL_SAMPLE_SECONDS = 7.5e-6  # per member per test sample at each measurement (
 # A fused chunk's own cost: build, warm-up and records, ~4 s over a worker's 20 chunks of
 # claims_quick (0.25 budget); the perf probe and width search are remembered by the machine.
 CHUNK_SETUP_SECONDS = 0.2
+# (train, test) samples assumed for a dataset of the user's own that states no n_train/n_test:
+# costs only order and split groups, and a wrong guess scales every group of that dataset alike.
+UNKNOWN_DATA_SIZES = (10_000, 2_000)
 
 
 def cost(group: list[Job]) -> float:
     """Predicted seconds of training `group` fused in one worker."""
-    from bsweep.config import FULL_SIZES, train_size
+    from bsweep.config import FULL_SIZES
     from bsweep.plan import structured
     from bsweep.schedule import measurement_steps, total_steps
 
     cfg = structured(group[0].config)
-    steps = total_steps(cfg.study.budget, train_size(cfg.data), cfg.batch_size)
+    # a dataset of the user's own with no n_train / n_test: sizes unknown without loading it
+    n_train, n_test = cfg.data.n_train, cfg.data.n_test
+    guess = FULL_SIZES.get(cfg.data.name, UNKNOWN_DATA_SIZES)
+    steps = total_steps(cfg.study.budget, n_train or guess[0], cfg.batch_size)
     evals = len(measurement_steps(cfg.study.eval, cfg.batch_size, steps))
-    n_test = cfg.data.n_test or FULL_SIZES[cfg.data.name][1]
+    n_test = n_test or guess[1]
     return CHUNK_SETUP_SECONDS + len(group) * (steps * (MEMBER_STEP_SECONDS + MEMBER_SAMPLE_SECONDS * cfg.batch_size)
                                                + evals * n_test * EVAL_SAMPLE_SECONDS)
 
