@@ -304,7 +304,7 @@ def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) 
         if t is None or got < t:
             notes.append(f"threads={t if t is not None else 'null'} with {jobs} trial(s) at once on "
                          f"{n_cores} cores: each trial runs {got} torch thread(s)")
-    if fused_workers(launcher):
+    if is_fused(launcher):
         for target in sorted({str(p.config.model._target_) for p in planned if "_target_" in p.config.model}):
             notes.append(f"model._target_={target} trains unfused, one model per trial: bsweep fuses "
                          f"its built-in CNN only (docs/custom.md)")
@@ -343,10 +343,15 @@ def start_workers(launcher: dict) -> None:
         worker_pool(workers)
 
 
+def is_fused(launcher: dict) -> bool:
+    """Whether the launcher is `bsweep_fused` (whatever its backend)."""
+    return str(launcher.get("_target_", "")).endswith("BsweepFusedLauncher")
+
+
 def fused_workers(launcher: dict) -> int:
-    """The `bsweep_fused` launcher's process count (1: it trains in this process); 0 for any
-    other launcher."""
-    if not str(launcher.get("_target_", "")).endswith("BsweepFusedLauncher"):
+    """The `bsweep_fused` launcher's process count on this machine (1: it trains in this
+    process); 0 for any other launcher, and for its submitit and ray backends."""
+    if not is_fused(launcher) or launcher.get("backend", "local") != "local":
         return 0
     from hydra_plugins.bsweep_fused_launcher._core import workers_for
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable
 
+from ._backends import Backend
+
 log = logging.getLogger("bsweep")
 
 
@@ -32,7 +34,7 @@ FollowUp = Callable[[list[tuple[Job, Any]]], list[Job]]
 
 
 def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None,
-             env: dict[str, str] | None = None) -> dict[int, Any]:
+             env: dict[str, str] | None = None, backend: Backend | None = None) -> dict[int, Any]:
     """Train `jobs` as fused groups; return {job index: the task's return value (a dict)}.
 
     A trial's own failure is written to its record and returned as a status, as the runner
@@ -45,7 +47,11 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
     worker: a group wider than the width its worker picks trains its first chunk there and
     hands the other chunks back, to whichever worker is free next, instead of queueing them all
     behind one worker while another idles.
+
+    `backend`: where chunks train (`_backends`: submitit jobs, Ray tasks), `backend.slots` at a
+    time; None: `n_jobs` worker processes here, or this process for one.
     """
+    slots = backend.slots if backend is not None else n_jobs
     out: dict[int, Any] = {}
     ready: list[tuple[float, list[Job], int | None]] = []  # (predicted seconds, jobs, width)
 
@@ -57,7 +63,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
     def admit(new: list[Job]) -> None:
         skipped, groups = _skip_finished_and_group(new)
         out.update(skipped)
-        queue(balance(groups, n_jobs))
+        # here, splitting a group that would leave a worker idle shortens the wall time; a
+        # cluster's slots are many, and filling them by splitting groups would undo fusion
+        queue(balance(groups, n_jobs) if backend is None else groups)
         if skipped and follow_up is not None:
             admit(follow_up([(job, skipped[job.index]) for job in new if job.index in skipped]))
 
@@ -73,19 +81,24 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
             admit(follow_up([(job, results[job.index]) for job in group if job.index in results]))
 
     admit(jobs)
-    log.info("bsweep_fused: %d trials to train in %d groups, %d processes",
-             sum(len(g) for _, g, _ in ready), len(ready), n_jobs)
-    if n_jobs <= 1 or (len(ready) <= 1 and follow_up is None and not pool_running(n_jobs)):
+    log.info("bsweep_fused: %d trials to train in %d groups, %d %s",
+             sum(len(g) for _, g, _ in ready), len(ready), slots,
+             "processes" if backend is None else f"{type(backend).__name__.removesuffix('Backend').lower()} slots")
+    if backend is None and (n_jobs <= 1 or (len(ready) <= 1 and follow_up is None and not pool_running(n_jobs))):
         while ready:
             _, group, width = ready.pop(0)
             ended(group, train_group(group, 1, 0, env or {}, width))
         return out
-    pool, numbers = worker_pool(n_jobs), itertools.count()
+    pool, numbers = backend or worker_pool(n_jobs), itertools.count()
+    # a worker here places its chunk among n_jobs (threads, GPU by number); a submitit job or a
+    # Ray task has its own allocation: the only job in it
+    among = n_jobs if backend is None else 1
     pending: dict[Future, list[Job]] = {}
     while ready or pending:
-        while ready and len(pending) < n_jobs:  # one chunk per worker: the rest stay reorderable
+        while ready and len(pending) < slots:  # one chunk per slot: the rest stay reorderable
             _, group, width = ready.pop(0)
-            pending[pool.submit(train_group, group, n_jobs, next(numbers), env or {}, width)] = group
+            number = next(numbers) if backend is None else 0
+            pending[pool.submit(train_group, group, among, number, env or {}, width)] = group
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in done:
             group = pending.pop(future)

@@ -16,7 +16,7 @@ in the same workers.
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -30,6 +30,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bsweep import plan
 from bsweep.plan import apply_values, split_job
 
+from ._backends import BACKENDS, RayConf, SubmititConf
+from ._core import workers_for
+
 log = logging.getLogger(__name__)
 
 
@@ -37,8 +40,14 @@ log = logging.getLogger(__name__)
 class BsweepFusedLauncherConf:
     _target_: str = "hydra_plugins.bsweep_fused_launcher.bsweep_fused_launcher.BsweepFusedLauncher"
     # Processes training groups at once; 1 = in this process; -1 = one per CPU core (each runs
-    # `threads` torch threads: 1 by default, the fastest per core for small CNNs).
+    # `threads` torch threads: 1 by default, the fastest per core for small CNNs). With the ray
+    # backend: Ray tasks in flight (default: the cluster's CPUs over ray.remote.num_cpus).
     n_jobs: int = 1
+    # Where fused chunks train: local (processes here), submitit (a SLURM job per chunk, or
+    # submitit's local executor), ray (a Ray task per chunk). See _backends.py, docs/cluster.md.
+    backend: str = "local"
+    submitit: SubmititConf = field(default_factory=SubmititConf)
+    ray: RayConf = field(default_factory=RayConf)
 
 
 ConfigStore.instance().store(
@@ -47,8 +56,11 @@ ConfigStore.instance().store(
 
 
 class BsweepFusedLauncher(Launcher):
-    def __init__(self, n_jobs: int = 1) -> None:
+    def __init__(self, n_jobs: int = 1, backend: str = "local", submitit: Any = None, ray: Any = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"hydra.launcher.backend={backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
         self.n_jobs = n_jobs
+        self.backend = backend
         # Set by a sweeper that adds jobs as others end (`hydra/sweeper=bsweep_bracket`): called
         # with each finished group's [(overrides, return value)], it returns more job overrides,
         # trained in this same launch as soon as a worker is free; their JobReturns are left in
@@ -66,7 +78,7 @@ class BsweepFusedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ._core import Job, run_jobs, workers_for
+        from ._core import Job, run_jobs
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -91,7 +103,7 @@ class BsweepFusedLauncher(Launcher):
         # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
         # Hydra's own jobs: set while each group trains, in a worker or here.
         env_set = {str(k): str(v) for k, v in (self.config.hydra.job.get("env_set") or {}).items()}
-        results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None, env_set)
+        results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None, env_set, self._backend())
         self.follow_up_returns = []
         for i, value in results.items():
             job = extra[i] if i in extra else _job(jobs, i)
@@ -109,6 +121,19 @@ class BsweepFusedLauncher(Launcher):
                 returns[i] = ret
         assert all(r is not None for r in returns)
         return returns  # type: ignore[return-value]
+
+    def _backend(self) -> Any:
+        """The chunks' engine for `hydra.launcher.backend` (None: this machine's processes),
+        its settings read from the launcher's config, interpolations resolved."""
+        from ._backends import RayBackend, SubmititBackend
+
+        assert self.config is not None
+        launcher = self.config.hydra.launcher
+        if self.backend == "submitit":
+            return SubmititBackend(OmegaConf.to_container(launcher.submitit, resolve=True))
+        if self.backend == "ray":
+            return RayBackend(OmegaConf.to_container(launcher.ray, resolve=True), workers_for(self.n_jobs) if self.n_jobs != 1 else 1)
+        return None
 
     def _jobs(self, job_overrides: list[list[str]], first: int) -> list:
         """The jobs for these overrides, numbered from `first`, each with its resolved task config.

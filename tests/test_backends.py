@@ -1,0 +1,98 @@
+"""The fused launcher's engines beyond this machine's processes (`hydra.launcher.backend`):
+submitit (its local executor stands in for SLURM: the same executor API, jobs as processes) and
+Ray (when installed). Each must give the trials, ids and statuses the local backend gives, and
+a killed job must leave only its own trials to train again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from bsweep import records
+from bsweep.analysis.load import load_trials
+from bsweep.cli import app
+from tests.conftest import TINY
+
+runner = CliRunner()
+FUSED = ["hydra/launcher=bsweep_fused", "device=cpu", "lr=0.05,0.1"]
+SUBMITIT_LOCAL = ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=local"]
+
+
+def sweep(results, *extra: str) -> str:
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", *FUSED, *extra])
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+def outcome(results) -> dict[str, str]:
+    trials = load_trials(results / "smoke")
+    return dict(zip(trials["trial_id"], trials["status"]))
+
+
+@pytest.mark.slow
+def test_submitit_runs_a_fused_study_as_the_local_launcher_does(tmp_path):
+    sweep(tmp_path / "local")
+    sweep(tmp_path / "submitit", *SUBMITIT_LOCAL, "perf.fuse=2")  # (ids do not depend on perf.*)
+    assert outcome(tmp_path / "submitit") == outcome(tmp_path / "local")
+    assert set(outcome(tmp_path / "submitit").values()) == {"complete"}
+    study = tmp_path / "submitit" / "smoke"
+    # each group trained fused in one submitit job: 4 groups (2 batch sizes x 2 norms) of 2 lrs
+    assert len(list(study.glob("hydra/multirun/*/.submitit/*/*_result.pkl"))) == 4
+    again = sweep(tmp_path / "submitit", *SUBMITIT_LOCAL, "perf.fuse=2")
+    assert "8 already finished, 0 to run" in again
+
+
+def test_an_unknown_backend_is_refused(results):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", *FUSED, "hydra.launcher.backend=slurm"])
+    assert out.exit_code != 0
+    assert "hydra.launcher.backend='slurm' is not known; choose one of: local, submitit, ray" in " ".join(out.output.split())
+    assert not (results / "smoke" / "trials").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_job_leaves_only_its_trials_to_train_again(results):
+    # long enough (~seconds a chunk) to find a chunk's process at work and kill it
+    args = [*TINY, f"results_dir={results}", *FUSED, *SUBMITIT_LOCAL, "study.budget.epochs=60"]
+    proc = subprocess.Popen([sys.executable, "-m", "bsweep", "sweep", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed, deadline = None, time.time() + 240
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        for tdir in records.trials_dir(results / "smoke").glob("*") if (results / "smoke").exists() else []:
+            status = records.read_status(tdir) or {}
+            if status.get("status") == "running" and status.get("pid") not in (None, proc.pid):
+                os.kill(status["pid"], signal.SIGKILL)
+                killed = status["pid"]
+                break
+        time.sleep(0.2)
+    output = proc.communicate(timeout=300)[0]
+    assert killed is not None, output
+    states = outcome(results)
+    # the killed trial is interrupted; a member of its group the job had not reached yet (the
+    # job would have handed it back) has no record yet; every other group completed
+    done = sum(s == "complete" for s in states.values())
+    assert "interrupted" in states.values() and 6 <= done <= 7, states
+    assert set(states.values()) == {"complete", "interrupted"}, states
+    kept = {t: (records.trial_dir(results / "smoke", t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns
+            for t, s in states.items() if s == "complete"}
+    again = runner.invoke(app, ["sweep", *args])
+    assert again.exit_code == 0, again.output
+    assert f"{done} already finished, {8 - done} to run" in again.output
+    assert set(outcome(results).values()) == {"complete"}
+    for t, mtime in kept.items():  # nothing finished was trained again
+        assert (records.trial_dir(results / "smoke", t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_ray_runs_a_fused_study_as_the_local_launcher_does(tmp_path):
+    pytest.importorskip("ray", reason="Ray is optional: pip install 'bsweep[ray]'")
+    sweep(tmp_path / "local")
+    sweep(tmp_path / "ray", "hydra.launcher.backend=ray", "hydra.launcher.n_jobs=2",
+          "hydra.launcher.ray.init.num_cpus=2")
+    assert outcome(tmp_path / "ray") == outcome(tmp_path / "local")
+    assert set(outcome(tmp_path / "ray").values()) == {"complete"}
