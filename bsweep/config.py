@@ -48,6 +48,7 @@ RUNTIME_KEYS = (
     "study.nuisance",  # how the analysis reads the study, not what a trial trains
     "study.memory_limit_gib",  # C8's prediction, not what a trial trains
     "perf",  # fusion, autocast, memory format: how a trial runs (results equal within tolerance)
+    "checkpoint_seconds",  # how often a trial saves its state for a resume: not what it trains
 )
 # Keys that are not part of a study's grid besides RUNTIME_KEYS: the optional noise measurement
 # (it leaves training unchanged) and the evaluation cadence (one measurement grid per study).
@@ -295,6 +296,11 @@ class Config:
     # threads under any other load); use parallel processes (hydra/launcher=joblib) for the cores.
     threads: Optional[int] = 1
     results_dir: str = "results"
+    # Wall seconds between a trial's saves of its whole state (trials/<id>/checkpoint.pt, at
+    # measurement points), so a preempted or killed trial resumes there instead of at step 0;
+    # null: never. 300: a trial longer than a few minutes loses at most ~5 min; a save of the
+    # default CNN and its optimizer takes milliseconds.
+    checkpoint_seconds: Optional[float] = 300.0
     # Free-form notes a user wants recorded with the trial (kept in its id).
     tags: dict[str, Any] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +34,8 @@ from bsweep.timing import Stopwatch
 # Steps run on a throw-away copy of the members before the clock starts, so one-time costs
 # (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
 WARMUP_STEPS = 3
+# The layout of a checkpoint's state (`train`): a saved state of another layout is not resumed.
+CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,25 @@ class Members(Protocol):
 
     def copy(self) -> "Members":
         """An independent copy (for warm-up steps that must not touch the real state)."""
+
+    def state(self) -> dict:
+        """Everything training changes (weights, buffers, optimizer), as tensors copied off the
+        live state: what a checkpoint keeps."""
+
+    def load_state(self, state: dict) -> None:
+        """Put a `state()` back into freshly built members of the same configs."""
+
+
+class Checkpoint(Protocol):
+    """Where `train` keeps its state for a resume after preemption (the runner's files)."""
+
+    every_seconds: float  # wall seconds between saves, at measurement points
+
+    def load(self) -> dict | None:
+        """The state saved last for these trials, or None."""
+
+    def save(self, state: dict) -> None:
+        """Keep `state` (replacing the last; atomically: a kill mid-write leaves the old one)."""
 
 
 def autocast(device: torch.device, amp: bool):
@@ -209,6 +231,13 @@ class Alone:
     def copy(self) -> "Alone":
         return copy.deepcopy(self)
 
+    def state(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()), "opt": copy.deepcopy(self.opt.state_dict())}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+
 
 def epoch_order(order: str, n: int, generators: list[torch.Generator], device: torch.device,
                 batch: int = 1, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -277,7 +306,8 @@ def warm_up(members: Members, data: TensorData, batch: int, amp: bool) -> None:
     synchronize(data.x_train.device)
 
 
-def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> list[TrialResult]:
+def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoice,
+          checkpoint: Checkpoint | None = None) -> list[TrialResult]:
     """Train `members` (member k is the trial `cfgs[k]`; the configs equal but for lr and seed)
     on `data` and measure each; one `TrialResult` per member.
 
@@ -285,6 +315,12 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     batches alone or fused. `train_seconds` is the group's training wall time, evaluation and
     warm-up excluded. Deterministic on CPU for fixed `perf`: the same configs and data give the
     same measurements, seconds aside.
+
+    With `checkpoint`, the loop saves its whole state at a measurement point once
+    `checkpoint.every_seconds` of wall time have passed since the last save, and starts from the
+    saved state when there is one: a resumed run continues the same batches, RNG streams and
+    clocks (the seconds lost to the preemption are not counted), so its measurements equal an
+    uninterrupted run's to float rounding.
     """
     cfg, k, device = cfgs[0], members.k, data.x_train.device
     n, batch = data.n_train, cfg.batch_size
@@ -355,14 +391,43 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
                 active[m] = False
             set_lr()
 
+    def snapshot(epoch_start: list[torch.Tensor], at_index: int) -> dict:
+        """The loop's whole state at a measurement point (clock stopped)."""
+        return {"version": CHECKPOINT_VERSION, "step": step, "factor": factor, "active": list(active),
+                "results": copy.deepcopy(results), "members": members.state(),
+                "window0": window[0].clone(), "before": before,
+                "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds,
+                "orders_at_epoch_start": epoch_start, "index_in_epoch": at_index,
+                "trackers": copy.deepcopy(trackers), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
+        members.load_state(saved["members"])
+        step, factor, active, results = saved["step"], saved["factor"], saved["active"], saved["results"]
+        window[0].copy_(saved["window0"])
+        before, trackers = saved["before"], saved["trackers"]
+        watch.seconds, eval_watch.seconds = saved["train_seconds"], saved["eval_seconds"]
+        for g, state in zip(orders, saved["orders_at_epoch_start"]):
+            g.set_state(state)
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        skip = saved["index_in_epoch"]  # steps of the saved epoch already trained
+    else:
+        saved, skip = None, 0
+        set_lr()
+        measure()
     set_lr()
-    measure()
-    pending = iter(at[1:])
+    pending = iter([s for s in at[1:] if s > step])
     measure_at = next(pending, None)
+    last_save = time.monotonic()
     watch.start()
     while step < steps and any(active):
+        epoch_start = [g.get_state() for g in orders] if checkpoint is not None else []
         perms = epoch_order(cfg.data.order, n, orders, device, batch, data.y_train)
-        for i in range(min(n // batch, steps - step)):
+        first, skip = skip, 0
+        for i in range(first, min(n // batch, steps - step + first)):
             new_factor = lr_factor(cfg.schedule, step, steps)
             if new_factor != factor:  # touch the optimizer only when the schedule moves
                 factor = new_factor
@@ -377,5 +442,8 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             measure_at = next(pending, None)
             if not any(active):
                 break
+            if checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds and step < steps:
+                checkpoint.save(snapshot(epoch_start, i + 1))
+                last_save = time.monotonic()
             watch.start()
     return results

@@ -317,6 +317,22 @@ class Fused:
             for m in members:
                 rows[m] = self.init_buffers[name].view(self.k, -1)[m]
 
+    def state(self) -> dict:
+        opt = self.opt
+        return {"flat": self.flat.clone(), "buffers": {n: b.clone() for n, b in self.model.named_buffers()},
+                "opt": {"steps": opt.steps, "buf": None if opt.buf is None else opt.buf.clone(),
+                        "sq": None if opt.sq is None else opt.sq.clone()}}
+
+    @torch.no_grad()
+    def load_state(self, state: dict) -> None:
+        self.flat.copy_(state["flat"])
+        for name, b in self.model.named_buffers():
+            b.copy_(state["buffers"][name])
+        opt, saved = self.opt, state["opt"]
+        opt.steps = saved["steps"]
+        opt.buf = None if saved["buf"] is None else saved["buf"].to(self.flat.device).clone()
+        opt.sq = None if saved["sq"] is None else saved["sq"].to(self.flat.device).clone()
+
     def copy(self) -> "Fused":
         # deepcopy would turn the parameters' views of the flat buffer into separate tensors
         other = copy.copy(self)

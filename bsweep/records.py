@@ -65,6 +65,7 @@ CONFIG_FILE = "config.yaml"
 ENV_FILE = "env.json"
 STATUS_FILE = "status.json"
 MEASUREMENTS_FILE = "measurements.parquet"
+CHECKPOINT_FILE = "checkpoint.pt"  # the training state to resume from (bsweep.runner.FileCheckpoint)
 TRACEBACK_FILE = "traceback.txt"
 CLAIMS_FILE = "claims.jsonl"
 LOCK_FILE = ".lock"
@@ -477,10 +478,12 @@ class Attempt:
             write_json(h.tdir / ENV_FILE, {**self.env, **h.details})
 
     def finish(self, h: Held, status: str, measurements: list[dict], total_steps: int) -> None:
-        """A trained trial: its measurements, then its final status (complete or diverged)."""
+        """A trained trial: its measurements, then its final status (complete or diverged); its
+        checkpoint, no longer needed, removed."""
         with self._lock:
             self.open.discard(h.trial_id)
             write_measurements(h.tdir, measurements)
+            (h.tdir / CHECKPOINT_FILE).unlink(missing_ok=True)
             last = measurements[-1]
             self._status(h, status, steps=last["step"], total_steps=total_steps,
                          final_test_acc=last["test_acc"], train_seconds=last["train_seconds"],
@@ -493,6 +496,8 @@ class Attempt:
         with self._lock:
             self.open.discard(h.trial_id)
             atomic_write_text(h.tdir / TRACEBACK_FILE, tb)
+            # its own error: the next attempt starts afresh rather than from a state that led here
+            (h.tdir / CHECKPOINT_FILE).unlink(missing_ok=True)
             self._status(h, status, error=error_line(e), traceback=tb)
         return status
 

@@ -8,9 +8,11 @@ launcher; the training loop is `engine.train`.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import traceback
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -66,6 +68,54 @@ def _job_context() -> tuple[int, int]:
     return (jobs or 1), job_num
 
 
+class FileCheckpoint:
+    """`engine.Checkpoint` in a trial's folder (a fused chunk's: its first member's), for the
+    trials `trial_ids` in this order; a saved state of other trials, or one that cannot be
+    read, is not resumed. Saves are atomic (records.atomic_write_bytes): a kill mid-write
+    leaves the previous state."""
+
+    def __init__(self, tdir: Path, trial_ids: list[str], every_seconds: float, device: torch.device) -> None:
+        self.path, self.ids, self.every_seconds, self.device = Path(tdir) / records.CHECKPOINT_FILE, list(trial_ids), every_seconds, device
+        self.resumed_step: int | None = None
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location=self.device, weights_only=False)
+        except Exception as e:  # damaged or from an incompatible version: train from step 0
+            log.warning("checkpoint %s unreadable (%s): training from step 0", self.path, e)
+            return None
+        if not isinstance(saved, dict) or saved.get("trial_ids") != self.ids:
+            return None
+        self.resumed_step = saved["state"]["step"]
+        return saved["state"]
+
+    def save(self, state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({"trial_ids": self.ids, "state": state}, buffer)
+        records.atomic_write_bytes(self.path, buffer.getvalue())
+
+
+def checkpoint_for(config: Config, held: list[records.Held], device: torch.device) -> FileCheckpoint | None:
+    """The checkpoint of the trials `held` (trained together), or None with checkpoint_seconds=null."""
+    if config.checkpoint_seconds is None:
+        return None
+    return FileCheckpoint(held[0].tdir, [h.trial_id for h in held], float(config.checkpoint_seconds), device)
+
+
+def checkpointed_members(tdir: Path) -> list[str] | None:
+    """The trial ids a checkpoint in `tdir` was saved for (several: a fused chunk), or None."""
+    path = Path(tdir) / records.CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        return list(saved["trial_ids"])
+    except Exception:
+        return None
+
+
 def run_trial_task(cfg: DictConfig) -> dict:
     """Train the trial `cfg` describes unless it is finished or another live process holds it.
     Never raises for a trial's own failure: that is written to its record, and the sweep goes on.
@@ -86,7 +136,11 @@ def run_trial_task(cfg: DictConfig) -> dict:
             data = data_for(config.data, device)
             perf = choose(config, data, study_dir(config))  # measured once per study and batch size
             attempt.note([held], **perf.describe())
-            [result] = train(Alone(config, data, perf), [config], data, perf)
+            keep = checkpoint_for(config, [held], device)
+            [result] = train(Alone(config, data, perf), [config], data, perf, keep)
+            if keep is not None and keep.resumed_step is not None:
+                log.info("trial %s (%s): resumed from its checkpoint at step %d", tid, point(config), keep.resumed_step)
+                attempt.note([held], resumed_from_step=keep.resumed_step)
         except Exception as e:  # a trial's failure is a record, not the end of the sweep
             status = attempt.fail(held, e, traceback.format_exc())
             log.error("trial %s (%s): %s: %s", tid, point(config), status, records.error_line(e).splitlines()[0][:300])

@@ -307,7 +307,6 @@ def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None)
 
     from bsweep import records
     from bsweep.device import environment
-    from bsweep.fused import split
     from bsweep.perf import choose, choose_width
     from bsweep.plan import structured_members, study_dir, trial_id
     from bsweep.runner import data_for, place
@@ -328,7 +327,7 @@ def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None)
             width = choose_width(first, data, len(group), perf)
         except Exception:  # unloadable data: each member records the error alone, below
             width = 1
-    chunk, *rest = split(list(zip(group, cfgs)), width)
+    chunk, *rest = _resume_first(list(zip(group, cfgs)), width, sdir)
     out: dict[int, Any] = {}
     members = []
     for job, cfg in chunk:  # claimed just before they train
@@ -345,6 +344,25 @@ def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None)
     return out, [[job for job, _ in part] for part in rest]
 
 
+def _resume_first(pairs: list, width: int, sdir) -> list[list]:
+    """The (job, config) pairs in chunks of `width` (`fused.split`), except that a chunk a
+    checkpoint was saved for (a killed or preempted run's, all its members here) comes first,
+    as it was, so it resumes instead of starting again at whatever width is chosen now."""
+    from bsweep import records
+    from bsweep.fused import split
+    from bsweep.plan import trial_id
+    from bsweep.runner import checkpointed_members
+
+    ids = [trial_id(job.config) for job, _ in pairs]
+    for tid in ids:
+        saved = checkpointed_members(records.trial_dir(sdir, tid))
+        if saved and saved[0] == tid and set(saved) <= set(ids):
+            first = [pairs[ids.index(t)] for t in saved]
+            others = [p for p, t in zip(pairs, ids) if t not in saved]
+            return [first, *split(others, width)]
+    return split(pairs, width)
+
+
 def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
     """Train `members` fused; on an exception, again from step 0 in two halves, down to one
     member, which alone is recorded failed. Returns {job index: the task's return value}."""
@@ -354,6 +372,7 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
     from bsweep.device import free_memory
     from bsweep.engine import train
     from bsweep.fused import build_members, split
+    from bsweep.runner import checkpoint_for
 
     cfgs = [cfg for _, cfg, _ in members]
     held = [h for _, _, h in members]
@@ -364,7 +383,11 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
         for job, _, h in members:
             log.info("trial %s (%s): training fused (%d members) on %s", h.trial_id, _point(job.config),
                      len(members), data.x_train.device)
-        results = train(build_members(cfgs, data, perf), cfgs, data, perf)
+        keep = checkpoint_for(cfgs[0], held, device)
+        results = train(build_members(cfgs, data, perf), cfgs, data, perf, keep)
+        if keep is not None and keep.resumed_step is not None:
+            log.info("fused chunk %s: resumed from its checkpoint at step %d", ",".join(ids), keep.resumed_step)
+            attempt.note(held, resumed_from_step=keep.resumed_step)
     except Exception as e:  # never the sweep's end: retry smaller, or record the one member
         tb, error = traceback.format_exc(), records.error_line(e)
         status = attempt.fail(held[0], e, tb) if len(members) == 1 else None
