@@ -290,6 +290,15 @@ def sweeper_problems(sweeper: dict, planned: list[PlannedTrial]) -> list[str]:
     return problems
 
 
+def launcher_problems(launcher: dict) -> list[str]:
+    """What the `bsweep_fused` launcher's backend cannot run with (`hydra.launcher.backend`)."""
+    if not is_fused(launcher):
+        return []
+    from hydra_plugins.bsweep_fused_launcher._backends import backend_problems
+
+    return backend_problems(launcher)
+
+
 def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) -> tuple[int, list[str]]:
     """(trials at once on this machine, warnings about cores) for the launcher the overrides pick."""
     n_cores = cores()
@@ -397,7 +406,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     started = time.time()
     planned = plan_and_check(overrides)
     hydra = hydra_node(overrides)
-    problems = sweeper_problems(hydra["sweeper"], planned)
+    problems = sweeper_problems(hydra["sweeper"], planned) + launcher_problems(hydra["launcher"])
     if problems:
         raise ConfigError("\n".join(problems))
     before = trial_states(planned)

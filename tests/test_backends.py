@@ -48,10 +48,14 @@ def test_submitit_runs_a_fused_study_as_the_local_launcher_does(tmp_path):
     assert "8 already finished, 0 to run" in again
 
 
-def test_an_unknown_backend_is_refused(results):
-    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", *FUSED, "hydra.launcher.backend=slurm"])
-    assert out.exit_code != 0
-    assert "hydra.launcher.backend='slurm' is not known; choose one of: local, submitit, ray" in " ".join(out.output.split())
+@pytest.mark.parametrize("override,message", [
+    ("hydra.launcher.backend=slurm", "hydra.launcher.backend='slurm' is not known; choose one of: local, submitit, ray"),
+    ("hydra.launcher.submitit.cluster=pbs", "hydra.launcher.submitit.cluster='pbs' is not known; choose slurm or local"),
+])
+def test_a_bad_backend_is_refused_before_training(results, override, message):
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", *FUSED, "hydra.launcher.backend=submitit", override])
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert message in " ".join(out.output.split())
     assert not (results / "smoke" / "trials").exists()
 
 

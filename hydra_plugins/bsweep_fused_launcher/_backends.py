@@ -72,6 +72,23 @@ class RayConf:
     remote: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0, "memory": None})
 
 
+def backend_problems(launcher: dict) -> list[str]:
+    """What is wrong with a `bsweep_fused` launcher config's backend (checked before anything
+    trains): an unknown backend or submitit cluster, or the engine's package missing."""
+    import importlib.util
+
+    backend = launcher.get("backend", "local")
+    if backend not in BACKENDS:
+        return [f"hydra.launcher.backend={backend!r} is not known; choose one of: {', '.join(BACKENDS)}"]
+    if backend == "submitit":
+        cluster = (launcher.get("submitit") or {}).get("cluster", "slurm")
+        if cluster not in ("slurm", "local"):
+            return [f"hydra.launcher.submitit.cluster={cluster!r} is not known; choose slurm or local"]
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        return ["hydra.launcher.backend=ray needs Ray, which is not installed: pip install 'bsweep[ray]'"]
+    return []
+
+
 # The keys of Hydra's BaseQueueConf: submitit's own names; the others get the cluster's prefix.
 _GENERIC = ("timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name",
             "stderr_to_stdout")
@@ -96,7 +113,7 @@ class SubmititBackend(Backend):
         conf = dict(conf)
         cluster = conf.pop("cluster")
         if cluster not in ("slurm", "local"):
-            raise ValueError(f"hydra.launcher.submitit.cluster={cluster!r}; choose slurm or local")
+            raise ValueError(f"hydra.launcher.submitit.cluster={cluster!r} is not known; choose slurm or local")
         init = {"folder": conf.pop("submitit_folder")}
         max_num_timeout = conf.pop("max_num_timeout")
         if cluster == "slurm":
