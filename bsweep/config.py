@@ -316,7 +316,8 @@ OWN_DATA_KEYS = ("n_train", "n_test", "data_seed", "input_norm", "order")
 
 def dotted(cfg: "Config") -> dict[str, object]:
     """A typed config as {dotted key: value} under the names a composed config has: a
-    `_target_` node's `target` as `<node>._target_` and its kwargs as `<node>.<kwarg>`."""
+    `_target_` node's `target` as `<node>._target_` and its kwargs as `<node>.<kwarg>`; and
+    its `<node>.name`, the target (what analysis matches points on, `analysis.load`)."""
     from dataclasses import asdict
 
     tree = asdict(cfg)
@@ -324,7 +325,7 @@ def dotted(cfg: "Config") -> dict[str, object]:
         node = tree[name]
         target, kwargs = node.pop("target"), node.pop("kwargs")
         if target is not None:
-            tree[name] = {"_target_": target, **kwargs,
+            tree[name] = {"_target_": target, "name": target, **kwargs,
                           **{k: v for k, v in node.items() if name == "data" and k in OWN_DATA_KEYS}}
     return flatten(tree)
 

@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from bsweep import records
-from bsweep.analysis.load import load_grid_keys, load_trials
+from bsweep.analysis.load import grid_keys, grid_values, load_grid_keys, load_trials
 from bsweep.bench import step_keys
 from bsweep.cli import app
 from bsweep.config import DataConfig, ModelConfig, NormConfig
@@ -44,14 +44,29 @@ def test_the_examples_project_sweeps_resumes_and_reports_as_the_readme_shows(res
     assert some["model"] == {"_target_": "examples.tiny_models.TinyConvNet", "channels": 16}
     keys = load_grid_keys(study)
     assert set(keys.scientific) == {"batch_size", "norm.kind"}
-    assert keys.fixed["model._target_"] == "examples.tiny_models.TinyConvNet" and "model.width" not in keys.fixed
-    assert keys.fixed["data.n_samples"] == 1200 and "data.name" not in keys.fixed
+    assert keys.fixed["model.name"] == "examples.tiny_models.TinyConvNet" and "model.width" not in keys.fixed
+    assert keys.fixed["data.n_samples"] == 1200 and keys.fixed["data.name"] == "examples.tiny_data.waves"
     # a second run trains nothing again
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "4 already finished, 0 to run" in again.output
     report = runner.invoke(app, ["report", str(study)])
     assert report.exit_code == 0, report.output
     assert (study / "report" / "index.html").is_file()
+
+
+def test_a_study_of_the_cnn_and_a_model_of_ones_own_varies_model_name():
+    planned = expand([*EXAMPLES, *TINY, "model=cnn_small,tiny_convnet", "norm=batch", "batch_size=16"])
+    grids = [grid_values(records_config(p.config)) for p in planned]
+    keys = grid_keys(grids)
+    assert keys.scientific == {"model.name": ["cnn_small", "examples.tiny_models.TinyConvNet"]}
+    assert "model._target_" not in keys.fixed
+
+
+def records_config(cfg) -> dict:
+    """A trial's config as its config.yaml holds it (resolved, plain)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_bsweep_passes_shape_classes_and_the_studys_norm():
@@ -82,7 +97,8 @@ def test_a_target_node_is_typed_and_named_as_configured():
     assert cfg.model.target == "examples.tiny_models.TinyConvNet" and cfg.model.kwargs == {"channels": 16}
     assert cfg.data.kwargs == {"n_samples": 1200, "noise": 0.8} and cfg.data.input_norm == "zscore"
     keys = step_keys(cfg)  # bench rows: the names a composed config has
-    assert keys["model._target_"] == "examples.tiny_models.TinyConvNet" and keys["model.channels"] == 16
+    assert keys["model._target_"] == keys["model.name"] == "examples.tiny_models.TinyConvNet"
+    assert keys["model.channels"] == 16
     assert "model.kwargs.channels" not in keys and "model.width" not in keys
     other = expand([*EXAMPLES, "study=custom_quick", "batch_size=8", "lr=0.1", "norm=batch", "model.channels=8"])
     assert other[0].trial_id != planned[0].trial_id

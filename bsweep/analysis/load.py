@@ -61,6 +61,9 @@ def grid_values(config: dict) -> dict[str, object]:
         if f"{node}._target_" in flat:
             own = OWN_DATA_KEYS if node == "data" else ()
             defaults = {k: v for k, v in defaults.items() if not is_under(k, (node,)) or k.split(".", 1)[1] in own}
+            # its name is its target (as `plan.structured` names it): a study of the built-in
+            # CNN and a model of one's own varies model.name, not two half-present keys
+            flat[f"{node}.name"] = flat.pop(f"{node}._target_")
     return {**defaults, **flat}
 
 
