@@ -34,7 +34,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import ChannelLRN, SmallCNN, make_cnn
+from bsweep.models import ChannelLRN, SmallCNN, make_cnn, make_model
 from bsweep.plan import fusion_key
 
 
@@ -340,6 +340,137 @@ class Fused:
         return other
 
 
+# ----------------------------------------------------------------------------------------------
+# Models of the user's own: K members as one through torch.func.vmap
+
+
+def vmap_obstacle(net: nn.Module) -> str | None:
+    """Why K copies of `net` cannot train as one under `torch.func.vmap` and stay exact, or None:
+    BatchNorm's running statistics are updated in place (vmap cannot batch that), weight norm's
+    parametrizations do not stack, and dropout would draw other random numbers than alone."""
+    from torch.nn.utils import parametrize
+
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            return f"its {type(m).__name__} keeps running statistics"
+        if parametrize.is_parametrized(m):
+            return "it has parametrized layers (norm=weight)"
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return "its dropout would draw other random numbers fused than alone"
+    return None
+
+
+def custom_obstacle(cfg: Config, data: TensorData) -> str | None:
+    """`vmap_obstacle` of the trial's model of the user's own, built once on the CPU (torch's
+    RNG left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        return vmap_obstacle(make_model(data.input_shape, data.n_classes, cfg.model, cfg.norm))
+
+
+class VmapFused:
+    """K trials of a model of the user's own (`model._target_`), equal but for lr and seed, as
+    one: each member built and initialized exactly as `engine.Alone` builds it, their parameters
+    stacked (`torch.func.stack_module_state`) into one flat buffer, and the forward pass of all
+    members one `torch.func.vmap` of `functional_call` over the stacked weights; `FusedOptimizer`
+    updates them. Only for models without a `vmap_obstacle`; `channels_last` and `compile` are
+    not applied (the members run as vmap batches them). Members equal their trial alone to float
+    rounding, as `Fused`'s do (tests/test_custom.py)."""
+
+    def __init__(self, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> None:
+        from torch.func import stack_module_state
+
+        if len({fusion_key(c) for c in cfgs}) != 1:
+            raise ValueError("fused trials must differ only in lr and seed")
+        device = data.x_train.device
+        nets = []
+        for cfg in cfgs:
+            torch.manual_seed(cfg.seed)
+            nets.append(make_model(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device))
+        obstacle = vmap_obstacle(nets[0])
+        if obstacle:
+            raise ValueError(f"{cfgs[0].model.target} cannot be fused: {obstacle}")
+        self.k, self.optim = len(cfgs), cfgs[0].optim
+        params, buffers = stack_module_state(nets)
+        self.model = copy.deepcopy(nets[0]).to("meta")  # the structure; train()/eval() switch all
+        self._setup({n: p.detach() for n, p in params.items()}, buffers)
+        self.set_lr([effective_lr(c) for c in cfgs])
+
+    def _setup(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+        total = sum(p.numel() for p in params.values())
+        first = next(iter(params.values()))
+        self.flat = torch.empty(total, device=first.device, dtype=first.dtype)
+        self.member_of = torch.empty(total, device=first.device, dtype=torch.int64)
+        self.params: dict[str, nn.Parameter] = {}
+        offset = 0
+        for name, p in params.items():  # each (K, ...): member-major, K equal runs
+            n = p.numel()
+            self.flat[offset : offset + n].copy_(p.reshape(-1))
+            self.member_of[offset : offset + n] = torch.arange(self.k, device=p.device).repeat_interleave(n // self.k)
+            self.params[name] = nn.Parameter(self.flat[offset : offset + n].view_as(p))
+            offset += n
+        self.buffers = buffers
+        self.opt = FusedOptimizer(self.optim, self.flat, list(self.params.values()))
+        self.init_flat = self.flat.clone()
+        self.init_buffers = {name: b.clone() for name, b in buffers.items()}
+
+    def _forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        def one(p, b, xi):
+            return functional_call(self.model, (p, b), (xi,))
+
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+
+    def losses(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        return member_losses(self._forward(data.x_train[idx], shared=False), data.y_train[idx])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, shared=True)
+
+    set_lr = Fused.set_lr
+    optimizer_step = Fused.optimizer_step
+
+    @torch.no_grad()
+    def freeze(self, members: list[int]) -> None:
+        mask = torch.zeros_like(self.member_of, dtype=torch.bool)
+        for m in members:
+            mask |= self.member_of == m
+        self.flat[mask] = self.init_flat[mask]
+        self.opt.reset(mask)
+        for name, b in self.buffers.items():
+            if b.dim() and b.shape[0] == self.k:
+                for m in members:
+                    b[m] = self.init_buffers[name][m]
+
+    def copy(self) -> "VmapFused":
+        other = copy.copy(self)
+        other._setup({n: p.detach().clone() for n, p in self.params.items()},
+                     {n: b.clone() for n, b in self.buffers.items()})
+        other.opt.steps, other.opt.buf, other.opt.sq = self.opt.steps, _clone(self.opt.buf), _clone(self.opt.sq)
+        other._lrs = None
+        other.set_lr(list(self._lrs))
+        return other
+
+    def state(self) -> dict:
+        return {"flat": self.flat.clone(), "buffers": {n: b.clone() for n, b in self.buffers.items()},
+                "opt": {"steps": self.opt.steps, "buf": _clone(self.opt.buf), "sq": _clone(self.opt.sq)}}
+
+    @torch.no_grad()
+    def load_state(self, state: dict) -> None:
+        self.flat.copy_(state["flat"])
+        for name, b in self.buffers.items():
+            b.copy_(state["buffers"][name])
+        saved = state["opt"]
+        self.opt.steps, self.opt.buf, self.opt.sq = saved["steps"], _clone(saved["buf"]), _clone(saved["sq"])
+
+
+def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.clone()
+
+
 def build_members(cfgs: list[Config], data: TensorData, perf: PerfChoice) -> Members:
-    """The engine's members for `cfgs`: a trial alone for one config, a fused model for more."""
-    return Alone(cfgs[0], data, perf) if len(cfgs) == 1 else Fused(cfgs, data, perf)
+    """The engine's members for `cfgs`: a trial alone for one config, a fused model for more
+    (grouped convolutions for the built-in CNN, vmap for a model of the user's own)."""
+    if len(cfgs) == 1:
+        return Alone(cfgs[0], data, perf)
+    return VmapFused(cfgs, data, perf) if cfgs[0].model.target is not None else Fused(cfgs, data, perf)

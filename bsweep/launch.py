@@ -315,8 +315,9 @@ def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) 
                          f"{n_cores} cores: each trial runs {got} torch thread(s)")
     if is_fused(launcher):
         for target in sorted({str(p.config.model._target_) for p in planned if "_target_" in p.config.model}):
-            notes.append(f"model._target_={target} trains unfused, one model per trial: bsweep fuses "
-                         f"its built-in CNN only (docs/custom.md)")
+            notes.append(f"model._target_={target} is fused by torch.func.vmap where that stays exact and "
+                         f"measures faster (no BatchNorm running statistics, weight norm or dropout); "
+                         f"otherwise one model per trial (docs/custom.md)")
     return jobs, notes
 
 

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -46,8 +47,10 @@ from bsweep.datacache import cache_dir
 from bsweep.device import cpu_flags, device_name
 from bsweep.records import write_json
 from bsweep.engine import PerfChoice, train_step
-from bsweep.fused import build_members
+from bsweep.fused import build_members, custom_obstacle
 from bsweep.timing import WARM_CALLS, steps_per_block, time_block, time_steps
+
+log = logging.getLogger("bsweep")
 
 # bf16 autocast must make the step at least 20 % faster to be chosen: it changes results (8
 # mantissa bits; losses move by ~1e-2 relative), which is worth it only for a clear gain.
@@ -332,15 +335,35 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
     noise tracking or a model of the user's own, forced by `perf.fuse`, or measured ("auto"):
     the candidate width with the lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
-    # noise scale and gradient cosines measure one model's gradients: a fused model has none;
-    # a model of the user's own has no grouped-conv twin (bsweep.fused builds the CNN's only)
-    if fuse == "off" or n_members <= 1 or measures_gradients(cfg) or cfg.model.target is not None:
+    # noise scale and gradient cosines measure one model's gradients: a fused model has none
+    if fuse == "off" or n_members <= 1 or measures_gradients(cfg):
         return 1
+    if cfg.model.target is not None:  # fused by vmap only where that stays exact (fused.VmapFused)
+        obstacle = custom_obstacle(cfg, data)
+        if obstacle:
+            _say_once(f"model._target_={cfg.model.target} trains unfused: {obstacle}")
+            return 1
     if fuse != "auto":
         if not fuse.isdigit() or int(fuse) < 1:
             raise ValueError(f"perf.fuse={cfg.perf.fuse!r} is not known; choose auto, off or a width >= 1")
         return min(int(fuse), n_members)
     # Widths are ranked eagerly even when the group will train compiled: compiling each
     # candidate would cost a compile per width (5-15 s each on the CPU) to rank them.
-    table = width_table(cfg, data, n_members, dataclasses.replace(perf, compile=False))
+    try:
+        table = width_table(cfg, data, n_members, dataclasses.replace(perf, compile=False))
+    except Exception as e:  # a model of one's own whose forward vmap cannot batch
+        if cfg.model.target is None:
+            raise
+        _say_once(f"model._target_={cfg.model.target} trains unfused: vmap raised {type(e).__name__}: {e}")
+        return 1
     return min(table, key=table.get)
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Log `message` once per process (a worker chooses a width for every group)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning(message)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,9 +79,13 @@ def test_a_resumed_trial_measures_what_an_uninterrupted_one_does(overrides, stop
     assert resumed.measurements[-1]["train_seconds"] > 0
 
 
-def test_a_fused_chunk_resumes_too(results):
+EXAMPLES = str(Path(__file__).resolve().parent.parent / "examples" / "configs")
+
+
+@pytest.mark.parametrize("model", [[], ["--config-dir", EXAMPLES, "model=tiny_convnet", "norm=group"]])
+def test_a_fused_chunk_resumes_too(results, model):  # grouped convs (the CNN), vmap (a model of one's own)
     planned = expand([*TINY, f"results_dir={results}", "study.budget.epochs=3", "norm=batch", "batch_size=16",
-                      "lr=0.05,0.1,5.0"])  # lr 5 diverges: a frozen member is restored frozen
+                      "lr=0.05,0.1,5.0", *model])  # lr 5 diverges: a frozen member is restored frozen
     cfgs = [structured(p.config) for p in planned]
     data = load_data(cfgs[0].data)
     whole = train(build_members(cfgs, data, EXACT), cfgs, data, EXACT)

@@ -3,7 +3,7 @@ as the README shows, what bsweep passes to them, and the mistakes it refuses bef
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from bsweep.config import DataConfig, ModelConfig, NormConfig
 from bsweep.data import load_data
 from bsweep.models import make_model
 from bsweep.plan import expand, structured
-from tests.conftest import TINY
+from tests.conftest import EXACT, TINY
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def test_the_examples_project_sweeps_resumes_and_reports_as_the_readme_shows(res
             f"results_dir={results}", "study.budget.epochs=1", "batch_size=8,32", "lr=0.1"]
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
-    assert "trains unfused, one model per trial" in " ".join(out.output.split())
+    assert "is fused by torch.func.vmap where that stays exact" in " ".join(out.output.split())
     study = results / "custom_quick"
     trials = load_trials(study)
     assert len(trials) == 4 and set(trials["status"]) == {"complete"}
@@ -149,9 +149,34 @@ def test_one_norm_over_a_model_without_norm_layer_is_fine(results):
     assert "4 to run" not in out.output and "2 to run" in out.output  # smoke's 2 batch sizes x 1 norm
 
 
-def test_a_model_of_ones_own_is_never_fused(results):
+@pytest.mark.parametrize("norm,optim,lrs", [("group", "sgd", (0.05, 0.01, 0.1)), ("lrn", "adam", (0.003, 0.01, 0.001)),
+                                             ("none", "sgd", (0.05, 0.2, 0.01))])
+def test_vmap_fused_members_match_their_trials_alone_in_float64(norm, optim, lrs):
+    from bsweep.fused import VmapFused, build_members
+    from tests.conftest import train_alone, train_fused
+    from tests.test_fused import RTOL64, assert_same_rows
+
+    planned = expand([*EXAMPLES, *TINY, "model=tiny_convnet", f"norm={norm}", f"optim={optim}", "batch_size=2",
+                      "study.budget.epochs=1", f"lr={lrs[0]}"])
+    base = structured(planned[0].config)
+    cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for lr, seed in zip(lrs, (0, 1, 0))]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        data = load_data(base.data)
+        data = dataclasses.replace(data, x_train=data.x_train.double(), x_test=data.x_test.double())
+        assert isinstance(build_members(cfgs, data, EXACT), VmapFused)
+        together = train_fused(cfgs, data)
+        for cfg, member in zip(cfgs, together):
+            assert_same_rows(train_alone(cfg, data), member, RTOL64)
+    finally:
+        torch.set_default_dtype(old)
+    assert len({m.measurements[-1]["test_loss"] for m in together}) == 3  # the members differ
+
+
+@pytest.mark.parametrize("norm,width", [("group", 4), ("batch", 1), ("weight", 1)])
+def test_a_model_of_ones_own_fuses_only_where_vmap_stays_exact(norm, width):
     from bsweep.perf import choose_width
 
-    cfg = structured(expand([*EXAMPLES, "study=custom_quick", "batch_size=8", "norm=batch", "perf.fuse=4"])[0].config)
-    assert choose_width(cfg, load_data(WAVES), n_members=4) == 1
-    assert json.dumps(cfg.model.kwargs) == '{"channels": 16}'
+    cfg = structured(expand([*EXAMPLES, "study=custom_quick", "batch_size=8", f"norm={norm}", "perf.fuse=4"])[0].config)
+    assert choose_width(cfg, load_data(WAVES), n_members=4) == width  # BatchNorm's running stats, weight norm: alone
