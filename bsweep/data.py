@@ -18,7 +18,7 @@ import torch
 
 from bsweep.config import DATASETS, FULL_SIZES, INPUT_NORMS, DataConfig
 from bsweep.datacache import cached_arrays
-from bsweep.targets import given, locate
+from bsweep.targets import given, locate, target_arguments
 
 
 class DatasetError(ValueError):
@@ -183,10 +183,8 @@ def _custom(cfg: DataConfig) -> Arrays:
     data_seed, where it takes one), returning (x_train, y_train, x_test, y_test) as tensors or
     arrays, or (train, test) as `torch.utils.data.Dataset`s of (input, label) pairs, which are
     read whole into memory here (bsweep's loop indexes tensors on the device)."""
-    from hydra.utils import instantiate
-
     fn = locate(cfg.target, "data._target_")
-    out = instantiate({"_target_": cfg.target, **cfg.kwargs}, **given(fn, {"seed": cfg.data_seed}))
+    out = fn(**target_arguments(cfg.kwargs), **given(fn, {"seed": cfg.data_seed}))
     where = f"data._target_={cfg.target}"
     if isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(d, torch.utils.data.Dataset) for d in out):
         x_train, y_train = _read_dataset(out[0], f"{where} (train)")

@@ -415,7 +415,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         skip = saved["index_in_epoch"]  # steps of the saved epoch already trained
     else:
-        saved, skip = None, 0
+        skip = 0
         set_lr()
         measure()
     set_lr()

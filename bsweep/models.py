@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bsweep.config import MODELS, NORMS, ModelConfig, NormConfig
-from bsweep.targets import given, locate
+from bsweep.targets import given, locate, target_arguments
 
 
 def make_norm(cfg: NormConfig, channels: int, dims: int) -> nn.Module:
@@ -113,19 +113,18 @@ class ModelError(ValueError):
 
 
 def make_model(input_shape: tuple[int, ...], n_classes: int, model: ModelConfig, norm: NormConfig) -> nn.Module:
-    """The trial's model: the built-in CNN, or `model.target` built by `hydra.utils.instantiate`
-    with the config's keyword arguments and, where its signature names them, `input_shape` (one
-    sample's shape), `num_classes` and `norm_layer` (a factory `norm_layer(channels, dims)` of
+    """The trial's model: the built-in CNN, or `model.target` called with the config's keyword
+    arguments (`targets.target_arguments`: plain values, nested `_target_` nodes built) and,
+    where its signature names them, `input_shape` (one sample's shape, a tuple), `num_classes`
+    and `norm_layer` (a factory `norm_layer(channels, dims)` of
     the study's `norm`). With norm=weight, norm_layer gives the identity and bsweep
     weight-normalizes the model's layers instead (`weight_normed_layers`)."""
     if model.target is None:
         return make_cnn(input_shape, n_classes, model, norm)
-    from hydra.utils import instantiate
-
     fn = locate(model.target, "model._target_")
     offered = {"input_shape": tuple(input_shape), "num_classes": n_classes,
                "norm_layer": lambda channels, dims=2: make_norm(norm, channels, dims)}
-    net = instantiate({"_target_": model.target, **model.kwargs}, **given(fn, offered))
+    net = fn(**target_arguments(model.kwargs), **given(fn, offered))
     if not isinstance(net, nn.Module):
         raise ModelError(f"model._target_={model.target} returned a {type(net).__name__}, not a torch.nn.Module")
     if norm.kind == "weight":

@@ -62,6 +62,17 @@ def _current_dir_importable() -> None:
         sys.path.insert(0, here)
 
 
+def target_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The config's keyword arguments for a target as plain Python values (lists, dicts), any
+    nested `_target_` node among them built by `hydra.utils.instantiate` (an activation,
+    `{_target_: torch.nn.GELU}`), as Hydra builds a target's arguments."""
+    if not kwargs:
+        return {}
+    from hydra.utils import instantiate
+
+    return instantiate({**kwargs, "_convert_": "all"})
+
+
 def parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
     """(the keyword names `fn` takes, whether it takes **kwargs)."""
     try:

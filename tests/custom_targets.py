@@ -34,3 +34,20 @@ class WrongOutput(nn.Module):
 
 def not_a_module(input_shape, num_classes):
     return "a string"
+
+
+class Configurable(nn.Module):
+    """Checks what it is given: plain Python values and a built nested `_target_`."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, widths: list, activation: nn.Module,
+                 extra: dict) -> None:
+        super().__init__()
+        assert type(input_shape) is tuple and type(widths) is list and type(extra) is dict, (input_shape, widths, extra)
+        assert isinstance(activation, nn.Module)
+        n_in = 1
+        for s in input_shape:
+            n_in *= s
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_in, widths[0]), activation, nn.Linear(widths[0], num_classes))
+
+    def forward(self, x):
+        return self.net(x)

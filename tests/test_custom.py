@@ -83,6 +83,13 @@ def test_bsweep_passes_shape_classes_and_the_studys_norm():
     assert not hasattr(weighted.classifier, "parametrizations")
 
 
+def test_a_targets_arguments_are_plain_values_and_nested_targets_are_built():
+    spec = ModelConfig(name="x", target="tests.custom_targets.Configurable",
+                       kwargs={"widths": [8, 4], "activation": {"_target_": "torch.nn.GELU"}, "extra": {"a": 1}})
+    net = make_model((1, 32), 4, spec, NormConfig(kind="none"))  # the model itself asserts the types
+    assert isinstance(net.net[2], nn.GELU)
+
+
 def test_a_dataset_pair_reads_as_the_same_tensors():
     pair = load_data(DataConfig(name="x", target="examples.tiny_data.wave_datasets", kwargs={"n_samples": 400}))
     tensors = load_data(WAVES)
