@@ -250,47 +250,36 @@ class FusedOptimizer:
 # K members as one (the engine's `Members`)
 
 
-class Fused:
-    """K trials like `cfgs` as one `FusedCNN` with a `FusedOptimizer`; each member initialized
-    exactly as `engine.Alone` initializes it alone (seeded `make_cnn`)."""
+def member_nets(cfgs: list[Config], data: TensorData, build) -> list[nn.Module]:
+    """Each trial's network on the data's device, built by `build` (make_cnn, make_model) and
+    seeded exactly as `engine.Alone` builds it alone; the configs may differ only in lr and seed."""
+    if len({fusion_key(c) for c in cfgs}) != 1:
+        raise ValueError("fused trials must differ only in lr and seed")
+    nets = []
+    for cfg in cfgs:
+        torch.manual_seed(cfg.seed)
+        nets.append(build(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(data.x_train.device))
+    return nets
 
-    def __init__(self, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> None:
-        if len({fusion_key(c) for c in cfgs}) != 1:
-            raise ValueError("fused trials must differ only in lr and seed")
-        device = data.x_train.device
-        nets = []
-        for cfg in cfgs:
-            torch.manual_seed(cfg.seed)
-            nets.append(make_cnn(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device))
-        self.k, self.cl, self.optim = len(cfgs), perf.channels_last, cfgs[0].optim
-        self._setup(prepare(FusedCNN(nets), device, perf))
-        self.set_lr([effective_lr(c) for c in cfgs])
 
-    def _setup(self, model: FusedCNN) -> None:
-        self.model = model
-        self.flat, self.member_of = flatten_parameters(model)
-        self.opt = FusedOptimizer(self.optim, self.flat, list(model.parameters()))
+class FlatMembers:
+    """What both kinds of fused members share: every parameter a view of one flat buffer
+    (member-major; `member_of` names each element's member), a learning rate per member,
+    `FusedOptimizer`, freezing, and the state a checkpoint keeps. A subclass sets k, flat,
+    member_of and opt, then calls `_remember_start`, and says where its buffers are."""
+
+    k: int
+    flat: torch.Tensor
+    member_of: torch.Tensor
+    opt: "FusedOptimizer"
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _remember_start(self) -> None:
         # finite values a frozen member goes back to
         self.init_flat = self.flat.clone()
-        self.init_buffers = {name: b.clone() for name, b in model.named_buffers()}
-
-    def batch_logits(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
-        """(K, B, classes): member k's logits on its samples idx[k]."""
-        x = data.x_train[idx.t()]  # (B, K, Cin, ...): member k's samples idx[k] as channel block k
-        return self.model(as_input(x.reshape(x.shape[0], -1, *x.shape[3:]), self.cl))
-
-    def losses(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
-        return member_losses(self.batch_logits(data, idx), data.y_train[idx])
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu":
-            # Evaluation batches are large (study.eval.batch_size), where oneDNN's grouped conv
-            # is slow: 6 members of the default CNN at eval batch 256 took 121 ms fused and 45 ms
-            # one by one as dense convs (2-core EPYC, 1 thread). Fusion pays at small training
-            # batches, not here. On a GPU the fused kernel is one launch instead of K.
-            x = as_input(x, self.cl)
-            return torch.stack([self.model.member_forward(x, m) for m in range(self.k)])
-        return self.model(as_input(x.repeat(1, self.k, *[1] * (x.dim() - 2)), self.cl))
+        self.init_buffers = {name: b.clone() for name, b in self._buffers().items()}
 
     def set_lr(self, lrs: list[float], factor: float = 1.0) -> None:
         # A copy from host memory waits for the device (a stream sync on CUDA): only when the
@@ -310,28 +299,66 @@ class Fused:
             mask |= self.member_of == m
         self.flat[mask] = self.init_flat[mask]
         self.opt.reset(mask)
-        for name, b in self.model.named_buffers():
+        for name, b in self._buffers().items():
             if b.dim() == 0 or b.shape[0] % self.k:
-                continue  # not per member (num_batches_tracked)
+                continue  # not per member (a fused BatchNorm's num_batches_tracked)
             rows = b.view(self.k, -1)
             for m in members:
                 rows[m] = self.init_buffers[name].view(self.k, -1)[m]
 
     def state(self) -> dict:
-        opt = self.opt
-        return {"flat": self.flat.clone(), "buffers": {n: b.clone() for n, b in self.model.named_buffers()},
-                "opt": {"steps": opt.steps, "buf": None if opt.buf is None else opt.buf.clone(),
-                        "sq": None if opt.sq is None else opt.sq.clone()}}
+        return {"flat": self.flat.clone(), "buffers": {n: b.clone() for n, b in self._buffers().items()},
+                "opt": {"steps": self.opt.steps, "buf": _clone(self.opt.buf), "sq": _clone(self.opt.sq)}}
 
     @torch.no_grad()
     def load_state(self, state: dict) -> None:
         self.flat.copy_(state["flat"])
-        for name, b in self.model.named_buffers():
+        for name, b in self._buffers().items():
             b.copy_(state["buffers"][name])
-        opt, saved = self.opt, state["opt"]
-        opt.steps = saved["steps"]
-        opt.buf = None if saved["buf"] is None else saved["buf"].to(self.flat.device).clone()
-        opt.sq = None if saved["sq"] is None else saved["sq"].to(self.flat.device).clone()
+        saved = state["opt"]
+        self.opt.steps, self.opt.buf, self.opt.sq = saved["steps"], _clone(saved["buf"]), _clone(saved["sq"])
+
+
+def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.clone()
+
+
+class Fused(FlatMembers):
+    """K trials like `cfgs` as one `FusedCNN` with a `FusedOptimizer`; each member initialized
+    exactly as `engine.Alone` initializes it alone (seeded `make_cnn`)."""
+
+    def __init__(self, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> None:
+        nets = member_nets(cfgs, data, make_cnn)
+        self.k, self.cl, self.optim = len(cfgs), perf.channels_last, cfgs[0].optim
+        self._setup(prepare(FusedCNN(nets), data.x_train.device, perf))
+        self.set_lr([effective_lr(c) for c in cfgs])
+
+    def _setup(self, model: FusedCNN) -> None:
+        self.model = model
+        self.flat, self.member_of = flatten_parameters(model)
+        self.opt = FusedOptimizer(self.optim, self.flat, list(model.parameters()))
+        self._remember_start()
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.named_buffers())
+
+    def batch_logits(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        """(K, B, classes): member k's logits on its samples idx[k]."""
+        x = data.x_train[idx.t()]  # (B, K, Cin, ...): member k's samples idx[k] as channel block k
+        return self.model(as_input(x.reshape(x.shape[0], -1, *x.shape[3:]), self.cl))
+
+    def losses(self, data: TensorData, idx: torch.Tensor) -> torch.Tensor:
+        return member_losses(self.batch_logits(data, idx), data.y_train[idx])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            # Evaluation batches are large (study.eval.batch_size), where oneDNN's grouped conv
+            # is slow: 6 members of the default CNN at eval batch 256 took 121 ms fused and 45 ms
+            # one by one as dense convs (2-core EPYC, 1 thread). Fusion pays at small training
+            # batches, not here. On a GPU the fused kernel is one launch instead of K.
+            x = as_input(x, self.cl)
+            return torch.stack([self.model.member_forward(x, m) for m in range(self.k)])
+        return self.model(as_input(x.repeat(1, self.k, *[1] * (x.dim() - 2)), self.cl))
 
     def copy(self) -> "Fused":
         # deepcopy would turn the parameters' views of the flat buffer into separate tensors
@@ -367,7 +394,7 @@ def custom_obstacle(cfg: Config, data: TensorData) -> str | None:
         return vmap_obstacle(make_model(data.input_shape, data.n_classes, cfg.model, cfg.norm))
 
 
-class VmapFused:
+class VmapFused(FlatMembers):
     """K trials of a model of the user's own (`model._target_`), equal but for lr and seed, as
     one: each member built and initialized exactly as `engine.Alone` builds it, their parameters
     stacked (`torch.func.stack_module_state`) into one flat buffer, and the forward pass of all
@@ -379,13 +406,7 @@ class VmapFused:
     def __init__(self, cfgs: list[Config], data: TensorData, perf: PerfChoice) -> None:
         from torch.func import stack_module_state
 
-        if len({fusion_key(c) for c in cfgs}) != 1:
-            raise ValueError("fused trials must differ only in lr and seed")
-        device = data.x_train.device
-        nets = []
-        for cfg in cfgs:
-            torch.manual_seed(cfg.seed)
-            nets.append(make_model(data.input_shape, data.n_classes, cfg.model, cfg.norm).to(device))
+        nets = member_nets(cfgs, data, make_model)
         obstacle = vmap_obstacle(nets[0])
         if obstacle:
             raise ValueError(f"{cfgs[0].model.target} cannot be fused: {obstacle}")
@@ -410,8 +431,10 @@ class VmapFused:
             offset += n
         self.buffers = buffers
         self.opt = FusedOptimizer(self.optim, self.flat, list(self.params.values()))
-        self.init_flat = self.flat.clone()
-        self.init_buffers = {name: b.clone() for name, b in buffers.items()}
+        self._remember_start()
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        return self.buffers
 
     def _forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         from torch.func import functional_call, vmap
@@ -427,21 +450,6 @@ class VmapFused:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x, shared=True)
 
-    set_lr = Fused.set_lr
-    optimizer_step = Fused.optimizer_step
-
-    @torch.no_grad()
-    def freeze(self, members: list[int]) -> None:
-        mask = torch.zeros_like(self.member_of, dtype=torch.bool)
-        for m in members:
-            mask |= self.member_of == m
-        self.flat[mask] = self.init_flat[mask]
-        self.opt.reset(mask)
-        for name, b in self.buffers.items():
-            if b.dim() and b.shape[0] == self.k:
-                for m in members:
-                    b[m] = self.init_buffers[name][m]
-
     def copy(self) -> "VmapFused":
         other = copy.copy(self)
         other._setup({n: p.detach().clone() for n, p in self.params.items()},
@@ -450,22 +458,6 @@ class VmapFused:
         other._lrs = None
         other.set_lr(list(self._lrs))
         return other
-
-    def state(self) -> dict:
-        return {"flat": self.flat.clone(), "buffers": {n: b.clone() for n, b in self.buffers.items()},
-                "opt": {"steps": self.opt.steps, "buf": _clone(self.opt.buf), "sq": _clone(self.opt.sq)}}
-
-    @torch.no_grad()
-    def load_state(self, state: dict) -> None:
-        self.flat.copy_(state["flat"])
-        for name, b in self.buffers.items():
-            b.copy_(state["buffers"][name])
-        saved = state["opt"]
-        self.opt.steps, self.opt.buf, self.opt.sq = saved["steps"], _clone(saved["buf"]), _clone(saved["sq"])
-
-
-def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.clone()
 
 
 def build_members(cfgs: list[Config], data: TensorData, perf: PerfChoice) -> Members:
