@@ -41,7 +41,7 @@ COLUMNS = (
     "point", "time_batch_size", "time_lr", "time_seconds", "time_seconds_std", "time_seeds", "time_on_edge",
     "acc_batch_size", "acc_lr", "acc", "acc_std", "acc_seeds", "b_crit", "b_crit_lo", "b_crit_hi",
     "regimes", "lr_alpha", "lr_alpha_lo", "lr_alpha_hi", "lr_n_batch_sizes", "lr_stops_rising_at",
-    "lr_on_edge", "time_basis", "device", "target", "time_ties", "acc_ties",
+    "lr_on_edge", "time_basis", "device", "target", "time_ties", "acc_ties", "subject",
 )
 
 
@@ -126,6 +126,7 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
     by_time = tuned_view(fixed, "seconds_to_target")
     fastest = time_optimal_batch_size(by_time, by=by)
     device = ", ".join(sorted(set(summary["device_name"].dropna().astype(str)))) if "device_name" in summary else ""
+    subject = study_subject(summary)
     rows = []
     points = by_acc.drop_duplicates(by) if by else by_acc.head(1)
     for _, p in points.iterrows():
@@ -133,7 +134,7 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
         acc = select_rows(by_acc, here).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
         row: dict = {c: np.nan for c in COLUMNS}
         row.update(point=_label(p, _varying(fixed, by)), regimes="", time_basis=time_basis.split(":")[0], device=device,
-                   time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="")
+                   time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="", subject=subject)
         targets = select_rows(summary, here)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
         row["target"] = float(targets.iloc[0]) if len(targets) else np.nan
         if len(acc):
@@ -163,6 +164,19 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
                                              if (sizes := [b for b in acc["batch_size"] if regime(b, f["b_crit"]) == name])))
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def study_subject(summary: pd.DataFrame) -> str:
+    """What the answer is about, "model on data", where the study has one of each (a model or
+    dataset of one's own by the last part of its import path); "" otherwise (then they vary,
+    and each point names its own)."""
+    names = []
+    for column in ("model", "data"):
+        values = set(summary[column].dropna().astype(str)) if column in summary else set()
+        if len(values) != 1:
+            return ""
+        names.append(values.pop().rsplit(".", 1)[-1])
+    return " on ".join(names)
 
 
 def _num(value: float) -> str:
@@ -202,7 +216,9 @@ def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, st
     for r in table.itertuples(index=False):
         seeds = {int(n) for n in (r.time_seeds, r.acc_seeds) if np.isfinite(n)}
         target = f"target {r.target:.0%} test accuracy; " if np.isfinite(r.target) else ""
-        about = (f"{target}{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std; "
+        named = getattr(r, "subject", None)  # NaN or absent in an answer.csv of an older report
+        subject = f"{named}; " if isinstance(named, str) and named else ""
+        about = (f"{subject}{target}{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std; "
                  f"{r.time_basis or 'measured'} seconds, {r.device or 'unnamed device'}")
         items = []
         if np.isfinite(r.time_batch_size):
