@@ -63,7 +63,7 @@ def test_a_bad_backend_is_refused_before_training(results, override, message):
 @pytest.mark.slow
 def test_a_killed_job_leaves_only_its_trials_to_train_again(results):
     # long enough (~seconds a chunk) to find a chunk's process at work and kill it
-    args = [*TINY, f"results_dir={results}", *FUSED, *SUBMITIT_LOCAL, "study.budget.epochs=25"]
+    args = [*TINY, f"results_dir={results}", *FUSED, *SUBMITIT_LOCAL, "study.budget.epochs=60"]
     proc = subprocess.Popen([sys.executable, "-m", "bsweep", "sweep", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed, deadline = None, time.time() + 240
