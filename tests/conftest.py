@@ -37,6 +37,13 @@ def train_fused(cfgs: list[Config], data: TensorData, perf: PerfChoice = EXACT) 
     return train(build_members(cfgs, data, perf), cfgs, data, perf)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow run first. The suite runs in one pytest-xdist worker per core and its
+    wall time is the busiest worker's: a minute-long test handed out last kept one core busy
+    long after the other had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
 def pytest_report_header() -> str:
     import torch
 

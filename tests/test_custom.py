@@ -27,6 +27,7 @@ EXAMPLES = ["--config-dir", str(REPO / "examples" / "configs")]
 WAVES = DataConfig(name="examples.tiny_data.waves", target="examples.tiny_data.waves", kwargs={"n_samples": 400})
 
 
+@pytest.mark.slow
 def test_the_examples_project_sweeps_resumes_and_reports_as_the_readme_shows(results):
     # README: bsweep sweep --config-dir examples/configs study=custom_quick hydra/launcher=bsweep_fused
     args = ["sweep", *EXAMPLES, "study=custom_quick", "hydra/launcher=bsweep_fused",

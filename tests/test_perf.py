@@ -287,6 +287,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
 def test_a_training_process_reuses_freed_memory_instead_of_faulting_it_in_again():
     def faults(mode: str) -> int:

@@ -113,6 +113,7 @@ def test_summaries_have_the_halves_only_when_every_trial_recorded_them():
     assert "val_final_test_acc" not in summarize_trials(trials, m).columns
 
 
+@pytest.mark.slow
 def test_a_nuisance_key_is_tuned_over_jointly_with_lr_not_made_a_curve(results):
     sweep = ["sweep", *TINY, f"results_dir={results}", "norm=batch", "optim.momentum=0,0.9", "lr=0.05,0.2",
              "study.nuisance=[lr,seed,optim.momentum]"]
