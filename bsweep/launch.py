@@ -45,7 +45,7 @@ class SweepOutcome:
     notes: list[str] = field(default_factory=list)  # plan-time warnings (threads, cores)
     bracket: dict | None = None  # the bracketing sweeper's record, when this sweep wrote one
     wall_seconds: float | None = None  # the whole `bsweep sweep`, planning to the last status
-    processes: int = 1  # trials (or fused chunks) at once
+    processes: int = 1  # trials (or fused chunks) at once in this machine's processes; 0: in jobs of their own
 
     @property
     def time_split(self) -> "TimeSplit | None":
@@ -358,6 +358,15 @@ def is_fused(launcher: dict) -> bool:
     return str(launcher.get("_target_", "")).endswith("BsweepFusedLauncher")
 
 
+def local_processes(launcher: dict, jobs: int) -> int:
+    """The processes on this machine that train a sweep's trials (`jobs` at once, or the fused
+    launcher's workers); 0 where they train in jobs of their own (Hydra's submitit launchers,
+    the fused launcher's submitit and ray backends), whose start-up a sweep does not see."""
+    if is_fused(launcher):
+        return fused_workers(launcher)
+    return 0 if "submitit_launcher" in str(launcher.get("_target_", "")) else jobs
+
+
 def fused_workers(launcher: dict) -> int:
     """The `bsweep_fused` launcher's process count on this machine (1: it trains in this
     process); 0 for any other launcher, and for its submitit and ray backends."""
@@ -379,12 +388,18 @@ class TimeSplit:
     @property
     def rest_per_process(self) -> float:
         """Seconds of each process's wall time outside training and evaluation: start-up,
-        planning, data, probes, width search, building models, warm-up, records, idle."""
+        planning, data, probes, width search, building models, warm-up, records, idle (NaN for
+        trials in jobs of their own)."""
+        if not self.processes:
+            return float("nan")
         return (self.processes * self.wall - self.train - self.evaluation) / self.processes
 
     def line(self) -> str:
-        return (f"time: {self.wall:.1f} s; training {self.train:.1f} s and evaluation {self.evaluation:.1f} s "
-                f"summed over {self.chunks} trained models in {self.processes} process(es); "
+        head = (f"time: {self.wall:.1f} s; training {self.train:.1f} s and evaluation {self.evaluation:.1f} s "
+                f"summed over {self.chunks} trained models")
+        if not self.processes:  # submitit jobs, Ray tasks: their start-up is not seen from here
+            return head + " in jobs of their own"
+        return (f"{head} in {self.processes} process(es); "
                 f"the rest {self.rest_per_process:.1f} s a process (start-up, set-up, records, idle)")
 
 
@@ -397,7 +412,7 @@ def time_split(statuses: list[dict], wall_seconds: float, processes: int) -> Tim
             continue
         key = (s.get("pid"), tuple(sorted(s["fused_with"]))) if s.get("fused_with") else ("alone", i)
         chunks[key] = (float(s["train_seconds"]), float(s.get("eval_seconds") or 0.0))
-    return TimeSplit(wall_seconds, max(1, processes), len(chunks), sum(t for t, _ in chunks.values()),
+    return TimeSplit(wall_seconds, max(0, processes), len(chunks), sum(t for t, _ in chunks.values()),
                      sum(e for _, e in chunks.values()))
 
 
@@ -442,7 +457,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     if bracket is not None and bracket.get("time", 0) < since:
         bracket = None  # an earlier sweep's
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
-                        sweep_id, notes, bracket, time.time() - started, fused_workers(hydra["launcher"]) or jobs)
+                        sweep_id, notes, bracket, time.time() - started, local_processes(hydra["launcher"], jobs))
 
 
 def run_one(overrides: list[str]) -> SweepOutcome:

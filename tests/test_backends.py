@@ -39,7 +39,8 @@ def outcome(results) -> dict[str, str]:
 @pytest.mark.slow
 def test_submitit_runs_a_fused_study_as_the_local_launcher_does(tmp_path):
     sweep(tmp_path / "local")
-    sweep(tmp_path / "submitit", *SUBMITIT_LOCAL, "perf.fuse=2")  # (ids do not depend on perf.*)
+    out = sweep(tmp_path / "submitit", *SUBMITIT_LOCAL, "perf.fuse=2")  # (ids do not depend on perf.*)
+    assert "trained models in jobs of their own" in out  # their start-up is not seen from here
     assert outcome(tmp_path / "submitit") == outcome(tmp_path / "local")
     assert set(outcome(tmp_path / "submitit").values()) == {"complete"}
     study = tmp_path / "submitit" / "smoke"

@@ -121,6 +121,9 @@ def test_the_time_split_counts_each_fused_chunk_once():
     split = time_split(statuses, wall_seconds=10.0, processes=2)
     assert (split.chunks, split.train, split.evaluation) == (3, 7.0, 2.0)
     assert split.rest_per_process == (2 * 10.0 - 9.0) / 2
+    # trials in jobs of their own (submitit, Ray): no per-process rest to claim
+    elsewhere = time_split(statuses, wall_seconds=10.0, processes=0)
+    assert elsewhere.line().endswith("summed over 3 trained models in jobs of their own")
 
 
 def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(results, tmp_path, monkeypatch):
