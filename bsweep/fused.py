@@ -175,19 +175,27 @@ def flatten_parameters(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     is member-major (its first dimension is K blocks), so its part of the buffer is K equal runs.
     """
     params = [(mod, name, p) for mod in model.modules() for name, p in mod._parameters.items() if p is not None]
-    total = sum(p.numel() for _, _, p in params)
-    first = params[0][2]
-    flat = torch.empty(total, device=first.device, dtype=first.dtype)
-    member_of = torch.empty(total, device=first.device, dtype=torch.int64)
-    k = model.k
-    offset = 0
-    for mod, name, p in params:
-        n = p.numel()
-        flat[offset : offset + n].copy_(p.detach().reshape(-1))
-        member_of[offset : offset + n] = torch.arange(k, device=p.device).repeat_interleave(n // k)
-        mod._parameters[name] = nn.Parameter(flat[offset : offset + n].view_as(p))
-        offset += n
+    flat, member_of, views = flat_parameters([p for _, _, p in params], model.k)
+    for (mod, name, _), view in zip(params, views):
+        mod._parameters[name] = view
     return flat, member_of
+
+
+def flat_parameters(tensors: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor, list[nn.Parameter]]:
+    """`tensors` (each member-major: K equal runs) copied into one flat buffer: (flat,
+    member_of, a Parameter viewing each tensor's part of it), member_of[i] the member owning
+    flat[i]."""
+    first = tensors[0]
+    flat = torch.empty(sum(t.numel() for t in tensors), device=first.device, dtype=first.dtype)
+    member_of = torch.empty(flat.numel(), device=first.device, dtype=torch.int64)
+    views, offset = [], 0
+    for t in tensors:
+        n = t.numel()
+        flat[offset : offset + n].copy_(t.detach().reshape(-1))
+        member_of[offset : offset + n] = torch.arange(k, device=t.device).repeat_interleave(n // k)
+        views.append(nn.Parameter(flat[offset : offset + n].view_as(t)))
+        offset += n
+    return flat, member_of, views
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,18 +425,9 @@ class VmapFused(FlatMembers):
         self.set_lr([effective_lr(c) for c in cfgs])
 
     def _setup(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
-        total = sum(p.numel() for p in params.values())
-        first = next(iter(params.values()))
-        self.flat = torch.empty(total, device=first.device, dtype=first.dtype)
-        self.member_of = torch.empty(total, device=first.device, dtype=torch.int64)
-        self.params: dict[str, nn.Parameter] = {}
-        offset = 0
-        for name, p in params.items():  # each (K, ...): member-major, K equal runs
-            n = p.numel()
-            self.flat[offset : offset + n].copy_(p.reshape(-1))
-            self.member_of[offset : offset + n] = torch.arange(self.k, device=p.device).repeat_interleave(n // self.k)
-            self.params[name] = nn.Parameter(self.flat[offset : offset + n].view_as(p))
-            offset += n
+        # each stacked tensor is (K, ...): member-major
+        self.flat, self.member_of, views = flat_parameters(list(params.values()), self.k)
+        self.params: dict[str, nn.Parameter] = dict(zip(params, views))
         self.buffers = buffers
         self.opt = FusedOptimizer(self.optim, self.flat, list(self.params.values()))
         self._remember_start()
@@ -451,12 +450,8 @@ class VmapFused(FlatMembers):
         return self._forward(x, shared=True)
 
     def copy(self) -> "VmapFused":
-        other = copy.copy(self)
-        other._setup({n: p.detach().clone() for n, p in self.params.items()},
-                     {n: b.clone() for n, b in self.buffers.items()})
-        other.opt.steps, other.opt.buf, other.opt.sq = self.opt.steps, _clone(self.opt.buf), _clone(self.opt.sq)
-        other._lrs = None
-        other.set_lr(list(self._lrs))
+        other = copy.copy(self)  # as Fused.copy: the same lrs, weights and buffers copied, a fresh optimizer
+        other._setup(dict(self.params), {n: b.clone() for n, b in self.buffers.items()})
         return other
 
 

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from bsweep.config import Config
-from bsweep.data import DatasetError, TensorData, load_data
+from bsweep.data import DatasetError, TensorData
 from bsweep.models import ModelError, make_model
+from bsweep.runner import data_for
 from bsweep.targets import TargetError
 from bsweep.validate import ConfigError
 
@@ -32,7 +33,7 @@ def check_targets(configs: list[Config]) -> None:
         if dkey not in datasets:
             datasets[dkey] = None
             try:
-                datasets[dkey] = load_data(cfg.data, "cpu")
+                datasets[dkey] = data_for(cfg.data, torch.device("cpu"))  # a trial here reuses it
             except (DatasetError, TargetError) as e:
                 found.append(str(e))
             except Exception as e:  # the user's function raised: say which and what

@@ -104,6 +104,13 @@ def checkpoint_for(config: Config, held: list[records.Held], device: torch.devic
     return FileCheckpoint(held[0].tdir, [h.trial_id for h in held], float(config.checkpoint_seconds), device)
 
 
+def note_resume(keep: FileCheckpoint | None, attempt: records.Attempt, held: list[records.Held], what: str) -> None:
+    """Log and record (env.json, status) the step the trials `held` resumed from, if they did."""
+    if keep is not None and keep.resumed_step is not None:
+        log.info("%s: resumed from its checkpoint at step %d", what, keep.resumed_step)
+        attempt.note(held, resumed_from_step=keep.resumed_step)
+
+
 def checkpointed_members(tdir: Path) -> list[str] | None:
     """The trial ids a checkpoint in `tdir` was saved for (several: a fused chunk), or None."""
     path = Path(tdir) / records.CHECKPOINT_FILE
@@ -138,9 +145,7 @@ def run_trial_task(cfg: DictConfig) -> dict:
             attempt.note([held], **perf.describe())
             keep = checkpoint_for(config, [held], device)
             [result] = train(Alone(config, data, perf), [config], data, perf, keep)
-            if keep is not None and keep.resumed_step is not None:
-                log.info("trial %s (%s): resumed from its checkpoint at step %d", tid, point(config), keep.resumed_step)
-                attempt.note([held], resumed_from_step=keep.resumed_step)
+            note_resume(keep, attempt, [held], f"trial {tid} ({point(config)})")
         except Exception as e:  # a trial's failure is a record, not the end of the sweep
             status = attempt.fail(held, e, traceback.format_exc())
             log.error("trial %s (%s): %s: %s", tid, point(config), status, records.error_line(e).splitlines()[0][:300])

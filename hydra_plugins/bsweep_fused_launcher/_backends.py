@@ -98,22 +98,17 @@ class Backend:
     """Runs chunks somewhere: `slots` at once, each `submit` a Future of its result."""
 
     slots: int = 1
-    local: bool = True  # True: chunks share this machine's cores and GPUs (placement by number)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         raise NotImplementedError
 
 
 class SubmititBackend(Backend):
-    local = False
-
     def __init__(self, conf: dict[str, Any]) -> None:
         import submitit
 
         conf = dict(conf)
-        cluster = conf.pop("cluster")
-        if cluster not in ("slurm", "local"):
-            raise ValueError(f"hydra.launcher.submitit.cluster={cluster!r} is not known; choose slurm or local")
+        cluster = conf.pop("cluster")  # slurm or local (`backend_problems`)
         init = {"folder": conf.pop("submitit_folder")}
         max_num_timeout = conf.pop("max_num_timeout")
         if cluster == "slurm":
@@ -131,8 +126,6 @@ class SubmititBackend(Backend):
 
 
 class RayBackend(Backend):
-    local = False
-
     def __init__(self, conf: dict[str, Any], n_jobs: int) -> None:
         import ray
 

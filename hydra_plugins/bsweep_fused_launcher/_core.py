@@ -372,7 +372,7 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
     from bsweep.device import free_memory
     from bsweep.engine import train
     from bsweep.fused import build_members, split
-    from bsweep.runner import checkpoint_for
+    from bsweep.runner import checkpoint_for, note_resume
 
     cfgs = [cfg for _, cfg, _ in members]
     held = [h for _, _, h in members]
@@ -385,9 +385,7 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
                      len(members), data.x_train.device)
         keep = checkpoint_for(cfgs[0], held, device)
         results = train(build_members(cfgs, data, perf), cfgs, data, perf, keep)
-        if keep is not None and keep.resumed_step is not None:
-            log.info("fused chunk %s: resumed from its checkpoint at step %d", ",".join(ids), keep.resumed_step)
-            attempt.note(held, resumed_from_step=keep.resumed_step)
+        note_resume(keep, attempt, held, f"fused chunk {','.join(ids)}")
     except Exception as e:  # never the sweep's end: retry smaller, or record the one member
         tb, error = traceback.format_exc(), records.error_line(e)
         status = attempt.fail(held[0], e, tb) if len(members) == 1 else None

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bsweep import plan
 from bsweep.plan import apply_values, split_job
 
-from ._backends import BACKENDS, RayConf, SubmititConf
+from ._backends import RayConf, SubmititConf, backend_problems
 from ._core import workers_for
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ ConfigStore.instance().store(
 
 class BsweepFusedLauncher(Launcher):
     def __init__(self, n_jobs: int = 1, backend: str = "local", submitit: Any = None, ray: Any = None) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"hydra.launcher.backend={backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
+        problems = backend_problems({"backend": backend, "submitit": submitit or {}})
+        if problems:  # `bsweep sweep` says so before training; `python -m bsweep.app -m` here
+            raise ValueError("\n".join(problems))
         self.n_jobs = n_jobs
         self.backend = backend
         # Set by a sweeper that adds jobs as others end (`hydra/sweeper=bsweep_bracket`): called
