@@ -102,6 +102,9 @@ class Backend:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Ends what this backend started (called once the launch's chunks have all ended)."""
+
 
 class SubmititBackend(Backend):
     def __init__(self, conf: dict[str, Any]) -> None:
@@ -129,7 +132,12 @@ class RayBackend(Backend):
     def __init__(self, conf: dict[str, Any], n_jobs: int) -> None:
         import ray
 
-        if not ray.is_initialized():
+        # A connection this launch makes is this launch's to end (`close`): a local instance it
+        # started stops with it (left running, its raylet keeps a process tree alive and keeps
+        # printing into the caller's output); a cluster joined by `address=auto` runs on. Ray that
+        # the caller had initialized already is left as found.
+        self.started = not ray.is_initialized()
+        if self.started:
             ray.init(**{k: v for k, v in dict(conf.get("init") or {}).items() if v is not None})
         self.resources = {k: v for k, v in dict(conf.get("remote") or {}).items() if v is not None}
         cpus = float(self.resources.get("num_cpus", 1) or 1)
@@ -143,6 +151,12 @@ class RayBackend(Backend):
         if fn not in self._remote:
             self._remote[fn] = ray.remote(**self.resources)(fn)
         return self._remote[fn].remote(*args).future()
+
+    def close(self) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
 
 
 # How often a watcher asks submitit whether a job ended (seconds): submitit itself reads SLURM's

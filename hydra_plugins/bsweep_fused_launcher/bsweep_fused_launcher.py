@@ -104,7 +104,12 @@ class BsweepFusedLauncher(Launcher):
         # hydra.job.env_set (bsweep's sweep id, trials at once) reaches fused groups as it reaches
         # Hydra's own jobs: set while each group trains, in a worker or here.
         env_set = {str(k): str(v) for k, v in (self.config.hydra.job.get("env_set") or {}).items()}
-        results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None, env_set, self._backend())
+        backend = self._backend()
+        try:
+            results = run_jobs(jobs, n_jobs, follow_up if self.follow_up else None, env_set, backend)
+        finally:
+            if backend is not None:
+                backend.close()
         self.follow_up_returns = []
         for i, value in results.items():
             job = extra[i] if i in extra else _job(jobs, i)
