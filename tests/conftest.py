@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,8 +17,12 @@ from bsweep.fused import build_members
 from bsweep.plan import compose_config, structured
 
 # Generated datasets (bsweep.datacache) cached once per test session, for every process the
-# tests start, and never in the user's own cache folder.
-os.environ.setdefault("BSWEEP_CACHE_DIR", tempfile.mkdtemp(prefix="bsweep-test-cache-"))
+# tests start (xdist's workers and the sweeps' subprocesses inherit the variable), and never in
+# the user's own cache folder. The process that made the folder removes it at exit: left behind,
+# one per run had filled /tmp by the hundred.
+if "BSWEEP_CACHE_DIR" not in os.environ:
+    os.environ["BSWEEP_CACHE_DIR"] = tempfile.mkdtemp(prefix="bsweep-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BSWEEP_CACHE_DIR"], ignore_errors=True)
 
 # The smoke study (configs/study/smoke.yaml) shrunk further: 256 training samples, 1 epoch.
 # float32 and the contiguous layout, whatever a timing probe would pick on this machine: tests
