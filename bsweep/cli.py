@@ -113,7 +113,8 @@ def _report_outcome(outcome) -> None:
     if outcome.ended_elsewhere:
         who.append(f"{len(outcome.ended_elsewhere)} ended by another process")
     where = ", ".join(sorted({str(study_dir(p.config)) for p in outcome.planned}))
-    console.print(f"{len(outcome.planned)} trials: {line} ({'; '.join(who)}). Results in {where}",
+    added = f" ({len(outcome.planned)} planned, {len(outcome.added)} added by lr bracketing)" if outcome.added else ""
+    console.print(f"{len(outcome.states)} trials{added}: {line} ({'; '.join(who)}). Results in {where}",
                   highlight=False)
     split = outcome.time_split
     if split is not None:
@@ -130,7 +131,7 @@ def _report_outcome(outcome) -> None:
             f"({', '.join(owners)}); they were not started twice. `bsweep status {where}` shows "
             f"when they end.", highlight=False)
     failures = outcome.failures
-    points = grid_points(outcome.planned)
+    points = grid_points([*outcome.planned, *outcome.added])
     if failures:
         table = Table(title=f"{len(failures)} trial(s) did not finish")
         for col in ("trial", "point", "state", "error"):

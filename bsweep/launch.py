@@ -46,6 +46,9 @@ class SweepOutcome:
     bracket: dict | None = None  # the bracketing sweeper's record, when this sweep wrote one
     wall_seconds: float | None = None  # the whole `bsweep sweep`, planning to the last status
     processes: int = 1  # trials (or fused chunks) at once in this machine's processes; 0: in jobs of their own
+    # Trials the bracketing sweeper added to the plan (more lrs; `bracket_trials`): counted in
+    # `states`, `status` and the summary like the planned ones.
+    added: list[PlannedTrial] = field(default_factory=list)
 
     @property
     def time_split(self) -> "TimeSplit | None":
@@ -83,7 +86,7 @@ class SweepOutcome:
     @property
     def failures(self) -> list[PlannedTrial]:
         """Planned trials that did not end as a result: failed, oom, damaged, interrupted, new."""
-        return [p for p in self.planned
+        return [p for p in [*self.planned, *self.added]
                 if self.states[p.trial_id] not in (*records.FINISHED, "running")]
 
     @property
@@ -456,8 +459,35 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     bracket = read_record(study_dir(planned[0].config))
     if bracket is not None and bracket.get("time", 0) < since:
         bracket = None  # an earlier sweep's
+    added = bracket_trials(bracket, planned)
+    states.update(trial_states(added))
+    status.update({p.trial_id: _status_or_empty(p) for p in added})
+    # an added trial a rerun found finished (the sweeper asks for it again) was finished before
+    before.update({p.trial_id: states[p.trial_id] for p in added if status[p.trial_id].get("time", since) < since})
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
-                        sweep_id, notes, bracket, time.time() - started, local_processes(hydra["launcher"], jobs))
+                        sweep_id, notes, bracket, time.time() - started, local_processes(hydra["launcher"], jobs),
+                        added)
+
+
+def bracket_trials(record: dict | None, planned: list[PlannedTrial]) -> list[PlannedTrial]:
+    """The trials the bracketing sweeper's `record` says it added beyond `planned`, each with
+    its job's overrides and the config it trained with (its folder's config.yaml; the study's
+    first planned config where that is missing, which locates its folder all the same)."""
+    known, added = {p.trial_id for p in planned}, []
+    sdir = study_dir(planned[0].config)
+    for r in (record or {}).get("rounds", []):
+        ids = r.get("trial_ids", [])
+        for tid, overrides in zip(ids, r.get("trial_overrides") or [[] for _ in ids]):
+            if tid in known:
+                continue
+            known.add(tid)
+            path = records.trial_dir(sdir, tid) / records.CONFIG_FILE
+            try:
+                config = OmegaConf.load(path)
+            except (OSError, ValueError):
+                config = planned[0].config
+            added.append(PlannedTrial(list(overrides), config, tid))
+    return added
 
 
 def run_one(overrides: list[str]) -> SweepOutcome:

@@ -135,6 +135,9 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     for tid in round1["trial_ids"]:
         config = (study / "trials" / tid / "config.yaml").read_text()
         assert f"lr: {added['lr']}" in config
+    # the summary and the time line count the added trials with the planned ones
+    assert "6 trials (4 planned, 2 added by lr bracketing): 6 complete (6 trained by this run; 0 finished before)" in out.output
+    assert "over 6 trained models" in out.output
     # again: the grid and the round are on disk, the same decisions follow, nothing trains
     stamps = {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")}
     again = CliRunner().invoke(app, ["sweep", *SWEEP, f"results_dir={results}"])
@@ -144,6 +147,7 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     assert json.loads((study / RECORD_FILE).read_text())["rounds"][0]["trial_ids"] == round1["trial_ids"]
     # the report says where the grid was extended, and the sweep's summary line too
     assert "lr bracketing: 1 lr(s) added at 1 point(s), 2 trial(s)" in again.output
+    assert "6 trials (4 planned, 2 added by lr bracketing): 6 complete (0 trained by this run; 6 finished before)" in again.output
     assert CliRunner().invoke(app, ["report", str(study)]).exit_code == 0
     report = (study / "report" / "report.md").read_text()
     assert "## Learning-rate bracketing" in report

@@ -40,7 +40,7 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     assert html.index("C1") < html.index("<img")
     for claim in CLAIMS:
         assert claim in out.output and claim in html
-    summaries = re.findall(r"(\d+) trials: (\d+) complete", out.output)
+    summaries = re.findall(r"(\d+) trials(?: \(\d+ planned, \d+ added by lr bracketing\))?: (\d+) complete", out.output)
     assert len(summaries) == len(STUDIES) and all(a == b for a, b in summaries), summaries
     for name in STUDIES:
         assert (results / name / "report" / "verdicts.csv").is_file()

@@ -196,11 +196,14 @@ class BsweepBracketSweeper(BsweepSweeper):
         from bsweep.analysis.bracket import RECORD_FILE
 
         by_overrides = {tuple(o): t for t, o in self._launched.items()}
-        rounds = [{"round": h["round"],
-                   "added": [{k: v for k, v in a.items() if k != "overrides"} for a in h["added"]],
-                   "trial_ids": [by_overrides[tuple(o)] for a in h["added"] for o in a["overrides"]
-                                 if tuple(o) in by_overrides]}
-                  for h in self._history]
+        rounds = []
+        for h in self._history:
+            jobs = [o for a in h["added"] for o in a["overrides"] if tuple(o) in by_overrides]
+            # each added trial's id and job overrides: `bsweep sweep` counts them in its summary
+            rounds.append({"round": h["round"],
+                           "added": [{k: v for k, v in a.items() if k != "overrides"} for a in h["added"]],
+                           "trial_ids": [by_overrides[tuple(o)] for o in jobs],
+                           "trial_overrides": [list(o) for o in jobs]})
         record = {
             "sweeper": "bsweep_bracket",
             "lr_min": float(self.lr_min), "lr_max": float(self.lr_max), "max_rounds": int(self.max_rounds),
