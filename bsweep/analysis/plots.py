@@ -11,6 +11,7 @@ steps, throughput) are on log axes too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -58,11 +59,27 @@ def _batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") ->
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)("batch size (samples per step)")
 
 
+# A legend of more entries than this goes beside the axes, in columns, instead of over the data.
+LEGEND_INSIDE = 6
+# A figure with more curves than this names each colour, marker and line style once (a key)
+# instead of each curve: norm_quick's fixed-lr panels had 35 entries (5 norms x 7 lrs), which
+# squeezed the axes to nothing.
+MAX_CURVE_ENTRIES = 10
+
+
+def _legend(ax: Axes) -> None:
+    """The axes' legend, small; beside the axes when it is long."""
+    n = len(ax.get_legend_handles_labels()[0])
+    if n > LEGEND_INSIDE:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + n // 16)
+    elif n:
+        ax.legend(fontsize="small")
+
+
 def _grid_and_legend(ax: Axes) -> None:
     """Major grid lines, and a small legend when anything on the axes has a label."""
     ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    _legend(ax)
 
 
 def _log_y(ax: Axes) -> None:
@@ -81,9 +98,19 @@ def _two_and_five(value: float, _: int) -> str:
     return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
 
 
-def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]:
-    """Split a view into curves over batch size: (label, colour, marker, line style, rows sorted
-    by bs).
+class Curve(NamedTuple):
+    label: str
+    color: str
+    marker: str
+    style: Any  # a matplotlib line style
+    frame: pd.DataFrame  # its rows, sorted by batch size
+    norm: str  # what the colour says ("" when the view has no norm)
+    lr: str  # what the marker says ("lr=0.01" on a fixed-lr view, else "")
+    other: str  # what the line style says (the other swept keys' values, "" when none vary)
+
+
+def _curves(view: pd.DataFrame) -> list[Curve]:
+    """Split a view into curves over batch size.
 
     One curve per condition (norm, and every other swept key such as ``model.width``), and per
     lr when the view is the fixed-lr view (an ``lr`` column and no ``best_lr``). Colour says
@@ -109,8 +136,29 @@ def _curves(view: pd.DataFrame) -> list[tuple[str, str, str, str, pd.DataFrame]]
         color = NORM_COLORS.get(str(values.get("norm")), "black")
         marker = LR_MARKERS[lrs.index(values["lr"]) % len(LR_MARKERS)] if fixed_lr else "o"
         style = LINE_STYLES[styles.index(tuple(values[c] for c in others)) % len(LINE_STYLES)]
-        out.append((label or "all", color, marker, style, frame.sort_values("batch_size")))
+        out.append(Curve(label or "all", color, marker, style, frame.sort_values("batch_size"),
+                         str(values["norm"]) if "norm" in values else "",
+                         f"lr={values['lr']:g}" if fixed_lr else "",
+                         ", ".join(f"{config_key(c)}={values[c]}" for c in others)))
     return out
+
+
+def _label_curves(ax: Axes, curves: list[Curve]) -> bool:
+    """Where there are more curves than MAX_CURVE_ENTRIES, put a key on the axes (unlabelled
+    stand-ins: each colour's norm, each marker's lr, each line style's other values, once) and
+    return False: the curves themselves go unlabelled. Else True: label each curve."""
+    if len(curves) <= MAX_CURVE_ENTRIES:
+        return True
+    seen: set[str] = set()
+    for kind in ("norm", "lr", "other"):  # the norms first, then the lrs, then the rest
+        for c in curves:
+            name = getattr(c, kind)
+            look = {"norm": dict(color=c.color), "lr": dict(color="grey", marker=c.marker, linestyle="none"),
+                    "other": dict(color="grey", linestyle=c.style)}[kind]
+            if name and name not in seen:
+                seen.add(name)
+                ax.plot([], [], label=name, **look)
+    return False
 
 
 def _plot_metric_vs_batch_size(
@@ -124,7 +172,9 @@ def _plot_metric_vs_batch_size(
     log_y: bool = False,
 ) -> None:
     """Mean of ``metric`` over seeds vs batch size, one line per curve, error bars = spread."""
-    for label, color, marker, style, frame in _curves(view):
+    curves = _curves(view)
+    labelled = _label_curves(ax, curves)
+    for label, color, marker, style, frame, *_ in curves:
         if require_all_seeds:
             # A to-target mean over only the seeds that got there would flatter the point.
             frame = frame[frame["n_reached_target"] == frame["n_trials"]]
@@ -133,7 +183,7 @@ def _plot_metric_vs_batch_size(
         mean = frame[f"{metric}_mean"].astype(float) * scale
         err = frame[f"{metric}_{spread}"].astype(float).fillna(0.0) * scale
         ax.errorbar(
-            frame["batch_size"].astype(float), mean, yerr=err, label=label, color=color,
+            frame["batch_size"].astype(float), mean, yerr=err, label=label if labelled else None, color=color,
             marker=marker, markersize=4, capsize=2, linewidth=1.2, linestyle=style,
         )
     _batch_size_axis(ax, view["batch_size"])
@@ -168,7 +218,7 @@ def plot_seconds_to_target(
                 label="time-optimal" if row.Index == found.index[0] else None,
             )
         if len(found):
-            ax.legend(fontsize="small")
+            _legend(ax)
     # the star is named only where it is drawn
     ax.set_title(f"Time to target accuracy ({SPREAD_NOTE}{'; ★ fastest' if optimum is not None else ''})")
 
@@ -212,7 +262,7 @@ def plot_steps_to_target(ax: Axes, view: pd.DataFrame) -> None:
         require_all_seeds=True, log_y=True,
     )
     first_line = True
-    for _, color, _, _, frame in _curves(view):
+    for _, color, _, _, frame, *_ in _curves(view):
         frame = frame[(frame["n_reached_target"] == frame["n_trials"]) & frame["steps_to_target_mean"].notna()]
         if frame.empty:
             continue
@@ -223,7 +273,7 @@ def plot_steps_to_target(ax: Axes, view: pd.DataFrame) -> None:
                 label="perfect scaling (slope -1)" if first_line else None)
         first_line = False
     if not first_line:
-        ax.legend(fontsize="small")
+        _legend(ax)
     ax.set_title("Steps to target (log-log)")
 
 
@@ -336,7 +386,7 @@ def plot_best_lr(ax: Axes, view: pd.DataFrame) -> None:
     point (dashed, dotted)."""
     from bsweep.analysis.answer import LINEAR, SQRT, grid_step, lr_exponent
 
-    for label, color, marker, style, frame in _curves(view):
+    for label, color, marker, style, frame, *_ in _curves(view):
         frame = frame[np.isfinite(frame["best_lr"].astype(float))]
         if frame.empty:
             continue
@@ -372,7 +422,7 @@ def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
         grid = np.array([b.min(), b.max()])
         ax.plot(grid, anchor * (grid / b.min()) ** -0.5, color="black", linestyle="--", linewidth=0.8,
                 label="B^-0.5 (sampling noise alone)")
-        ax.legend(fontsize="small")
+        _legend(ax)
     tuned = "best_lr" in view.columns
     ax.set_title(f"Training-loss jitter, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
 

@@ -73,6 +73,30 @@ def test_final_accuracy_fixed_and_tuned(study, view_name):
     assert "error (%)" in ax.get_ylabel()
 
 
+def test_many_curves_get_a_key_not_a_legend_entry_each():
+    # five norms x six lrs: 30 curves. One legend entry each squeezed norm_quick's panels to
+    # nothing; the legend names each colour (norm) and each marker (lr) once, beside the axes
+    import warnings
+
+    from tests.analysis.conftest import make_study
+
+    norms, lrs = ("batch", "group", "lrn", "none", "weight"), (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    trials, measurements = make_study(
+        ceiling=lambda n, bs, lr, s: 0.9, tau_epochs=lambda n, bs, lr, s: 0.3 * (0.1 / lr),
+        batch_sizes=(8, 64, 512), lrs=lrs, norms=norms, seeds=(0, 1))
+    fixed = aggregate_over_seeds(summarize_trials(trials, measurements))
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plots.plot_final_accuracy(left, fixed)
+    plots.plot_final_accuracy(right, tuned_view(fixed, "final_test_acc"))
+    assert left.get_legend_handles_labels()[1] == [*norms, *(f"lr={lr:g}" for lr in lrs)]
+    assert right.get_legend_handles_labels()[1] == list(norms)
+    assert sum(1 for line in left.lines if line.get_xydata().size) >= len(norms) * len(lrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied ... collapsed to zero"
+        fig.savefig(__import__("io").BytesIO(), format="png")
+
+
 def test_throughput(study):
     ax = new_ax()
     plots.plot_throughput(ax, study["pooled"])
