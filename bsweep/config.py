@@ -243,10 +243,15 @@ class PerfConfig:
     fuse: str = "auto"
     # bf16 autocast of the forward pass. "auto" times a few steps of the trial's model at its
     # batch size with and without, once per study (bsweep.perf), and turns bf16 on only where it
-    # is >= 20 % faster: it moves losses by ~1e-2 relative. On our 2-core CPU (mnist1d) that
-    # was batch 1024 and up, and 256-512 in some runs; never below 256.
-    amp: str = "auto"  # auto | bf16 (= on) | off
-    # channels_last memory format for 2-D convs; "auto" measured like amp (needs >= 5 % gain).
+    # is >= 20 % faster: it moves losses by ~1e-2 relative (final accuracy by 1.5 points a
+    # trial on average, docs/performance.md). Off by default, so a study gives the same result
+    # on every machine: "auto" took bf16 at batch 256-1024 on CPUs with avx512_bf16 (at 256-512
+    # in some runs only) and never on AVX2-only ones, so the precision of a trial depended on
+    # the machine and the run. Opt in with auto or bf16 where speed matters more.
+    amp: str = "off"  # auto | bf16 (= on) | off
+    # channels_last memory format for the built-in CNN (its layers are 2-D, on signals too) and
+    # 2-D convs of one's own; "auto" measured like amp (needs >= 5 % gain). It changes float
+    # rounding only, so it stays auto: batch norm at large batches runs 1.2-1.5x faster with it.
     channels_last: str = "auto"  # auto | on | off
     # torch.compile of the model (forward and backward; the optimizer stays eager), with CUDA
     # graphs on CUDA (mode "reduce-overhead"). Off by default: on the 2-core CPU the step took

@@ -35,7 +35,8 @@ from bsweep.timing import Stopwatch
 # (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
 WARMUP_STEPS = 3
 # The layout of a checkpoint's state (`train`): a saved state of another layout is not resumed.
-CHECKPOINT_VERSION = 1
+# 2: the built-in CNN's layers on signals became 2-D (weights (out, in, 1, k) instead of (out, in, k)).
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import ChannelLRN, SmallCNN, make_cnn, make_model
+from bsweep.models import ChannelLRN, SmallCNN, as_image, make_cnn, make_model
 from bsweep.plan import fusion_key
 
 
@@ -124,6 +124,7 @@ class FusedCNN(nn.Module):
     def __init__(self, members: list[SmallCNN]) -> None:
         super().__init__()
         self.k = len(members)
+        self.signal = members[0].signal
         blocks = [list(m.features) for m in members]
         layers: list[nn.Module] = []
         for i in range(0, len(blocks[0]), 3):  # conv, norm, ReLU
@@ -136,7 +137,7 @@ class FusedCNN(nn.Module):
             self.bias = nn.Parameter(torch.stack([m.classifier.bias for m in members]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
+        h = self.features(as_image(x, self.signal))
         b = h.shape[0]
         h = h.reshape(b, self.k, -1).transpose(0, 1)  # (K, B, features), member k's flatten
         return torch.baddbmm(self.bias.unsqueeze(1), h, self.weight.transpose(1, 2))
@@ -146,7 +147,7 @@ class FusedCNN(nn.Module):
         slice of every fused weight, as a dense network; eval mode only (batch norm reads its
         running statistics)."""
         assert not self.training, "member_forward evaluates; train through forward"
-        h = x
+        h = as_image(x, self.signal)
         for layer in self.features:
             if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
                 w = layer.weight  # computed through weight_norm's parametrization, if any

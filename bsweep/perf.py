@@ -88,6 +88,12 @@ def bf16_can_pay(device: torch.device) -> bool:
     return not flags or bool(flags & {"avx512_bf16", "amx_bf16"})  # unknown flags: measure
 
 
+def takes_channels_last(cfg: Config, data: TensorData) -> bool:
+    """Whether the trial's model has 2-D layers for the channels_last layout: on images, and the
+    built-in CNN on signals too (it runs them as images of height 1, `models.SmallCNN`)."""
+    return data.x_train.dim() == 4 or cfg.model.target is None
+
+
 def candidates(cfg: Config, images: bool, bf16: bool = True) -> list[PerfChoice]:
     """Every setting `cfg.perf` allows for this trial; the exact one (if allowed) first.
     `bf16`: whether bf16 can pay on the device (`bf16_can_pay`); if not, `amp=auto` is off."""
@@ -146,6 +152,9 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
         "amp": perf_setting(cfg.perf.amp, "amp"),
         "channels_last": perf_setting(cfg.perf.channels_last, "channels_last"),
         "compile": perf_setting(cfg.perf.compile, "compile"),
+        # what was (or is) chosen among: a choice remembered from fewer candidates (the CNN on
+        # signals had no channels_last before its layers became 2-D) is not this choice
+        "candidates": [c.describe() for c in candidates(cfg, takes_channels_last(cfg, data), bf16_can_pay(device))],
     }
 
 
@@ -227,7 +236,7 @@ def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> Perf
     """The settings `cfg`'s trial trains with on `data`'s device: fixed ones as given, `auto`
     ones measured once per (device, model, norm, optimizer, batch size) and remembered: by the
     study (every worker and every resume runs the same way) and by the machine."""
-    options = candidates(cfg, data.x_train.dim() == 4, bf16_can_pay(data.x_train.device))
+    options = candidates(cfg, takes_channels_last(cfg, data), bf16_can_pay(data.x_train.device))
     if len(options) == 1:
         return options[0]
     key = probe_key(cfg, data)

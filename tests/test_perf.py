@@ -45,6 +45,21 @@ def test_candidates_follow_the_settings_and_the_data():
     assert candidates(cfg, images=False) == [EXACT]
 
 
+def test_the_builtin_cnn_takes_channels_last_on_signals_a_model_of_ones_own_only_on_images():
+    cfg = compose([*TINY])
+    data = load_data(cfg.data)
+    assert data.x_train.dim() == 3 and perf.takes_channels_last(cfg, data)
+    custom = compose([*TINY, "model=custom", "model._target_=examples.tiny_models.PlainMLP"])
+    assert not perf.takes_channels_last(custom, data)
+
+
+def test_float32_is_the_default_on_every_machine():
+    # bf16 "auto" chose by the machine (and the run): a study's precision must not
+    cfg = compose([])
+    assert cfg.perf.amp == "off"
+    assert candidates(cfg, images=True) == [EXACT, NHWC]
+
+
 def test_amp_auto_is_float32_without_a_probe_where_bf16_is_emulated():
     cfg = compose([*TINY, "perf.amp=auto", "perf.channels_last=auto"])
     assert candidates(cfg, images=True, bf16=False) == [EXACT, NHWC]
@@ -94,7 +109,9 @@ def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path, monkeypatc
     assert len(files) == 1
     record = json.loads(files[0].read_text())
     assert record["key"]["batch_size"] == 64 and record["key"]["amp"] == "auto"
-    assert [m["amp"] for m in record["measured"]] == ["off", "bf16"]
+    # the built-in CNN's layers are 2-D, on signals too: both layouts are candidates
+    assert [(m["amp"], m["channels_last"]) for m in record["measured"]] == [
+        ("off", "off"), ("off", "on"), ("bf16", "off"), ("bf16", "on")]
     assert all(m["ms_per_step"] > 0 for m in record["measured"])
     assert PerfChoice(**record["choice"]) == first
 
