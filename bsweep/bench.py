@@ -35,7 +35,7 @@ from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
-from bsweep.timing import time_steps
+from bsweep.timing import BLOCK_SECONDS, BLOCKS, steps_per_block, time_block, time_steps
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
@@ -74,37 +74,52 @@ def points_of(configs: list[Config]) -> list[BenchPoint]:
     return sorted(out, key=lambda p: (p.cfg.norm.kind, p.batch_size))
 
 
-def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None, **kw) -> pd.DataFrame:
-    """Time every point of `configs` at each fused width in `widths`; rows as in BENCH_FILE."""
-    rows = []
-    cache: dict = {}
+def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None,
+              block_seconds: float = BLOCK_SECONDS, blocks: int = BLOCKS) -> pd.DataFrame:
+    """Time every point of `configs` at each fused width in `widths`; rows as in BENCH_FILE.
+
+    The points' blocks are interleaved: `blocks` rounds of one block (about `block_seconds`) of
+    every point, each point's best block kept. A load that comes and goes while the bench runs
+    (another process, the machine's own drift) then slows one round of every point rather than
+    every block of a few: timed point after point, a norm_quick bench read weight norm at twice
+    its step time at all three of its batch sizes, and N5's verdict (weight norm cheaper than
+    batch norm) turned on it."""
+    timed = []  # (point, width, device, perf, memory, step, calls per block)
+    datasets: dict = {}
     for point in points_of(configs):
         cfg = point.cfg
         device = settle(cfg.threads or torch.get_num_threads(), cfg.device)  # as the runner does
         key = (repr(cfg.data), str(device))
-        if key not in cache:
-            cache.clear()
-            cache[key] = load_data(cfg.data, device)
-        data = cache[key]
+        if key not in datasets:
+            datasets[key] = load_data(cfg.data, device)
+        data = datasets[key]
         # the settings the study's trials ran with at this point (perf/ in the study folder)
         perf = choose(cfg, data, study_dir(cfg))
         # C8: one trial alone, in float32 whatever perf chose (bf16 autocast halves saved
         # activations where a CPU has it), so every machine accounts the same bytes
         memory = step_memory(cfg, data, point.batch_size)
         for width in widths:
-            seconds = step_seconds(cfg, data, point.batch_size, width, perf, **kw) / width
-            row = {
-                **row_key(cfg, point.batch_size, device, width),
-                "seconds_per_step": seconds,
-                "samples_per_second": point.batch_size / seconds,
-                **(memory if width == 1 else {}),
-                **perf.describe(),
-                "threads": torch.get_num_threads(),
-                "time": time.time(),
-            }
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
+            step = timed_step(cfg, data, width, perf, point.batch_size)
+            timed.append((point, width, device, perf, memory, step, steps_per_block(step, device, block_seconds)))
+    best = [float("inf")] * len(timed)
+    for _ in range(blocks):
+        for i, (_, _, device, _, _, step, calls) in enumerate(timed):
+            best[i] = min(best[i], time_block(step, device, calls))
+    rows = []
+    for (point, width, device, perf, memory, _, _), fused_step in zip(timed, best):
+        seconds = fused_step / width
+        row = {
+            **row_key(point.cfg, point.batch_size, device, width),
+            "seconds_per_step": seconds,
+            "samples_per_second": point.batch_size / seconds,
+            **(memory if width == 1 else {}),
+            **perf.describe(),
+            "threads": torch.get_num_threads(),
+            "time": time.time(),
+        }
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return pd.DataFrame(rows)
 
 

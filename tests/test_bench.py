@@ -51,6 +51,23 @@ def test_a_new_run_replaces_rows_with_the_same_key_and_keeps_the_others(results,
     assert bench.read_bench(tmp_path / "nowhere") is None
 
 
+def test_the_points_are_timed_in_interleaved_rounds(monkeypatch):
+    # a load that lasts a round slows one block of every point, not every block of one point
+    order: list[int] = []
+    slow = iter([5.0, 5.0] + [1.0] * 10)  # the first round (both points) under load
+
+    def block(step, device, calls):
+        order.append(id(step))
+        return next(slow)
+
+    monkeypatch.setattr(bench, "time_block", block)
+    cfgs = [compose([*TINY, "batch_size=8"]), compose([*TINY, "batch_size=32"])]
+    table = bench.run_bench(cfgs, (1,), block_seconds=0.01, blocks=3)
+    first, second = order[0], order[1]
+    assert first != second and order == [first, second] * 3
+    assert list(table["seconds_per_step"]) == [1.0, 1.0]  # each point's best block
+
+
 def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_the_study_limit():
     import torch
 
