@@ -60,7 +60,7 @@ def _batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") ->
 
 
 # A legend of more entries than this goes beside the axes, in columns, instead of over the data.
-LEGEND_INSIDE = 6
+LEGEND_INSIDE = 10
 # A figure with more curves than this names each colour, marker and line style once (a key)
 # instead of each curve: norm_quick's fixed-lr panels had 35 entries (5 norms x 7 lrs), which
 # squeezed the axes to nothing.
