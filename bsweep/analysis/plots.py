@@ -40,6 +40,8 @@ NORM_COLORS: dict[str, str] = {
 LR_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 # Line styles for the values of swept keys other than norm and lr (model.width=16 vs 32, ...).
 LINE_STYLES: tuple[str, ...] = ("-", ":", "-.", (0, (5, 1)), (0, (1, 3)))
+# On a line of its own under a title: beside a long title it pushed the title past a narrow
+# panel's edge (clipped in two-panel figures whose left panel has its legend beside it).
 SPREAD_NOTE = "bars: ±1 std over seeds"
 
 
@@ -220,7 +222,7 @@ def plot_seconds_to_target(
         if len(found):
             _legend(ax)
     # the star is named only where it is drawn
-    ax.set_title(f"Time to target accuracy ({SPREAD_NOTE}{'; ★ fastest' if optimum is not None else ''})")
+    ax.set_title(f"Time to target accuracy\n({SPREAD_NOTE}{'; ★ fastest' if optimum is not None else ''})")
 
 
 def plot_final_accuracy(ax: Axes, view: pd.DataFrame, as_error: bool = True) -> None:
@@ -230,7 +232,7 @@ def plot_final_accuracy(ax: Axes, view: pd.DataFrame, as_error: bool = True) -> 
     else:
         _plot_metric_vs_batch_size(ax, view, "final_test_acc", "final test accuracy (%)", scale=100.0)
     tuned = "best_lr" in view.columns
-    ax.set_title(f"Final test {'error' if as_error else 'accuracy'}, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
+    ax.set_title(f"Final test {'error' if as_error else 'accuracy'}, {'tuned lr' if tuned else 'fixed lr'}\n({SPREAD_NOTE})")
 
 
 def plot_throughput(ax: Axes, view: pd.DataFrame) -> None:
@@ -238,7 +240,7 @@ def plot_throughput(ax: Axes, view: pd.DataFrame) -> None:
     _plot_metric_vs_batch_size(
         ax, view, "samples_per_second", "throughput (training samples / s)", log_y=True
     )
-    ax.set_title(f"Throughput ({SPREAD_NOTE})")
+    ax.set_title(f"Throughput\n({SPREAD_NOTE})")
 
 
 def plot_epochs_to_target(ax: Axes, view: pd.DataFrame) -> None:
@@ -247,7 +249,7 @@ def plot_epochs_to_target(ax: Axes, view: pd.DataFrame) -> None:
         ax, view, "epochs_to_target", "epochs to target (passes over the training set)",
         require_all_seeds=True,
     )
-    ax.set_title(f"Epochs to target accuracy ({SPREAD_NOTE})")
+    ax.set_title(f"Epochs to target accuracy\n({SPREAD_NOTE})")
 
 
 def plot_steps_to_target(ax: Axes, view: pd.DataFrame) -> None:
@@ -424,7 +426,7 @@ def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
                 label="B^-0.5 (sampling noise alone)")
         _legend(ax)
     tuned = "best_lr" in view.columns
-    ax.set_title(f"Training-loss jitter, {'tuned lr' if tuned else 'fixed lr'} ({SPREAD_NOTE})")
+    ax.set_title(f"Training-loss jitter, {'tuned lr' if tuned else 'fixed lr'}\n({SPREAD_NOTE})")
 
 
 def plot_gradient_cosines(ax: Axes, rows: pd.DataFrame, sizes: Sequence[int]) -> None:
@@ -469,4 +471,4 @@ def plot_error_by_norm(ax: Axes, view: pd.DataFrame) -> None:
     _plot_metric_vs_batch_size(ax, view, "final_test_error", "final test error (%)", scale=100.0)
     ax.invert_xaxis()
     ax.set_xlabel("batch size (samples per step), decreasing →")
-    ax.set_title(f"Error vs batch size per normalization ({SPREAD_NOTE})")
+    ax.set_title(f"Error vs batch size per normalization\n({SPREAD_NOTE})")
