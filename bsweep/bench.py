@@ -35,7 +35,7 @@ from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
-from bsweep.timing import BLOCK_SECONDS, BLOCKS, steps_per_block, time_block, time_steps
+from bsweep.timing import BLOCK_SECONDS, BLOCKS, time_interleaved, time_steps
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
@@ -84,7 +84,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
     every block of a few: timed point after point, a norm_quick bench read weight norm at twice
     its step time at all three of its batch sizes, and N5's verdict (weight norm cheaper than
     batch norm) turned on it."""
-    timed = []  # (point, width, device, perf, memory, step, calls per block)
+    timed = []  # (point, width, device, perf, memory, step)
     datasets: dict = {}
     for point in points_of(configs):
         cfg = point.cfg
@@ -99,14 +99,10 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
         # activations where a CPU has it), so every machine accounts the same bytes
         memory = step_memory(cfg, data, point.batch_size)
         for width in widths:
-            step = timed_step(cfg, data, width, perf, point.batch_size)
-            timed.append((point, width, device, perf, memory, step, steps_per_block(step, device, block_seconds)))
-    best = [float("inf")] * len(timed)
-    for _ in range(blocks):
-        for i, (_, _, device, _, _, step, calls) in enumerate(timed):
-            best[i] = min(best[i], time_block(step, device, calls))
+            timed.append((point, width, device, perf, memory, timed_step(cfg, data, width, perf, point.batch_size)))
+    best = time_interleaved([(step, device) for _, _, device, _, _, step in timed], block_seconds, blocks)
     rows = []
-    for (point, width, device, perf, memory, _, _), fused_step in zip(timed, best):
+    for (point, width, device, perf, memory, _), fused_step in zip(timed, best):
         seconds = fused_step / width
         row = {
             **row_key(point.cfg, point.batch_size, device, width),

@@ -48,7 +48,7 @@ from bsweep.device import cpu_flags, device_name
 from bsweep.records import write_json
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members, custom_obstacle
-from bsweep.timing import WARM_CALLS, steps_per_block, time_block, time_steps
+from bsweep.timing import WARM_CALLS, time_interleaved, time_steps
 
 log = logging.getLogger("bsweep")
 
@@ -161,14 +161,9 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
 def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> dict[PerfChoice, float]:
     """Best-block seconds per training step of `cfg`'s trial under each choice."""
     device = data.x_train.device
-    steps = [timed_step(cfg, data, 1, c) for c in choices]
-    per_block = [steps_per_block(step, device, PROBE_BLOCK_SECONDS, PROBE_MIN_STEPS) for step in steps]
-    best = [float("inf")] * len(steps)
-    for r in range(PROBE_ROUNDS):
-        for i, step in enumerate(steps):
-            best[i] = min(best[i], time_block(step, device, per_block[i]))
-        if r + 1 >= PROBE_MIN_ROUNDS and decided(dict(zip(choices, best))):
-            break
+    best = time_interleaved([(timed_step(cfg, data, 1, c), device) for c in choices], PROBE_BLOCK_SECONDS,
+                            PROBE_ROUNDS, PROBE_MIN_STEPS,
+                            enough=lambda done, best: done >= PROBE_MIN_ROUNDS and decided(dict(zip(choices, best))))
     return dict(zip(choices, best))
 
 

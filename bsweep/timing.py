@@ -59,3 +59,18 @@ def time_steps(step: Callable[[], None], device: torch.device, block_seconds: fl
     """Best-of-`blocks` mean seconds per call of `step()`, each block about `block_seconds`."""
     n = steps_per_block(step, device, block_seconds, min_steps)
     return min(time_block(step, device, n) for _ in range(blocks))
+
+
+def time_interleaved(steps: list[tuple[Callable[[], None], torch.device]], block_seconds: float, rounds: int,
+                     min_steps: int = 3, enough: Callable[[int, list[float]], bool] | None = None) -> list[float]:
+    """Best-of-`rounds` mean seconds per call of each (step, its device), the blocks interleaved
+    round by round: a burst of other load then slows one block of every step rather than every
+    block of a few. `enough(rounds done, best so far)` may end the rounds early."""
+    calls = [steps_per_block(step, device, block_seconds, min_steps) for step, device in steps]
+    best = [float("inf")] * len(steps)
+    for r in range(rounds):
+        for i, (step, device) in enumerate(steps):
+            best[i] = min(best[i], time_block(step, device, calls[i]))
+        if enough is not None and enough(r + 1, best):
+            break
+    return best

@@ -4,7 +4,7 @@ import pandas as pd
 import torch
 from typer.testing import CliRunner
 
-from bsweep import bench
+from bsweep import bench, timing
 from bsweep.cli import app
 from tests.conftest import TINY, compose
 
@@ -60,7 +60,8 @@ def test_the_points_are_timed_in_interleaved_rounds(monkeypatch):
         order.append(id(step))
         return next(slow)
 
-    monkeypatch.setattr(bench, "time_block", block)
+    monkeypatch.setattr(timing, "time_block", block)
+    monkeypatch.setattr(timing, "steps_per_block", lambda *a, **k: 1)
     cfgs = [compose([*TINY, "batch_size=8"]), compose([*TINY, "batch_size=32"])]
     table = bench.run_bench(cfgs, (1,), block_seconds=0.01, blocks=3)
     first, second = order[0], order[1]
