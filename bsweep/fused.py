@@ -34,7 +34,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import ChannelLRN, SmallCNN, as_image, make_cnn, make_model
+from bsweep.models import ChannelLRN, SmallCNN, as_image, flatten, make_cnn, make_model
 from bsweep.plan import fusion_key
 
 
@@ -137,9 +137,8 @@ class FusedCNN(nn.Module):
             self.bias = nn.Parameter(torch.stack([m.classifier.bias for m in members]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(as_image(x, self.signal))
-        b = h.shape[0]
-        h = h.reshape(b, self.k, -1).transpose(0, 1)  # (K, B, features), member k's flatten
+        h = flatten(self.features(as_image(x, self.signal)))
+        h = h.view(h.shape[0], self.k, -1).transpose(0, 1)  # (K, B, features), member k's flatten
         return torch.baddbmm(self.bias.unsqueeze(1), h, self.weight.transpose(1, 2))
 
     def member_forward(self, x: torch.Tensor, m: int) -> torch.Tensor:

@@ -107,7 +107,33 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(n_features, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(as_image(x, self.signal)), 1))
+        return self.classifier(flatten(self.features(as_image(x, self.signal))))
+
+
+class _FlattenChannelsLast(torch.autograd.Function):
+    """flatten(h, 1) of a channels_last h (a copy, in (C, H, W) order, as the classifier reads
+    it) whose gradient goes back channels_last, like h.
+
+    A plain flatten sends back a contiguous gradient, and the last ReLU's backward then reads
+    two layouts at once: 1.8 against 0.05 ms at (1024, 32, 1, 10) on the 2-core EPYC, about 7 %
+    of a training step at batch 1024 (docs/performance.md). The values are the same either way:
+    only the gradient's memory order changes, so training is bitwise unchanged."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:
+        ctx.shape = h.shape
+        return h.flatten(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+def flatten(h: torch.Tensor) -> torch.Tensor:
+    """(B, features) from a batch of feature maps, its gradient in the maps' own layout."""
+    if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last):
+        return _FlattenChannelsLast.apply(h)
+    return torch.flatten(h, 1)
 
 
 def as_image(x: torch.Tensor, signal: bool) -> torch.Tensor:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bsweep.config import NORMS, ModelConfig, NormConfig
-from bsweep.models import ChannelLRN, make_cnn, make_norm
+from bsweep.models import ChannelLRN, flatten, make_cnn, make_norm
 
 
 @pytest.mark.parametrize("kind", NORMS)
@@ -51,3 +51,31 @@ def test_channel_lrn_is_torchs_local_response_norm(shape, size):
     (ours_grad,) = torch.autograd.grad(y, x, g)
     (theirs_grad,) = torch.autograd.grad(theirs(x), x, g)
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_flatten_sends_the_gradient_back_in_the_maps_layout_with_the_same_values():
+    maps = torch.randn(4, 3, 1, 5)
+    weights = torch.randn(4, 15)
+    grads = []
+    for fn in (flatten, lambda h: torch.flatten(h, 1)):
+        h = maps.requires_grad_().contiguous(memory_format=torch.channels_last)  # not a leaf, as activations
+        h.register_hook(grads.append)
+        out = fn(h)
+        assert torch.equal(out, torch.flatten(maps, 1))
+        (out * weights).sum().backward()
+    assert grads[0].is_contiguous(memory_format=torch.channels_last) and not grads[0].is_contiguous()
+    assert grads[1].is_contiguous()  # what the last ReLU's backward had to read against its channels_last output
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_a_channels_last_cnn_gets_every_activation_gradient_in_channels_last():
+    net = make_cnn((1, 40), 10, ModelConfig(), NormConfig(kind="batch")).to(memory_format=torch.channels_last)
+    layouts = []
+
+    def watch(module, args, out):  # each layer's output gradient, as autograd hands it back
+        out.register_hook(lambda g: layouts.append(g.is_contiguous(memory_format=torch.channels_last)))
+
+    for layer in net.features:
+        layer.register_forward_hook(watch)
+    net(torch.randn(8, 1, 40)).sum().backward()
+    assert layouts == [True] * len(net.features)
