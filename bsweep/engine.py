@@ -36,7 +36,8 @@ from bsweep.timing import Stopwatch
 WARMUP_STEPS = 3
 # The layout of a checkpoint's state (`train`): a saved state of another layout is not resumed.
 # 2: the built-in CNN's layers on signals became 2-D (weights (out, in, 1, k) instead of (out, in, k)).
-CHECKPOINT_VERSION = 2
+# 3: a fused model's flat buffer keeps channels_last weights channels_last (`fused.flat_parameters`).
+CHECKPOINT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,13 @@ def autocast(device: torch.device, amp: bool):
 
 
 def as_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+    """A batch as the model takes it: channels_last when asked, signals (B, C, L) then as
+    channels_last images of height 1 (the built-in CNN's layout for them, `models.as_image`).
+    Left to the first convolution, a fused batch of signals (member k's in channel block k)
+    came out of it contiguous, and every later layer copied it back to channels_last."""
+    if not channels_last:
+        return x
+    return (x.unsqueeze(2) if x.dim() == 3 else x).contiguous(memory_format=torch.channels_last)
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor, reduce: str = "mean") -> torch.Tensor:

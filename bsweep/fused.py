@@ -184,18 +184,42 @@ def flatten_parameters(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def flat_parameters(tensors: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor, list[nn.Parameter]]:
     """`tensors` (each member-major: K equal runs) copied into one flat buffer: (flat,
     member_of, a Parameter viewing each tensor's part of it), member_of[i] the member owning
-    flat[i]."""
+    flat[i].
+
+    Each view keeps its tensor's memory layout: a channels_last conv weight stays channels_last
+    (its first dimension is still the outermost, so its members are still K equal runs). A
+    contiguous view of it would put the fused convolutions back in the contiguous layout
+    whatever `perf.channels_last` chose, and oneDNN's convolution backward then copies its
+    input into the weight's layout at every step."""
     first = tensors[0]
     flat = torch.empty(sum(t.numel() for t in tensors), device=first.device, dtype=first.dtype)
     member_of = torch.empty(flat.numel(), device=first.device, dtype=torch.int64)
     views, offset = [], 0
     for t in tensors:
-        n = t.numel()
-        flat[offset : offset + n].copy_(t.detach().reshape(-1))
+        n, order = t.numel(), memory_order(t)
+        part = flat[offset : offset + n]
+        if order is None:
+            view = part.view_as(t)
+        else:  # (0, 2, 3, 1): the first dimension stays outermost, so members stay K equal runs
+            view = part.view([t.shape[d] for d in order]).permute(0, 3, 1, 2)
+        view.copy_(t.detach())
         member_of[offset : offset + n] = torch.arange(k, device=t.device).repeat_interleave(n // k)
-        views.append(nn.Parameter(flat[offset : offset + n].view_as(t)))
+        views.append(nn.Parameter(view))
         offset += n
     return flat, member_of, views
+
+
+# A channels_last 4-D tensor's dimensions from the outermost in memory to the innermost
+CHANNELS_LAST_ORDER = (0, 2, 3, 1)
+
+
+def memory_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The order of t's dimensions in memory when it is channels_last (and not also
+    contiguous, as tensors with size-1 channels or spatial dimensions can be); None when it is
+    in its own order. Other layouts are kept in the flat buffer contiguous."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return CHANNELS_LAST_ORDER
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,6 +238,8 @@ class FusedOptimizer:
         if optim.name not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {optim.name!r}")
         self.opt, self.flat, self.params = optim, flat, params
+        # each parameter's dimensions in the flat buffer's order (`flat_parameters`); None: its own
+        self.orders = [memory_order(q) for q in params]
         self.steps = 0
         self.buf: torch.Tensor | None = None  # SGD momentum / Adam first moment
         self.sq: torch.Tensor | None = None  # Adam second moment
@@ -222,7 +248,10 @@ class FusedOptimizer:
     def step(self, lr: torch.Tensor) -> None:
         """One update with `lr` per element of the flat buffer; clears the gradients."""
         o, p = self.opt, self.flat
-        g = torch.cat([q.grad.reshape(-1) for q in self.params])
+        # in each parameter's memory order (autograd gives a gradient its parameter's strides,
+        # so the permute is a view and the reshape copies nothing)
+        g = torch.cat([(q.grad if o is None else q.grad.permute(*o)).reshape(-1)
+                       for q, o in zip(self.params, self.orders)])
         for q in self.params:
             q.grad = None
         if o.weight_decay:

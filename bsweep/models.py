@@ -137,8 +137,9 @@ def flatten(h: torch.Tensor) -> torch.Tensor:
 
 
 def as_image(x: torch.Tensor, signal: bool) -> torch.Tensor:
-    """A batch of signals (B, C, L) as images of height 1 (B, C, 1, L); images as they are."""
-    return x.unsqueeze(2) if signal else x
+    """A batch of signals (B, C, L) as images of height 1 (B, C, 1, L); images, and signals
+    already made images (`engine.as_input`), as they are."""
+    return x.unsqueeze(2) if signal and x.dim() == 3 else x
 
 
 def make_cnn(

@@ -48,7 +48,7 @@ from bsweep.device import cpu_flags, device_name
 from bsweep.records import write_json
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members, custom_obstacle
-from bsweep.timing import WARM_CALLS, time_interleaved, time_steps
+from bsweep.timing import WARM_CALLS, time_block, time_interleaved, time_steps
 
 log = logging.getLogger("bsweep")
 
@@ -71,6 +71,18 @@ PROBE_MIN_ROUNDS = 2
 PROBE_MIN_STEPS = 2
 CLEAR = 1.3
 PERF_DIR = "perf"
+# Trials that may fuse are timed fused, PROBE_WIDTH members wide: the layout that wins alone
+# need not win fused. On the 2-core EPYC (12 members fused), channels_last ran BatchNorm
+# 1.29-1.33x faster at batch 4-64, where alone it lost at 16, and GroupNorm 0.87-0.92x, where
+# alone it won at 1-16 (docs/performance.md). 8 is a width the search tries and a typical lr x
+# seed group. Where PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS (batch 256 and
+# up here) the step is compute-bound: it would not fuse (the width search stops there too), so
+# it is timed alone.
+PROBE_WIDTH = 8
+FUSED_PROBE_SECONDS = 0.05
+# Part of a probe's key: decisions made by an older rule (alone only, or before fused models
+# kept channels_last weights) are made again rather than trusted.
+PROBE_VERSION = 2
 
 _MEMO: dict[str, PerfChoice] = {}
 
@@ -155,13 +167,44 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
         # what was (or is) chosen among: a choice remembered from fewer candidates (the CNN on
         # signals had no channels_last before its layers became 2-D) is not this choice
         "candidates": [c.describe() for c in candidates(cfg, takes_channels_last(cfg, data), bf16_can_pay(device))],
+        "fused_probe": PROBE_WIDTH if fusion_obstacle(cfg, data) is None else None,
+        "probe": PROBE_VERSION,
     }
 
 
-def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> dict[PerfChoice, float]:
-    """Best-block seconds per training step of `cfg`'s trial under each choice."""
+def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[dict[PerfChoice, float], list[dict]]:
+    """Seconds per member-step of `cfg`'s trial under each choice, and a row per choice for the
+    record. Timed PROBE_WIDTH members fused where the trial may fuse and that step is not
+    compute-bound (the trial then trains fused, where the layouts differ most); alone otherwise."""
+    if fusion_obstacle(cfg, data) is None and PROBE_WIDTH * _one_step(cfg, data, choices[0]) <= FUSED_PROBE_SECONDS:
+        try:
+            fused = _probe(cfg, data, choices, PROBE_WIDTH)
+        except Exception:  # a model of one's own whose forward vmap cannot batch: it trains alone
+            if cfg.model.target is None:
+                raise
+        else:
+            return _per_member(fused, PROBE_WIDTH)
+    return _per_member(_probe(cfg, data, choices, 1), 1)
+
+
+def _per_member(seconds: dict[PerfChoice, float], width: int) -> tuple[dict[PerfChoice, float], list[dict]]:
+    per_member = {c: t / width for c, t in seconds.items()}
+    return per_member, [{**c.describe(), "width": width, "ms_per_member_step": t * 1e3} for c, t in per_member.items()]
+
+
+def _one_step(cfg: Config, data: TensorData, choice: PerfChoice) -> float:
+    """Seconds of one training step of the trial alone, after warming up: what a fused probe
+    would cost, roughly, divided by its width."""
+    step = timed_step(cfg, data, 1, choice)
+    for _ in range(WARM_CALLS):
+        step()
+    return time_block(step, data.x_train.device, 1)
+
+
+def _probe(cfg: Config, data: TensorData, choices: list[PerfChoice], width: int) -> dict[PerfChoice, float]:
+    """Best-block seconds per training step, `width` members wide, under each choice."""
     device = data.x_train.device
-    best = time_interleaved([(timed_step(cfg, data, 1, c), device) for c in choices], PROBE_BLOCK_SECONDS,
+    best = time_interleaved([(timed_step(cfg, data, width, c), device) for c in choices], PROBE_BLOCK_SECONDS,
                             PROBE_ROUNDS, PROBE_MIN_STEPS,
                             enough=lambda done, best: done >= PROBE_MIN_ROUNDS and decided(dict(zip(choices, best))))
     return dict(zip(choices, best))
@@ -246,10 +289,9 @@ def choose(cfg: Config, data: TensorData, study_dir: Path | None = None) -> Perf
         record = _machine_record(mpath, key)
         choice = _choice(record)
         if choice is None:
-            seconds = measure(cfg, data, options)
+            seconds, rows = measure(cfg, data, options)
             choice = pick(seconds)
-            record = {"key": key, "choice": asdict(choice), "time": time.time(),
-                      "measured": [{**c.describe(), "ms_per_step": t * 1e3} for c, t in seconds.items()]}
+            record = {"key": key, "choice": asdict(choice), "time": time.time(), "measured": rows}
             _remember(mpath, record)
         if path is not None:
             choice = _store(path, record) or choice
@@ -349,14 +391,13 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
     noise tracking or a model of the user's own, forced by `perf.fuse`, or measured ("auto"):
     the candidate width with the lowest seconds per member-step."""
     fuse = str(cfg.perf.fuse).strip().lower()
-    # noise scale and gradient cosines measure one model's gradients: a fused model has none
-    if fuse == "off" or n_members <= 1 or measures_gradients(cfg):
+    if n_members <= 1:
         return 1
-    if cfg.model.target is not None:  # fused by vmap only where that stays exact (fused.VmapFused)
-        obstacle = custom_obstacle(cfg, data)
-        if obstacle:
+    obstacle = fusion_obstacle(cfg, data)
+    if obstacle is not None:
+        if cfg.model.target is not None and fuse != "off" and not measures_gradients(cfg):
             _say_once(f"model._target_={cfg.model.target} trains unfused: {obstacle}")
-            return 1
+        return 1
     if fuse != "auto":
         if not fuse.isdigit() or int(fuse) < 1:
             raise ValueError(f"perf.fuse={cfg.perf.fuse!r} is not known; choose auto, off or a width >= 1")
@@ -371,6 +412,17 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
         _say_once(f"model._target_={cfg.model.target} trains unfused: vmap raised {type(e).__name__}: {e}")
         return 1
     return min(table, key=table.get)
+
+
+def fusion_obstacle(cfg: Config, data: TensorData) -> str | None:
+    """Why `cfg`'s trial never trains fused, or None when it may."""
+    if str(cfg.perf.fuse).strip().lower() == "off":
+        return "perf.fuse=off"
+    if measures_gradients(cfg):  # noise scale and gradient cosines measure one model's gradients
+        return "it measures its gradients"
+    if cfg.model.target is not None:  # fused by vmap only where that stays exact (fused.VmapFused)
+        return custom_obstacle(cfg, data)
+    return None
 
 
 _SAID: set[str] = set()

@@ -1,6 +1,7 @@
 """perf.amp / perf.channels_last: fixed settings, and `auto` decided by measuring, once per study."""
 
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -90,6 +91,24 @@ def test_the_probe_stops_early_only_when_every_candidate_is_clear():
     assert not perf.decided({EXACT: 1.0, BF16: 2.0, NHWC: 1 / 1.05})
 
 
+@pytest.mark.parametrize("overrides,fused_probe_seconds,width", [
+    ([], math.inf, perf.PROBE_WIDTH),  # may fuse, and a fused step is cheap: timed fused
+    ([], 0.0, 1),  # compute-bound: timed alone
+    (["perf.fuse=off"], math.inf, 1),  # never fuses: timed as it trains
+    (["noise.enabled=true"], math.inf, 1),  # measures its own gradients: trains alone
+])
+def test_the_layout_is_timed_fused_where_the_trial_trains_fused(monkeypatch, overrides, fused_probe_seconds, width):
+    # channels_last ran BatchNorm 1.3x faster fused at batch 16 and lost alone: the probe times
+    # the step the trial will train with
+    monkeypatch.setattr(perf, "FUSED_PROBE_SECONDS", fused_probe_seconds)
+    cfg = compose([*TINY, "perf.channels_last=auto", "batch_size=16", *overrides])
+    data = load_data(cfg.data)
+    seconds, rows = perf.measure(cfg, data, perf.candidates(cfg, images=True, bf16=False))
+    assert list(seconds) == [EXACT, NHWC]
+    assert [r["width"] for r in rows] == [width, width]
+    assert [r["ms_per_member_step"] for r in rows] == pytest.approx([seconds[EXACT] * 1e3, seconds[NHWC] * 1e3])
+
+
 def test_fixed_settings_are_not_measured(monkeypatch):
     cfg = compose([*TINY, "perf.amp=bf16", "perf.channels_last=off"])
     data = load_data(cfg.data)
@@ -112,7 +131,7 @@ def test_auto_measures_once_per_study_and_remembers_on_disk(tmp_path, monkeypatc
     # the built-in CNN's layers are 2-D, on signals too: both layouts are candidates
     assert [(m["amp"], m["channels_last"]) for m in record["measured"]] == [
         ("off", "off"), ("off", "on"), ("bf16", "off"), ("bf16", "on")]
-    assert all(m["ms_per_step"] > 0 for m in record["measured"])
+    assert all(m["ms_per_member_step"] > 0 and m["width"] in (1, perf.PROBE_WIDTH) for m in record["measured"])
     assert PerfChoice(**record["choice"]) == first
 
     # another process (fresh memo) reads the study's decision instead of measuring again,
