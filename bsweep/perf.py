@@ -337,13 +337,17 @@ WIDTH_SEARCH_SECONDS = 1.0
 # The search over widths stops once a width is this much slower per member than the best so far
 # (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend:
 # per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8. A width
-# past the ratio is timed once more before the search stops on it: in a claims_quick sweep
-# (GroupNorm, batch 16) one timing of width 2 read 3.07 ms a member against 1.80 at width 1,
-# the search stopped, and 12 trials trained alone at ~1.5 ms a step where width 12 takes 0.53.
+# past the ratio is timed again, interleaved with the best width, and the search stops only if
+# it is still past the ratio of the best's new timing. One timing had stopped it twice in
+# claims_quick sweeps, each time at the start, when both workers were probing: GroupNorm at
+# batch 16 (width 2 read 3.07 ms a member against 1.80 alone; 12 trials then trained alone at
+# ~1.5 ms a step where width 12 takes 0.53), and BatchNorm at batch 1 (width 2 read 1.00 ms
+# against 0.67 alone, twice in a row; 0.54-0.56 in a quiet process: 12 trials of 24,000 steps
+# trained alone, 240 s of a 435 s sweep, where width 12 takes 0.13 ms a member).
 STOP_RATIO = 1.5
-# Part of a remembered search's key: a search made by an older rule (one that stopped on a single
-# slow timing) is made again rather than trusted.
-WIDTH_SEARCH_VERSION = 2
+# Part of a remembered search's key: a search made by an older rule (one that stopped on timings
+# taken apart from the best width's) is made again rather than trusted.
+WIDTH_SEARCH_VERSION = 3
 
 _WIDTH_CACHE: dict[str, dict[int, float]] = {}
 
@@ -368,19 +372,24 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
         except (KeyError, TypeError, ValueError, AttributeError):
             pass
     table: dict[int, float] = {}
-    best = math.inf
+    device = data.x_train.device
+    best, best_width, best_step = math.inf, 0, None
     for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
         calls = WARM_CALLS + 1 + WIDTH_BLOCKS * WIDTH_MIN_STEPS  # steps_per_block's, at the least
         if table and calls * w * best > WIDTH_SEARCH_SECONDS:
             break
         step = timed_step(cfg, data, w, perf)
-        table[w] = time_steps(step, data.x_train.device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
-        if table[w] > STOP_RATIO * best:  # a trend, or one slow timing: time it again to tell
-            again = time_steps(step, data.x_train.device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
-            table[w] = min(table[w], again)
+        table[w] = time_steps(step, device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
         if table[w] > STOP_RATIO * best:
-            break
-        best = min(best, table[w])
+            # A trend, or a burst of load (at a sweep's start every worker searches at once):
+            # time this width again side by side with the best, so that a burst slows both.
+            again, best_again = time_interleaved([(step, device), (best_step, device)], WIDTH_BLOCK_SECONDS,
+                                                 WIDTH_BLOCKS, WIDTH_MIN_STEPS)
+            table[w] = min(table[w], again / w)
+            if again / w > STOP_RATIO * best_again / best_width:
+                break
+        if table[w] < best:
+            best, best_width, best_step = table[w], w, step
     _WIDTH_CACHE[memo_key] = table
     _remember(mpath, {"key": key, "seconds_per_member_step": table, "time": time.time()})
     return table
