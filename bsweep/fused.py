@@ -34,7 +34,7 @@ from torch import nn
 from bsweep.config import Config, OptimConfig, effective_lr
 from bsweep.data import TensorData
 from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import ChannelLRN, SmallCNN, as_image, flatten, make_cnn, make_model
+from bsweep.models import ChannelLRN, SmallCNN, as_image, channels_last_only, flatten, make_cnn, make_model
 from bsweep.plan import fusion_key
 
 
@@ -214,12 +214,9 @@ CHANNELS_LAST_ORDER = (0, 2, 3, 1)
 
 
 def memory_order(t: torch.Tensor) -> tuple[int, ...] | None:
-    """The order of t's dimensions in memory when it is channels_last (and not also
-    contiguous, as tensors with size-1 channels or spatial dimensions can be); None when it is
-    in its own order. Other layouts are kept in the flat buffer contiguous."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return CHANNELS_LAST_ORDER
-    return None
+    """The order of t's dimensions in memory when it is channels_last; None when it is in its
+    own order. Other layouts are kept in the flat buffer contiguous."""
+    return CHANNELS_LAST_ORDER if channels_last_only(t) else None
 
 
 # ----------------------------------------------------------------------------------------------

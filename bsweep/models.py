@@ -131,9 +131,13 @@ class _FlattenChannelsLast(torch.autograd.Function):
 
 def flatten(h: torch.Tensor) -> torch.Tensor:
     """(B, features) from a batch of feature maps, its gradient in the maps' own layout."""
-    if h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last):
-        return _FlattenChannelsLast.apply(h)
-    return torch.flatten(h, 1)
+    return _FlattenChannelsLast.apply(h) if channels_last_only(h) else torch.flatten(h, 1)
+
+
+def channels_last_only(t: torch.Tensor) -> bool:
+    """Whether t is a 4-D channels_last tensor and not also contiguous (a tensor whose channels
+    or spatial dimensions are all of size 1 can be both: its layouts are the same memory)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def as_image(x: torch.Tensor, signal: bool) -> torch.Tensor:
