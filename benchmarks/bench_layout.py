@@ -2,7 +2,7 @@
 
 The layout is a `perf.channels_last=auto` decision made per study, norm and batch size; this
 prints what that decision sees, for a few (batch size, fusion width) points, as a ratio measured
-in the same run (best of 3 blocks, the two layouts interleaved twice).
+in the same run (`bsweep.timing.time_interleaved`: best of 5 blocks, the layouts interleaved).
 
     python benchmarks/bench_layout.py batch            # the default points
     python benchmarks/bench_layout.py group 256x1,1024x1
@@ -12,29 +12,17 @@ in the same run (best of 3 blocks, the two layouts interleaved twice).
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 
 from bsweep import device, perf, runner
 from bsweep.engine import PerfChoice
 from bsweep.plan import compose_config, structured
+from bsweep.timing import time_interleaved
 
 POINTS = "1x12,4x12,16x12,64x12,64x1,256x1,256x4,1024x1"  # batch size x fusion width
-SAMPLES_PER_BLOCK = 4000  # a block trains about this many samples (at least 3 steps)
-
-
-def per_member_step(step, batch: int, width: int) -> float:
-    for _ in range(3):
-        step()
-    n = max(3, SAMPLES_PER_BLOCK // (batch * width))
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(n):
-            step()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best / width
+BLOCK_SECONDS = 0.1  # a block of steps lasts about this long (at least 3 steps)
+ROUNDS = 5  # blocks of each layout, interleaved; the best counts
 
 
 def main(norm: str, points: str) -> None:
@@ -46,10 +34,8 @@ def main(norm: str, points: str) -> None:
         batch, width = (int(v) for v in point.split("x"))
         cfg = structured(compose_config(["data=mnist1d", f"batch_size={batch}", f"norm={norm}"]))
         data = runner.data_for(cfg.data, torch.device("cpu"))
-        times = {False: [], True: []}
-        for cl in (False, True, False, True):
-            times[cl].append(per_member_step(perf.timed_step(cfg, data, width, PerfChoice(False, cl)), batch, width))
-        contiguous, nhwc = min(times[False]), min(times[True])
+        steps = [(perf.timed_step(cfg, data, width, PerfChoice(False, cl)), data.x_train.device) for cl in (False, True)]
+        contiguous, nhwc = (t / width for t in time_interleaved(steps, BLOCK_SECONDS, ROUNDS))
         print(f"norm={norm} batch {batch} width {width}: contiguous {contiguous * 1e3:.3f} ms, "
               f"channels_last {nhwc * 1e3:.3f} ms per member-step, ratio {contiguous / nhwc:.2f}")
 

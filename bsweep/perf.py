@@ -48,7 +48,7 @@ from bsweep.device import cpu_flags, device_name
 from bsweep.records import write_json
 from bsweep.engine import PerfChoice, train_step
 from bsweep.fused import build_members, custom_obstacle
-from bsweep.timing import WARM_CALLS, time_block, time_interleaved, time_steps
+from bsweep.timing import WARM_CALLS, time_interleaved, time_steps, warm_call_seconds
 
 log = logging.getLogger("bsweep")
 
@@ -167,7 +167,10 @@ def probe_key(cfg: Config, data: TensorData) -> dict:
         # what was (or is) chosen among: a choice remembered from fewer candidates (the CNN on
         # signals had no channels_last before its layers became 2-D) is not this choice
         "candidates": [c.describe() for c in candidates(cfg, takes_channels_last(cfg, data), bf16_can_pay(device))],
-        "fused_probe": PROBE_WIDTH if fusion_obstacle(cfg, data) is None else None,
+        # timed fused or alone (`measure`): whether the trial may fuse, as far as settings say
+        # (a model of one's own that vmap cannot batch is told apart by "model" above)
+        "may_fuse": str(cfg.perf.fuse).strip().lower() != "off" and not measures_gradients(cfg),
+        "probe_width": PROBE_WIDTH,
         "probe": PROBE_VERSION,
     }
 
@@ -176,7 +179,7 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[d
     """Seconds per member-step of `cfg`'s trial under each choice, and a row per choice for the
     record. Timed PROBE_WIDTH members fused where the trial may fuse and that step is not
     compute-bound (the trial then trains fused, where the layouts differ most); alone otherwise."""
-    if fusion_obstacle(cfg, data) is None and PROBE_WIDTH * _one_step(cfg, data, choices[0]) <= FUSED_PROBE_SECONDS:
+    if fusion_obstacle(cfg, data) is None and not _compute_bound(cfg, data, choices[0]):
         try:
             fused = _probe(cfg, data, choices, PROBE_WIDTH)
         except Exception:  # a model of one's own whose forward vmap cannot batch: it trains alone
@@ -187,18 +190,15 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[d
     return _per_member(_probe(cfg, data, choices, 1), 1)
 
 
+def _compute_bound(cfg: Config, data: TensorData, choice: PerfChoice) -> bool:
+    """Whether PROBE_WIDTH steps of the trial alone (roughly one fused step) take longer than
+    FUSED_PROBE_SECONDS."""
+    return PROBE_WIDTH * warm_call_seconds(timed_step(cfg, data, 1, choice), data.x_train.device) > FUSED_PROBE_SECONDS
+
+
 def _per_member(seconds: dict[PerfChoice, float], width: int) -> tuple[dict[PerfChoice, float], list[dict]]:
     per_member = {c: t / width for c, t in seconds.items()}
     return per_member, [{**c.describe(), "width": width, "ms_per_member_step": t * 1e3} for c, t in per_member.items()]
-
-
-def _one_step(cfg: Config, data: TensorData, choice: PerfChoice) -> float:
-    """Seconds of one training step of the trial alone, after warming up: what a fused probe
-    would cost, roughly, divided by its width."""
-    step = timed_step(cfg, data, 1, choice)
-    for _ in range(WARM_CALLS):
-        step()
-    return time_block(step, data.x_train.device, 1)
 
 
 def _probe(cfg: Config, data: TensorData, choices: list[PerfChoice], width: int) -> dict[PerfChoice, float]:

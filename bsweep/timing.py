@@ -39,10 +39,15 @@ class Stopwatch:
 def steps_per_block(step: Callable[[], None], device: torch.device, block_seconds: float,
                     min_steps: int = 3, max_steps: int = 2000) -> int:
     """Warm `step` up, then how many calls fill about `block_seconds`."""
+    one = max(warm_call_seconds(step, device), 1e-6)
+    return max(min_steps, min(max_steps, int(block_seconds / one)))
+
+
+def warm_call_seconds(step: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call of `step()` after WARM_CALLS untimed ones."""
     for _ in range(WARM_CALLS):
         step()
-    one = max(time_block(step, device, 1), 1e-6)
-    return max(min_steps, min(max_steps, int(block_seconds / one)))
+    return time_block(step, device, 1)
 
 
 def time_block(step: Callable[[], None], device: torch.device, n: int) -> float:
