@@ -399,7 +399,7 @@ def bench(
     """Calibrated throughput: seconds per step and samples/s against batch size for the configured model, norm and device, each point timed alone; written to results/<study>/bench.parquet."""
     from bsweep.bench import run_bench, write_bench
     from bsweep.launch import plan_and_check
-    from bsweep.plan import structured, study_dir
+    from bsweep.plan import structured_all, study_dir
 
     try:
         sizes = tuple(int(w) for w in widths.split(","))
@@ -408,7 +408,7 @@ def bench(
     if not sizes or min(sizes) < 1:
         _fail(f"--widths={widths!r}: give widths >= 1, e.g. 1,4,16")
     planned = _plan_or_fail(plan_and_check, overrides or [])
-    configs = [structured(p.config) for p in planned]
+    configs = structured_all([p.config for p in planned])
     table = Table(title=f"calibrated throughput, study {configs[0].study.name}")
     for col in ("norm", "batch", "width", "ms/step (per member)", "samples/s"):
         table.add_column(col, justify="right")

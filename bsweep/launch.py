@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, structured, study_dir
+from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, structured_all, study_dir
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -121,7 +121,7 @@ def check_planned(planned: list[PlannedTrial]) -> None:
     values, and, where they name one, a model or dataset of the user's own that does not load,
     build or fit its data (tried once here, `bsweep.preflight`)."""
     check_keys([OmegaConf.to_container(p.config, resolve=False) for p in planned])
-    configs = _as_config_error(lambda: [structured(p.config) for p in planned])
+    configs = _as_config_error(lambda: structured_all([p.config for p in planned]))
     check_all(configs)
     if any(c.model.target is not None or c.data.target is not None for c in configs):
         from bsweep.preflight import check_targets  # torch and the user's code: only for them

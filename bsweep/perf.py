@@ -76,8 +76,8 @@ PERF_DIR = "perf"
 # 1.29-1.33x faster at batch 4-64, where alone it lost at 16, and GroupNorm 0.87-0.92x, where
 # alone it won at 1-16 (docs/performance.md). 8 is a width the search tries and a typical lr x
 # seed group. Where PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS (batch 256 and
-# up here) the step is compute-bound: it would not fuse (the width search stops there too), so
-# it is timed alone.
+# up here) the step is compute-bound (`compute_bound`): it is timed alone, and the width search
+# stops at width 1, since fusing it saves nothing.
 PROBE_WIDTH = 8
 FUSED_PROBE_SECONDS = 0.05
 # Part of a probe's key: decisions made by an older rule (alone only, or before fused models
@@ -190,10 +190,14 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[d
     return _per_member(_probe(cfg, data, choices, 1), 1)
 
 
+def compute_bound(seconds_alone: float) -> bool:
+    """Whether a step that takes `seconds_alone` for one trial alone is compute-bound: PROBE_WIDTH
+    of them (roughly one fused step) take longer than FUSED_PROBE_SECONDS."""
+    return PROBE_WIDTH * seconds_alone > FUSED_PROBE_SECONDS
+
+
 def _compute_bound(cfg: Config, data: TensorData, choice: PerfChoice) -> bool:
-    """Whether PROBE_WIDTH steps of the trial alone (roughly one fused step) take longer than
-    FUSED_PROBE_SECONDS."""
-    return PROBE_WIDTH * warm_call_seconds(timed_step(cfg, data, 1, choice), data.x_train.device) > FUSED_PROBE_SECONDS
+    return compute_bound(warm_call_seconds(timed_step(cfg, data, 1, choice), data.x_train.device))
 
 
 def _per_member(seconds: dict[PerfChoice, float], width: int) -> tuple[dict[PerfChoice, float], list[dict]]:
@@ -346,8 +350,9 @@ WIDTH_SEARCH_SECONDS = 1.0
 # trained alone, 240 s of a 435 s sweep, where width 12 takes 0.13 ms a member).
 STOP_RATIO = 1.5
 # Part of a remembered search's key: a search made by an older rule (one that stopped on timings
-# taken apart from the best width's) is made again rather than trusted.
-WIDTH_SEARCH_VERSION = 3
+# taken apart from the best width's, or searched compute-bound steps) is made again rather than
+# trusted.
+WIDTH_SEARCH_VERSION = 4
 
 _WIDTH_CACHE: dict[str, dict[int, float]] = {}
 
@@ -356,7 +361,8 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
     """Seconds per member-step at each candidate width up to `max_width` (cached per shape).
 
     Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
-    and the search stops once a width is clearly (STOP_RATIO) slower per member than the best.
+    and the search stops once a width is clearly (STOP_RATIO) slower per member than the best,
+    or at width 1 when that step is compute-bound (`compute_bound`).
     """
     key = {**probe_key(cfg, data), "perf": asdict(perf), "max_width": max_width, "search_seconds": WIDTH_SEARCH_SECONDS,
            "search": WIDTH_SEARCH_VERSION}
@@ -380,6 +386,11 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
             break
         step = timed_step(cfg, data, w, perf)
         table[w] = time_steps(step, device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
+        if w == 1 and compute_bound(table[1]):
+            # one trial alone fills the core: wider steps cost as much per member (the tables
+            # at batch 256-1024 were flat to within their noise here, and the search took
+            # 1.5-3 s of a worker per fusion group to pick a width by that noise)
+            break
         if table[w] > STOP_RATIO * best:
             # A trend, or a burst of load (at a sweep's start every worker searches at once):
             # time this width again side by side with the best, so that a burst slows both.

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 
 from bsweep.launch import SweepOutcome, run_sweep
-from bsweep.plan import structured
+from bsweep.plan import structured_all
 from bsweep.placement import cores
 
 
@@ -88,7 +88,7 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     sdir = study_dir(outcome.planned[0].config)
     # Fused and parallel trials share their measured seconds; the report's time-based claims
     # (C2, C4) use the isolated step time per batch size and norm instead, measured now, alone.
-    configs = [structured(p.config) for p in outcome.planned]
+    configs = structured_all([p.config for p in outcome.planned])
     todo = configs if rebench else unmeasured(sdir, configs)
     points = len({(c.batch_size, c.norm.kind) for c in configs})
     if todo:

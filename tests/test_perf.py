@@ -359,3 +359,21 @@ def test_a_training_process_reuses_freed_memory_instead_of_faulting_it_in_again(
     # with freed memory kept, a few hundred
     kept, default = faults("keep"), faults("default")
     assert kept * 20 < default, (kept, default)
+
+
+def test_the_width_search_stops_at_a_compute_bound_step(monkeypatch):
+    # a step that alone fills the core (PROBE_WIDTH of them take longer than
+    # FUSED_PROBE_SECONDS) is not fused: no wider step is built or timed
+    alone = 2 * perf.FUSED_PROBE_SECONDS / perf.PROBE_WIDTH
+    built: list[int] = []
+    monkeypatch.setattr(perf, "timed_step", lambda cfg, data, w, p: built.append(w) or w)
+    monkeypatch.setattr(perf, "time_steps", lambda w, *a, **k: alone * w)
+    cfg = compose([*TINY, "batch_size=48"])
+    assert perf.width_table(cfg, load_data(cfg.data), 4) == {1: alone}
+    assert built == [1]
+    # just below the bound the search goes on
+    perf._WIDTH_CACHE.clear()
+    built.clear()
+    alone = 0.5 * perf.FUSED_PROBE_SECONDS / perf.PROBE_WIDTH
+    cfg.batch_size = 40
+    assert set(perf.width_table(cfg, load_data(cfg.data), 4)) == {1, 2, 4} and built == [1, 2, 4]

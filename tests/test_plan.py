@@ -1,6 +1,6 @@
 from omegaconf import OmegaConf
 
-from bsweep.plan import expand, single, structured, structured_members, trial_id
+from bsweep.plan import expand, single, structured, structured_all, structured_members, trial_id
 from tests.conftest import TINY
 
 
@@ -90,3 +90,12 @@ def test_structured_members_equal_each_structured_alone():
     assert members == [structured(c) for c in configs]
     assert len({id(m) for m in members}) == len(members) and members[0].data is not members[3].data
     assert [m.lr for m in members] == [c["lr"] for c in configs] and isinstance(members[1].seed, int)
+
+
+def test_structured_all_converts_a_plan_in_order():
+    # a plan's configs, interleaved across structures (Hydra's order), as composed DictConfigs:
+    # each converted as `structured` would, in the plan's order
+    trials = expand(["study=smoke", *TINY, "lr=0.01,0.1", "seed=0,3", "norm=batch,group", "batch_size=8,16"])
+    configs = [t.config for t in trials]
+    assert structured_all(configs) == [structured(c) for c in configs]
+    assert [c.norm.kind for c in structured_all(configs)] == [t.config.norm.kind for t in trials]
