@@ -51,6 +51,15 @@ def test_channel_lrn_is_torchs_local_response_norm(shape, size):
     (ours_grad,) = torch.autograd.grad(y, x, g)
     (theirs_grad,) = torch.autograd.grad(theirs(x), x, g)
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # evaluation takes its own path (no autograd Function)
+        torch.testing.assert_close(ours(x), y.detach(), rtol=0, atol=0)
+    if x.dim() == 4:  # channels_last in, channels_last out, the same numbers both ways
+        xc = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+        yc = ours(xc)
+        (grad_c,) = torch.autograd.grad(yc, xc, g.contiguous(memory_format=torch.channels_last))
+        assert yc.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(yc, y, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad_c, ours_grad, rtol=1e-12, atol=1e-12)
 
 
 def test_flatten_sends_the_gradient_back_in_the_maps_layout_with_the_same_values():
