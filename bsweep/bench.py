@@ -6,7 +6,8 @@ model, norm, optimizer and device alone, so analysis can compute calibrated seco
 steps-to-target x seconds_per_step at the trial's batch size.
 
     results/<study>/bench.parquet   one row per (batch_size, norm, model, device, fused_width):
-        batch_size, norm, device, seconds_per_step, samples_per_second, fused_width,
+        batch_size, norm, device, seconds_per_step (the best block), block_seconds (every
+        round's block, per member, in round order), samples_per_second, fused_width,
         step_memory_bytes, peak_memory_bytes, memory_limit_bytes (C8, `bsweep.memory`; width 1),
         data, model_width, model_depth, optim, amp, channels_last, threads, device_name,
         torch_version, time
@@ -35,7 +36,7 @@ from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
-from bsweep.timing import BLOCK_SECONDS, BLOCKS, time_interleaved, time_steps
+from bsweep.timing import BLOCK_SECONDS, BLOCKS, interleaved_blocks, time_steps
 
 BENCH_FILE = "bench.parquet"
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
@@ -100,14 +101,17 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
         memory = step_memory(cfg, data, point.batch_size)
         for width in widths:
             timed.append((point, width, device, perf, memory, timed_step(cfg, data, width, perf, point.batch_size)))
-    best = time_interleaved([(step, device) for _, _, device, _, _, step in timed], block_seconds, blocks)
+    rounds = interleaved_blocks([(step, device) for _, _, device, _, _, step in timed], block_seconds, blocks)
     rows = []
-    for (point, width, device, perf, memory, _), fused_step in zip(timed, best):
-        seconds = fused_step / width
+    for (point, width, device, perf, memory, _), fused_steps in zip(timed, rounds):
+        seconds = min(fused_steps) / width
         row = {
             **row_key(point.cfg, point.batch_size, device, width),
             "seconds_per_step": seconds,
             "samples_per_second": point.batch_size / seconds,
+            # every round's block, in round order: the blocks of one round ran close in time, so
+            # two points compare round by round (N5's sign test, `analysis.verdicts`)
+            "block_seconds": [t / width for t in fused_steps],
             **(memory if width == 1 else {}),
             **perf.describe(),
             "threads": torch.get_num_threads(),

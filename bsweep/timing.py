@@ -12,9 +12,13 @@ import torch
 from bsweep.device import synchronize
 
 # Seconds of timed steps per block, and blocks per point: the best block is kept (a busy machine
-# only ever slows a block down, so the minimum is the closest to "isolated").
-BLOCK_SECONDS = 0.25
-BLOCKS = 3
+# only ever slows a block down, so the minimum is the closest to "isolated"). 8 blocks of 0.1 s
+# rather than 3 of 0.25 s: on the shared 2-core VM a whole bench of norm_quick read weight norm
+# against batch norm at batch 8 as 1.01 in one run and 1.11 in the next with 3 x 0.25 s, 1.12
+# and 1.12 with 8 x 0.1 s; and 8 rounds give `bsweep bench`'s paired comparisons (N5) a sign
+# test with a 3.5 % error rate at 7 of 8.
+BLOCK_SECONDS = 0.1
+BLOCKS = 8
 WARM_CALLS = 3  # untimed calls before timing: allocator growth, kernel choice, lazy init
 
 
@@ -69,13 +73,26 @@ def time_steps(step: Callable[[], None], device: torch.device, block_seconds: fl
 def time_interleaved(steps: list[tuple[Callable[[], None], torch.device]], block_seconds: float, rounds: int,
                      min_steps: int = 3, enough: Callable[[int, list[float]], bool] | None = None) -> list[float]:
     """Best-of-`rounds` mean seconds per call of each (step, its device), the blocks interleaved
-    round by round: a burst of other load then slows one block of every step rather than every
-    block of a few. `enough(rounds done, best so far)` may end the rounds early."""
+    round by round (`interleaved_blocks`). `enough(rounds done, best so far)` may end the rounds
+    early."""
+    return [min(blocks) for blocks in interleaved_blocks(steps, block_seconds, rounds, min_steps, enough)]
+
+
+def interleaved_blocks(steps: list[tuple[Callable[[], None], torch.device]], block_seconds: float, rounds: int,
+                       min_steps: int = 3, enough: Callable[[int, list[float]], bool] | None = None) -> list[list[float]]:
+    """Mean seconds per call of each (step, its device) in each round, in round order: one block
+    of every step per round, so a burst of other load slows one block of every step rather than
+    every block of a few, and two steps' blocks of one round ran close in time (a paired
+    comparison, `bsweep bench`). Each round starts one step further along, so no step always
+    follows the same neighbour or opens every round. `enough(rounds done, best so far)` may end
+    the rounds early."""
     calls = [steps_per_block(step, device, block_seconds, min_steps) for step, device in steps]
-    best = [float("inf")] * len(steps)
+    blocks: list[list[float]] = [[] for _ in steps]
     for r in range(rounds):
-        for i, (step, device) in enumerate(steps):
-            best[i] = min(best[i], time_block(step, device, calls[i]))
-        if enough is not None and enough(r + 1, best):
+        for j in range(len(steps)):
+            i = (r + j) % len(steps)
+            step, device = steps[i]
+            blocks[i].append(time_block(step, device, calls[i]))
+        if enough is not None and enough(r + 1, [min(b) for b in blocks]):
             break
-    return best
+    return blocks

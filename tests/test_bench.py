@@ -65,8 +65,11 @@ def test_the_points_are_timed_in_interleaved_rounds(monkeypatch):
     cfgs = [compose([*TINY, "batch_size=8"]), compose([*TINY, "batch_size=32"])]
     table = bench.run_bench(cfgs, (1,), block_seconds=0.01, blocks=3)
     first, second = order[0], order[1]
-    assert first != second and order == [first, second] * 3
+    # each round starts one point further along: no point always opens a round
+    assert first != second and order == [first, second, second, first, first, second]
     assert list(table["seconds_per_step"]) == [1.0, 1.0]  # each point's best block
+    # and every round's block is kept, in round order, for paired comparisons (N5)
+    assert [list(b) for b in table["block_seconds"]] == [[5.0, 1.0, 1.0], [5.0, 1.0, 1.0]]
 
 
 def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_the_study_limit():

@@ -709,7 +709,7 @@ def judged_summary(
     """Per-trial metrics on the time basis the verdicts use (calibrated when ``bench`` covers
     the study), the measurements on that basis, and the sentence naming the basis. The report
     and every other place that prints verdicts start here, so they cannot disagree."""
-    summary = scaling.add_step_memory(summarize_trials(trials, measurements, final_window=final_window), bench)
+    summary = scaling.add_step_blocks(scaling.add_step_memory(summarize_trials(trials, measurements, final_window=final_window), bench), bench)
     return scaling.calibrate_times(summary, measurements, bench)
 
 

@@ -367,6 +367,18 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None,
     """The bench's width-1 rows on the trials' devices, one per combination of the step keys
     both tables have (median of each column in `values`), typed as the summary's; None when the
     bench cannot tell the study's points apart."""
+    got = _bench_rows(summary, bench)
+    if got is None:
+        return None
+    rows, keys = got
+    values = [v for v in values if v in rows.columns]
+    return rows.groupby(keys, dropna=False)[values].median().reset_index()
+
+
+def _bench_rows(summary: pd.DataFrame, bench: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]] | None:
+    """The bench's width-1 rows on the trials' devices with their step keys named and typed as
+    the summary's, and those keys (the columns both tables have); None when the bench cannot
+    tell the study's points apart."""
     if bench is None or bench.empty or "batch_size" not in bench.columns:
         return None
     bench = bench.copy()
@@ -392,8 +404,7 @@ def _bench_table(summary: pd.DataFrame, bench: pd.DataFrame | None,
     keys = [c for c in bench.columns if c in summary.columns and (c == "batch_size" or is_under(c, STEP_GROUPS))]
     for key in keys:
         bench[key] = bench[key].astype(summary[key].dtype, errors="ignore")
-    values = [v for v in values if v in bench.columns]
-    return bench.groupby(keys, dropna=False)[values].median().reset_index()
+    return bench, keys
 
 
 def time_curve(fits: pd.DataFrame, times: pd.DataFrame, points: int = CURVE_POINTS) -> pd.DataFrame:
@@ -671,6 +682,27 @@ def add_step_memory(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.Dat
         merged = summary[keys].merge(table, on=keys, how="left")
     for column in MEMORY_COLUMNS:
         out[column] = merged[column].to_numpy() if merged is not None and column in merged.columns else np.nan
+    return out
+
+
+def add_step_blocks(summary: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame:
+    """``summary`` plus ``step_block_seconds``: the bench's seconds per step in each of its
+    rounds (a tuple, in round order) at each trial's batch size and step keys; None where the
+    bench has none (no `bsweep bench`, or one from before it kept every round). Two points'
+    tuples from one bench run pair round by round (N5's sign test)."""
+    out = summary.copy()
+    got = _bench_rows(summary, bench) if bench is not None and "block_seconds" in bench.columns else None
+    column: list = [None] * len(out)
+    if got is not None:
+        rows, keys = got
+        rows = rows[rows["block_seconds"].notna()].drop_duplicates(keys, keep="last")
+
+        def key(values) -> tuple[str, ...]:  # str: NaN and None keys match themselves
+            return tuple(str(v) for v in values)
+
+        lookup = {key(r[keys]): tuple(float(v) for v in r["block_seconds"]) for _, r in rows.iterrows()}
+        column = [lookup.get(key(values)) for values in summary[keys].itertuples(index=False)]
+    out["step_block_seconds"] = column
     return out
 
 

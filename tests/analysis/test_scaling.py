@@ -244,6 +244,25 @@ def test_calibrated_seconds_use_the_benchmark_when_there_is_one():
     assert set(calibrated["seconds_per_step_source"]) == {"benchmark"}
 
 
+def test_each_trial_gets_its_points_bench_rounds():
+    import pandas as pd
+
+    from bsweep.analysis.scaling import add_step_blocks
+
+    summary = pd.DataFrame({
+        "trial_id": ["a", "b", "c", "d"], "status": ["complete"] * 4, "norm": ["batch", "batch", "weight", "group"],
+        "batch_size": [8, 8, 8, 64], "lr": [0.1, 0.2, 0.1, 0.1], "seed": [0] * 4, "device": ["cpu"] * 4,
+    })
+    bench = pd.DataFrame({"batch_size": [8, 8, 64, 8], "norm": ["batch", "weight", "group", "batch"],
+                          "device": ["cpu"] * 4, "seconds_per_step": [1.0, 2.0, 3.0, 1.0], "fused_width": [1, 1, 1, 2],
+                          "block_seconds": [[1.0, 1.5], [2.0, 2.5], None, [9.0, 9.0]]})
+    out = add_step_blocks(summary, bench)
+    # per point, width-1 rows only; a row without rounds (an older bench's) gives None
+    assert out["step_block_seconds"].tolist() == [(1.0, 1.5), (1.0, 1.5), (2.0, 2.5), None]
+    assert add_step_blocks(summary, bench.drop(columns="block_seconds"))["step_block_seconds"].isna().all()
+    assert add_step_blocks(summary, None)["step_block_seconds"].isna().all()
+
+
 def _timed_summary():
     import pandas as pd
 

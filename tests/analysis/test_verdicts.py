@@ -550,6 +550,34 @@ def test_n5_weighs_step_cost_and_a_small_batch_spike():
     assert "spikes" in verdict_n5(spike, TUNED_LR).condition
 
 
+def test_n5_compares_step_costs_round_by_round_with_a_sign_test():
+    import numpy as np
+
+    from bsweep.analysis.simulate import synthetic_summary
+    from bsweep.analysis.verdicts import cost_rounds, verdict_n5
+
+    assert cost_rounds([1.0] * 8, [2.0] * 8) == ("cheaper", 8, 8)
+    assert cost_rounds([1.0] * 7 + [3.0], [2.0] * 8) == ("cheaper", 7, 8)  # p = 9/256
+    assert cost_rounds([1.0] * 6 + [3.0] * 2, [2.0] * 8) == ("unresolved", 6, 8)  # p = 37/256
+    assert cost_rounds([1.0] * 8, [1.0] * 8) == ("not cheaper", 0, 8)  # equal is not cheaper
+    assert cost_rounds([1.0] * 8, [2.0] * 7) is None and cost_rounds(None, [1.0]) is None
+
+    summary = synthetic_summary(np.random.default_rng(6), 3, norms=("weight", "batch"))
+    # batch norm's best block is its quickest, but weight norm is cheaper in 7 of 8 rounds:
+    # the best blocks alone say "not cheaper", the rounds say "cheaper"
+    weight, batch = (1.0,) * 8, (0.9,) + (1.3,) * 7
+    rounds = summary.assign(samples_per_second=np.where(summary["norm"] == "weight", 1000.0, 1000 / 0.9),
+                            step_block_seconds=[weight if n == "weight" else batch for n in summary["norm"]])
+    verdict = verdict_n5(rounds, TUNED_LR)
+    assert verdict.verdict == HOLDS and "cheaper in 7 of 8 rounds" in verdict.numbers
+    assert verdict_n5(rounds.drop(columns="step_block_seconds"), TUNED_LR).verdict == DOES_NOT_HOLD
+    # rounds that split: the bench cannot tell, and the verdict says so
+    split = (1.0,) * 4 + (2.0,) * 4
+    noisy = rounds.assign(step_block_seconds=[split if n == "weight" else (1.5,) * 8 for n in rounds["norm"]])
+    verdict = verdict_n5(noisy, TUNED_LR)
+    assert verdict.verdict == INCONCLUSIVE and "do not tell" in verdict.condition
+
+
 def test_the_studentized_range_quantiles_are_scipys_and_kept_by_the_machine(tmp_path, monkeypatch):
     import json
 
