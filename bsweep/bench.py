@@ -136,7 +136,8 @@ def row_key(cfg: Config, batch_size: int, device: torch.device, width: int) -> d
 def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
     """The configs of the points of `configs` whose step time alone (width 1) the study's
     bench.parquet lacks for this machine: the same device, device name and torch version, and
-    every key the row is matched on. `bsweep reproduce` times only these again, so a rerun on
+    every key the row is matched on, and every round's block (`block_seconds`). `bsweep
+    reproduce` times only these again, so a rerun on
     finished studies judges on the same calibrated seconds instead of on a new bench taken
     under whatever load the machine has then."""
     table = read_bench(study_dir)
@@ -154,6 +155,8 @@ def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
                 match &= table[column].isna()
             else:
                 match &= table[column] == value
+        # a row without its rounds (a bench from before they were kept) cannot pair (N5)
+        match &= table["block_seconds"].notna() if "block_seconds" in table.columns else False
         if not match.any():
             missing.append(point.cfg)
     return missing

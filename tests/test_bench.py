@@ -107,3 +107,7 @@ def test_only_points_this_machine_has_not_timed_for_the_study_are_timed_again(tm
     table = bench.read_bench(tmp_path)
     bench.write_bench(tmp_path, table.assign(device_name="another CPU"))
     assert bench.unmeasured(tmp_path, [b8]) == [b8]
+    # a row from before the bench kept its rounds is timed again (N5 pairs rounds)
+    (tmp_path / bench.BENCH_FILE).unlink()
+    bench.write_bench(tmp_path, table.drop(columns="block_seconds"))
+    assert bench.unmeasured(tmp_path, [b8]) == [b8]
