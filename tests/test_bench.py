@@ -101,7 +101,7 @@ def test_only_points_this_machine_has_not_timed_for_the_study_are_timed_again(tm
     group8 = compose([*TINY, "batch_size=8", "norm=group"])
     assert bench.unmeasured(tmp_path, [b8, b32]) == [b8, b32]  # no table yet
     bench.write_bench(tmp_path, bench.run_bench([b8], (1,), block_seconds=0.01, blocks=1))
-    assert bench.unmeasured(tmp_path, [b8, b32, group8]) == [b32, group8]
+    assert bench.unmeasured(tmp_path, [b8, b32, group8]) == [group8, b32]  # by batch size
     assert bench.unmeasured(tmp_path, [compose([*TINY, "batch_size=8", "lr=0.3", "seed=4"])]) == []
     assert bench.unmeasured(tmp_path, [compose([*TINY, "batch_size=8", "model.kernel_size=5"])])  # another step
     table = bench.read_bench(tmp_path)
