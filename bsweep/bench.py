@@ -36,9 +36,17 @@ from bsweep.device import environment, resolve_device, settle
 from bsweep.memory import step_memory
 from bsweep.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
-from bsweep.timing import BLOCK_SECONDS, BLOCKS, interleaved_blocks, time_steps
+from bsweep.timing import interleaved_blocks, time_steps
 
 BENCH_FILE = "bench.parquet"
+# Each point is timed in ROUNDS interleaved blocks of about BLOCK_SECONDS (the best counts; every
+# round's block is kept). 16 of 0.05 s rather than the 3 of 0.25 s of `timing.time_steps`: on
+# the shared 2-core VM a whole bench of norm_quick read weight norm against batch norm at batch
+# 8 as 1.01 in one run and 1.11 in the next with 3 x 0.25 s; and 16 rounds give the paired
+# comparison of two points (N5) a sign test that decides at 12 of 16 (a 3.8 % error rate),
+# where 8 rounds of 0.1 s left batch 64 undecided.
+BLOCK_SECONDS = 0.05
+ROUNDS = 16
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
 # Every key of config.STEP_GROUPS is a column of a bench row under its dotted name
 # (model.kernel_size, norm.groups, ...), so analysis can match a row to a study's points on
@@ -66,9 +74,10 @@ class BenchPoint:
 
 def points_of(configs: list[Config]) -> list[BenchPoint]:
     """One point per distinct (data, model, norm, optimizer, device, batch size) of a plan, by
-    batch size: the norms at one batch size are timed one after another in every round, so
-    their blocks of a round ran within a fraction of a second (N5 compares them round by round;
-    a norm_quick round is ~0.8 s)."""
+    batch size: the norms at one batch size are neighbours in the order, so in a round their
+    blocks run within a fraction of a second of each other (N5 compares them round by round; a
+    norm_quick round is ~0.8 s), except in the few rounds whose start, which moves one point a
+    round, falls between them."""
     seen, out = set(), []
     for c in configs:
         key = (repr(c.data), repr(c.model), repr(c.norm), repr(c.optim), c.device, c.batch_size)
@@ -79,7 +88,7 @@ def points_of(configs: list[Config]) -> list[BenchPoint]:
 
 
 def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None,
-              block_seconds: float = BLOCK_SECONDS, blocks: int = BLOCKS) -> pd.DataFrame:
+              block_seconds: float = BLOCK_SECONDS, blocks: int = ROUNDS) -> pd.DataFrame:
     """Time every point of `configs` at each fused width in `widths`; rows as in BENCH_FILE.
 
     The points' blocks are interleaved: `blocks` rounds of one block (about `block_seconds`) of

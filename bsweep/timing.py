@@ -12,13 +12,9 @@ import torch
 from bsweep.device import synchronize
 
 # Seconds of timed steps per block, and blocks per point: the best block is kept (a busy machine
-# only ever slows a block down, so the minimum is the closest to "isolated"). 16 blocks of
-# 0.05 s rather than 3 of 0.25 s: on the shared 2-core VM a whole bench of norm_quick read
-# weight norm against batch norm at batch 8 as 1.01 in one run and 1.11 in the next with
-# 3 x 0.25 s; and 16 rounds give `bsweep bench`'s paired comparisons (N5) a sign test that
-# decides at 12 of 16 (a 3.8 % error rate), where 8 rounds of 0.1 s left batch 64 undecided.
-BLOCK_SECONDS = 0.05
-BLOCKS = 16
+# only ever slows a block down, so the minimum is the closest to "isolated").
+BLOCK_SECONDS = 0.25
+BLOCKS = 3
 WARM_CALLS = 3  # untimed calls before timing: allocator growth, kernel choice, lazy init
 
 

@@ -1139,7 +1139,6 @@ def _step_blocks(summary: pd.DataFrame, row: pd.Series, batch_size) -> tuple[flo
     return blocks[0] if blocks else None
 
 
-
 def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     """N5: weight norm costs less per step than BatchNorm, and its error does not depend on
     batch size (no small-batch spike, N1's GroupNorm test)."""
