@@ -77,7 +77,10 @@ class _BandLRN(torch.autograd.Function):
         own overhead costs more than it saves where nothing is kept for a backward."""
         squares = (x * x).reshape(*x.shape[:2], -1)  # (B, C, positions)
         d = torch.matmul(band, squares).mul_(a).add_(k).view(x.shape)
-        return d, d.pow(-beta)
+        # d^-beta as exp(-beta log d) (d >= k > 0): torch's pow with a fractional exponent took
+        # 2.0 ms on (256, 32, 1, 40) on the AVX2-only EPYC, 62 % of an LRN layer's evaluation,
+        # exp and log 0.86 ms; they agree to 1e-7 relative
+        return d, d.log().mul_(-beta).exp_()
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, band: torch.Tensor, a: float, k: float, beta: float) -> torch.Tensor:

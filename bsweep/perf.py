@@ -76,13 +76,19 @@ PERF_DIR = "perf"
 # 1.29-1.33x faster at batch 4-64, where alone it lost at 16, and GroupNorm 0.87-0.92x, where
 # alone it won at 1-16 (docs/performance.md). 8 is a width the search tries and a typical lr x
 # seed group. Where PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS (batch 256 and
-# up here) the step is compute-bound (`compute_bound`): it is timed alone, and the width search
-# stops at width 1, since fusing it saves nothing.
+# up on the AVX-512 EPYC) the step may be compute-bound; it is, when two members fused cost at
+# least 1 / FUSION_GAIN of two steps alone (`compute_bound`): then it is timed alone, and the
+# width search stops at width 1, since fusing it saves nothing. The time alone is only the first
+# test because it depends on the machine: on the AVX2-only EPYC a batch-64 step alone takes
+# 6-8 ms (over the bound), yet 4 members fused cost 3.1-4.3 ms a member (1.5-2x less), while at
+# batch 256 widths 1, 2 and 4 cost 17.3, 15.9 and 16.8 ms a member (GroupNorm).
 PROBE_WIDTH = 8
 FUSED_PROBE_SECONDS = 0.05
+FUSION_GAIN = 1.15
 # Part of a probe's key: decisions made by an older rule (alone only, or before fused models
-# kept channels_last weights) are made again rather than trusted.
-PROBE_VERSION = 2
+# kept channels_last weights, or that timed a step alone for being slow alone where two members
+# fused would have paid) are made again rather than trusted.
+PROBE_VERSION = 3
 
 _MEMO: dict[str, PerfChoice] = {}
 
@@ -179,7 +185,7 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[d
     """Seconds per member-step of `cfg`'s trial under each choice, and a row per choice for the
     record. Timed PROBE_WIDTH members fused where the trial may fuse and that step is not
     compute-bound (the trial then trains fused, where the layouts differ most); alone otherwise."""
-    if fusion_obstacle(cfg, data) is None and not _compute_bound(cfg, data, choices[0]):
+    if fusion_obstacle(cfg, data) is None and not compute_bound(cfg, data, choices[0]):
         try:
             fused = _probe(cfg, data, choices, PROBE_WIDTH)
         except Exception:  # a model of one's own whose forward vmap cannot batch: it trains alone
@@ -190,14 +196,31 @@ def measure(cfg: Config, data: TensorData, choices: list[PerfChoice]) -> tuple[d
     return _per_member(_probe(cfg, data, choices, 1), 1)
 
 
-def compute_bound(seconds_alone: float) -> bool:
-    """Whether a step that takes `seconds_alone` for one trial alone is compute-bound: PROBE_WIDTH
-    of them (roughly one fused step) take longer than FUSED_PROBE_SECONDS."""
+def slow_alone(seconds_alone: float) -> bool:
+    """Whether a step that takes `seconds_alone` for one trial alone may be compute-bound:
+    PROBE_WIDTH of them (roughly one fused step) take longer than FUSED_PROBE_SECONDS."""
     return PROBE_WIDTH * seconds_alone > FUSED_PROBE_SECONDS
 
 
-def _compute_bound(cfg: Config, data: TensorData, choice: PerfChoice) -> bool:
-    return compute_bound(warm_call_seconds(timed_step(cfg, data, 1, choice), data.x_train.device))
+def pair_seconds(device: torch.device, alone: Callable[[], None], pair: Callable[[], None]) -> tuple[float, float]:
+    """Seconds per member-step of a step alone and of one of two members fused, timed side by
+    side (a burst of load slows both)."""
+    one, two = time_interleaved([(alone, device), (pair, device)], WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS)
+    return one, two / 2
+
+
+def fusing_pays(one: float, two: float) -> bool:
+    """Whether two members fused (`two` seconds a member) beat one alone (`one`) by FUSION_GAIN."""
+    return FUSION_GAIN * two < one
+
+
+def compute_bound(cfg: Config, data: TensorData, choice: PerfChoice) -> bool:
+    """Whether `cfg`'s step is compute-bound under `choice`: slow alone (`slow_alone`), and two
+    members fused save too little to pay (`fusing_pays`)."""
+    alone, device = timed_step(cfg, data, 1, choice), data.x_train.device
+    if not slow_alone(warm_call_seconds(alone, device)):
+        return False
+    return not fusing_pays(*pair_seconds(device, alone, timed_step(cfg, data, 2, choice)))
 
 
 def _per_member(seconds: dict[PerfChoice, float], width: int) -> tuple[dict[PerfChoice, float], list[dict]]:
@@ -350,9 +373,9 @@ WIDTH_SEARCH_SECONDS = 1.0
 # trained alone, 240 s of a 435 s sweep, where width 12 takes 0.13 ms a member).
 STOP_RATIO = 1.5
 # Part of a remembered search's key: a search made by an older rule (one that stopped on timings
-# taken apart from the best width's, or searched compute-bound steps) is made again rather than
-# trusted.
-WIDTH_SEARCH_VERSION = 4
+# taken apart from the best width's, searched compute-bound steps, or took a step slow alone for
+# compute-bound without timing two members fused) is made again rather than trusted.
+WIDTH_SEARCH_VERSION = 5
 
 _WIDTH_CACHE: dict[str, dict[int, float]] = {}
 
@@ -362,7 +385,8 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
 
     Widths are tried in increasing order (the powers of two below `max_width`, then `max_width`)
     and the search stops once a width is clearly (STOP_RATIO) slower per member than the best,
-    or at width 1 when that step is compute-bound (`compute_bound`).
+    or at width 2 when that step is compute-bound (slow alone, and two members fused, timed
+    beside it, save less than FUSION_GAIN).
     """
     key = {**probe_key(cfg, data), "perf": asdict(perf), "max_width": max_width, "search_seconds": WIDTH_SEARCH_SECONDS,
            "search": WIDTH_SEARCH_VERSION}
@@ -380,17 +404,25 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
     table: dict[int, float] = {}
     device = data.x_train.device
     best, best_width, best_step = math.inf, 0, None
+    paired: dict[int, Callable[[], None]] = {}  # width 2 where it was timed beside width 1
     for w in sorted({*(c for c in CANDIDATE_WIDTHS if c < max_width), max_width}):
         calls = WARM_CALLS + 1 + WIDTH_BLOCKS * WIDTH_MIN_STEPS  # steps_per_block's, at the least
-        if table and calls * w * best > WIDTH_SEARCH_SECONDS:
+        if table and calls * w * best > WIDTH_SEARCH_SECONDS and w not in paired:
             break
-        step = timed_step(cfg, data, w, perf)
-        table[w] = time_steps(step, device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
-        if w == 1 and compute_bound(table[1]):
-            # one trial alone fills the core: wider steps cost as much per member (the tables
-            # at batch 256-1024 were flat to within their noise here, and the search took
-            # 1.5-3 s of a worker per fusion group to pick a width by that noise)
-            break
+        if w in paired:
+            step = paired.pop(w)
+        else:
+            step = timed_step(cfg, data, w, perf)
+            table[w] = time_steps(step, device, WIDTH_BLOCK_SECONDS, WIDTH_BLOCKS, WIDTH_MIN_STEPS) / w
+        if w == 1 and slow_alone(table[1]) and max_width >= 2:
+            paired[2] = timed_step(cfg, data, 2, perf)
+            one, table[2] = pair_seconds(device, step, paired[2])
+            table[1] = min(table[1], one)
+            if not fusing_pays(table[1], table[2]):
+                # one trial alone fills the core: wider steps cost as much per member (the
+                # tables at batch 256-1024 were flat to within their noise on both EPYCs, and
+                # the search took 1.5-3 s of a worker per fusion group to pick a width by that noise)
+                break
         if table[w] > STOP_RATIO * best:
             # A trend, or a burst of load (at a sweep's start every worker searches at once):
             # time this width again side by side with the best, so that a burst slows both.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +77,11 @@ STUDY_OVERRIDES = {"norm_quick": ["hydra.sweeper.criteria=[final_test_acc,steps_
 
 
 def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console: Console,
-              rebench: bool = False) -> StudyRun:
-    """Sweep one study with fused trials and lr bracketing, time each batch size alone
-    (`bsweep bench`) and write its report. Finished trials are reused, and so are step times
-    this machine measured before for the study (`bench.unmeasured`) unless `rebench`."""
-    from bsweep.analysis.report import write_report
+              rebench: bool = False) -> tuple[SweepOutcome, Path]:
+    """Sweep one study with fused trials and lr bracketing and time each batch size alone
+    (`bsweep bench`): (the sweep's outcome, the study's folder). Finished trials are reused, and
+    so are step times this machine measured before for the study (`bench.unmeasured`) unless
+    `rebench`."""
     from bsweep.bench import run_bench, unmeasured, write_bench
     from bsweep.plan import study_dir
 
@@ -98,7 +100,20 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     else:
         console.print(f"step times: the {points} points this machine measured before ({sdir / 'bench.parquet'}; "
                       "--rebench to time them again)", highlight=False)
-    return StudyRun(outcome, sdir, write_report(sdir))
+    return outcome, sdir
+
+
+def write_reports(study_dirs: list[Path], jobs: int) -> list[Path]:
+    """Each study's report (`analysis.report.write_report`), in up to `jobs` processes at once.
+    They are written after every sweep and bench: a report (10-30 s of one core, mostly its
+    figures) then shares the machine with no timing, and the reports share the cores (five took
+    ~85 s one after another on the 2-core AVX2-only EPYC, one core idle)."""
+    from bsweep.analysis.report import write_report
+
+    if jobs <= 1 or len(study_dirs) <= 1:
+        return [write_report(d) for d in study_dirs]
+    with ProcessPoolExecutor(min(jobs, len(study_dirs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(write_report, study_dirs))
 
 
 def reproduce(
@@ -108,7 +123,10 @@ def reproduce(
     each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
     from bsweep.analysis.report import read_answer, read_verdicts
 
-    runs = [run_study(name, jobs, results_dir, extra, console, rebench) for name in STUDIES[full]]
+    swept = [run_study(name, jobs, results_dir, extra, console, rebench) for name in STUDIES[full]]
+    console.print(f"writing {len(swept)} reports")
+    reports = write_reports([sdir for _, sdir in swept], jobs)
+    runs = [StudyRun(outcome, sdir, report) for (outcome, sdir), report in zip(swept, reports)]
     tables = [read_verdicts(r.report.parent) for r in runs]  # the reports' own, not computed again
     verdicts = pd.concat([table[(table["claim"].map(lambda claim: JUDGED_ON.get(claim, 0)) == i)].assign(
         study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])

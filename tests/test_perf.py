@@ -1,7 +1,6 @@
 """perf.amp / perf.channels_last: fixed settings, and `auto` decided by measuring, once per study."""
 
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -91,16 +90,16 @@ def test_the_probe_stops_early_only_when_every_candidate_is_clear():
     assert not perf.decided({EXACT: 1.0, BF16: 2.0, NHWC: 1 / 1.05})
 
 
-@pytest.mark.parametrize("overrides,fused_probe_seconds,width", [
-    ([], math.inf, perf.PROBE_WIDTH),  # may fuse, and a fused step is cheap: timed fused
-    ([], 0.0, 1),  # compute-bound: timed alone
-    (["perf.fuse=off"], math.inf, 1),  # never fuses: timed as it trains
-    (["noise.enabled=true"], math.inf, 1),  # measures its own gradients: trains alone
+@pytest.mark.parametrize("overrides,bound,width", [
+    ([], False, perf.PROBE_WIDTH),  # may fuse, and fusing pays: timed fused
+    ([], True, 1),  # compute-bound: timed alone
+    (["perf.fuse=off"], False, 1),  # never fuses: timed as it trains
+    (["noise.enabled=true"], False, 1),  # measures its own gradients: trains alone
 ])
-def test_the_layout_is_timed_fused_where_the_trial_trains_fused(monkeypatch, overrides, fused_probe_seconds, width):
+def test_the_layout_is_timed_fused_where_the_trial_trains_fused(monkeypatch, overrides, bound, width):
     # channels_last ran BatchNorm 1.3x faster fused at batch 16 and lost alone: the probe times
     # the step the trial will train with
-    monkeypatch.setattr(perf, "FUSED_PROBE_SECONDS", fused_probe_seconds)
+    monkeypatch.setattr(perf, "compute_bound", lambda *a: bound)
     cfg = compose([*TINY, "perf.channels_last=auto", "batch_size=16", *overrides])
     data = load_data(cfg.data)
     seconds, rows = perf.measure(cfg, data, perf.candidates(cfg, images=True, bf16=False))
@@ -363,17 +362,43 @@ def test_a_training_process_reuses_freed_memory_instead_of_faulting_it_in_again(
 
 def test_the_width_search_stops_at_a_compute_bound_step(monkeypatch):
     # a step that alone fills the core (PROBE_WIDTH of them take longer than
-    # FUSED_PROBE_SECONDS) is not fused: no wider step is built or timed
+    # FUSED_PROBE_SECONDS, and two members fused, timed beside it, cost as much a member) is not
+    # fused: nothing wider than the pair is built or timed
     alone = 2 * perf.FUSED_PROBE_SECONDS / perf.PROBE_WIDTH
+    pair_cost = 2.0  # seconds of a fused step of two, in steps alone
     built: list[int] = []
     monkeypatch.setattr(perf, "timed_step", lambda cfg, data, w, p: built.append(w) or w)
     monkeypatch.setattr(perf, "time_steps", lambda w, *a, **k: alone * w)
+    monkeypatch.setattr(perf, "time_interleaved",
+                        lambda steps, *a, **k: [alone * (pair_cost if w == 2 else w) for w, _ in steps])
     cfg = compose([*TINY, "batch_size=48"])
-    assert perf.width_table(cfg, load_data(cfg.data), 4) == {1: alone}
-    assert built == [1]
-    # just below the bound the search goes on
+    assert perf.width_table(cfg, load_data(cfg.data), 4) == pytest.approx({1: alone, 2: alone})
+    assert built == [1, 2]
+    # slow alone, but two fused cost less than two alone by more than FUSION_GAIN (batch 64 on
+    # the AVX2-only EPYC): the search goes on, and does not time the pair again
+    perf._WIDTH_CACHE.clear()
+    built.clear()
+    pair_cost = 2.0 / (perf.FUSION_GAIN * 1.1)
+    cfg.batch_size = 44
+    assert perf.width_table(cfg, load_data(cfg.data), 4) == pytest.approx({1: alone, 2: alone * pair_cost / 2, 4: alone})
+    assert built == [1, 2, 4]
+    # fast alone: the search goes on without the pair's side-by-side timing
     perf._WIDTH_CACHE.clear()
     built.clear()
     alone = 0.5 * perf.FUSED_PROBE_SECONDS / perf.PROBE_WIDTH
+    monkeypatch.setattr(perf, "time_interleaved", lambda *a, **k: pytest.fail("timed side by side"))
     cfg.batch_size = 40
     assert set(perf.width_table(cfg, load_data(cfg.data), 4)) == {1, 2, 4} and built == [1, 2, 4]
+
+
+def test_a_step_slow_alone_is_compute_bound_only_when_fusing_two_does_not_pay(monkeypatch):
+    cfg = compose([*TINY, "batch_size=16"])
+    data = load_data(cfg.data)
+    monkeypatch.setattr(perf, "timed_step", lambda cfg, data, w, p: w)
+    monkeypatch.setattr(perf, "warm_call_seconds", lambda step, device: 1.0)  # slow alone
+    for two_fused, bound in ((2.0, True), (2.0 / perf.FUSION_GAIN * 1.01, True), (2.0 / perf.FUSION_GAIN * 0.99, False)):
+        monkeypatch.setattr(perf, "time_interleaved", lambda steps, *a, **k: [1.0 if w == 1 else two_fused for w, _ in steps])
+        assert perf.compute_bound(cfg, data, EXACT) is bound, two_fused
+    monkeypatch.setattr(perf, "warm_call_seconds", lambda step, device: 1e-6)  # fast alone: never timed as a pair
+    monkeypatch.setattr(perf, "time_interleaved", lambda *a, **k: pytest.fail("timed side by side"))
+    assert perf.compute_bound(cfg, data, EXACT) is False

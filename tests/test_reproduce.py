@@ -11,7 +11,7 @@ from bsweep.analysis.report import read_answer, read_verdicts
 from bsweep.analysis.verdicts import CLAIMS
 
 from bsweep.cli import app
-from bsweep.reproduce import JUDGED_ON
+from bsweep.reproduce import JUDGED_ON, write_reports
 from bsweep.reproduce import STUDIES as ALL_STUDIES
 
 STUDIES = ALL_STUDIES[False]
@@ -115,3 +115,10 @@ def test_report_on_two_studies_writes_each_report_and_a_page_comparing_them(tmp_
     # the same name twice is refused before anything is written
     again = runner.invoke(app, ["report", str(results / "cpu_run"), str(results / "cpu_run")])
     assert again.exit_code != 0 and "same name" in again.output
+    # reproduce writes its studies' reports side by side, in worker processes: the same files
+    verdicts = {name: (results / name / "report" / "verdicts.csv").read_text() for name in ("cpu_run", "other_run")}
+    for name in verdicts:
+        (results / name / "report" / "verdicts.csv").unlink()
+    paths = write_reports([results / "cpu_run", results / "other_run"], jobs=2)
+    assert paths == [results / name / "report" / "index.html" for name in verdicts]
+    assert all((results / name / "report" / "verdicts.csv").read_text() == text for name, text in verdicts.items())
