@@ -78,7 +78,7 @@ PERF_DIR = "perf"
 # seed group. Where PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS (batch 256 and
 # up on the AVX-512 EPYC) the step may be compute-bound; it is, when two members fused cost at
 # least 1 / FUSION_GAIN of two steps alone (`compute_bound`): then it is timed alone, and the
-# width search stops at width 1, since fusing it saves nothing. The time alone is only the first
+# width search stops there, since fusing it saves nothing. The time alone is only the first
 # test because it depends on the machine: on the AVX2-only EPYC a batch-64 step alone takes
 # 6-8 ms (over the bound), yet 4 members fused cost 3.1-4.3 ms a member (1.5-2x less), while at
 # batch 256 widths 1, 2 and 4 cost 17.3, 15.9 and 16.8 ms a member (GroupNorm).

@@ -106,8 +106,9 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
 def write_reports(study_dirs: list[Path], jobs: int) -> list[Path]:
     """Each study's report (`analysis.report.write_report`), in up to `jobs` processes at once.
     They are written after every sweep and bench: a report (10-30 s of one core, mostly its
-    figures) then shares the machine with no timing, and the reports share the cores (five took
-    ~85 s one after another on the 2-core AVX2-only EPYC, one core idle)."""
+    figures) then shares the machine with no timing, and the reports share the cores. On the
+    2-core AVX2-only EPYC the five studies' benches and reports took 179 s one after another,
+    one core idle; benches 63 s and reports 89 s two at a time after them."""
     from bsweep.analysis.report import write_report
 
     if jobs <= 1 or len(study_dirs) <= 1:
