@@ -27,15 +27,12 @@ the data say, also when it contradicts the source text.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy
-from scipy.stats import binomtest, studentized_range, t
+from scipy.stats import binomtest, t
 
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
@@ -46,8 +43,7 @@ from bsweep.analysis.metrics import (
     nuisance_columns,
     tuned_view,
 )
-from bsweep.datacache import cache_dir
-from bsweep.records import atomic_write_text
+from bsweep.analysis.tukey import studentized_range_quantile
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -313,49 +309,6 @@ def critical_value(k: int, df: int, slices: int = 1) -> float:
     return studentized_range_quantile(1 - ALPHA / max(slices, 1), max(k, 2), df) / np.sqrt(2)
 
 
-# The studentized range's quantile is a numerical integral: ~0.14 s a value with scipy on the
-# 2-core CPU, 5 s of claims_quick's 22 s report. Each machine computes a value once and keeps it
-# in `datacache.cache_dir()`/QUANTILES_FILE (as the perf probes are kept), keyed by scipy's
-# version and the arguments; a damaged or foreign entry is computed again.
-QUANTILES_FILE = Path("stats") / "studentized_range.json"
-
-
-def studentized_range_quantile(q: float, k: int, df: int) -> float:
-    """scipy's `studentized_range.ppf(q, k, df)`, remembered by the machine."""
-    key = f"scipy {scipy.__version__}: q={q!r} k={int(k)} df={int(df)}"
-    known = _quantiles()
-    value = known.get(key)
-    if not (isinstance(value, float) and np.isfinite(value) and value > 0):
-        value = known[key] = float(studentized_range.ppf(q, int(k), int(df)))
-        _remember_quantile(key, value)
-    return value
-
-
-@functools.cache
-def _quantiles() -> dict:
-    """This process's copy of the machine's quantiles (read once)."""
-    try:
-        table = json.loads((cache_dir() / QUANTILES_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return table if isinstance(table, dict) else {}
-
-
-def _remember_quantile(key: str, value: float) -> None:
-    """Add one quantile to the machine's file (merged with what other processes wrote since;
-    an unwritable folder costs only the cache)."""
-    path = cache_dir() / QUANTILES_FILE
-    try:
-        on_disk = json.loads(path.read_text())
-    except (OSError, ValueError):
-        on_disk = {}
-    table = {**(on_disk if isinstance(on_disk, dict) else {}), key: value}
-    try:
-        atomic_write_text(path, json.dumps(table, indent=1, sort_keys=True))
-    except OSError:
-        pass
-
-
 def significant(diff: float, se: float, df: int, k: int, slices: int = 1) -> bool:
     """`diff` is positive beyond the critical value (k means compared, df degrees of freedom,
     one of `slices` slices)."""
@@ -411,8 +364,8 @@ class Noise:
     def seeds_needed(self, low: int, matters: float) -> int | None:
         """The fewest seeds (from `low` to MAX_SEEDS_SAID) that detect `matters`, or None.
         `detectable` falls as seeds grow (both quantiles fall with df, and so does sqrt(2 / n)),
-        so bisection finds it: each new df costs a studentized-range quantile (~0.15 s), and a
-        scan up to MAX_SEEDS_SAID took 15 s of a report."""
+        so bisection finds it: each new df costs a studentized-range quantile, and a scan up to
+        MAX_SEEDS_SAID (with scipy's quantile, 0.15 s each) took 15 s of a report."""
         if low > MAX_SEEDS_SAID or self.detectable(MAX_SEEDS_SAID) > matters:
             return None
         high = MAX_SEEDS_SAID  # detects

@@ -576,31 +576,3 @@ def test_n5_compares_step_costs_round_by_round_with_a_sign_test():
     noisy = rounds.assign(step_block_seconds=[split if n == "weight" else (1.5,) * 8 for n in rounds["norm"]])
     verdict = verdict_n5(noisy, TUNED_LR)
     assert verdict.verdict == INCONCLUSIVE and "do not tell" in verdict.condition
-
-
-def test_the_studentized_range_quantiles_are_scipys_and_kept_by_the_machine(tmp_path, monkeypatch):
-    import json
-
-    from scipy.stats import studentized_range
-
-    from bsweep.analysis import verdicts
-
-    monkeypatch.setenv("BSWEEP_CACHE_DIR", str(tmp_path))
-    verdicts._quantiles.cache_clear()
-    try:
-        value = verdicts.studentized_range_quantile(0.975, 3, 7)
-        assert value == float(studentized_range.ppf(0.975, 3, 7))
-        path = tmp_path / verdicts.QUANTILES_FILE
-        assert list(json.loads(path.read_text()).values()) == [value]
-        # a new process reads it back; a damaged entry is computed again, not believed
-        verdicts._quantiles.cache_clear()
-        key = next(iter(json.loads(path.read_text())))
-        path.write_text(json.dumps({key: -1.0}))
-        verdicts._quantiles.cache_clear()
-        assert verdicts.studentized_range_quantile(0.975, 3, 7) == value
-        assert json.loads(path.read_text()) == {key: value}
-        path.write_text("{not json")
-        verdicts._quantiles.cache_clear()
-        assert verdicts.studentized_range_quantile(0.975, 3, 7) == value
-    finally:
-        verdicts._quantiles.cache_clear()
