@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from bsweep import records
@@ -18,6 +19,7 @@ def bsweep(*args):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_sweep_trains_the_grid_writes_records_and_a_rerun_skips_them(results):
     out = bsweep("sweep", *TINY, f"results_dir={results}")
     assert out.exit_code == 0, out.output

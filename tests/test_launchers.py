@@ -126,6 +126,7 @@ def test_the_time_split_counts_each_fused_chunk_once():
     assert elsewhere.line().endswith("summed over 3 trained models in jobs of their own")
 
 
+@pytest.mark.slow
 def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(results, tmp_path, monkeypatch):
     # Two sweeps in one process (as `bsweep reproduce` runs five) share the worker processes,
     # and each group still trains with its own sweep's variables (the sweep id in its records);
@@ -150,6 +151,7 @@ def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(
     assert not {s["pid"] for s in third} & workers
 
 
+@pytest.mark.slow
 def test_noise_tracked_trials_train_alone_in_parallel_workers(results):
     # noise tracking needs one model's gradients: each trial trains alone, but in the worker
     # processes, two at a time, not one by one in the launching process
@@ -296,6 +298,7 @@ def test_a_group_wider_than_its_width_trains_one_chunk_and_hands_the_others_back
     assert sorted(trials) == ["complete", "complete"]  # the third is not claimed until it trains
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_groups_chunks_and_each_trial_trains_once(results):
     out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused",
                               "hydra.launcher.n_jobs=2", "norm=batch", "batch_size=16",

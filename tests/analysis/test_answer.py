@@ -80,6 +80,7 @@ def test_answer_table_names_the_best_batch_sizes_with_their_lrs(study):
     assert any("square-root rule, not linear" in line for line in lines[1])
 
 
+@pytest.mark.slow
 def test_the_report_opens_with_the_answer_and_a_line_per_claim(study, tmp_path):
     trials, measurements = study
     index = build_report(trials, measurements, {"name": "answer"}, {}, tmp_path / "report")

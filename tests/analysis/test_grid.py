@@ -40,6 +40,7 @@ def test_point_columns_take_every_swept_key_and_end_with_batch_size():
     assert point_columns(frame) == ["norm", "model.width", "lr_scaling", "batch_size"]
 
 
+@pytest.mark.slow
 def test_a_swept_model_width_is_two_curves_not_two_seeds(results):
     out = CliRunner().invoke(app, ["sweep", *TINY, f"results_dir={results}", "model.width=16,32", "norm=batch"],
                              catch_exceptions=False)

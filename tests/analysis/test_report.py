@@ -73,6 +73,7 @@ def built(frames, tmp_path_factory) -> Path:
     return build_report(trials, measurements, config, environment, tmp_path_factory.mktemp("built") / "report", svg=True)
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_ordered(built):
     text = built.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
@@ -108,6 +109,7 @@ def test_report_writes_markdown_and_figures(built):
     assert "no norm=none arm" in markdown  # N2 says why it is inconclusive
 
 
+@pytest.mark.slow
 def test_report_on_running_study_with_failures_says_so(frames, tmp_path):
     trials, measurements, config, environment = frames
     trials = trials.copy()
@@ -168,6 +170,7 @@ def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
     assert write_report(study_dir, tmp_path / "elsewhere") == tmp_path / "elsewhere" / "index.html"
 
 
+@pytest.mark.slow
 def test_a_figure_that_fails_is_reported_not_fatal(frames, tmp_path, monkeypatch):
     trials, measurements, config, environment = frames
 
@@ -215,6 +218,7 @@ def wide_frames():
     return trials, measurements.assign(noise_scale=5 + measurements["samples"] / 100.0)
 
 
+@pytest.mark.slow
 def test_critical_section_fits_explains_and_draws(wide_frames, tmp_path):
     trials, measurements = wide_frames
     index = build_report(trials, measurements, {"name": "wide"}, {}, tmp_path / "report")
@@ -269,6 +273,7 @@ def test_report_says_where_bf16_and_channels_last_ran():
     assert _settings_line(trials.drop(columns=["amp", "channels_last"])) is None  # older studies
 
 
+@pytest.mark.slow
 def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, tmp_path):
     """`bsweep reproduce` prints the verdicts each report wrote (verdicts.csv): with a bench they
     judge time on the calibrated basis, as the report does, not on the measured (shared, fused)
