@@ -28,7 +28,7 @@ AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CACHE
 
 # The suite runs in one pytest worker per core (pytest-xdist), slow-marked tests handed out first
 # (tests/conftest.py): 6 min 18 s for 480 tests on the 2-core AVX-512 CPU (2026-11-28, 06:30 UTC;
-# 13 min 9 s for 498 on the 2-core AVX2-only EPYC, 16:05 UTC, 12 min 32 s for 508 at 19:08; 5 min 9 s
+# 13 min 9 s for 498 on the 2-core AVX2-only EPYC, 16:05 UTC, 12 min 32 s and 13 min 43 s for 508 at 19:08 and 19:42; 5 min 9 s
 # against 7 min 35 s in one process for 441 tests earlier that day); every test writes only
 # under its own tmp_path.
 test: $(STAMP)
