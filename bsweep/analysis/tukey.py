@@ -83,10 +83,7 @@ def _range_cdf(w: np.ndarray, k: int) -> np.ndarray:
     z, weights, upper = _z_grid()
     lower = ndtr(z[None, :] - w[:, None])
     inside = np.clip(upper[None, :] - lower, 0.0, 1.0)
-    # [Phi(z) - Phi(z - w)]^(k-1) in logs: the bracket underflows for small w, large k
-    with np.errstate(divide="ignore"):
-        powered = np.exp((k - 1) * np.log(inside))
-    return k * (powered @ weights)
+    return k * ((inside ** (k - 1)) @ weights)
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,7 +102,6 @@ def studentized_range_cdf(q: float, k: int, df: int) -> float:
     return float(np.clip(inner @ weights, 0.0, 1.0))
 
 
-@functools.lru_cache(maxsize=None)
 def studentized_range_quantile(p: float, k: int, df: int) -> float:
     """The q with P(Q <= q) = p (scipy's `studentized_range.ppf(p, k, df)`), for 0 < p < 1,
     k >= 2 and df >= 1.
