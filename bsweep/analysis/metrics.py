@@ -279,34 +279,37 @@ def aggregate_over_seeds(
     if by is None:
         by = [*point_columns(summary), *nuisance_columns(summary)]
     by = list(by)
-    finished = summary[summary["status"].isin(statuses)].copy()
+    finished = summary[summary["status"].isin(statuses)]
     metrics = [m for m in metrics if m in finished.columns]
     # each metric on the test set's halves too, where the summary has them (see tuned_view)
     metrics += [p + m for p in SPLIT_PREFIXES for m in metrics if p + m in finished.columns]
-    for metric in metrics:
-        # inf (e.g. a diverged loss) would poison mean and std; count it as missing here,
-        # divergence is reported by n_diverged.
-        finished[metric] = finished[metric].astype(float).replace([np.inf, -np.inf], np.nan)
+    # inf (e.g. a diverged loss) would poison mean and std; count it as missing here,
+    # divergence is reported by n_diverged.
+    values = finished[metrics].astype(float).replace([np.inf, -np.inf], np.nan)
     halves = [p for p in SPLIT_PREFIXES if f"{p}steps_to_target" in finished.columns]
-    for prefix in ["", *halves]:
-        finished[f"_{prefix}reached"] = finished[f"{prefix}steps_to_target"].notna()
-    finished["_diverged"] = finished["diverged"].astype(bool)
-
-    grouped = finished.groupby(by, sort=True, dropna=False)
+    flags = pd.DataFrame({"_diverged": finished["diverged"].astype(bool),
+                          **{f"_{p}reached": finished[f"{p}steps_to_target"].notna() for p in ["", *halves]}})
+    # The groups once, as codes in their sorted order; every reduction below groups by the codes.
+    # One reduction covers all metric columns at once: per-column calls cost ~0.3 ms each, and a
+    # report aggregates ~100 columns several times (the same cython kernels, the same numbers).
+    points = finished.groupby(by, sort=True, dropna=False)
+    size, codes = points.size(), points.ngroup().to_numpy()
+    grouped = values.groupby(codes)
+    mean, std, count = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    counts = flags.groupby(codes).sum().astype(int)
     columns = {
-        "n_trials": grouped.size(),
-        "n_diverged": grouped["_diverged"].sum().astype(int),
-        **{f"{p}n_reached_target": grouped[f"_{p}reached"].sum().astype(int) for p in ["", *halves]},
+        "n_trials": size.to_numpy(),
+        "n_diverged": counts["_diverged"].to_numpy(),
+        **{f"{p}n_reached_target": counts[f"_{p}reached"].to_numpy() for p in ["", *halves]},
     }
-    for metric in metrics:
-        column = grouped[metric]
-        count = column.count()
-        std = column.std(ddof=1)
-        columns[f"{metric}_mean"] = column.mean()
-        columns[f"{metric}_std"] = std
-        columns[f"{metric}_sem"] = std / np.sqrt(count)
-        columns[f"{metric}_count"] = count.astype(int)
-    return pd.DataFrame(columns).reset_index()
+    # as arrays: a column of a MultiIndex-ed frame costs ~0.1 ms to take out
+    mean, std, count = (frame[metrics].to_numpy() for frame in (mean, std, count))
+    for j, metric in enumerate(metrics):
+        columns[f"{metric}_mean"] = mean[:, j]
+        columns[f"{metric}_std"] = std[:, j]
+        columns[f"{metric}_sem"] = std[:, j] / np.sqrt(count[:, j])
+        columns[f"{metric}_count"] = count[:, j].astype(int)
+    return pd.DataFrame(columns, index=size.index).reset_index()
 
 
 def tuned_view(
@@ -345,39 +348,36 @@ def tuned_view(
     if by is None:
         by = point_columns(aggregated)
     by = list(by)
-    frame = aggregated.copy()
+    frame = aggregated
     split = f"val_{criterion}_mean" in frame.columns and f"heldout_{criterion}_mean" in frame.columns
     select = "val_" if split else ""
     mean = frame[f"{select}{criterion}_mean"].astype(float)
-    frame["_missing"] = frame["n_trials"] - frame[f"{select}{criterion}_count"]
-    # A point whose mean is NaN (no seed has a value) is ranked last.
-    frame["_score"] = (-mean if goal == "max" else mean).fillna(np.inf)
-    ranked = frame.sort_values([*by, "n_diverged", "_missing", "_score"], kind="stable")
-    best = ranked.groupby(by, sort=True, dropna=False).head(1).set_index(by)
+    # The ranking reads a few columns only: sorting them, not the ~100-column frame, and taking
+    # each point's first row keeps a report's many tuned views cheap.
+    ranking = pd.concat([frame[[*by, "n_diverged"]],
+                         (frame["n_trials"] - frame[f"{select}{criterion}_count"]).rename("_missing"),
+                         # A point whose mean is NaN (no seed has a value) is ranked last.
+                         (-mean if goal == "max" else mean).fillna(np.inf).rename("_score")], axis=1)
+    first = ranking.sort_values([*by, "n_diverged", "_missing", "_score"], kind="stable").drop_duplicates(by).index
+    best = frame.loc[first].set_index(by)
     if split:
         reported = [c[len("heldout_"):] for c in best.columns if c.startswith("heldout_")]
-        whole = best[reported].add_prefix("test_")
-        best = pd.concat([best.drop(columns=reported), whole], axis=1)
-        best[reported] = best[[f"heldout_{c}" for c in reported]].set_axis(reported, axis=1)
-    best = best.copy()
+        held = best[[f"heldout_{c}" for c in reported]].set_axis(reported, axis=1)
+        best = pd.concat([best.drop(columns=reported), best[reported].add_prefix("test_"), held], axis=1)
     best["selected_on"] = "validation half" if split else "test set"
 
     # The lrs tried at the best row's values of the other nuisance keys (lr is bracketed when
     # it is not at the edge of those).
     others = [c for c in nuisance_columns(frame) if c != "lr"]
     keys = [*by, *others]
-    if keys:
-        ranges = frame.groupby(keys, sort=False, dropna=False)["lr"].agg(["min", "max", "nunique"])
-        lr_range = best.reset_index()[keys].merge(ranges.reset_index(), on=keys, how="left")
-    else:
-        lr_range = frame["lr"].agg(["min", "max", "nunique"]).to_frame().T
-    lr_range = lr_range[["min", "max", "nunique"]].set_axis(best.index)
+    lrs = frame.groupby(keys, sort=False, dropna=False)["lr"]
+    lr_min, lr_max, n_lr = (lrs.transform(f).loc[first].to_numpy() for f in ("min", "max", "nunique"))
     best["best_lr"] = best["lr"]
     best["tuned_by"] = criterion
-    best["n_lr"] = lr_range["nunique"].astype(int)
-    best["lr_lowest"], best["lr_highest"] = lr_range["min"], lr_range["max"]
-    lowest = best["lr"] == lr_range["min"]
-    highest = best["lr"] == lr_range["max"]
+    best["n_lr"] = n_lr.astype(int)
+    best["lr_lowest"], best["lr_highest"] = lr_min, lr_max
+    lowest = best["lr"] == lr_min
+    highest = best["lr"] == lr_max
     # Where no seed at any lr has a value (no lr reached the target, say) there is no best lr,
     # only the first of a tie: no edge to extend past.
     valued = best[f"{select}{criterion}_count"] > 0
@@ -386,7 +386,7 @@ def tuned_view(
     # above the best whose every seed diverged brackets it (the tuned view never picks an lr
     # with diverged seeds when one without exists), so "upper" means nothing above was tried.
     best["lr_edge"] = np.select([~valued, best["n_lr"] < 2, lowest, highest], ["", "only", "lower", "upper"], "")
-    return best.drop(columns=["_missing", "_score"]).reset_index()
+    return best.reset_index()
 
 
 def time_optimal_batch_size(
