@@ -309,6 +309,13 @@ def critical_value(k: int, df: int, slices: int = 1) -> float:
     return studentized_range_quantile(1 - ALPHA / max(slices, 1), max(k, 2), df) / np.sqrt(2)
 
 
+@functools.lru_cache(maxsize=None)
+def power_quantile(df: int) -> float:
+    """The one-sided t quantile at POWER: what a detectable difference adds to the critical
+    value (scipy's ppf takes ~0.3 ms, and a report asks for the same few dfs hundreds of times)."""
+    return float(t.ppf(POWER, df))
+
+
 def significant(diff: float, se: float, df: int, k: int, slices: int = 1) -> bool:
     """`diff` is positive beyond the critical value (k means compared, df degrees of freedom,
     one of `slices` slices)."""
@@ -359,7 +366,7 @@ class Noise:
         df = self.k * (n - 1)
         if not (df >= 1 and np.isfinite(self.sd)):
             return np.inf
-        return (critical_value(max(self.k, 2), df, self.slices) + float(t.ppf(POWER, df))) * self.sd * np.sqrt(2 / n)
+        return (critical_value(max(self.k, 2), df, self.slices) + power_quantile(int(df))) * self.sd * np.sqrt(2 / n)
 
     def seeds_needed(self, low: int, matters: float) -> int | None:
         """The fewest seeds (from `low` to MAX_SEEDS_SAID) that detect `matters`, or None.
@@ -1224,12 +1231,12 @@ def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         label = ", ".join([f"data.order={order}"] + [f"{config_key(c)}={v}" for c, v in zip(others, key)
                                                      if summary[c].nunique() > 1])
         shows, against, cells, weak = [], [], [], ""
+        # the four arms' curves once (narrow frames), each batch size's points taken from them
+        arms = {(n, o): slice_curve(frame[(frame["norm"] == n) & (frame[column] == (o if o == "shuffled" else order))],
+                                    "final_test_error")
+                for n in ("batch", "group") for o in ("shuffled", "other")}
         for bs in sorted(set(frame["batch_size"])):
-            at = frame[frame["batch_size"] == bs]
-            points = {(n, o): slice_curve(at[(at["norm"] == n) & (at[column] == (o if o == "shuffled" else order))],
-                                     "final_test_error")
-                      for n in ("batch", "group") for o in ("shuffled", "other")}
-            points = {k: usable_points(v) for k, v in points.items()}
+            points = {k: usable_points(v[v["batch_size"] == bs]) for k, v in arms.items()}
             if any(v.empty for v in points.values()):
                 continue
             p = {k: v.iloc[0] for k, v in points.items()}
@@ -1267,9 +1274,9 @@ def _lr_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per lr of one norm at one batch size: seeds, seeds trained, seeds that reached the
     target (finished trials only)."""
     finished = frame[frame["status"].isin(FINISHED_STATUSES)]
-    return finished.groupby("lr").agg(
-        seeds=("trial_id", "size"), trained=("trained", lambda v: int((v == 1).sum())),
-        reached=("steps_to_target", lambda v: int(v.notna().sum())))
+    seeds = pd.DataFrame({"trained": finished["trained"] == 1, "reached": finished["steps_to_target"].notna()}).groupby(
+        finished["lr"])
+    return pd.concat([seeds.size().rename("seeds"), seeds.sum().astype(int)], axis=1)
 
 
 def _top(table: pd.DataFrame, column: str) -> float:
