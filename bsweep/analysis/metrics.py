@@ -358,8 +358,9 @@ def tuned_view(
                          (frame["n_trials"] - frame[f"{select}{criterion}_count"]).rename("_missing"),
                          # A point whose mean is NaN (no seed has a value) is ranked last.
                          (-mean if goal == "max" else mean).fillna(np.inf).rename("_score")], axis=1)
+    ranking = ranking.reset_index(drop=True)  # positions: a frame's labels need not be unique
     first = ranking.sort_values([*by, "n_diverged", "_missing", "_score"], kind="stable").drop_duplicates(by).index
-    best = frame.loc[first].set_index(by)
+    best = frame.iloc[first].set_index(by)
     if split:
         reported = [c[len("heldout_"):] for c in best.columns if c.startswith("heldout_")]
         held = best[[f"heldout_{c}" for c in reported]].set_axis(reported, axis=1)
@@ -371,7 +372,7 @@ def tuned_view(
     others = [c for c in nuisance_columns(frame) if c != "lr"]
     keys = [*by, *others]
     lrs = frame.groupby(keys, sort=False, dropna=False)["lr"]
-    lr_min, lr_max, n_lr = (lrs.transform(f).loc[first].to_numpy() for f in ("min", "max", "nunique"))
+    lr_min, lr_max, n_lr = (lrs.transform(f).to_numpy()[first] for f in ("min", "max", "nunique"))
     best["best_lr"] = best["lr"]
     best["tuned_by"] = criterion
     best["n_lr"] = n_lr.astype(int)

@@ -239,6 +239,21 @@ def test_tuned_view_avoids_diverging_lr_and_seeds_missing_target():
     assert by_steps["steps_to_target_mean"] == pytest.approx(25.0)
 
 
+def test_tuned_view_reads_rows_by_position_whatever_the_frames_labels():
+    # the ranking takes rows by position: a frame filtered, shuffled or concatenated (repeated
+    # labels) gives each point the same best row as a fresh one
+    rows = []
+    for bs, best in ((32, 0.1), (64, 1.0)):
+        for lr in (0.01, 0.1, 1.0):
+            rows += [(bs, lr, s, 0.9 if lr == best else 0.7, 10.0, "complete") for s in range(2)]
+    agg = aggregate_over_seeds(summary_frame(rows))
+    shuffled = agg.sample(frac=1, random_state=0)
+    shuffled.index = [0, 1, 0, 1, 0, 1]
+    expected = tuned_view(agg).set_index("batch_size")["best_lr"]
+    pd.testing.assert_series_equal(tuned_view(shuffled).set_index("batch_size")["best_lr"], expected)
+    assert expected.to_dict() == {32: 0.1, 64: 1.0}
+
+
 def test_time_optimal_batch_size_interior_and_edge():
     rows = []
     for bs, steps in [(8, 40.0), (32, 10.0), (128, 30.0)]:
