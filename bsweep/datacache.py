@@ -6,17 +6,22 @@ sweep used to pay it. The arrays are stored once per machine as `<name>-<digest>
 arguments, `CACHE_VERSION`). A file is used only when it loads, names the same key and its
 arrays hash to the checksum stored beside them; otherwise it is regenerated and replaced. A
 cache folder that cannot be written costs only the cache, never the run.
+
+Processes that miss the same file at once (a sweep's workers start together on a fresh machine)
+take turns under an exclusive lock on `<file>.lock`: the first generates, the others wait and
+read what it wrote. The kernel drops the lock when its holder exits, however it exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,22 +78,45 @@ def _read(path: Path, key_text: str) -> Arrays | None:
     return stored
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock_path` (created if missing). Where there is no `fcntl`
+    (Windows) or the folder cannot be written, nothing is locked: at worst two processes
+    generate the same arrays, as they would without a cache."""
+    try:
+        import fcntl
+
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def cached_arrays(name: str, key: dict, make: Callable[[], Arrays]) -> Arrays:
     """`make()`'s arrays, from the cache when a valid file for (`name`, `key`) is there, else
     made and stored. `key` must hold everything the arrays depend on (JSON-serialisable)."""
     path = cache_path(name, key)
     key_text = json.dumps(key, sort_keys=True, default=str)
-    if path.exists():
-        arrays = _read(path, key_text)
-        if arrays is not None:
-            return arrays
-        log.warning("data cache %s is damaged or stale; regenerating it", path)
-    arrays = make()
-    meta = json.dumps({"key": key_text, "sha256": checksum(arrays)})
-    buffer = io.BytesIO()
-    np.savez(buffer, __meta__=np.array(meta), **arrays)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as e:  # a read-only home or a full disk: run on, uncached
-        log.warning("could not write the data cache %s (%s); set %s to a writable folder", path, e, CACHE_ENV)
+    if path.exists() and (arrays := _read(path, key_text)) is not None:
+        return arrays
+    with _exclusive(path.with_name(path.name + ".lock")):
+        if path.exists():  # made by the process this one waited for, or damaged
+            arrays = _read(path, key_text)
+            if arrays is not None:
+                return arrays
+            log.warning("data cache %s is damaged or stale; regenerating it", path)
+        arrays = make()
+        meta = json.dumps({"key": key_text, "sha256": checksum(arrays)})
+        buffer = io.BytesIO()
+        np.savez(buffer, __meta__=np.array(meta), **arrays)
+        try:
+            atomic_write_bytes(path, buffer.getvalue())
+        except OSError as e:  # a read-only home or a full disk: run on, uncached
+            log.warning("could not write the data cache %s (%s); set %s to a writable folder", path, e, CACHE_ENV)
     return arrays

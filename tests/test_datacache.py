@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
 from bsweep import datacache
 from bsweep.config import DataConfig
 from bsweep.data import load_data
+from tests.datacache_worker import slow_make_in_a_process
 
 
 @pytest.fixture
@@ -27,19 +30,19 @@ def test_arrays_are_made_once_then_read_back(cache):
     calls: list = []
     first = datacache.cached_arrays("demo", {"n": 3}, _maker(calls))
     again = datacache.cached_arrays("demo", {"n": 3}, _maker(calls))
-    assert len(calls) == 1 and len(list(cache.iterdir())) == 1
+    assert len(calls) == 1 and len(list(cache.glob("*.npz"))) == 1
     for name in ("x", "y"):
         np.testing.assert_array_equal(first[name], again[name])
         assert first[name].dtype == again[name].dtype
     datacache.cached_arrays("demo", {"n": 4}, _maker(calls))  # another key: another file
-    assert len(calls) == 2 and len(list(cache.iterdir())) == 2
+    assert len(calls) == 2 and len(list(cache.glob("*.npz"))) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
 def test_a_damaged_cache_file_is_regenerated(cache, damage, caplog):
     calls: list = []
     datacache.cached_arrays("demo", {"n": 3}, _maker(calls))
-    [path] = cache.iterdir()
+    [path] = cache.glob("*.npz")
     raw = bytearray(path.read_bytes())
     if damage == "truncate":
         raw = raw[: len(raw) // 2]
@@ -55,6 +58,19 @@ def test_a_damaged_cache_file_is_regenerated(cache, damage, caplog):
     calls.clear()
     datacache.cached_arrays("demo", {"n": 3}, _maker(calls))  # the rewritten file is good again
     assert calls == []
+
+
+def test_processes_that_miss_at_once_generate_once(cache, tmp_path):
+    # a sweep's workers start together on a fresh machine: one generates, the others read it
+    log, n = tmp_path / "made.log", 3
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(n)
+        with ctx.Pool(n) as pool:  # the helper's module imports no torch: the processes start fast
+            out = pool.starmap(slow_make_in_a_process, [(str(log), barrier)] * n)
+    assert out == [[0, 1, 2]] * n
+    assert log.read_text().splitlines() == ["made"]
+    assert len(list(cache.glob("*.npz"))) == 1
 
 
 def test_an_unwritable_cache_costs_only_the_cache(tmp_path, monkeypatch, caplog):
