@@ -1,6 +1,6 @@
 """THE training loop: K >= 1 trials ("members") of one shape trained side by side.
 
-K = 1 is a trial alone (`Alone`: the model, `torch.optim`); K > 1 is a fused model
+K = 1 is a trial alone (`Alone`: the model, torch.optim's arithmetic); K > 1 is a fused model
 (`bsweep.fused.Fused`). Both implement `Members`, so budget, cadence, warm-up, clock, divergence,
 stop-at-target and the measurement rows exist once, here, and a fused member is measured exactly
 as it would be alone.
@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.sgd import sgd
 
 from bsweep.config import Config, OptimConfig, effective_lr, measures_gradients
 from bsweep.data import TensorData
@@ -176,17 +177,71 @@ def evaluate(members: Members, data: TensorData, batch_size: int, amp: bool) -> 
             "heldout_loss": halves_loss[1], "heldout_acc": halves_acc[1]}
 
 
-def make_optimizer(cfg: OptimConfig, params, lr: float) -> torch.optim.Optimizer:
+class FunctionalSGD:
+    """`torch.optim.SGD` as `SGD.step` computes it: the same function (`torch.optim.sgd.sgd`,
+    torch's functional API), the same arguments, the same momentum buffers, so every update is
+    the same to the bit (tests/test_train.py), and the same `state_dict` layout, so a checkpoint
+    of either resumes in the other.
+
+    Not the `torch.optim.SGD` object itself: its `add_param_group` and `step` import
+    torch._dynamo at their first call (torch 2.11-2.14), 2.6-3.6 s of every process that trains a
+    trial alone on the 2-core AVX2-only EPYC (BENCHMARKS.md), for a compiler that never runs on
+    the optimizer here. Only what `Alone` and `memory` use: `param_groups` (lr), `state`, `step`,
+    `zero_grad`, `state_dict` and `load_state_dict`.
+    """
+
+    def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float,
+                 fused: bool) -> None:
+        self.params = list(params)
+        # torch.optim.SGD's own group keys and defaults (foreach on CPU, fused on CUDA)
+        self.param_groups = [{"lr": lr, "momentum": momentum, "dampening": 0, "weight_decay": weight_decay,
+                              "nesterov": nesterov, "maximize": False, "foreach": None if fused else True,
+                              "differentiable": False, "fused": True if fused else None}]
+        self.state: dict[int, dict[str, torch.Tensor]] = {}  # by parameter index, as in state_dict
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        buffers = [self.state.get(i, {}).get("momentum_buffer") for i in live] if group["momentum"] else []
+        sgd([self.params[i] for i in live], [self.params[i].grad for i in live], buffers,
+            weight_decay=group["weight_decay"], momentum=group["momentum"], lr=group["lr"],
+            dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"],
+            has_sparse_grad=False, foreach=group["foreach"], fused=group["fused"], grad_scale=None, found_inf=None)
+        for i, buffer in zip(live, buffers):
+            self.state[i] = {"momentum_buffer": buffer}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+
+    def state_dict(self) -> dict:
+        return {"state": {i: dict(s) for i, s in self.state.items()},
+                "param_groups": [{**self.param_groups[0], "params": list(range(len(self.params)))}]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A state of this class or of `torch.optim.SGD` over the same parameters (tensors moved
+        to each parameter's device and dtype, as torch.optim does)."""
+        saved = state_dict["param_groups"][0]
+        self.param_groups[0].update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {int(i): {k: v.to(dtype=self.params[int(i)].dtype, device=self.params[int(i)].device)
+                               for k, v in s.items()} for i, s in state_dict["state"].items()}
+
+
+def make_optimizer(cfg: OptimConfig, params, lr: float) -> "FunctionalSGD | torch.optim.Optimizer":
     params = list(params)
     # fused=True (one kernel for every tensor) exists for CUDA; on CPU torch takes foreach (one
     # kernel launch per parameter group rather than per tensor) as the faster choice.
-    impl = {"fused": True} if params and params[0].is_cuda else {"foreach": True}
+    cuda = bool(params) and params[0].is_cuda
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **impl)
-    if cfg.name == "adam":
+        return FunctionalSGD(params, lr, cfg.momentum, cfg.nesterov, cfg.weight_decay, fused=cuda)
+    if cfg.name == "adam":  # torch.optim's own object: it imports torch._dynamo (see FunctionalSGD)
         return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                weight_decay=cfg.weight_decay, **impl)
+                                weight_decay=cfg.weight_decay, **({"fused": True} if cuda else {"foreach": True}))
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
@@ -206,8 +261,9 @@ def prepare(model: nn.Module, device: torch.device, perf: PerfChoice) -> nn.Modu
 
 
 class Alone:
-    """One trial (K = 1): the model as `make_model` builds it and a `torch.optim` optimizer, the
-    reference that fused members are tested against (and torch's fused CUDA optimizer kernels)."""
+    """One trial (K = 1): the model as `make_model` builds it and torch.optim's update
+    (`FunctionalSGD`, or `torch.optim.Adam`), the reference that fused members are tested against
+    (and torch's fused CUDA optimizer kernels)."""
 
     k = 1
 

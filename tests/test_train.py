@@ -147,3 +147,66 @@ def test_cosine_checkpoints_change_nothing_in_training_and_fill_their_rows_only(
     # the first measurement point at or after half the steps, and the last one
     assert measured == [min(r["step"] for r in rows if r["step"] >= steps / 2), steps]
     assert "cosine_b256" in rows[0] and "cosine_b4096" not in rows[0]
+
+
+def _sgd_pair(momentum: float, nesterov: bool, weight_decay: float):
+    """The same seeded network twice: one stepped by torch.optim.SGD, one by FunctionalSGD."""
+    from bsweep.engine import FunctionalSGD
+
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                        torch.nn.Linear(4 * 6, 3)))
+    ref = torch.optim.SGD(nets[0].parameters(), lr=0.05, momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay, foreach=True)
+    ours = FunctionalSGD(nets[1].parameters(), 0.05, momentum, nesterov, weight_decay, fused=False)
+    return nets, ref, ours
+
+
+def _train(net, opt, steps: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x, y = torch.randn(5, 1, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-3)])
+def test_functional_sgd_updates_and_checkpoints_exactly_as_torch_optim_sgd(momentum, nesterov, weight_decay):
+    nets, ref, ours = _sgd_pair(momentum, nesterov, weight_decay)
+    for opt, net in ((ref, nets[0]), (ours, nets[1])):
+        _train(net, opt, 6, seed=1)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)  # the same bits, not merely close
+    saved_ref, saved_ours = ref.state_dict(), ours.state_dict()
+    assert saved_ours["param_groups"] == saved_ref["param_groups"]
+    assert saved_ours["state"].keys() == saved_ref["state"].keys()
+    for i in saved_ref["state"]:
+        assert torch.equal(saved_ours["state"][i]["momentum_buffer"], saved_ref["state"][i]["momentum_buffer"])
+    # each resumes from the other's checkpoint and steps on in step
+    nets2, ref2, ours2 = _sgd_pair(momentum, nesterov, weight_decay)
+    for net2, net in zip(nets2, nets):
+        net2.load_state_dict(net.state_dict())
+    ref2.load_state_dict(saved_ours)
+    ours2.load_state_dict(saved_ref)
+    for opt, net in ((ref2, nets2[0]), (ours2, nets2[1])):
+        _train(net, opt, 4, seed=2)
+    for a, b in zip(nets2[0].parameters(), nets2[1].parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_trial_alone_with_sgd_does_not_load_torch_dynamo():
+    # torch.optim.Optimizer's first use imports torch._dynamo (2.6-3.6 s a process on the AVX2
+    # EPYC): a process that trains a trial alone with SGD must not pay it
+    import subprocess
+    import sys
+
+    code = ("import sys; from tests.conftest import TINY, train_alone; from bsweep.plan import compose_config, "
+            "structured; from bsweep.data import load_data; cfg = structured(compose_config(TINY)); "
+            "train_alone(cfg, load_data(cfg.data)); print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "no dynamo"

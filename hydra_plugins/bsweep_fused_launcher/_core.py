@@ -159,9 +159,10 @@ def _warm() -> None:
     import importlib
 
     # bsweep.perf: the engine, the fused model and the timing helper; bsweep.runner: data and
-    # placement. Not torch._dynamo, which torch.optim imports on its first step (~1 s of CPU):
-    # fused groups never use torch.optim, and two workers importing it beside the launching
-    # process held back the first group by ~1.5 s on the 2-core CPU (BENCHMARKS.md).
+    # placement. Not torch._dynamo, which a torch.optim object imports on its first use (~1 s of
+    # CPU): fused groups and SGD trials alone never build one (`engine.FunctionalSGD`), and two
+    # workers importing it beside the launching process held back the first group by ~1.5 s on
+    # the 2-core CPU (BENCHMARKS.md).
     for module in ("bsweep.perf", "bsweep.runner"):
         importlib.import_module(module)
     atexit.register(_exit_now)
