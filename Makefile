@@ -27,12 +27,14 @@ NUMERICS := tests/test_fused.py tests/test_train.py tests/test_perf.py tests/tes
 AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/bsweep-inductor-avx2
 
 # The suite runs in one pytest worker per core (pytest-xdist), slow-marked tests handed out first
-# (tests/conftest.py): 6 min 18 s for 480 tests on the 2-core AVX-512 CPU (2026-11-28, 06:30 UTC;
-# 13 min 9 s for 498 on the 2-core AVX2-only EPYC, 16:05 UTC, 12 min 32 s and 13 min 43 s for 508 at 19:08 and 19:42; 5 min 9 s
-# against 7 min 35 s in one process for 441 tests earlier that day); every test writes only
+# (tests/conftest.py), and a worker that runs out of tests takes queued ones from the other
+# (`--dist worksteal`): under `--dist load` the first round-robin batch had queued the 2-minute
+# reproduce test last on one worker while the other sat idle (11 min 30 s in all on the 2-core
+# AVX2-only EPYC, 2026-11-28 22:30 UTC). Earlier: 6 min 18 s for 480 tests on the 2-core
+# AVX-512 CPU; 12 min 32 s - 13 min 43 s for 508 on the AVX2-only EPYC. Every test writes only
 # under its own tmp_path.
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 	@if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
 	  echo "AVX-512 CPU: the numerics tests again on AVX2 kernels"; \
 	  $(AVX2_ENV) $(PY) -m pytest -q $(NUMERICS); \

@@ -46,7 +46,8 @@ def train_fused(cfgs: list[Config], data: TensorData, perf: PerfChoice = EXACT) 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked slow run first. The suite runs in one pytest-xdist worker per core and its
     wall time is the busiest worker's: a minute-long test handed out last kept one core busy
-    long after the other had finished."""
+    long after the other had finished (the Makefile's `--dist worksteal` lets an idle worker take
+    the other's queued tests)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
 
 
