@@ -211,13 +211,10 @@ class FunctionalSGD:
         for i, buffer in zip(live, buffers):
             self.state[i] = {"momentum_buffer": buffer}
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """torch.optim's default (`set_to_none=True`): the next backward allocates fresh grads."""
         for p in self.params:
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.zero_()
+            p.grad = None
 
     def state_dict(self) -> dict:
         return {"state": {i: dict(s) for i, s in self.state.items()},
@@ -287,7 +284,7 @@ class Alone:
 
     def optimizer_step(self) -> None:
         self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()  # set_to_none, torch.optim's default
 
     def freeze(self, members: list[int]) -> None:
         pass  # the only member stopped: the loop ends

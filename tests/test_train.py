@@ -5,6 +5,7 @@ import torch
 
 from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
 from bsweep.data import load_data
+from bsweep.engine import FunctionalSGD
 from bsweep.schedule import lr_factor, measurement_steps, total_steps
 from tests.conftest import train_alone
 
@@ -151,8 +152,6 @@ def test_cosine_checkpoints_change_nothing_in_training_and_fill_their_rows_only(
 
 def _sgd_pair(momentum: float, nesterov: bool, weight_decay: float):
     """The same seeded network twice: one stepped by torch.optim.SGD, one by FunctionalSGD."""
-    from bsweep.engine import FunctionalSGD
-
     nets = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -170,7 +169,7 @@ def _train(net, opt, steps: int, seed: int) -> None:
         x, y = torch.randn(5, 1, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
 
 
 @pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-3)])
