@@ -300,9 +300,12 @@ def test_a_group_wider_than_its_width_trains_one_chunk_and_hands_the_others_back
 
 @pytest.mark.slow
 def test_two_workers_share_one_groups_chunks_and_each_trial_trains_once(results):
+    # ~1 s of training a chunk: one worker must not drain all five before the other has started
+    # (~4-5 s of imports on the 2-core AVX2 CPU); at 1 epoch it did once trials alone stopped
+    # importing torch._dynamo
     out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused",
                               "hydra.launcher.n_jobs=2", "norm=batch", "batch_size=16",
-                              "lr=0.01,0.02,0.05,0.1,0.2", "perf.fuse=1"])
+                              "lr=0.01,0.02,0.05,0.1,0.2", "perf.fuse=1", "study.budget.epochs=60"])
     assert out.exit_code == 0, out.output
     study = results / "smoke"
     assert sorted(load_trials(study)["status"]) == ["complete"] * 5
