@@ -64,14 +64,16 @@ def _plan_or_fail(fn, overrides: list[str]):
         _fail(str(e).strip())
 
 
-def _hydra_prints_only(argv: list[str], multirun: bool = False) -> None:
-    """`--cfg job`, `--info`, `--hydra-help`...: Hydra prints and trains nothing; let it."""
+def _hydra_prints_only(argv: list[str]) -> None:
+    """`--cfg job`, `--info`, `--hydra-help`...: Hydra prints and trains nothing; let it. Not in
+    multirun mode, even for `bsweep sweep`: Hydra refuses --cfg and --info beside --multirun
+    (with a traceback); a study's grid lives in hydra.sweeper.params, which --cfg hydra shows."""
     from bsweep.plan import parse_command_line
 
     if parse_command_line(argv).prints_only:
         from bsweep.launch import call_hydra
 
-        raise typer.Exit(call_hydra(["-m", *argv] if multirun else argv))
+        raise typer.Exit(call_hydra(argv))
 
 
 @app.command(context_settings=HYDRA_ARGS)
@@ -87,10 +89,23 @@ def run(overrides: Overrides = None) -> None:
 @app.command(context_settings=HYDRA_ARGS)
 def sweep(overrides: Overrides = None) -> None:
     """Train the study's grid (Hydra multirun), skipping trials already finished."""
-    from bsweep.launch import run_sweep
+    from bsweep.placement import cores
+    from hydra_plugins.bsweep_fused_launcher._core import start_server, stop_server
 
-    _hydra_prints_only(overrides or [], multirun=True)
-    outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
+    # The bsweep_fused launcher's workers fork from a server that imports torch (2.5-4.4 s of a
+    # core on the 2-core CPUs); started before this process's own imports and composition
+    # (~2.4 s), it is ready sooner. Which launcher the sweep uses is known only after composing:
+    # `run_sweep` keeps the server or stops it then. One core: nothing to overlap.
+    if cores() > 1:
+        start_server()
+    try:
+        from bsweep.launch import run_sweep
+
+        _hydra_prints_only(overrides or [])
+        outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
+    except BaseException:
+        stop_server()
+        raise
     _report_outcome(outcome)
 
 

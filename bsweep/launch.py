@@ -345,10 +345,31 @@ def _ours_ended(states: dict[str, str], status: dict[str, dict], sweep_id: str) 
             for t, s in states.items()}
 
 
+def ready_server(launcher: dict) -> bool:
+    """Start the process the `bsweep_fused` launcher's workers will fork from, when it will run
+    several here and they fork (`_core.start_server`), and say whether it did; otherwise stop
+    one that runs (`bsweep sweep` starts it before it knows the launcher). Its imports (torch:
+    2.5-4.4 s of a core on the 2-core CPUs) overlap this process's planning and validation,
+    which must end before any worker starts."""
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    if fused_workers(launcher) > 1 and _core.forks_from_server():
+        _core.start_server()
+        return True
+    _core.stop_server()
+    return False
+
+
+def stop_server() -> None:
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    _core.stop_server()
+
+
 def start_workers(launcher: dict) -> None:
-    """Start the `bsweep_fused` launcher's worker processes now, when it will run several: their
-    start-up (~3.5 s on the 2-core CPU: spawn, `import torch`) overlaps Hydra's own start and the
-    launcher's list of jobs. The launcher takes the pool that is running."""
+    """Start the `bsweep_fused` launcher's worker processes now, when it will run several: where
+    they spawn, their start-up (`import torch`, ~3.5 s on the 2-core CPU) overlaps Hydra's own
+    start and the launcher's list of jobs. The launcher takes the pool that is running."""
     workers = fused_workers(launcher)
     if workers > 1:
         from hydra_plugins.bsweep_fused_launcher._core import worker_pool
@@ -423,11 +444,20 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
     started = time.time()
-    planned = plan_and_check(overrides)
-    hydra = hydra_node(overrides)
-    problems = sweeper_problems(hydra["sweeper"], planned) + launcher_problems(hydra["launcher"])
-    if problems:
-        raise ConfigError("\n".join(problems))
+    try:
+        hydra = hydra_node(overrides)
+    except Exception:  # a malformed override, a missing group: plan_and_check says so below, as always
+        hydra = None
+    forked = hydra is not None and ready_server(hydra["launcher"])
+    try:
+        planned = plan_and_check(overrides)
+        hydra = hydra if hydra is not None else hydra_node(overrides)
+        problems = sweeper_problems(hydra["sweeper"], planned) + launcher_problems(hydra["launcher"])
+        if problems:
+            raise ConfigError("\n".join(problems))
+    except BaseException:
+        stop_server()  # bad input: no worker will come, and nothing may go on computing
+        raise
     before = trial_states(planned)
     counts = Counter(before.values())
     finished = counts["complete"] + counts["diverged"]
@@ -443,7 +473,9 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     for note in notes:
         console.print(f"note: {note}", highlight=False)
     write_study_file(planned, overrides)
-    if finished < len(planned):
+    if finished == len(planned):
+        stop_server()
+    elif not forked:  # forked workers are made when the launcher asks, by then the server is ready
         start_workers(hydra["launcher"])
     sweep_id = uuid.uuid4().hex[:12]
     since = time.time()

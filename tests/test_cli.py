@@ -107,6 +107,14 @@ def test_hydra_print_flags_pass_through(results):
     )
     assert proc.returncode == 0, proc.stderr
     assert "lr: 0.125" in proc.stdout and "name: smoke" in proc.stdout
+    # `bsweep sweep` too: Hydra refuses --cfg beside --multirun (with a traceback), so the
+    # sweep asks without it, and the study's grid shows under hydra.sweeper.params
+    proc = subprocess.run(
+        [sys.executable, "-m", "bsweep", "sweep", "--cfg", "hydra", "-p", "hydra.sweeper.params", "study=claims_quick"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "batch_size: 1,4,16,64,256,1024" in proc.stdout and "Traceback" not in proc.stderr
 
 
 def test_the_sweep_id_reaches_the_jobs_as_written_whatever_it_looks_like():

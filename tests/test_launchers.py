@@ -151,6 +151,41 @@ def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(
     assert not {s["pid"] for s in third} & workers
 
 
+def _server_pid() -> int | None:
+    """The running fork server's pid (multiprocessing keeps it in a private attribute)."""
+    import multiprocessing.forkserver
+
+    return multiprocessing.forkserver._forkserver._forkserver_pid
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers fork from a server on Linux only")
+def test_workers_fork_from_the_preloaded_server_and_see_this_processs_environment(monkeypatch):
+    # Each worker is a fork of one server that imported torch and the engine, not a fresh
+    # interpreter importing them again; a variable set after that server started still reaches
+    # the workers, as it reaches spawned ones (the server starts again with it).
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    _core.start_server()
+    monkeypatch.setenv("BSWEEP_TEST_VARIABLE", "set after the server started")
+    pool = _core.worker_pool(2)
+    parents = {pool.submit(os.getppid).result() for _ in range(4)}
+    assert parents == {_server_pid()} and os.getpid() not in parents
+    assert pool.submit(os.getenv, "BSWEEP_TEST_VARIABLE").result() == "set after the server started"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers fork from a server on Linux only")
+def test_bsweep_sweep_stops_the_server_it_started_early_when_no_worker_will_fork(results, monkeypatch):
+    # `bsweep sweep` starts the server before it knows the launcher (its imports overlap the
+    # planning); bad input, Hydra's print-only flags and a launcher without forked workers stop
+    # it, so nothing goes on computing for a sweep that trains nothing there.
+    monkeypatch.setattr("bsweep.placement.cores", lambda: 2)  # the early start wants 2+ cores
+    fused = [*TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused", "hydra.launcher.n_jobs=2"]
+    for argv, code in ([[*fused, "batch_size=0"], 2], [[*fused, "--cfg", "job"], 0], [[*TINY, f"results_dir={results}"], 0]):
+        out = runner.invoke(app, ["sweep", *argv])
+        assert out.exit_code == code, out.output
+        assert _server_pid() is None, argv
+
+
 @pytest.mark.slow
 def test_noise_tracked_trials_train_alone_in_parallel_workers(results):
     # noise tracking needs one model's gradients: each trial trains alone, but in the worker

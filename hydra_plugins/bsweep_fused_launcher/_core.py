@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import multiprocessing
 import os
+import signal
+import sys
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
 from ._backends import Backend
@@ -118,6 +122,67 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
 # launch's own variables (`hydra.job.env_set`) travel with each group instead. Python's exit
 # shuts it down.
 _POOL: dict = {}
+# What a worker imports before its first group: the engine, the fused model and the timing
+# helper (bsweep.perf), data and placement (bsweep.runner); torch with them. Not torch._dynamo,
+# which a torch.optim object imports on its first use (~1 s of CPU): fused groups and SGD trials
+# alone never build one (`engine.FunctionalSGD`).
+WORKER_MODULES = ("bsweep.perf", "bsweep.runner")
+# On Linux workers fork from a server process that imported WORKER_MODULES once
+# (multiprocessing's forkserver with a preload), not each from a fresh interpreter: `import
+# torch` is 2.5-4.4 s of one core on the 2-core CPUs, paid once per sweep instead of once per
+# worker, and started early (`start_server`) it overlaps the launching process's planning. The
+# server only imports: torch's thread pools start at first use, in the worker; the threads
+# imports do start (numpy's OpenBLAS server, pyarrow's jemalloc background thread) have fork
+# handlers, as PyTorch's DataLoader workers rely on when they fork from a busier process.
+# `_SERVER["env"]`: the environment it started with, which its children inherit.
+_SERVER: dict = {}
+
+
+def forks_from_server() -> bool:
+    """Whether workers fork from the preloaded server here (Linux), rather than spawn."""
+    return sys.platform == "linux" and "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def start_server() -> None:
+    """Start the fork server now if it is not running (or runs with another environment than
+    this process's), without waiting for its imports: they overlap whatever the caller does
+    until `worker_pool` forks from it. Nothing where workers spawn."""
+    if not forks_from_server():
+        return
+    from multiprocessing import forkserver
+
+    env = dict(os.environ)
+    if _SERVER.get("env") != env:
+        stop_server()  # a server started elsewhere, or before the environment changed
+    get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    forkserver.ensure_running()  # starts it again if it died
+    _SERVER["env"] = env
+
+
+def stop_server() -> None:
+    """Stop the fork server at once, mid-import too (a sweep that found bad input after
+    `start_server`), or nothing where none runs. The stdlib offers no public way, so this uses
+    multiprocessing's own stop (`ForkServer._stop`, what its tests use), after a SIGTERM so it
+    does not wait for the server's imports to end."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        server._stop()
+    _SERVER.clear()
+
+
+def _context() -> BaseContext:
+    """Where new workers come from: the fork server (started now if need be), else spawn."""
+    if forks_from_server():
+        start_server()
+        return get_context("forkserver")
+    return get_context("spawn")
 
 
 def workers_for(n_jobs: int | None) -> int:
@@ -128,7 +193,7 @@ def workers_for(n_jobs: int | None) -> int:
 
 
 def _pool_key(workers: int) -> tuple:
-    # what a spawned worker copies from this process when it starts, and keeps
+    # what a worker takes from this process when it starts, and keeps
     return (workers, os.getcwd(), tuple(sorted(os.environ.items())))
 
 
@@ -139,31 +204,26 @@ def pool_running(workers: int) -> bool:
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """This process's pool of `workers` spawned worker processes, started now if there is none
-    (or the last one broke, or the environment changed), each importing what a group needs."""
+    """This process's pool of `workers` worker processes, started now if there is none (or the
+    last one broke, or the environment changed), each with WORKER_MODULES imported."""
     if pool_running(workers):
         return _POOL["pool"]
     if "pool" in _POOL:
         _POOL.pop("pool").shutdown(wait=True, cancel_futures=True)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_warm)
-    for _ in range(workers):  # a worker spawns per waiting task: start them all at once
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_warm)
+    for _ in range(workers):  # a worker starts per waiting task: start them all at once
         pool.submit(int)
     _POOL.update(pool=pool, key=_pool_key(workers))
     return pool
 
 
 def _warm() -> None:
-    """A new worker's imports, before its first group (torch, the engine and the optimizers),
-    and its quick exit."""
+    """A new worker's imports, before its first group (already done where it forked from the
+    server), and its quick exit."""
     import atexit
     import importlib
 
-    # bsweep.perf: the engine, the fused model and the timing helper; bsweep.runner: data and
-    # placement. Not torch._dynamo, which a torch.optim object imports on its first use (~1 s of
-    # CPU): fused groups and SGD trials alone never build one (`engine.FunctionalSGD`), and two
-    # workers importing it beside the launching process held back the first group by ~1.5 s on
-    # the 2-core CPU (BENCHMARKS.md).
-    for module in ("bsweep.perf", "bsweep.runner"):
+    for module in WORKER_MODULES:
         importlib.import_module(module)
     atexit.register(_exit_now)
 
@@ -172,8 +232,6 @@ def _exit_now() -> None:
     """A worker's last act once the pool has shut it down (every group's records are written by
     then): flush the logs and leave without tearing down torch's modules one by one, which took
     ~1 s a worker on the 2-core CPU with torch._dynamo loaded, while the sweep waited."""
-    import sys
-
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
