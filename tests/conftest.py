@@ -44,11 +44,18 @@ def train_fused(cfgs: list[Config], data: TensorData, perf: PerfChoice = EXACT) 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow run first. The suite runs in one pytest-xdist worker per core and its
-    wall time is the busiest worker's: a minute-long test handed out last kept one core busy
-    long after the other had finished (the Makefile's `--dist worksteal` lets an idle worker take
-    the other's queued tests)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+    """Tests marked slow run first, the longest of them (`slow(seconds=...)`: their time on the
+    2-core AVX2-only EPYC, a hint for the order alone) before the rest. The suite runs in one
+    pytest-xdist worker per core and its wall time is the busiest worker's: the 2-minute
+    reproduce test handed out late kept one core busy ~1.5 min after the other had finished.
+    Under the Makefile's `--dist worksteal` the first worker takes the first half of this order
+    and an idle worker takes queued tests from the end of the other's queue, so the longest
+    start at once and the shortest fill the gaps."""
+    def order(item: pytest.Item) -> tuple[bool, float]:
+        slow = item.get_closest_marker("slow")
+        return slow is None, -(slow.kwargs.get("seconds", 0) if slow else 0)
+
+    items.sort(key=order)  # stable: file order otherwise
 
 
 def pytest_report_header() -> str:

@@ -61,7 +61,7 @@ def test_a_bad_backend_is_refused_before_training(results, override, message):
     assert not (results / "smoke" / "trials").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_a_killed_job_leaves_only_its_trials_to_train_again(results):
     # long enough (~seconds a chunk) to find a chunk's process at work and kill it
     args = [*TINY, f"results_dir={results}", *FUSED, *SUBMITIT_LOCAL, "study.budget.epochs=60"]
@@ -94,7 +94,7 @@ def test_a_killed_job_leaves_only_its_trials_to_train_again(results):
         assert (records.trial_dir(results / "smoke", t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == mtime
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_ray_runs_a_fused_study_as_the_local_launcher_does(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'bsweep[ray]'")
     sweep(tmp_path / "local")

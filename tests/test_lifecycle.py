@@ -72,7 +72,7 @@ def test_a_fused_group_that_raises_fails_only_the_member_that_fails_alone(result
     assert "2 already finished, 2 to run" in again.output
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 @pytest.mark.parametrize("launcher", ["bsweep_fused"])  # the runner keeps records through the same Attempt
 def test_claims_stay_fresh_while_trials_train_longer_than_the_stale_window(results, monkeypatch, launcher):
     """With claim files (BSWEEP_LOCK=file, as on filesystems without locks), a claim whose

@@ -27,7 +27,7 @@ SHRUNK = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path):
     results = tmp_path / "results"
     out = runner.invoke(app, ["reproduce", "--jobs", "1", "--results-dir", str(results), *SHRUNK])
@@ -90,7 +90,7 @@ def test_report_command_on_a_study_with_a_running_trial_says_so(tmp_path):
     assert verbose.output.index(title) < verbose.output.index("What batch size, and why")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_report_on_two_studies_writes_each_report_and_a_page_comparing_them(tmp_path):
     results = tmp_path / "results"
     for name, norm in (("cpu_run", "batch"), ("other_run", "group")):

@@ -51,7 +51,7 @@ def claims(study: Path, tid: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_a_sweep_killed_mid_trial_resumes_without_redoing_finished_trials(results):
     study = results / "smoke"
     proc = sweep_process(results)

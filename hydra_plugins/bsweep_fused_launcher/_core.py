@@ -7,6 +7,7 @@ member that fails alone is recorded failed (or oom); each retry is a line in cla
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import multiprocessing
@@ -156,6 +157,11 @@ def start_server() -> None:
         stop_server()  # a server started elsewhere, or before the environment changed
     get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
     forkserver.ensure_running()  # starts it again if it died
+    # At exit (after the pools have joined their workers) wait for the server to end: no process
+    # outlives the sweep, and the workers' resource use reaches this process's parent through it
+    # (`getrusage(RUSAGE_CHILDREN)`: the benchmark's peak memory). Registered once.
+    atexit.unregister(forkserver._forkserver._stop)
+    atexit.register(forkserver._forkserver._stop)
     _SERVER["env"] = env
 
 
@@ -220,7 +226,6 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _warm() -> None:
     """A new worker's imports, before its first group (already done where it forked from the
     server), and its quick exit."""
-    import atexit
     import importlib
 
     for module in WORKER_MODULES:
