@@ -157,11 +157,13 @@ def start_server() -> None:
         stop_server()  # a server started elsewhere, or before the environment changed
     get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
     forkserver.ensure_running()  # starts it again if it died
-    # At exit (after the pools have joined their workers) wait for the server to end: no process
-    # outlives the sweep, and the workers' resource use reaches this process's parent through it
-    # (`getrusage(RUSAGE_CHILDREN)`: the benchmark's peak memory). Registered once.
-    atexit.unregister(forkserver._forkserver._stop)
-    atexit.register(forkserver._forkserver._stop)
+    # At exit (after the pools have joined their workers, which the server has reaped) stop the
+    # server and wait for it: no process outlives the sweep, and the workers' resource use
+    # reaches this process's parent through it (`getrusage(RUSAGE_CHILDREN)`: the benchmark's
+    # peak memory). Stopped, not asked to leave: a process with torch imported took ~2 s of the
+    # sweep's exit to tear its modules down. Registered once.
+    atexit.unregister(stop_server)
+    atexit.register(stop_server)
     _SERVER["env"] = env
 
 
