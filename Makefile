@@ -26,8 +26,8 @@ demo: $(STAMP)
 NUMERICS := tests/test_fused.py tests/test_train.py tests/test_perf.py tests/test_fast_loop.py
 AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/bsweep-inductor-avx2
 
-# The suite runs in one pytest worker per core (pytest-xdist), slow-marked tests handed out first
-# (tests/conftest.py), and a worker that runs out of tests takes queued ones from the other
+# The suite runs in one pytest worker per core (pytest-xdist), slow-marked tests handed out first,
+# the longest first of all (tests/conftest.py), and a worker that runs out of tests takes queued ones from the other
 # (`--dist worksteal`): under `--dist load` the first round-robin batch had queued the 2-minute
 # reproduce test last on one worker while the other sat idle (11 min 30 s in all on the 2-core
 # AVX2-only EPYC, 2026-11-28 22:30 UTC). Earlier: 6 min 18 s for 480 tests on the 2-core

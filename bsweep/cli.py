@@ -90,13 +90,14 @@ def run(overrides: Overrides = None) -> None:
 def sweep(overrides: Overrides = None) -> None:
     """Train the study's grid (Hydra multirun), skipping trials already finished."""
     from bsweep.placement import cores
-    from hydra_plugins.bsweep_fused_launcher._core import start_server, stop_server
+    from hydra_plugins.bsweep_fused_launcher._core import NAME, start_server, stop_server
 
     # The bsweep_fused launcher's workers fork from a server that imports torch (2.5-4.4 s of a
     # core on the 2-core CPUs); started before this process's own imports and composition
-    # (~2.4 s), it is ready sooner. Which launcher the sweep uses is known only after composing:
-    # `run_sweep` keeps the server or stops it then. One core: nothing to overlap.
-    if cores() > 1:
+    # (~2.4 s), it is ready sooner. Started here when the command line names that launcher
+    # (a config that picks it gets its server after composing, in `run_sweep`, which also
+    # stops this one if the launcher runs no workers here). One core: nothing to overlap.
+    if cores() > 1 and f"hydra/launcher={NAME}" in (overrides or []):
         start_server()
     try:
         from bsweep.launch import run_sweep

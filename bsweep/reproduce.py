@@ -13,6 +13,7 @@ from rich.console import Console
 from bsweep.launch import SweepOutcome, run_sweep
 from bsweep.plan import structured_all
 from bsweep.placement import cores
+from hydra_plugins.bsweep_fused_launcher._core import NAME
 
 
 @dataclass
@@ -57,7 +58,7 @@ def launcher_overrides(jobs: int) -> list[str]:
     """The `bsweep_fused` launcher: trials that differ only in lr and seed train as one fused
     model, in `jobs` processes. On the 2-core CPU it ran claims_quick in 3.4 min against 5.9 min
     for the joblib launcher with 2 processes (same trials, same records)."""
-    return ["hydra/launcher=bsweep_fused", f"hydra.launcher.n_jobs={jobs}"]
+    return [f"hydra/launcher={NAME}", f"hydra.launcher.n_jobs={jobs}"]
 
 
 # The studies `bsweep reproduce` runs (quick, --full), and which one judges which claim: N2, N4,

@@ -174,16 +174,27 @@ def test_workers_fork_from_the_preloaded_server_and_see_this_processs_environmen
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers fork from a server on Linux only")
-def test_bsweep_sweep_stops_the_server_it_started_early_when_no_worker_will_fork(results, monkeypatch):
-    # `bsweep sweep` starts the server before it knows the launcher (its imports overlap the
-    # planning); bad input, Hydra's print-only flags and a launcher without forked workers stop
-    # it, so nothing goes on computing for a sweep that trains nothing there.
+def test_bsweep_sweep_stops_the_server_when_no_worker_will_fork_from_it(results, monkeypatch):
+    # `bsweep sweep ... hydra/launcher=bsweep_fused` starts the server before it has composed
+    # anything (its imports overlap the planning); bad input and Hydra's print-only flags stop
+    # it, and so does a sweep whose launcher runs no workers here (a server an earlier sweep of
+    # this process started), so nothing goes on computing for a sweep that trains nothing there.
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    started, start = [], _core.start_server
+    monkeypatch.setattr(_core, "start_server", lambda: (started.append(True), start())[1])
     monkeypatch.setattr("bsweep.placement.cores", lambda: 2)  # the early start wants 2+ cores
     fused = [*TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused", "hydra.launcher.n_jobs=2"]
-    for argv, code in ([[*fused, "batch_size=0"], 2], [[*fused, "--cfg", "job"], 0], [[*TINY, f"results_dir={results}"], 0]):
+    for argv, code in ([[*fused, "batch_size=0"], 2], [[*fused, "--cfg", "job"], 0]):
+        started.clear()
         out = runner.invoke(app, ["sweep", *argv])
         assert out.exit_code == code, out.output
-        assert _server_pid() is None, argv
+        assert started and _server_pid() is None, argv
+    start()
+    assert _server_pid() is not None
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}"])  # the basic launcher
+    assert out.exit_code == 0, out.output
+    assert _server_pid() is None
 
 
 @pytest.mark.slow

@@ -25,6 +25,9 @@ from ._backends import Backend
 
 log = logging.getLogger("bsweep")
 
+# The launcher's name in Hydra's config store: `hydra/launcher=bsweep_fused`.
+NAME = "bsweep_fused"
+
 
 @dataclass
 class Job:

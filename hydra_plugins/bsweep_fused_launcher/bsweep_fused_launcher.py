@@ -31,7 +31,7 @@ from bsweep import plan
 from bsweep.plan import apply_values, split_job
 
 from ._backends import RayConf, SubmititConf, backend_problems
-from ._core import workers_for
+from ._core import NAME, workers_for
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class BsweepFusedLauncherConf:
 
 
 ConfigStore.instance().store(
-    group="hydra/launcher", name="bsweep_fused", node=BsweepFusedLauncherConf, provider="bsweep"
+    group="hydra/launcher", name=NAME, node=BsweepFusedLauncherConf, provider="bsweep"
 )
 
 
