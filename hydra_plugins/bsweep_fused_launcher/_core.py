@@ -175,6 +175,8 @@ def stop_server() -> None:
     `start_server`), or nothing where none runs. The stdlib offers no public way, so this uses
     multiprocessing's own stop (`ForkServer._stop`, what its tests use), after a SIGTERM so it
     does not wait for the server's imports to end."""
+    if not forks_from_server():  # (multiprocessing.forkserver is Unix-only)
+        return
     from multiprocessing import forkserver
 
     server = forkserver._forkserver
