@@ -173,6 +173,18 @@ def test_workers_fork_from_the_preloaded_server_and_see_this_processs_environmen
     assert pool.submit(os.getenv, "BSWEEP_TEST_VARIABLE").result() == "set after the server started"
 
 
+@pytest.mark.slow
+def test_where_workers_cannot_fork_from_a_server_they_spawn(monkeypatch):
+    # macOS and Windows: each worker a fresh interpreter of this process's, as before the server
+    from hydra_plugins.bsweep_fused_launcher import _core
+
+    monkeypatch.setattr(_core, "forks_from_server", lambda: False)
+    monkeypatch.setenv("BSWEEP_TEST_VARIABLE", "spawned")  # a new pool, whatever ran before
+    pool = _core.worker_pool(2)
+    assert {pool.submit(os.getppid).result() for _ in range(4)} == {os.getpid()}
+    assert pool.submit(os.getenv, "BSWEEP_TEST_VARIABLE").result() == "spawned"
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="workers fork from a server on Linux only")
 def test_bsweep_sweep_stops_the_server_when_no_worker_will_fork_from_it(results, monkeypatch):
     # `bsweep sweep ... hydra/launcher=bsweep_fused` starts the server before it has composed
