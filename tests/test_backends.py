@@ -72,18 +72,22 @@ def test_a_killed_job_leaves_only_its_trials_to_train_again(results):
         for tdir in records.trials_dir(results / "smoke").glob("*") if (results / "smoke").exists() else []:
             status = records.read_status(tdir) or {}
             if status.get("status") == "running" and status.get("pid") not in (None, proc.pid):
-                os.kill(status["pid"], signal.SIGKILL)
+                try:
+                    os.kill(status["pid"], signal.SIGKILL)
+                except ProcessLookupError:  # it ended between the read and the kill: look again
+                    continue
                 killed = status["pid"]
                 break
         time.sleep(0.2)
     output = proc.communicate(timeout=300)[0]
     assert killed is not None, output
     states = outcome(results)
-    # the killed trial is interrupted; a member of its group the job had not reached yet (the
-    # job would have handed it back) has no record yet; every other group completed
+    # The kill lands at any moment of the job's work, so each trial of its group is left
+    # `interrupted` (it said `running`), `new` (taken: its config written, its status not yet;
+    # a CI run killed the job between its two members' first `running`), or without a folder
+    # (not reached: the job would have handed it back). The other group's job completed.
     done = sum(s == "complete" for s in states.values())
-    assert "interrupted" in states.values() and 2 <= done <= 3, states
-    assert set(states.values()) == {"complete", "interrupted"}, states
+    assert 2 <= done <= 3 and set(states.values()) - {"complete"} <= {"interrupted", "new"}, states
     kept = {t: (records.trial_dir(results / "smoke", t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns
             for t, s in states.items() if s == "complete"}
     again = runner.invoke(app, ["sweep", *args])

@@ -74,6 +74,7 @@ class BsweepBracketSweeper(BsweepSweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from bsweep.analysis.bracket import ONE_STUDY, settings_problems
+        from bsweep.analysis.load import RecordCache
 
         problems = settings_problems(self.lr_min, self.lr_max, self.max_rounds, self.criteria)
         given = [*arguments, *(f"{k}={v}" for k, v in (self.params or {}).items())]
@@ -90,6 +91,7 @@ class BsweepBracketSweeper(BsweepSweeper):
         self._pending: Counter = Counter()  # a point's jobs launched and not ended yet
         self._rounds: dict[tuple[tuple, str], int] = {}
         self._history: list[dict] = []
+        self._records = RecordCache()  # the study is read after every point that ends: each finished trial once
         self._swept = sorted(swept - self._nuisance)  # what names a point in the log and the record
         if hasattr(self.launcher, "follow_up"):  # bsweep_fused: a point's next lr as soon as it ends
             self.launcher.follow_up = self._follow_up
@@ -170,9 +172,9 @@ class BsweepBracketSweeper(BsweepSweeper):
         from bsweep.analysis.load import load_measurements, load_trials
         from bsweep.analysis.metrics import summarize_trials
 
-        trials = load_trials(self._study)
+        trials = load_trials(self._study, cache=self._records)
         trials = trials[trials["trial_id"].isin(self._launched)]
-        measurements = load_measurements(self._study)
+        measurements = load_measurements(self._study, cache=self._records)
         measurements = measurements[measurements["trial_id"].isin(self._launched)]
         return summarize_trials(trials.reset_index(drop=True), measurements)
 
