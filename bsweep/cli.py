@@ -317,21 +317,22 @@ def report(
     results_dir: ResultsDir = Path("results"),
     nuisance: Nuisance = None,
     svg: Annotated[bool, typer.Option("--svg", help="Write each figure as SVG too (a second rendering of each).")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the figures (most of a report's time); --no-figures: the answer, verdicts and tables alone.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every claim's full verdict table too.")] = False,
 ) -> None:
     """Write the study's report (index.html, report.md, verdicts.csv, answer.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study. Several studies: each report, then a page comparing them."""
     from bsweep.analysis.report import read_answer, read_verdicts, write_report
 
     if studies and len(studies) > 1:
-        _compare(studies, out, svg, verbose)
+        _compare(studies, out, svg, figures, verbose)
         return
     study = _study_or_latest(studies[0] if studies else None, results_dir, "report on")
-    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg)
+    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg, figures=figures)
     _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose)
     console.print(f"report: {html}")
 
 
-def _compare(studies: list[Path], out: Optional[Path], svg: bool, verbose: bool) -> None:
+def _compare(studies: list[Path], out: Optional[Path], svg: bool, figures: bool, verbose: bool) -> None:
     """`bsweep report A B ...`: each study's report and answer, then the comparison page."""
     from bsweep.analysis.compare import write_comparison
     from bsweep.analysis.report import read_answer, read_verdicts
@@ -341,7 +342,7 @@ def _compare(studies: list[Path], out: Optional[Path], svg: bool, verbose: bool)
             _fail(f"{study} is not a study folder (it has no trials/)")
     out = out or studies[0].parent / ("compare-" + "-".join(s.name for s in studies))
     try:
-        html, sides = write_comparison(studies, out, svg)
+        html, sides = write_comparison(studies, out, svg, figures)
     except ValueError as e:
         _fail(str(e))
     for side in sides:

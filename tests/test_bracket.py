@@ -148,7 +148,7 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     # the report says where the grid was extended, and the sweep's summary line too
     assert "lr bracketing: 1 lr(s) added at 1 point(s), 2 trial(s)" in again.output
     assert "6 trials (4 planned, 2 added by lr bracketing): 6 complete (0 trained by this run; 6 finished before)" in again.output
-    assert CliRunner().invoke(app, ["report", str(study)]).exit_code == 0
+    assert CliRunner().invoke(app, ["report", str(study), "--no-figures"]).exit_code == 0
     report = (study / "report" / "report.md").read_text()
     assert "## Learning-rate bracketing" in report
     assert "batch_size=16" in added["point"] and f"| 1 | {added['point']} | {added['side']} |" in report

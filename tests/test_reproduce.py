@@ -85,9 +85,18 @@ def test_report_command_on_a_study_with_a_running_trial_says_so(tmp_path):
     title = "Verdicts (the report explains each rule)"
     assert "What batch size, and why (smoke)" in out.output and title not in out.output
     assert out.output.splitlines()[-2].startswith("N7 ")
-    verbose = runner.invoke(app, ["report", str(study), "--verbose"])
+    figures = sorted(p.name for p in (study / "report" / "figures").glob("*.png"))
+    assert figures and html.count("<img ") == len(figures), figures
+    verdicts = (study / "report" / "verdicts.csv").read_text()
+    # --no-figures: the same verdicts and answer, the page without a figure and saying why
+    verbose = runner.invoke(app, ["report", str(study), "--verbose", "--no-figures", "--out", str(tmp_path / "bare")])
     assert verbose.exit_code == 0 and title in verbose.output
     assert verbose.output.index(title) < verbose.output.index("What batch size, and why")
+    bare = (tmp_path / "bare" / "index.html").read_text()
+    assert "<img " not in bare and "No figures: this report was written with --no-figures." in bare
+    assert not (tmp_path / "bare" / "figures").exists()
+    assert (tmp_path / "bare" / "verdicts.csv").read_text() == verdicts
+    assert "No figures: this report was written with --no-figures." in (tmp_path / "bare" / "report.md").read_text()
 
 
 @pytest.mark.slow(seconds=40)

@@ -79,9 +79,11 @@ def _overlay_specs(summary: pd.DataFrame) -> list[FigureSpec]:
     ]
 
 
-def write_comparison(study_dirs: list[Path], out_dir: Path, svg: bool = False) -> tuple[Path, list[StudySide]]:
+def write_comparison(study_dirs: list[Path], out_dir: Path, svg: bool = False,
+                     figures: bool = True) -> tuple[Path, list[StudySide]]:
     """Write each study's report (in its own folder) and the comparison page (index.html,
-    report.md, figures/) in `out_dir`; return the page and the studies as compared."""
+    report.md, figures/) in `out_dir`; return the page and the studies as compared. `figures`:
+    False draws none, here or in the studies' reports."""
     names = [Path(d).name for d in study_dirs]
     if len(set(names)) < len(names):
         raise ValueError(f"two studies have the same name ({', '.join(names)}): compare studies with distinct folder names")
@@ -90,12 +92,12 @@ def write_comparison(study_dirs: list[Path], out_dir: Path, svg: bool = False) -
     sides, summaries = [], []
     for study_dir in map(Path, study_dirs):
         study = load_study(study_dir)  # read once: for its report and for the overlays
-        report_dir = write_report(study_dir, svg=svg, study=study).parent
+        report_dir = write_report(study_dir, svg=svg, study=study, figures=figures).parent
         sides.append(_side(study_dir, report_dir))
         summary, _, _ = judged_summary(study["trials"], study["measurements"], study["bench"])
         summaries.append(summary.assign(**{STUDY_KEY: study_dir.name}))
-    figures = draw_specs(_overlay_specs(pd.concat(summaries, ignore_index=True)), out_dir / "figures", svg)
-    context = {"sides": sides, "claims": claims_table(sides), "figures": figures,
+    drawn = draw_specs(_overlay_specs(pd.concat(summaries, ignore_index=True)), out_dir / "figures", svg) if figures else []
+    context = {"sides": sides, "claims": claims_table(sides), "figures": drawn,
                "links": {s.name: Path(s.report).resolve().as_uri() for s in sides}}
     index = out_dir / "index.html"
     index.write_text(render("compare.html.j2", out_dir, **context), encoding="utf-8")

@@ -452,10 +452,11 @@ def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
 
 
 def critical_section(
-    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path,
+    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path | None,
     svg: bool = False,
 ) -> CriticalSection:
-    """Fit the critical-batch-size model and draw its figures; never raises.
+    """Fit the critical-batch-size model and draw its figures (none when `figures_dir` is None);
+    never raises.
 
     Whatever stops it (no finished trial, too few batch sizes, an error) becomes a note in the
     section, so the rest of the report is unaffected.
@@ -475,7 +476,7 @@ def critical_section(
         notes.append("No gradient noise scale was measured in these trials (noise tracking "
                      "is off by default), so B_crit is not compared with it.")
         noise_table = empty
-    figures = draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit else []
+    figures = draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit and figures_dir else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
                            noise_table, scaling.reading(result) if result.any_fit else [], figures, result)
 
@@ -619,6 +620,7 @@ class ReportContent:
     grid: pd.DataFrame | None = None  # key, role (scientific / nuisance / fixed), values
     bracketing: pd.DataFrame | None = None  # where the lr grid was extended, and why (bracket.json)
     bracket_settings: str = ""
+    no_figures: str = "No figures: no trial has finished yet."  # said where the figures would be
 
 
 def _verdict_rows(verdicts: pd.DataFrame) -> list[dict]:
@@ -750,9 +752,11 @@ def build_report(
     grid: pd.DataFrame | None = None,
     bracket: dict | None = None,
     svg: bool = False,
+    figures: bool = True,
 ) -> Path:
     """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
-    ``svg``: each figure as SVG too (a second rendering).
+    ``svg``: each figure as SVG too (a second rendering); ``figures``: False draws none (the
+    tables and verdicts alone, in a fraction of the time: the figures are most of it).
 
     ``bench``: calibrated step times (``results/<study>/bench.parquet``) for the critical batch
     size section's prediction; without it, the trials' own seconds per step are used.
@@ -763,8 +767,8 @@ def build_report(
     verdicts = all_verdicts(summary, measurements)
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
-    figures = draw_figures(summary, measurements, out_dir / "figures", svg) if finished else []
-    critical = critical_section(summary, measurements, bench, out_dir / "figures", svg)
+    drawn = draw_figures(summary, measurements, out_dir / "figures", svg) if finished and figures else []
+    critical = critical_section(summary, measurements, bench, out_dir / "figures" if figures else None, svg)
 
     name = name or _study_name(trials, study_config, out_dir.parent.name)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
@@ -778,7 +782,7 @@ def build_report(
         definitions=[*_definitions(final_window, target_text, "val_final_test_acc" in summary.columns), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
                      *filter(None, [_settings_line(trials)])],
         verdicts=verdicts,
-        figures=figures,
+        figures=drawn,
         tuned_lrs=_tuned_lr_table(summary),
         config_text=yaml.dump(study_config or {}, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
         environment={str(k): str(v) for k, v in (environment or {}).items()},
@@ -788,6 +792,7 @@ def build_report(
         grid=grid,
         bracketing=bracket_table(bracket) if bracket else None,
         bracket_settings=bracket_settings(bracket) if bracket else "",
+        **({} if figures else {"no_figures": "No figures: this report was written with --no-figures."}),
     )
     index = out_dir / "index.html"
     index.write_text(_render(content, "report.html.j2", out_dir), encoding="utf-8")
@@ -813,13 +818,15 @@ def load_study(study_dir: Path, nuisance: tuple[str, ...] = ()) -> dict:
 
 
 def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = (),
-                 svg: bool = False, study: dict | None = None) -> Path:
+                 svg: bool = False, study: dict | None = None, figures: bool = True) -> Path:
     """Load a study from disk and write its report (default: ``<study_dir>/report``);
     ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``; ``svg``: the
-    figures as SVG too; ``study``: `load_study`'s result when the caller has it already."""
+    figures as SVG too; ``study``: `load_study`'s result when the caller has it already;
+    ``figures``: as for `build_report`."""
     study = study if study is not None else load_study(study_dir, nuisance)
     return build_report(
         study["trials"], study["measurements"], study["study_config"], study["environment"],
         Path(out_dir) if out_dir is not None else Path(study_dir) / "report",
         name=study["name"], bench=study["bench"], grid=study["grid"], bracket=study["bracket"], svg=svg,
+        figures=figures,
     )

@@ -83,7 +83,7 @@ def test_answer_table_names_the_best_batch_sizes_with_their_lrs(study):
 @pytest.mark.slow
 def test_the_report_opens_with_the_answer_and_a_line_per_claim(study, tmp_path):
     trials, measurements = study
-    index = build_report(trials, measurements, {"name": "answer"}, {}, tmp_path / "report")
+    index = build_report(trials, measurements, {"name": "answer"}, {}, tmp_path / "report", figures=False)
     text = index.read_text(encoding="utf-8")
     page = _Page()
     page.feed(text)

@@ -138,7 +138,7 @@ def test_a_nuisance_key_is_tuned_over_jointly_with_lr_not_made_a_curve(results):
     assert CliRunner().invoke(app, plain).exit_code == 0
     bad = CliRunner().invoke(app, ["collect", str(study), "--nuisance", "optim.momentun"])
     assert bad.exit_code == 2 and "did you mean optim.momentum" in bad.output
-    report = CliRunner().invoke(app, ["report", str(study), "--nuisance", "optim.momentum"])
+    report = CliRunner().invoke(app, ["report", str(study), "--nuisance", "optim.momentum", "--no-figures"])
     assert report.exit_code == 0, report.output
     assert "best optim.momentum" in (study / "report" / "report.md").read_text()
 

@@ -66,15 +66,11 @@ def check_html(text: str) -> TagChecker:
     return checker
 
 
-@pytest.fixture(scope="module")
-def built(frames, tmp_path_factory) -> Path:
-    """One report of the complete study, shared by the tests that only read it."""
+@pytest.mark.slow(seconds=20)
+def test_report_is_self_contained_and_ordered_and_its_markdown_links_the_same_figures(frames, tmp_path):
+    # one test: two sharing a module fixture drew the report once on each xdist worker
     trials, measurements, config, environment = frames
-    return build_report(trials, measurements, config, environment, tmp_path_factory.mktemp("built") / "report", svg=True)
-
-
-@pytest.mark.slow
-def test_report_is_self_contained_and_ordered(built):
+    built = build_report(trials, measurements, config, environment, tmp_path / "report", svg=True)
     text = built.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     checker = check_html(text)
@@ -91,8 +87,6 @@ def test_report_is_self_contained_and_ordered(built):
     assert "a &lt;b&gt; &amp; c" in text  # config text is escaped, not interpreted
     assert "Every trial of the study finished." in text
 
-
-def test_report_writes_markdown_and_figures(built):
     out = built.parent
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert markdown.startswith("# bsweep report: tiny")
@@ -116,7 +110,7 @@ def test_report_on_running_study_with_failures_says_so(frames, tmp_path):
     trials.loc[trials.index[:2], "status"] = "running"
     trials.loc[trials.index[2], ["status", "error"]] = ["failed", "RuntimeError: <boom>"]
     trials.loc[trials.index[3], "status"] = "oom"
-    index = build_report(trials, measurements, config, environment, tmp_path / "report")
+    index = build_report(trials, measurements, config, environment, tmp_path / "report", figures=False)
     text = index.read_text(encoding="utf-8")
     check_html(text)
     notice = text.index("still running")
@@ -290,7 +284,7 @@ def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, 
     bench = pd.DataFrame([{"batch_size": bs, "norm": n, "device": "cpu", "fused_width": 1,
                            "seconds_per_step": 1e-4 if bs == 4 else 10.0}
                           for bs in (4, 16, 64) for n in ("batch", "group")])
-    index = build_report(trials, measurements, {}, {}, tmp_path / "report", bench=bench)
+    index = build_report(trials, measurements, {}, {}, tmp_path / "report", bench=bench, figures=False)
     got = read_verdicts(index.parent)
     measured = all_verdicts(summarize_trials(trials, measurements))
     calibrated = all_verdicts(scaling.calibrate_times(summarize_trials(trials, measurements), measurements, bench)[0])
