@@ -383,6 +383,7 @@ def reproduce(
     overrides: Overrides = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every claim's full verdict table too.")] = False,
     rebench: Annotated[bool, typer.Option("--rebench", help="Time every point's step again, even where this machine measured it for the study before.")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the reports' figures (most of their time); --no-figures: answers, verdicts and tables alone.")] = True,
 ) -> None:
     """Reproduce every claim of sections 3.5 and 3.6: run the claims_quick, norm_quick, direction_quick, input_quick and order_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
     from bsweep.reproduce import default_jobs, reproduce as run_reproduction
@@ -391,7 +392,7 @@ def reproduce(
     if jobs < 1:
         _fail(f"--jobs={jobs} must be >= 1")
     try:
-        result = run_reproduction(full, jobs, results_dir, overrides or [], console, rebench)
+        result = run_reproduction(full, jobs, results_dir, overrides or [], console, rebench, figures)
     except _user_errors() as e:
         _fail(str(e).strip())
     stopped = []

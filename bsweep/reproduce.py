@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -104,30 +105,34 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     return outcome, sdir
 
 
-def write_reports(study_dirs: list[Path], jobs: int) -> list[Path]:
-    """Each study's report (`analysis.report.write_report`), in up to `jobs` processes at once.
+def write_reports(study_dirs: list[Path], jobs: int, figures: bool = True) -> list[Path]:
+    """Each study's report (`analysis.report.write_report`; `figures`: False draws none), in up
+    to `jobs` processes at once.
     They are written after every sweep and bench: a report (10-30 s of one core, mostly its
     figures) then shares the machine with no timing, and the reports share the cores. On the
     2-core AVX2-only EPYC the five studies' benches and reports took 179 s one after another,
     one core idle; benches 63 s and reports 89 s two at a time after them."""
     from bsweep.analysis.report import write_report
 
+    write = partial(write_report, figures=figures)
     if jobs <= 1 or len(study_dirs) <= 1:
-        return [write_report(d) for d in study_dirs]
+        return [write(d) for d in study_dirs]
     with ProcessPoolExecutor(min(jobs, len(study_dirs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(write_report, study_dirs))
+        return list(pool.map(write, study_dirs))
 
 
 def reproduce(
-    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console, rebench: bool = False
+    full: bool, jobs: int, results_dir: Path, extra: list[str], console: Console, rebench: bool = False,
+    figures: bool = True,
 ) -> Reproduction:
     """Run every study of STUDIES (`claims` and `norm` instead of the quick ones when `full`),
-    each with its report, and judge every claim on the study made for it (JUDGED_ON)."""
+    each with its report (`figures`: False draws none), and judge every claim on the study made
+    for it (JUDGED_ON)."""
     from bsweep.analysis.report import read_answer, read_verdicts
 
     swept = [run_study(name, jobs, results_dir, extra, console, rebench) for name in STUDIES[full]]
     console.print(f"writing {len(swept)} reports")
-    reports = write_reports([sdir for _, sdir in swept], jobs)
+    reports = write_reports([sdir for _, sdir in swept], jobs, figures)
     runs = [StudyRun(outcome, sdir, report) for (outcome, sdir), report in zip(swept, reports)]
     tables = [read_verdicts(r.report.parent) for r in runs]  # the reports' own, not computed again
     verdicts = pd.concat([table[(table["claim"].map(lambda claim: JUDGED_ON.get(claim, 0)) == i)].assign(

@@ -125,9 +125,11 @@ def test_report_on_two_studies_writes_each_report_and_a_page_comparing_them(tmp_
     again = runner.invoke(app, ["report", str(results / "cpu_run"), str(results / "cpu_run")])
     assert again.exit_code != 0 and "same name" in again.output
     # reproduce writes its studies' reports side by side, in worker processes: the same files
+    # (without figures here, as `bsweep reproduce --no-figures` does: they are drawn above)
     verdicts = {name: (results / name / "report" / "verdicts.csv").read_text() for name in ("cpu_run", "other_run")}
     for name in verdicts:
         (results / name / "report" / "verdicts.csv").unlink()
-    paths = write_reports([results / "cpu_run", results / "other_run"], jobs=2)
+    paths = write_reports([results / "cpu_run", results / "other_run"], jobs=2, figures=False)
     assert paths == [results / name / "report" / "index.html" for name in verdicts]
     assert all((results / name / "report" / "verdicts.csv").read_text() == text for name, text in verdicts.items())
+    assert all("<img " not in path.read_text() for path in paths)
