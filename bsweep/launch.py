@@ -15,14 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_config, expand, parse_command_line, single, split_overrides, structured_all, study_dir
+from bsweep.plan import PlannedTrial, compose_base, expand, single, structured_all, study_dir
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -109,9 +109,9 @@ def _as_config_error(fn, *args):
         raise ConfigError(str(e)) from None
 
 
-def plan_and_check(overrides: list[str]) -> list[PlannedTrial]:
-    """Expand the grid and validate every trial (raises ConfigError)."""
-    planned = _as_config_error(expand, overrides)
+def plan_and_check(overrides: list[str], base: DictConfig | None = None) -> list[PlannedTrial]:
+    """Expand the grid and validate every trial (raises ConfigError); `base`: as for `expand`."""
+    planned = _as_config_error(expand, overrides, base)
     check_planned(planned)
     return planned
 
@@ -274,12 +274,9 @@ class _Watcher(threading.Thread):
         self._poll(say)
 
 
-def hydra_node(overrides: list[str]) -> dict:
-    """The `hydra` node the overrides compose to (launcher, sweeper), unresolved."""
-    line = parse_command_line(overrides)
-    hydra_o, plain, _ = split_overrides(line.overrides)
-    composed = _as_config_error(compose_config, hydra_o + plain, True, line.config_dirs, line.config_name)
-    return OmegaConf.to_container(composed.hydra, resolve=False)
+def hydra_node(base: DictConfig) -> dict:
+    """The `hydra` node of a `compose_base` result (launcher, sweeper), unresolved."""
+    return OmegaConf.to_container(base.hydra, resolve=False)
 
 
 def sweeper_problems(sweeper: dict, planned: list[PlannedTrial]) -> list[str]:
@@ -444,14 +441,14 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
     started = time.time()
-    try:
-        hydra = hydra_node(overrides)
+    try:  # composed once: the launcher and sweeper are read here, and the plan starts from it
+        base = compose_base(overrides)
     except Exception:  # a malformed override, a missing group: plan_and_check says so below, as always
-        hydra = None
-    forked = hydra is not None and ready_server(hydra["launcher"])
+        base = None
+    forked = base is not None and ready_server(hydra_node(base)["launcher"])
     try:
-        planned = plan_and_check(overrides)
-        hydra = hydra if hydra is not None else hydra_node(overrides)
+        planned = plan_and_check(overrides, base)
+        hydra = hydra_node(base if base is not None else _as_config_error(compose_base, overrides))
         problems = sweeper_problems(hydra["sweeper"], planned) + launcher_problems(hydra["launcher"])
         if problems:
             raise ConfigError("\n".join(problems))

@@ -231,17 +231,26 @@ def apply_values(cfg: DictConfig, values: list) -> DictConfig:
     return cfg
 
 
-def expand(overrides: list[str]) -> list[PlannedTrial]:
-    """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order.
+def compose_base(overrides: list[str]) -> DictConfig:
+    """The sweep's config before its sweeps: its hydra and plain overrides composed, the `hydra`
+    node kept. `expand` starts from it; `bsweep sweep` reads its launcher and sweeper there."""
+    line = parse_command_line(overrides)
+    hydra_o, plain, _ = split_overrides(line.overrides)
+    return compose_config(hydra_o + plain, True, line.config_dirs, line.config_name)
 
-    Composing is ~0.1 s a job, so jobs that choose the same config groups share one composition
+
+def expand(overrides: list[str], base: DictConfig | None = None) -> list[PlannedTrial]:
+    """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order. `base`:
+    `compose_base(overrides)` when the caller has it already.
+
+    Composing is ~0.14 s a job, so jobs that choose the same config groups share one composition
     and get their plain `key=value` overrides set on a copy, which is what Hydra does after
     composing; any override that is not that simple (or fails) takes Hydra's full compose.
     """
     line = parse_command_line(overrides)
     search = _searchpath(line.config_dirs)
     hydra_o, plain, sweep = split_overrides(line.overrides)
-    base = compose_config(hydra_o + plain, True, line.config_dirs, line.config_name)
+    base = compose_base(overrides) if base is None else base
     params = base.hydra.sweeper.get("params") or {}
     sweeper_params = {str(k): str(v) for k, v in params.items()}
     parser = OverridesParser.create()
