@@ -323,6 +323,8 @@ def report(
     """Write the study's report (index.html, report.md, verdicts.csv, answer.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study. Several studies: each report, then a page comparing them."""
     from bsweep.analysis.report import read_answer, read_verdicts, write_report
 
+    if svg and not figures:
+        _fail("--svg writes each figure as SVG too and --no-figures draws none: choose one")
     if studies and len(studies) > 1:
         _compare(studies, out, svg, figures, verbose)
         return

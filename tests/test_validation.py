@@ -103,6 +103,16 @@ def test_download_true_skips_the_files_check(results, tmp_path):
                     "data.download=true", "data.n_train=256"])
 
 
+def test_report_refuses_svg_without_figures_before_touching_the_report(tmp_path):
+    report = tmp_path / "smoke" / "report"
+    report.mkdir(parents=True)
+    (report / "index.html").write_text("an earlier report")
+    out = runner.invoke(app, ["report", str(tmp_path / "smoke"), "--svg", "--no-figures"])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "--svg writes each figure as SVG too and --no-figures draws none: choose one" in " ".join(out.output.split())
+    assert (report / "index.html").read_text() == "an earlier report"
+
+
 def test_a_results_dir_that_is_a_file_is_refused(results, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
