@@ -27,7 +27,7 @@ SHRUNK = [
 ]
 
 
-@pytest.mark.slow(seconds=130)
+@pytest.mark.slow(seconds=100)
 def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path):
     results = tmp_path / "results"
     out = runner.invoke(app, ["reproduce", "--jobs", "1", "--results-dir", str(results), *SHRUNK])
@@ -99,7 +99,7 @@ def test_report_command_on_a_study_with_a_running_trial_says_so(tmp_path):
     assert "No figures: this report was written with --no-figures." in (tmp_path / "bare" / "report.md").read_text()
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=25)
 def test_report_on_two_studies_writes_each_report_and_a_page_comparing_them(tmp_path):
     results = tmp_path / "results"
     for name, norm in (("cpu_run", "batch"), ("other_run", "group")):

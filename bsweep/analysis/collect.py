@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsweep.analysis.load import load_measurements, load_trials
+from bsweep.analysis.load import load_trials_and_measurements
 from bsweep.analysis.metrics import summarize_trials
 from bsweep.analysis.scaling import add_calibrated_seconds, load_bench
 
@@ -20,9 +20,8 @@ def collect(study_dir: Path, csv_dir: Path | None = None,
     (and as CSV in `csv_dir` when given). Returns (trials, measurements). `nuisance`: keys
     tuned over besides those of the study's `study.nuisance` (`load.load_trials`)."""
     study_dir = Path(study_dir)
-    measurements = load_measurements(study_dir)
-    trials = add_calibrated_seconds(summarize_trials(load_trials(study_dir, nuisance), measurements),
-                                    load_bench(study_dir))
+    trials, measurements = load_trials_and_measurements(study_dir, nuisance)
+    trials = add_calibrated_seconds(summarize_trials(trials, measurements), load_bench(study_dir))
     trials.to_parquet(study_dir / TRIALS_TABLE, index=False)
     measurements.to_parquet(study_dir / MEASUREMENTS_TABLE, index=False)
     if csv_dir is not None:

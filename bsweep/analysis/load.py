@@ -260,6 +260,14 @@ def load_measurements(study_dir: Path, cache: RecordCache | None = None) -> pd.D
     return frame.reindex(columns=MEASUREMENT_COLUMNS + extra)
 
 
+def load_trials_and_measurements(study_dir: Path, nuisance: tuple[str, ...] = (),
+                                 cache: RecordCache | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`load_trials` and `load_measurements` through one cache (`cache`, or a new one): each
+    finished trial's measurements are read once, where its row checks them."""
+    cache = RecordCache() if cache is None else cache
+    return load_trials(study_dir, nuisance, cache), load_measurements(study_dir, cache)
+
+
 def load_grid_keys(study_dir: Path, nuisance: tuple[str, ...] = ()) -> GridKeys:
     """The study's scientific, nuisance and fixed keys, from its readable trial configs
     (`nuisance`: as for `load_trials`)."""

@@ -809,9 +809,9 @@ def load_study(study_dir: Path, nuisance: tuple[str, ...] = ()) -> dict:
     from bsweep.analysis import load
 
     study_dir = Path(study_dir)
-    trials = load.load_trials(study_dir, nuisance)
+    trials, measurements = load.load_trials_and_measurements(study_dir, nuisance)
     study_config = load.load_study_config(study_dir)
-    return {"trials": trials, "measurements": load.load_measurements(study_dir), "study_config": study_config,
+    return {"trials": trials, "measurements": measurements, "study_config": study_config,
             "environment": load.load_environment(study_dir), "name": _study_name(trials, study_config, study_dir.name),
             "bench": scaling.load_bench(study_dir), "grid": load.load_grid_keys(study_dir, nuisance).table(),
             "bracket": read_record(study_dir)}

@@ -169,12 +169,11 @@ class BsweepBracketSweeper(BsweepSweeper):
         return batch
 
     def _summary(self):
-        from bsweep.analysis.load import load_measurements, load_trials
+        from bsweep.analysis.load import load_trials_and_measurements
         from bsweep.analysis.metrics import summarize_trials
 
-        trials = load_trials(self._study, cache=self._records)
+        trials, measurements = load_trials_and_measurements(self._study, cache=self._records)
         trials = trials[trials["trial_id"].isin(self._launched)]
-        measurements = load_measurements(self._study, cache=self._records)
         measurements = measurements[measurements["trial_id"].isin(self._launched)]
         return summarize_trials(trials.reset_index(drop=True), measurements)
 
