@@ -30,7 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from bsweep.config import OWN_DATA_KEYS, RUNTIME_KEYS, TARGET_NODES, Config, register_configs
-from bsweep.validate import ConfigError
+from bsweep.validate import ConfigError, missing_problems
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -361,7 +361,17 @@ def structured(config: dict | DictConfig) -> Config:
     keys it lacks); a `_target_` node as its typed form (`typed_targets`)."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
+    _refuse_missing(config)
     return OmegaConf.to_object(OmegaConf.merge(_schema(), typed_targets(config)))
+
+
+def _refuse_missing(config: dict) -> None:
+    """Raise ConfigError for a `???` left in `config`: the merge would keep the schema's default
+    there (a `_target_` left out: the built-in model or data) and train what nobody asked for.
+    The plan says so first (`validate.check_keys`); this guards every other way in."""
+    found = missing_problems(config)
+    if found:
+        raise ConfigError("\n".join(found))
 
 
 def typed_targets(config: dict) -> dict:
@@ -397,6 +407,7 @@ def structured_members(configs: list[dict]) -> list[Config]:
             out.append(structured(config))
             continue
         own = {k: config[k] for k in ("lr", "seed", "tags") if k in config}
+        _refuse_missing(own)
         typed = OmegaConf.to_object(OmegaConf.merge(_member_schema(), own))
         out.append(dataclasses.replace(copy.deepcopy(first), lr=typed.lr, seed=typed.seed, tags=typed.tags))
     return out

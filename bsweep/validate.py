@@ -86,9 +86,22 @@ def nuisance_problems(keys: list[str]) -> list[str]:
     return out
 
 
+# A study is one folder directly under results_dir: a name with a separator, `.` or `..` would
+# write elsewhere (`../x`, `/tmp/x`) or one level too deep (`a/b`), where `bsweep status` looks not.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def study_name_problems(name: str) -> list[str]:
+    """What is wrong with `study.name` as one folder name under results_dir."""
+    if STUDY_NAME.fullmatch(name) and name not in (".", ".."):
+        return []
+    return [f"study.name={name!r} is not one folder name: use letters, digits, '-', '_' and '.' "
+            f"(not '.' or '..'), e.g. study.name=my_study; the study's folder is results_dir/<name>"]
+
+
 def problems(cfg: Config) -> list[str]:
     """Every problem found in one trial's config (empty when it is fine)."""
-    out: list[str] = []
+    out: list[str] = study_name_problems(cfg.study.name)
     if cfg.data.target is None:
         out += _choice("data.name", cfg.data.name, DATASETS)
     out += _choice("norm.kind", cfg.norm.kind, NORMS)
@@ -284,11 +297,47 @@ def not_a_key(dotted: str) -> str:
     return f"{dotted} is not a config key{guess}{there}"
 
 
+# OmegaConf's mark of a mandatory value not given (`_target_: ???` in configs/model/custom.yaml).
+MISSING = "???"
+
+
+def missing_keys(tree: dict | list, prefix: str = "") -> list[str]:
+    """The dotted keys of a config container (unresolved) still holding `???`. The schema merge
+    keeps its own default where the composed value is missing, so such a key would train with
+    a value the user never chose (model=custom alone: the built-in CNN)."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    out = []
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        if isinstance(value, (dict, list)) and dotted != "hydra":
+            out += missing_keys(value, dotted + ".")
+        elif isinstance(value, str) and value == MISSING:
+            out.append(dotted)
+    return out
+
+
+def missing_message(dotted: str) -> str:
+    """One line for a mandatory key left at `???`: the key and how to give it."""
+    node, _, leaf = dotted.partition(".")
+    if leaf == "_target_" and node in TARGET_NODES:
+        example = {"model": "your.module.Net", "data": "your.module.load"}[node]
+        return (f"{dotted} is missing: {node}=custom needs {dotted}={example} "
+                f"(the import path of your own {node}, docs/custom.md)")
+    return f"{dotted} is missing (??? in the config): give it a value, {dotted}=..."
+
+
+def missing_problems(tree: dict) -> list[str]:
+    """`missing_message` for every `???` left in a composed config (a container)."""
+    return [missing_message(key) for key in missing_keys(tree)]
+
+
 def check_keys(trees: list[dict]) -> None:
     """Raise ConfigError naming every key of the composed configs `trees` (containers) that
-    the schema does not have: a key added with `+` (see `unknown_keys`)."""
+    the schema does not have (a key added with `+`, see `unknown_keys`), and every mandatory
+    key left at `???` (see `missing_keys`)."""
     found = [f"{not_a_key(key)} (a key added with + must be one the schema has)"
              for key in dict.fromkeys(k for tree in trees for k in unknown_keys(tree))]
+    found += list(dict.fromkeys(p for tree in trees for p in missing_problems(tree)))
     if found:
         raise ConfigError("\n".join(found))
 

@@ -99,3 +99,18 @@ def test_structured_all_converts_a_plan_in_order():
     configs = [t.config for t in trials]
     assert structured_all(configs) == [structured(c) for c in configs]
     assert [c.norm.kind for c in structured_all(configs)] == [t.config.norm.kind for t in trials]
+
+
+def test_structured_refuses_a_missing_value_instead_of_keeping_the_default():
+    # every way to a typed config (the runner, the fused launcher) refuses `???`, not only the plan
+    import pytest
+
+    from bsweep.plan import compose_config
+    from bsweep.validate import ConfigError
+
+    cfg = OmegaConf.to_container(compose_config([*TINY, "model=custom"]), resolve=True)
+    with pytest.raises(ConfigError, match=r"model\._target_ is missing: model=custom needs"):
+        structured(cfg)
+    ok = OmegaConf.to_container(compose_config(TINY), resolve=True)
+    with pytest.raises(ConfigError, match="lr is missing"):
+        structured_members([ok, {**ok, "lr": "???"}])

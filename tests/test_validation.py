@@ -141,3 +141,46 @@ def test_a_mistake_leaves_an_existing_study_untouched(results):
         assert out.exit_code == 2, out.output
     assert {p: p.stat().st_mtime_ns for p in study.rglob("*") if p.is_file()} == before
     assert all(records.is_finished(t) for t in records.trials_dir(study).iterdir())
+
+
+def refused_writing_nothing(tmp_path, *args: str) -> str:
+    """`bsweep ARGS` (results_dir under tmp_path) exits 2 with one message and writes nothing
+    anywhere under tmp_path: not in results_dir, not beside it."""
+    out = runner.invoke(app, [*args, f"results_dir={tmp_path / 'results'}"])
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output
+    assert list(tmp_path.rglob("*")) == []
+    return " ".join(out.output.split())
+
+
+@pytest.mark.parametrize("command", ["sweep", "run", "plan"])
+@pytest.mark.parametrize("node,example", [("model", "your.module.Net"), ("data", "your.module.load")])
+def test_custom_without_its_target_is_an_error_not_the_builtin(tmp_path, command, node, example):
+    # configs/<node>/custom.yaml has `_target_: ???`; the schema merge kept its default there
+    # (no target), so the built-in CNN or mnist1d trained under the custom name.
+    message = refused_writing_nothing(tmp_path, command, *TINY, f"{node}=custom", "norm=none", "batch_size=16")
+    assert f"{node}._target_ is missing: {node}=custom needs {node}._target_={example}" in message
+    assert "docs/custom.md" in message
+
+
+def test_any_value_left_missing_is_an_error(tmp_path):
+    message = refused_writing_nothing(tmp_path, "sweep", *TINY, "study.target=???")
+    assert "study.target is missing (??? in the config): give it a value, study.target=..." in message
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", ".", "", "with space", "tab\there"])
+def test_a_study_name_that_is_not_one_folder_name_is_refused(tmp_path, name):
+    # '../escaped' wrote beside results/, 'a/b' one level too deep for `bsweep status`
+    message = refused_writing_nothing(tmp_path, "sweep", *TINY, f"study.name='{name}'")
+    assert f"study.name={name!r} is not one folder name" in message
+
+
+def test_an_absolute_study_name_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"  # study.name=/tmp/x wrote to /tmp/x
+    message = refused_writing_nothing(tmp_path, "sweep", *TINY, f"study.name={target}")
+    assert "is not one folder name" in message and not target.exists()
+
+
+def test_a_study_name_of_letters_digits_dash_underscore_dot_is_fine(results):
+    out = runner.invoke(app, ["plan", *TINY, f"results_dir={results}", "study.name=my-study_2.b"])
+    assert out.exit_code == 0, out.output
