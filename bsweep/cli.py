@@ -21,6 +21,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+# A flag takes no value, so --help shows no type for it; typer (0.2x) labels each `<bool>`.
+_option_type = getattr(typer.core.TyperOption, "display_type_rich", None)
+if _option_type is not None:
+    def _flag_type(self, ctx) -> Optional[str]:
+        return None if self.is_flag else _option_type(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = _flag_type
 # Rich draws 80 columns when output is not a terminal; tables of trials need more to stay legible.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -32,6 +41,32 @@ Overrides = Annotated[
     Optional[list[str]],
     typer.Argument(help="Hydra overrides, e.g. study=claims_quick batch_size=8,64 norm=batch,group", show_default=False),
 ]
+
+
+def configs_help(config_dir: Path) -> str:
+    """What a command that composes configs can be given, read from `config_dir`: the study
+    presets, every other config group with its options, and Hydra's --config-dir and --cfg."""
+    groups = {d.name: ", ".join(sorted(p.stem for p in d.glob("*.yaml")))
+              for d in sorted(config_dir.iterdir()) if d.is_dir()}
+    lines = [f"Study presets (study=NAME): {groups.pop('study', '')}", "", "Config groups (GROUP=OPTION):"]
+    lines += [f"  {group}: {options}" for group, options in groups.items()]
+    lines += ["", "--config-dir DIR: your own configs, searched before bsweep's "
+              "(DIR/study/mine.yaml gives study=mine; docs/custom.md).",
+              "--cfg job: print the composed config and train nothing (--cfg hydra: Hydra's, the grid "
+              "under hydra.sweeper.params)."]
+    return "\n".join(lines)
+
+
+class _ComposesConfigs(typer.core.TyperCommand):
+    """A command that takes Hydra overrides: its --help ends with `configs_help`, read when asked."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from bsweep.plan import CONFIG_DIR
+
+        self.epilog = configs_help(CONFIG_DIR)
+        super().format_help(ctx, formatter)
+
+
 StudyDir = Annotated[
     Optional[Path],
     typer.Argument(help="A study folder (results/<study>); default: see each command.", show_default=False),
@@ -42,9 +77,29 @@ Nuisance = Annotated[Optional[list[str]], typer.Option(
     "study.nuisance, e.g. --nuisance optim.momentum.", show_default=False)]
 
 
+# Every user error starts so: bsweep's own, Hydra's composition errors and typer's usage errors.
+ERROR_PREFIX = "error:"
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]{ERROR_PREFIX}[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"bsweep {version('bsweep')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print bsweep's version and exit.")] = False,
+) -> None:
+    pass  # options of `bsweep` itself; the app's help says what it is
 
 
 def _user_errors():
@@ -71,12 +126,13 @@ def _hydra_prints_only(argv: list[str]) -> None:
     from bsweep.plan import parse_command_line
 
     if parse_command_line(argv).prints_only:
-        from bsweep.launch import call_hydra
+        from bsweep.launch import call_hydra, check_composes
 
+        _plan_or_fail(check_composes, argv)  # a mistake: bsweep's one-line error, not Hydra's
         raise typer.Exit(call_hydra(argv))
 
 
-@app.command(context_settings=HYDRA_ARGS)
+@app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
 def run(overrides: Overrides = None) -> None:
     """Train one trial at the configured point (no grid)."""
     from bsweep.launch import run_one
@@ -86,7 +142,7 @@ def run(overrides: Overrides = None) -> None:
     _report_outcome(outcome)
 
 
-@app.command(context_settings=HYDRA_ARGS)
+@app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
 def sweep(overrides: Overrides = None) -> None:
     """Train the study's grid (Hydra multirun), skipping trials already finished."""
     from bsweep.placement import cores
@@ -170,7 +226,7 @@ def _report_outcome(outcome) -> None:
         _fail(f"{len(failures)} trial(s) did not finish (table above); `bsweep status` lists them", 1)
 
 
-@app.command(context_settings=HYDRA_ARGS)
+@app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
 def plan(overrides: Overrides = None) -> None:
     """Dry run: list the trials a sweep would train and which are already finished."""
     from bsweep.launch import plan_and_check, trial_states
@@ -446,4 +502,17 @@ def bench(
 
 
 def main() -> None:
-    app()
+    """The `bsweep` command: the app, with typer's usage errors (an unknown option, a missing
+    argument) in the same one-line form as every other user error."""
+    usage_error = typer.BadParameter.__base__  # click's UsageError, vendored by typer or not
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `bsweep` alone: the help, as typer shows it
+            e.show()
+            sys.exit(e.exit_code)
+        command = e.ctx.command_path if e.ctx is not None else "bsweep"
+        err.print(f"[bold red]{ERROR_PREFIX}[/] {escape(e.format_message().rstrip('.'))}; see "
+                  f"`{escape(command)} --help`", highlight=False)
+        sys.exit(e.exit_code)
+    sys.exit(code or 0)

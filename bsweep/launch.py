@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_base, expand, single, structured_all, study_dir
+from bsweep.plan import PlannedTrial, compose_base, expand, parse_command_line, single, structured_all, study_dir
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -109,8 +109,31 @@ def _as_config_error(fn, *args):
         raise ConfigError(str(e)) from None
 
 
+def check_config_dirs(argv: list[str]) -> None:
+    """Raise ConfigError for a --config-dir that is not a folder: Hydra's composition only
+    warns about it, and its multirun then fails with a message of its own."""
+    missing = [d for d in parse_command_line(argv).config_dirs if not Path(d).is_dir()]
+    if missing:
+        raise ConfigError(f"--config-dir {missing[0]}: no such folder (it names a folder of your "
+                          f"own configs, e.g. DIR/study/mine.yaml for study=mine)")
+
+
+# The values Hydra's --cfg and --info take (`--cfg job`), which are not overrides.
+PRINT_VALUES = ("job", "hydra", "all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def check_composes(argv: list[str]) -> None:
+    """Raise ConfigError where `argv` does not compose (a missing --config-dir, an unknown key
+    or option): for Hydra's print-only flags (--cfg), so a mistake reads as every other one."""
+    check_config_dirs(argv)
+    argv = [a for i, a in enumerate(argv)
+            if not (i and argv[i - 1] in ("--cfg", "-c", "--info", "-i") and a in PRINT_VALUES)]
+    _as_config_error(compose_base, argv)
+
+
 def plan_and_check(overrides: list[str], base: DictConfig | None = None) -> list[PlannedTrial]:
     """Expand the grid and validate every trial (raises ConfigError); `base`: as for `expand`."""
+    check_config_dirs(overrides)
     planned = _as_config_error(expand, overrides, base)
     check_planned(planned)
     return planned
@@ -441,6 +464,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     """`bsweep sweep`: plan + validate, then Hydra multirun with the overrides untouched."""
     console = console or Console()
     started = time.time()
+    check_config_dirs(overrides)
     try:  # composed once: the launcher and sweeper are read here, and the plan starts from it
         base = compose_base(overrides)
     except Exception:  # a malformed override, a missing group: plan_and_check says so below, as always
@@ -521,6 +545,7 @@ def bracket_trials(record: dict | None, planned: list[PlannedTrial]) -> list[Pla
 
 def run_one(overrides: list[str]) -> SweepOutcome:
     """`bsweep run`: one trial at the configured point (no grid)."""
+    check_config_dirs(overrides)
     planned = [_as_config_error(single, overrides)]
     check_planned(planned)
     before = trial_states(planned)

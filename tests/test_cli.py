@@ -126,3 +126,58 @@ def test_the_sweep_id_reaches_the_jobs_as_written_whatever_it_looks_like():
     env = {"BSWEEP_SWEEP_ID": "1234e5678901", "OTHER": "012345678901", "PLAIN": "5d7ec0814285"}
     parsed = OverridesParser.create().parse_overrides(env_overrides(env))
     assert {o.key_or_group.split(".")[-1]: o.value() for o in parsed} == env
+
+
+# What a user sees around the commands (issue 30, item 7).
+
+
+def _commands() -> list[str]:
+    return [c.name or c.callback.__name__ for c in app.registered_commands]
+
+
+def test_no_help_shows_a_bool_metavar():
+    for args in ([], *([c] for c in _commands())):
+        out = runner.invoke(app, [*args, "--help"])
+        assert out.exit_code == 0, out.output
+        assert "<bool>" not in out.output, args
+
+
+def test_sweep_plan_and_run_help_list_the_presets_and_groups_from_the_configs_folder():
+    from bsweep.plan import CONFIG_DIR
+
+    presets = sorted(p.stem for p in (CONFIG_DIR / "study").glob("*.yaml"))
+    groups = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in CONFIG_DIR.iterdir()
+              if d.is_dir() and d.name != "study"}
+    assert "smoke" in presets and "norm" in groups
+    for command in ("sweep", "plan", "run"):
+        text = " ".join(runner.invoke(app, [command, "--help"], terminal_width=200).output.split())
+        assert "study=NAME): " + ", ".join(presets) in text, command
+        for group, options in groups.items():
+            assert f"{group}: {', '.join(options)}" in text, (command, group)
+        assert "--config-dir DIR" in text and "--cfg job" in text
+
+
+def test_version():
+    from importlib.metadata import version
+
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.output.strip() == f"bsweep {version('bsweep')}"
+
+
+@pytest.mark.parametrize("command", ["sweep", "plan", "run"])
+def test_a_config_dir_that_does_not_exist_is_an_error_and_nothing_is_written(results, tmp_path, command):
+    out = runner.invoke(app, [command, "--config-dir", str(tmp_path / "nowhere"), *TINY, f"results_dir={results}"])
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith(f"error: --config-dir {tmp_path / 'nowhere'}: no such folder")
+    assert not results.exists()
+
+
+def test_user_errors_start_with_one_prefix(results):
+    # Hydra's own composition message (--cfg goes to Hydra) and typer's usage errors read as bsweep's
+    cfg = runner.invoke(app, ["run", "--cfg", "job", "nosuch=1"])
+    assert cfg.exit_code == 2 and cfg.output.startswith("error: nosuch is not a config key"), cfg.output
+    for args in (["status", "--nosuch"], ["nosuchcommand"], ["reproduce", "--jobs", "x"]):
+        proc = subprocess.run([sys.executable, "-m", "bsweep", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "--help" in proc.stderr, proc.stderr
