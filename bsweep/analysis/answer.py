@@ -26,8 +26,8 @@ from scipy import stats
 
 from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
 from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime, select_rows
-from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, SHORT, TUNED_LR, Noise,
-                                      slice_curve, usable_points)
+from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, MIN_SEEDS, PER_STEP, POOLED_LR, SHORT, TUNED_LR,
+                                      Noise, slice_curve, usable_points)
 
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
@@ -42,7 +42,11 @@ COLUMNS = (
     "acc_batch_size", "acc_lr", "acc", "acc_std", "acc_seeds", "b_crit", "b_crit_lo", "b_crit_hi",
     "regimes", "lr_alpha", "lr_alpha_lo", "lr_alpha_hi", "lr_n_batch_sizes", "lr_stops_rising_at",
     "lr_on_edge", "time_basis", "device", "target", "time_ties", "acc_ties", "subject",
+    "time_untested", "acc_untested", "time_n_batch_sizes", "acc_n_batch_sizes",
 )
+# The answer's columns that hold text (the rest are numbers, and time_on_edge a flag).
+TEXT_COLUMNS = ("point", "regimes", "lr_on_edge", "time_basis", "device", "time_ties", "acc_ties", "subject",
+                "time_untested", "acc_untested")
 
 
 def _label(row: pd.Series, by: list[str]) -> str:
@@ -97,6 +101,14 @@ def ties(rows: pd.DataFrame, metric: str, best: float, higher_is_better: bool) -
     return ", ".join(f"{b:g}" for b in sorted(level))
 
 
+def untested(rows: pd.DataFrame, metric: str, best: float) -> str:
+    """The other batch sizes of one point's curve that have a value but fewer than MIN_SEEDS
+    seeds: no test can rank them against the best one, so the answer must not claim it did."""
+    curve = slice_curve(rows, metric)
+    few = curve[np.isfinite(curve["mean"]) & (curve["count"] < MIN_SEEDS) & (curve["batch_size"] != best)]
+    return ", ".join(f"{b:g}" for b in sorted(few["batch_size"]))
+
+
 def grid_step(view: pd.DataFrame) -> float:
     """The largest mean ratio between neighbouring lrs tried at one point of a tuned view (its
     `lr_lowest`, `lr_highest` and `n_lr`); 0 where no point tried two lrs."""
@@ -134,18 +146,18 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
         acc = select_rows(by_acc, here).dropna(subset=["final_test_acc_mean"]).sort_values("batch_size")
         row: dict = {c: np.nan for c in COLUMNS}
         row.update(point=_label(p, _varying(fixed, by)), regimes="", time_basis=time_basis.split(":")[0], device=device,
-                   time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="", subject=subject)
+                   time_on_edge=False, lr_on_edge="", time_ties="", acc_ties="", subject=subject,
+                   time_untested="", acc_untested="")
         targets = select_rows(summary, here)["target"].dropna() if "target" in summary else pd.Series(dtype=float)
         row["target"] = float(targets.iloc[0]) if len(targets) else np.nan
         if len(acc):
             best = acc.loc[acc["final_test_acc_mean"].idxmax()]
             row.update(acc_batch_size=best["batch_size"], acc_lr=best["best_lr"], acc=best["final_test_acc_mean"],
                        acc_std=best["final_test_acc_std"], acc_seeds=best["final_test_acc_count"],
-                       acc_ties=ties(acc, "final_test_acc", best["batch_size"], True))
-            alpha, lo, hi = lr_exponent(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy(), grid_step(acc))
-            row.update(lr_alpha=alpha, lr_alpha_lo=lo, lr_alpha_hi=hi, lr_n_batch_sizes=len(acc),
-                       lr_stops_rising_at=stops_rising_at(acc["batch_size"].to_numpy(), acc["best_lr"].to_numpy()),
-                       lr_on_edge=", ".join(f"{b:g} ({e})" for b, e in zip(acc["batch_size"], acc["lr_edge"]) if isinstance(e, str) and e))
+                       acc_ties=ties(acc, "final_test_acc", best["batch_size"], True),
+                       acc_untested=untested(acc, "final_test_acc", best["batch_size"]), acc_n_batch_sizes=len(acc))
+            row.update(_lr_rule(acc))
+            row.update(lr_on_edge=", ".join(f"{b:g} ({e})" for b, e in zip(acc["batch_size"], acc["lr_edge"]) if isinstance(e, str) and e))
         time = select_rows(fastest, here)
         if len(time) and np.isfinite(time["batch_size"].iloc[0]):
             t = time.iloc[0]
@@ -154,7 +166,9 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
             reached = curve[curve["n_reached_target"] == curve["n_trials"]]
             row.update(time_batch_size=t["batch_size"], time_lr=at["best_lr"], time_seconds=t["seconds_to_target_mean"],
                        time_seconds_std=at["seconds_to_target_std"], time_seeds=at["n_trials"], time_on_edge=bool(t["on_edge"]),
-                       time_ties=ties(reached, "seconds_to_target", t["batch_size"], False))
+                       time_ties=ties(reached, "seconds_to_target", t["batch_size"], False),
+                       time_untested=untested(reached, "seconds_to_target", t["batch_size"]),
+                       time_n_batch_sizes=len(reached))
         if critical is not None and len(critical.fits):
             fit = select_rows(critical.fits, here)  # columns the fits lack are ignored
             if len(fit) and np.isfinite(fit["b_crit"].iloc[0]):
@@ -164,6 +178,17 @@ def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time
                                              if (sizes := [b for b in acc["batch_size"] if regime(b, f["b_crit"]) == name])))
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _lr_rule(acc: pd.DataFrame) -> dict:
+    """The lr exponent's columns for one point's tuned rows, fitted over the batch sizes that
+    tried two lrs or more: where one lr was tried, its "best" lr is the only one, and fitting
+    those would report the grid's layout (B^0.00 for a single lr) as a finding."""
+    tuned = acc[acc["n_lr"] > 1]
+    b, lr = tuned["batch_size"].to_numpy(), tuned["best_lr"].to_numpy()
+    alpha, lo, hi = lr_exponent(b, lr, grid_step(tuned))
+    return dict(lr_alpha=alpha, lr_alpha_lo=lo, lr_alpha_hi=hi, lr_n_batch_sizes=len(tuned),
+                lr_stops_rising_at=stops_rising_at(b, lr) if len(tuned) > 1 else np.nan)
 
 
 def study_subject(summary: pd.DataFrame) -> str:
@@ -195,9 +220,31 @@ def _rule(lo: float, hi: float) -> str:
     return "neither linear nor square-root"
 
 
-def _tied(sizes: str) -> str:
-    """The batch sizes the data cannot rank below the best, as the line's tail."""
-    return f"; within noise: {sizes}" if sizes else "; significantly ahead of every other"
+def _text(value: object) -> str:
+    """A text cell of the table; "" for one that is missing (NaN, or absent from an older answer.csv)."""
+    return value if isinstance(value, str) else ""
+
+
+def _spread(std: float, seeds: float, fmt: str) -> str:
+    """" ± std" in `fmt`, or "" where fewer than MIN_SEEDS seeds leave no spread (never "± nan")."""
+    return f" ± {std:{fmt}}" if np.isfinite(std) and seeds >= MIN_SEEDS else ""
+
+
+def _versus(seeds: float, tied: str, untested: str, n_batch_sizes: float, only: str) -> str:
+    """How the best batch size compares with the others, as the line's tail: what the seeds'
+    test says (`ties`), which batch sizes no test could rank (`untested`), and nothing about a
+    test that could not run (the best batch size with fewer than MIN_SEEDS seeds)."""
+    if not seeds >= MIN_SEEDS:
+        n = int(seeds) if np.isfinite(seeds) else 0
+        return f"; {n} seed{'s' if n != 1 else ''}: no test of the difference; run >= {MIN_SEEDS} seeds"
+    if n_batch_sizes == 1:
+        return f"; {only}"
+    few = f"; fewer than {MIN_SEEDS} seeds, not compared: {untested}" if untested else ""
+    if tied:
+        return f"; within noise: {tied}{few}"
+    if untested:
+        return f"; significantly ahead of every other compared{few}"
+    return "; significantly ahead of every other"
 
 
 def _sizes(sizes: list[float]) -> str:
@@ -216,20 +263,24 @@ def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, st
     for r in table.itertuples(index=False):
         seeds = {int(n) for n in (r.time_seeds, r.acc_seeds) if np.isfinite(n)}
         target = f"target {r.target:.0%} test accuracy; " if np.isfinite(r.target) else ""
-        named = getattr(r, "subject", None)  # NaN or absent in an answer.csv of an older report
-        subject = f"{named}; " if isinstance(named, str) and named else ""
-        about = (f"{subject}{target}{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std; "
-                 f"{r.time_basis or 'measured'} seconds, {r.device or 'unnamed device'}")
+        subject = f"{_text(getattr(r, 'subject', ''))}; " if _text(getattr(r, "subject", "")) else ""
+        spread = "1 seed a point, no spread" if seeds == {1} else \
+            f"{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std"
+        about = f"{subject}{target}{spread}; {_text(r.time_basis) or 'measured'} seconds, {_text(r.device) or 'unnamed device'}"
         items = []
         if np.isfinite(r.time_batch_size):
             edge = ", the grid's edge" if r.time_on_edge else ""
-            items.append(("fastest to target", f"batch {r.time_batch_size:g} at lr {r.time_lr:g}: "
-                          f"{r.time_seconds:.3g} ± {r.time_seconds_std:.2g} s{edge}{_tied(r.time_ties)}"))
+            value = f"{r.time_seconds:.3g}{_spread(r.time_seconds_std, r.time_seeds, '.2g')}"
+            versus = _versus(r.time_seeds, _text(r.time_ties), _text(getattr(r, "time_untested", "")),
+                             getattr(r, "time_n_batch_sizes", np.nan), "the only batch size where every seed reached it")
+            items.append(("fastest to target", f"batch {r.time_batch_size:g} at lr {r.time_lr:g}: {value} s{edge}{versus}"))
         else:
             items.append(("fastest to target", "none: no batch size where every seed reached the target"))
         if np.isfinite(r.acc_batch_size):
-            items.append(("most accurate", f"batch {r.acc_batch_size:g} at lr {r.acc_lr:g}: "
-                          f"{r.acc:.1%} ± {r.acc_std:.1%} (held-out half){_tied(r.acc_ties)}"))
+            value = f"{r.acc:.1%}{_spread(r.acc_std, r.acc_seeds, '.1%')}"
+            versus = _versus(r.acc_seeds, _text(r.acc_ties), _text(getattr(r, "acc_untested", "")),
+                             getattr(r, "acc_n_batch_sizes", np.nan), "the only batch size with a result")
+            items.append(("most accurate", f"batch {r.acc_batch_size:g} at lr {r.acc_lr:g}: {value} (held-out half){versus}"))
         if np.isfinite(r.b_crit):
             items.append(("critical batch", f"B_crit {_num(r.b_crit)} [{_num(r.b_crit_lo)}, {_num(r.b_crit_hi)}]"
                           + (f": {r.regimes}" if r.regimes else "")))
@@ -239,6 +290,9 @@ def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, st
             interval = f" [{r.lr_alpha_lo:.2f}, {r.lr_alpha_hi:.2f}]" if np.isfinite(r.lr_alpha_lo) else ""
             stop = f"; flat from batch {r.lr_stops_rising_at:g}" if np.isfinite(r.lr_stops_rising_at) else ""
             items.append(("best lr", f"~ B^{r.lr_alpha:.2f}{interval}: {_rule(r.lr_alpha_lo, r.lr_alpha_hi)}{stop}"))
+        elif np.isfinite(r.acc_batch_size) and r.lr_n_batch_sizes < 2:
+            where = "no batch size" if r.lr_n_batch_sizes < 1 else "one batch size only"
+            items.append(("best lr", f"no rule to fit: {where} tried >= 2 lrs (sweep lr to find how it scales)"))
         out.append((str(r.point), about, items))
     return out
 

@@ -19,16 +19,8 @@ import pandas as pd
 from bsweep.analysis import plots
 from bsweep.analysis.answer import answer_items, claim_rows
 from bsweep.analysis.metrics import aggregate_over_seeds, tuned_view
-from bsweep.analysis.report import (
-    FigureSpec,
-    draw_specs,
-    judged_summary,
-    load_study,
-    read_answer,
-    read_verdicts,
-    render,
-    write_report,
-)
+from bsweep.analysis.report import FigureSpec, draw_specs, read_answer, read_verdicts, render, write_study
+from bsweep.analysis.study import Study
 
 # The column that tells the studies apart in the overlays: a dotted config name, so the views
 # keep it as a scientific key (one curve per study) and the plots give it a line style of its own.
@@ -37,17 +29,19 @@ STUDY_KEY = "study.name"
 
 @dataclass(frozen=True)
 class StudySide:
-    """One study of a comparison: its name, its answer block and its claims (as its report)."""
+    """One study of a comparison: its name, its answer block and its claims (as its report),
+    and the line saying which trials it left out ("" when none)."""
 
     name: str
     report: Path
     answer: list
     claims: list
+    left_out: str = ""
 
 
-def _side(study_dir: Path, report_dir: Path) -> StudySide:
-    return StudySide(study_dir.name, report_dir / "index.html", answer_items(read_answer(report_dir)),
-                     claim_rows(read_verdicts(report_dir)))
+def _side(study: Study, report_dir: Path) -> StudySide:
+    return StudySide(study.path.name, report_dir / "index.html", answer_items(read_answer(report_dir)),
+                     claim_rows(read_verdicts(report_dir)), study.left_out_line)
 
 
 def claims_table(sides: list[StudySide]) -> pd.DataFrame:
@@ -91,11 +85,10 @@ def write_comparison(study_dirs: list[Path], out_dir: Path, svg: bool = False,
     out_dir.mkdir(parents=True, exist_ok=True)
     sides, summaries = [], []
     for study_dir in map(Path, study_dirs):
-        study = load_study(study_dir)  # read once: for its report and for the overlays
-        report_dir = write_report(study_dir, svg=svg, study=study, figures=figures).parent
-        sides.append(_side(study_dir, report_dir))
-        summary, _, _ = judged_summary(study["trials"], study["measurements"], study["bench"])
-        summaries.append(summary.assign(**{STUDY_KEY: study_dir.name}))
+        study = Study.load(study_dir)  # judged once: for its report and for the overlays
+        report_dir = write_study(study, study_dir / "report", svg, figures).parent
+        sides.append(_side(study, report_dir))
+        summaries.append(study.summary.assign(**{STUDY_KEY: study_dir.name}))
     drawn = draw_specs(_overlay_specs(pd.concat(summaries, ignore_index=True)), out_dir / "figures", svg) if figures else []
     context = {"sides": sides, "claims": claims_table(sides), "figures": drawn,
                "links": {s.name: Path(s.report).resolve().as_uri() for s in sides}}

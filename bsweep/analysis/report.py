@@ -7,8 +7,9 @@
     figures/<name>.png  (and figures/<name>.svg when asked: vector copies, each costs a
                         second rendering, about as long as the PNG's)
 
-``write_report(study_dir)`` is the thin wrapper that loads a study from disk. Both work on a study
-that is still running or has failed trials, and say so at the top.
+``write_study(study)`` renders a `study.Study`, where every number is computed once;
+``build_report`` makes one from frames and ``write_report(study_dir)`` loads one from disk. All
+work on a study that is still running or has failed trials, and say so at the top.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from matplotlib.figure import Figure
 
 from bsweep.analysis import plots, scaling, scaling_plots
 from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
-from bsweep.analysis.answer import EVIDENCE, answer_items, answer_table, claim_rows
-from bsweep.analysis.bracket import bracket_settings, bracket_table, read_record
+from bsweep.analysis.answer import TEXT_COLUMNS as ANSWER_TEXT
+from bsweep.analysis.answer import EVIDENCE, answer_items, claim_rows
+from bsweep.analysis.bracket import bracket_settings, bracket_table
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,
@@ -39,15 +41,14 @@ from bsweep.analysis.metrics import (
     aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
-    summarize_trials,
     time_optimal_batch_size,
     tuned_view,
 )
+from bsweep.analysis.study import Study, study_name
 from bsweep.analysis.verdicts import (
     ALPHA,
     cosine_batch_sizes,
     MIN_SEEDS,
-    all_verdicts,
 )
 
 # Figure resolution for the PNGs (dots per inch): sharp on a laptop screen, ~100 kB a figure.
@@ -453,17 +454,19 @@ def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
 
 def critical_section(
     summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path | None,
-    svg: bool = False,
+    svg: bool = False, analysed: scaling.CriticalBatchSize | Exception | None = None,
 ) -> CriticalSection:
-    """Fit the critical-batch-size model and draw its figures (none when `figures_dir` is None);
-    never raises.
+    """Fit the critical-batch-size model (or take `analysed`, the fit or what stopped it, as
+    `Study` computed it) and draw its figures (none when `figures_dir` is None); never raises.
 
     Whatever stops it (no finished trial, too few batch sizes, an error) becomes a note in the
     section, so the rest of the report is unaffected.
     """
     empty = pd.DataFrame()
     try:
-        result = scaling.analyse_critical_batch_size(summary, measurements, bench)
+        result = analysed if analysed is not None else scaling.analyse_critical_batch_size(summary, measurements, bench)
+        if isinstance(result, Exception):
+            raise result
     except Exception as error:  # noqa: BLE001 - reported in the section, see docstring
         return CriticalSection([f"Could not fit the model: {type(error).__name__}: {error}"],
                                empty, empty, empty, [], [])
@@ -536,13 +539,6 @@ def _failed_table(trials: pd.DataFrame) -> pd.DataFrame:
     if "error" in table.columns:
         table["error"] = table["error"].fillna("").astype(str).str.slice(0, ERROR_CHARS)
     return table
-
-
-def _study_name(trials: pd.DataFrame, study_config: dict, fallback: str) -> str:
-    name = study_config.get("name") if isinstance(study_config, dict) else None
-    if not name and "study" in trials.columns and trials["study"].notna().any():
-        name = str(trials["study"].dropna().iloc[0])
-    return str(name or fallback)
 
 
 def _definitions(final_window: int, target: str, split: bool) -> list[str]:
@@ -705,16 +701,6 @@ class _PlainDumper(yaml.SafeDumper):
 # --------------------------------------------------------------------------- entry points
 
 
-def judged_summary(
-    trials: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, final_window: int = 3
-) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Per-trial metrics on the time basis the verdicts use (calibrated when ``bench`` covers
-    the study), the measurements on that basis, and the sentence naming the basis. The report
-    and every other place that prints verdicts start here, so they cannot disagree."""
-    summary = scaling.add_step_blocks(scaling.add_step_memory(summarize_trials(trials, measurements, final_window=final_window), bench), bench)
-    return scaling.calibrate_times(summary, measurements, bench)
-
-
 # The report's verdict table, machine-readable, beside index.html (columns as `Verdict`).
 VERDICTS_FILE = "verdicts.csv"
 
@@ -733,9 +719,9 @@ def read_answer(report_dir: Path) -> pd.DataFrame:
     path = Path(report_dir) / ANSWER_FILE
     if not path.is_file():
         return pd.DataFrame(columns=ANSWER_COLUMNS)
-    text = ("point", "regimes", "lr_on_edge", "time_basis", "device", "time_ties", "acc_ties")
-    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ANSWER_COLUMNS if c not in text},
-                        dtype={c: str for c in text})
+    frame = pd.read_csv(path, keep_default_na=False,
+                        na_values={c: [""] for c in ANSWER_COLUMNS if c not in ANSWER_TEXT},
+                        dtype={c: str for c in ANSWER_TEXT})
     frame["time_on_edge"] = frame["time_on_edge"].astype(str).eq("True")
     return frame
 
@@ -754,79 +740,69 @@ def build_report(
     svg: bool = False,
     figures: bool = True,
 ) -> Path:
-    """Write index.html, report.md and figures/ under ``out_dir``; return the HTML's path.
-    ``svg``: each figure as SVG too (a second rendering); ``figures``: False draws none (the
-    tables and verdicts alone, in a fraction of the time: the figures are most of it).
+    """Write index.html, report.md and figures/ under ``out_dir`` for the study these frames
+    make (`write_study`); return the HTML's path. The study's name defaults to its config's,
+    its trials', then the folder above ``out_dir``.
 
     ``bench``: calibrated step times (``results/<study>/bench.parquet``) for the critical batch
     size section's prediction; without it, the trials' own seconds per step are used.
     """
+    name = name or study_name(trials, study_config, Path(out_dir).parent.name)
+    study = Study(trials, measurements, config=study_config, environment=environment, name=name, bench=bench,
+                  grid=grid, bracket=bracket, final_window=final_window)
+    return write_study(study, out_dir, svg, figures)
+
+
+def write_study(study: Study, out_dir: Path, svg: bool = False, figures: bool = True) -> Path:
+    """Write the report of `study` (index.html, report.md, verdicts.csv, answer.csv, figures/)
+    under ``out_dir``; return the HTML's path. Every number comes from `study`, computed once
+    there. ``svg``: each figure as SVG too (a second rendering); ``figures``: False draws none
+    (the tables and verdicts alone, in a fraction of the time: the figures are most of it)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary, measurements, time_basis = judged_summary(trials, measurements, bench, final_window)
-    verdicts = all_verdicts(summary, measurements)
+    trials, summary, measurements = study.trials, study.summary, study.judged_measurements
     finished = summary["status"].isin(FINISHED_STATUSES).any()
     # Without a finished trial every figure would be empty axes; say so instead.
     drawn = draw_figures(summary, measurements, out_dir / "figures", svg) if finished and figures else []
-    critical = critical_section(summary, measurements, bench, out_dir / "figures" if figures else None, svg)
-
-    name = name or _study_name(trials, study_config, out_dir.parent.name)
+    critical = critical_section(summary, measurements, study.bench, out_dir / "figures" if figures else None, svg,
+                                analysed=study._critical)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
     target_text = ", ".join(f"{t:.1%}" for t in targets) or "not set"
-    answer = answer_table(summary, critical.result, time_basis)
     content = ReportContent(
-        name=name,
+        name=study.name,
         notices=_notices(trials),
-        answer=answer_items(answer),
-        claims=claim_rows(verdicts),
-        definitions=[*_definitions(final_window, target_text, "val_final_test_acc" in summary.columns), f"Time basis (C2, C4, time figures): {time_basis.rstrip('.')}.",
+        answer=answer_items(study.answer),
+        claims=claim_rows(study.verdicts),
+        definitions=[*_definitions(study.final_window, target_text, "val_final_test_acc" in summary.columns),
+                     f"Time basis (C2, C4, time figures): {study.time_basis.rstrip('.')}.",
                      *filter(None, [_settings_line(trials)])],
-        verdicts=verdicts,
+        verdicts=study.verdicts,
         figures=drawn,
         tuned_lrs=_tuned_lr_table(summary),
-        config_text=yaml.dump(study_config or {}, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
-        environment={str(k): str(v) for k, v in (environment or {}).items()},
+        config_text=yaml.dump(study.config, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
+        environment={str(k): str(v) for k, v in study.environment.items()},
         counts=_status_counts(trials),
         failed=_failed_table(trials),
         critical=critical,
-        grid=grid,
-        bracketing=bracket_table(bracket) if bracket else None,
-        bracket_settings=bracket_settings(bracket) if bracket else "",
+        grid=study.grid,
+        bracketing=bracket_table(study.bracket) if study.bracket else None,
+        bracket_settings=bracket_settings(study.bracket) if study.bracket else "",
         **({} if figures else {"no_figures": "No figures: this report was written with --no-figures."}),
     )
     index = out_dir / "index.html"
     index.write_text(_render(content, "report.html.j2", out_dir), encoding="utf-8")
     (out_dir / "report.md").write_text(_render(content, "report.md.j2", out_dir), encoding="utf-8")
-    verdicts.to_csv(out_dir / VERDICTS_FILE, index=False)  # for scripts, and `bsweep reproduce`
-    answer.to_csv(out_dir / ANSWER_FILE, index=False)
+    study.verdicts.to_csv(out_dir / VERDICTS_FILE, index=False)  # for scripts, and `bsweep reproduce`
+    study.answer.to_csv(out_dir / ANSWER_FILE, index=False)
     return index
 
 
-def load_study(study_dir: Path, nuisance: tuple[str, ...] = ()) -> dict:
-    """What `build_report` reads of a study folder, named as its arguments: trials and
-    measurements (``nuisance``: keys tuned over besides the study's ``study.nuisance``), its
-    config and environment, name, bench, grid and bracketing record."""
-    from bsweep.analysis import load
-
-    study_dir = Path(study_dir)
-    trials, measurements = load.load_trials_and_measurements(study_dir, nuisance)
-    study_config = load.load_study_config(study_dir)
-    return {"trials": trials, "measurements": measurements, "study_config": study_config,
-            "environment": load.load_environment(study_dir), "name": _study_name(trials, study_config, study_dir.name),
-            "bench": scaling.load_bench(study_dir), "grid": load.load_grid_keys(study_dir, nuisance).table(),
-            "bracket": read_record(study_dir)}
-
-
 def write_report(study_dir: Path, out_dir: Path | None = None, nuisance: tuple[str, ...] = (),
-                 svg: bool = False, study: dict | None = None, figures: bool = True) -> Path:
-    """Load a study from disk and write its report (default: ``<study_dir>/report``);
-    ``nuisance``: keys tuned over besides those of the study's ``study.nuisance``; ``svg``: the
-    figures as SVG too; ``study``: `load_study`'s result when the caller has it already;
-    ``figures``: as for `build_report`."""
-    study = study if study is not None else load_study(study_dir, nuisance)
-    return build_report(
-        study["trials"], study["measurements"], study["study_config"], study["environment"],
-        Path(out_dir) if out_dir is not None else Path(study_dir) / "report",
-        name=study["name"], bench=study["bench"], grid=study["grid"], bracket=study["bracket"], svg=svg,
-        figures=figures,
-    )
+                 svg: bool = False, study: Study | None = None, figures: bool = True) -> Path:
+    """Load a study from disk (`Study.load`) and write its report (default:
+    ``<study_dir>/report``); ``nuisance``: keys tuned over besides those of the study's
+    ``study.nuisance``; ``svg``: the figures as SVG too; ``study``: the `Study` when the caller
+    has it already (then ``nuisance`` is the one it was loaded with); ``figures``: as for
+    `write_study`."""
+    study = study if study is not None else Study.load(study_dir, nuisance)
+    return write_study(study, Path(out_dir) if out_dir is not None else Path(study_dir) / "report", svg, figures)

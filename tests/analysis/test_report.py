@@ -136,6 +136,7 @@ def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
 
     trials, measurements, config, environment = frames
     study_dir = tmp_path / "results" / "tiny_study"
+    (study_dir / "trials").mkdir(parents=True)
     calls = []
 
     def loader(value):
@@ -151,16 +152,16 @@ def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
     monkeypatch.setattr(load, "load_environment", loader(environment))
     built = {}
 
-    def fake_build(trials_, measurements_, config_, environment_, out_dir, **kwargs):
-        built.update(trials=trials_, measurements=measurements_, out_dir=out_dir, **kwargs)
+    def fake_write(study, out_dir, svg, figures):
+        built.update(study=study, out_dir=out_dir)
         return out_dir / "index.html"
 
-    # Drawing is tested above; here only the wiring from disk to build_report.
-    monkeypatch.setattr(report, "build_report", fake_build)
+    # Drawing is tested above; here only the wiring from disk to the Study the report renders.
+    monkeypatch.setattr(report, "write_study", fake_write)
     assert write_report(study_dir) == study_dir / "report" / "index.html"
     assert set(calls) == {study_dir}
-    assert built["trials"] is trials and built["measurements"] is measurements
-    assert built["name"] == "synthetic"  # from the trials when the config has no name
+    assert built["study"].trials is trials and built["study"].measurements is measurements
+    assert built["study"].name == "synthetic"  # from the trials when the config has no name
     assert write_report(study_dir, tmp_path / "elsewhere") == tmp_path / "elsewhere" / "index.html"
 
 
@@ -238,8 +239,10 @@ def test_critical_section_fits_explains_and_draws(wide_frames, tmp_path):
 def test_critical_section_says_why_it_cannot_fit(frames, tmp_path):
     trials, measurements, config, environment = frames
     keep = trials["batch_size"].isin([4, 16])
+    from bsweep.analysis.metrics import summarize_trials
+
     section_ = report.critical_section(
-        report.summarize_trials(trials[keep], measurements), measurements, None, tmp_path / "figures"
+        summarize_trials(trials[keep], measurements), measurements, None, tmp_path / "figures"
     )
     assert not section_.figures and not section_.reading
     assert any("Could not fit the model" in n and "needs at least 3" in n for n in section_.notes)
