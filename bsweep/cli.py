@@ -378,6 +378,7 @@ def report(
 ) -> None:
     """Write the study's report (index.html, report.md, verdicts.csv, answer.csv, figures as PNG, and SVG with --svg); STUDY defaults to the most recently updated study. Several studies: each report, then a page comparing them."""
     from bsweep.analysis.report import read_answer, read_verdicts, write_report
+    from bsweep.analysis.study import Study
 
     if svg and not figures:
         _fail("--svg writes each figure as SVG too and --no-figures draws none: choose one")
@@ -385,8 +386,9 @@ def report(
         _compare(studies, out, svg, figures, verbose)
         return
     study = _study_or_latest(studies[0] if studies else None, results_dir, "report on")
-    html = write_report(study, out, tuple(_nuisance_or_fail(nuisance)), svg, figures=figures)
-    _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose)
+    loaded = Study.load(study, tuple(_nuisance_or_fail(nuisance)))  # the report's numbers, and what it left out
+    html = write_report(study, out, svg=svg, study=loaded, figures=figures)
+    _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose, loaded.left_out_line)
     console.print(f"report: {html}")
 
 
@@ -404,14 +406,16 @@ def _compare(studies: list[Path], out: Optional[Path], svg: bool, figures: bool,
     except ValueError as e:
         _fail(str(e))
     for side in sides:
-        _print_answer(read_answer(side.report.parent), read_verdicts(side.report.parent), side.name, verbose)
+        _print_answer(read_answer(side.report.parent), read_verdicts(side.report.parent), side.name, verbose,
+                      side.left_out)
         console.print(f"report: {side.report}")
     console.print(f"comparison: {html}")
 
 
-def _print_answer(answer, verdicts, study: str, verbose: bool) -> None:
+def _print_answer(answer, verdicts, study: str, verbose: bool, left_out: str = "") -> None:
     """The report's first screen in the terminal: per point the batch sizes to use and why, then
-    one line per claim; with `verbose`, every claim's full verdict table before them."""
+    one line per claim; with `verbose`, every claim's full verdict table before them; `left_out`:
+    the line saying which trials no number uses, and why (first, when there is one)."""
     from bsweep.analysis.answer import answer_lines, claim_lines
 
     if verbose:
@@ -422,6 +426,8 @@ def _print_answer(answer, verdicts, study: str, verbose: bool) -> None:
         for _, v in verdicts.iterrows():
             table.add_row(*(escape(str(v[c])) for c in columns))
         console.print(table)
+    if left_out:
+        console.print(f"{escape(study)}: {escape(left_out)}", style="yellow", highlight=False, soft_wrap=True)
     console.print(f"[bold]What batch size, and why[/] ({study})")
     for lines in answer_lines(answer):
         for line in lines:
