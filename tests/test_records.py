@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,46 @@ def test_unreadable_status_is_damaged(tmp_path):
     assert records.trial_state(t) == "damaged"
     with pytest.raises(ValueError):
         records.write_status(t, "finished-ish")
+
+
+class Crash(Exception):
+    """A process dying between writing a record's bytes and renaming them into place."""
+
+
+@pytest.fixture
+def crash_before_rename(monkeypatch):
+    """Make the rename of any file into a trial folder under pytest's tmp_path raise, as a crash
+    between write and rename would stop it (other renames, e.g. pytest's own, go through)."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).parent.name == "t":
+            raise Crash(f"killed before renaming {src} to {dst}")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+WRITES = {  # each record file's writer, with an old and a new content, and how it reads back
+    records.STATUS_FILE: (lambda t, v: records.write_status(t, "complete", version=v),
+                          lambda t: records.read_status(t)["version"]),
+    records.MEASUREMENTS_FILE: (lambda t, v: records.write_measurements(t, [{"step": s, "test_acc": 0.5} for s in range(v)]),
+                                lambda t: len(records.read_measurements(t))),
+    records.CONFIG_FILE: (lambda t, v: records.write_yaml(t / records.CONFIG_FILE, {"version": v}),
+                          lambda t: records.read_yaml(t / records.CONFIG_FILE)["version"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_a_write_that_dies_before_its_rename_leaves_the_previous_record_whole(tmp_path, name, request):
+    write, read = WRITES[name]
+    t = tmp_path / "t"
+    write(t, 3)
+    request.getfixturevalue("crash_before_rename")
+    try:
+        write(t, 5)
+    except Crash:
+        pass
+    # the old content, whole: a write in place would show the new one (or half of it)
+    assert read(t) == 3, f"{name} changed although its write died before the rename"
+    assert sorted(p.name for p in t.iterdir()) == [name]  # and no temporary left beside it

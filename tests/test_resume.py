@@ -196,6 +196,7 @@ def test_damaged_records_are_reported_and_redone_and_nothing_else_is_lost(result
 
 
 WRITER = textwrap.dedent("""
+    import os
     import sys
     from pathlib import Path
     from bsweep import records
@@ -205,7 +206,9 @@ WRITER = textwrap.dedent("""
     while True:
         i += 1
         records.write_measurements(t, rows[: 1000 + i % 2000])
-        records.write_status(t, "complete", n=i, pad="y" * (i % 5000))
+        records.write_status(t, "complete", n=i, pid=os.getpid(), pad="y" * (i % 5000))
+        if i == 1:  # imported and written once: from here on a kill lands among the writes
+            print("writing", flush=True)
 """)
 
 
@@ -218,14 +221,57 @@ def test_kill_9_during_writes_never_leaves_a_record_that_reads_as_valid_but_is_n
     tdir = tmp_path / "trial"
     rng = random.Random(0)
     for _ in range(8):
-        proc = subprocess.Popen([sys.executable, str(script), str(tdir)])
-        while not (tdir / records.STATUS_FILE).exists():
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.05, 0.6))
+        proc = subprocess.Popen([sys.executable, str(script), str(tdir)], stdout=subprocess.PIPE, text=True)
+        # wait for this writer's own first record, not the previous one's (already there)
+        assert proc.stdout.readline() == "writing\n"
+        time.sleep(rng.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         status = records.read_status(tdir)  # raises DamagedRecord if torn
-        assert status["status"] == "complete"
+        assert status["status"] == "complete" and status["pid"] == proc.pid
         frame = records.read_measurements(tdir)
         assert 1000 <= len(frame) <= 3000 and frame["step"].tolist() == list(range(len(frame)))
-    assert records.is_finished(tdir)
+
+
+# Writes a small record, then a large one of the same file, killed inside that second write:
+# by the kernel in the middle of write(2) (RLIMIT_FSIZE at 64 KiB, SIGXFSZ back at its default
+# action; Python ignores it), or by SIGKILL after the bytes are written, before the rename.
+DYING_WRITER = textwrap.dedent("""
+    import os
+    import resource
+    import signal
+    import sys
+    from pathlib import Path
+    from bsweep import records
+    t, name, how = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+    def write(version, n):  # random hex: no compression keeps the large version small
+        if name == records.MEASUREMENTS_FILE:
+            records.write_measurements(t, [{"step": i, "note": os.urandom(100).hex()} for i in range(n)])
+        else:
+            records.write_status(t, "complete", version=version, pad=os.urandom(100 * n).hex())
+
+    write(1, 10)  # a few KiB
+    if how == "mid-write":
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    else:
+        os.replace = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+    write(2, 3000)  # ~600 KiB
+""")
+
+
+@pytest.mark.parametrize("how,signum", [("mid-write", signal.SIGXFSZ), ("before-rename", signal.SIGKILL)])
+@pytest.mark.parametrize("name", [records.STATUS_FILE, records.MEASUREMENTS_FILE])
+def test_a_writer_killed_inside_a_write_leaves_the_previous_record_whole(tmp_path, name, how, signum):
+    script = tmp_path / "writer.py"
+    script.write_text(DYING_WRITER)
+    tdir = tmp_path / "trial"
+    done = subprocess.run([sys.executable, str(script), str(tdir), name, how], capture_output=True, text=True)
+    # the previous record, whole (a write in place leaves half of the new one, or all of it)
+    if name == records.STATUS_FILE:
+        assert records.read_status(tdir)["version"] == 1
+    else:
+        assert len(records.read_measurements(tdir)) == 10
+    assert done.returncode == -signum, done.stderr  # and the kill did land inside the write
