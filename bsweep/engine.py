@@ -18,7 +18,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from torch.optim.sgd import sgd
 from bsweep.config import Config, OptimConfig, effective_lr, measures_gradients
 from bsweep.data import TensorData
 from bsweep.device import synchronize
+from bsweep.interrupt import Interrupted, requested
 from bsweep.models import make_model
 from bsweep.schedule import lr_factor, measurement_steps, total_steps
 from bsweep.timing import Stopwatch
@@ -98,7 +99,7 @@ class Members(Protocol):
 class Checkpoint(Protocol):
     """Where `train` keeps its state for a resume after preemption (the runner's files)."""
 
-    every_seconds: float  # wall seconds between saves, at measurement points
+    every_seconds: float  # wall seconds between saves, at measurement points (and on a stop request)
 
     def load(self) -> dict | None:
         """The state saved last for these trials, or None."""
@@ -367,8 +368,13 @@ def warm_up(members: Members, data: TensorData, batch: int, amp: bool) -> None:
     synchronize(data.x_train.device)
 
 
+# Called at each measurement point with (step, total steps, each member's latest row or None
+# for a member stopped before it): what a progress display shows of a running trial.
+OnMeasure = Callable[[int, int, "list[dict | None]"], None]
+
+
 def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoice,
-          checkpoint: Checkpoint | None = None) -> list[TrialResult]:
+          checkpoint: Checkpoint | None = None, on_measure: OnMeasure | None = None) -> list[TrialResult]:
     """Train `members` (member k is the trial `cfgs[k]`; the configs equal but for lr and seed)
     on `data` and measure each; one `TrialResult` per member.
 
@@ -382,7 +388,13 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     saved state when there is one: a resumed run continues the same batches, RNG streams and
     clocks (the seconds lost to the preemption are not counted), so its measurements equal an
     uninterrupted run's to float rounding.
+
+    A stop request (`bsweep.interrupt`: Ctrl-C, SIGTERM) ends the loop at the next step
+    boundary: with `checkpoint`, the whole state is saved there first (the loss window since the
+    last measurement included), then `Interrupted` is raised.
     """
+    if requested() is not None:  # stopped before this group began: nothing to save
+        raise Interrupted(requested())
     cfg, k, device = cfgs[0], members.k, data.x_train.device
     n, batch = data.n_train, cfg.batch_size
     steps = total_steps(cfg.study.budget, n, batch)
@@ -414,6 +426,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     # after every step) still has a difference.
     window = torch.zeros(1 + max([b - a for a, b in zip(at, at[1:])], default=1), k, device=device, dtype=torch.float64)
     losses_since, before = 0, False
+    latest: list[dict | None] = [None] * k  # each member's last row, for `on_measure`
 
     def set_lr() -> None:
         members.set_lr([lr if on else 0.0 for lr, on in zip(base_lr, active)], factor)
@@ -438,6 +451,8 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             for tracker in trackers:  # the clock is stopped here: gradient passes are not training time
                 row.update(tracker.update(members.model, data, step))
             results[m].measurements.append(row)
+            if on_measure is not None:
+                latest[m] = row
             if step == 0:
                 continue
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
@@ -451,12 +466,14 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             for m in stopped:
                 active[m] = False
             set_lr()
+        if on_measure is not None:
+            on_measure(step, steps, list(latest))
 
     def snapshot(epoch_start: list[torch.Tensor], at_index: int) -> dict:
-        """The loop's whole state at a measurement point (clock stopped)."""
+        """The loop's whole state at a step boundary (clock stopped)."""
         return {"version": CHECKPOINT_VERSION, "step": step, "factor": factor, "active": list(active),
                 "results": copy.deepcopy(results), "members": members.state(),
-                "window0": window[0].clone(), "before": before,
+                "window": window[: losses_since + 1].clone(), "losses_since": losses_since, "before": before,
                 "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds,
                 "orders_at_epoch_start": epoch_start, "index_in_epoch": at_index,
                 "trackers": copy.deepcopy(trackers), "torch_rng": torch.get_rng_state(),
@@ -466,7 +483,10 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
         members.load_state(saved["members"])
         step, factor, active, results = saved["step"], saved["factor"], saved["active"], saved["results"]
-        window[0].copy_(saved["window0"])
+        # saved at a measurement point, an earlier version kept only the window's row 0
+        rows = saved["window"] if "window" in saved else saved["window0"][None]
+        window[: len(rows)].copy_(rows)
+        losses_since = saved.get("losses_since", 0)
         before, trackers = saved["before"], saved["trackers"]
         watch.seconds, eval_watch.seconds = saved["train_seconds"], saved["eval_seconds"]
         for g, state in zip(orders, saved["orders_at_epoch_start"]):
@@ -496,15 +516,21 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
             window[1 + losses_since].copy_(train_step(members, data, perms[:, i * batch : (i + 1) * batch], perf.amp))
             losses_since += 1
             step += 1
-            if step != measure_at:
-                continue
-            watch.stop()
-            measure()
-            measure_at = next(pending, None)
-            if not any(active):
-                break
-            if checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds and step < steps:
-                checkpoint.save(snapshot(epoch_start, i + 1))
-                last_save = time.monotonic()
-            watch.start()
+            if step == measure_at:
+                watch.stop()
+                measure()
+                measure_at = next(pending, None)
+                if not any(active):
+                    break
+                if checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds and step < steps:
+                    checkpoint.save(snapshot(epoch_start, i + 1))
+                    last_save = time.monotonic()
+                watch.start()
+            if requested() is not None and step < steps:  # a plain read: no cost worth a sync
+                watch.stop()
+                saved_step = None
+                if checkpoint is not None:
+                    checkpoint.save(snapshot(epoch_start, i + 1))
+                    saved_step = step
+                raise Interrupted(requested(), saved_step)
     return results

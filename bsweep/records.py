@@ -4,9 +4,10 @@
     results/<study>/trials/<trial_id>/config.yaml    the trial's resolved config
     results/<study>/trials/<trial_id>/env.json       torch version, device, threads, host
     results/<study>/trials/<trial_id>/measurements.parquet
-    results/<study>/trials/<trial_id>/status.json    running | complete | diverged | failed | oom
+    results/<study>/trials/<trial_id>/status.json    running | complete | diverged | failed | oom | interrupted
     results/<study>/trials/<trial_id>/traceback.txt  the traceback of a failed / oom trial
     results/<study>/trials/<trial_id>/claims.jsonl   one line per time a process took the trial
+    results/<study>/trials/<trial_id>/checkpoint.pt  the state to resume from (an unfinished trial)
     results/<study>/trials/<trial_id>/.lock          the claim (see below); never deleted
 
 Every file is written to a temporary name in the same folder and renamed over the real one, so a
@@ -25,7 +26,8 @@ is older than STALE_SECONDS.
 
 A `running` status carries the owner's pid, host and a heartbeat time as well, so readers
 (`bsweep status`, the progress watcher) tell a trial being trained (`running`) from one whose
-process died (`interrupted`) without touching any lock.
+process died (`interrupted`) without touching any lock. It also carries the trial's `progress`
+(step, total steps, samples, latest test accuracy), refreshed at measurement points.
 
 The lifecycle of a trial, the same for every launcher (the runner trains one trial, the fused
 launcher several at once):
@@ -34,7 +36,9 @@ launcher several at once):
     Attempt     env.json -> `running` with a heartbeat that keeps the claim fresh as well ->
                 finish(): measurements, then `complete` | `diverged`
                 fail():   traceback.txt, then `failed` | `oom` with the error
-                leaving it by Ctrl-C / SystemExit: `failed` (interrupted); claims released
+                leaving it by Ctrl-C, SIGTERM or SystemExit: `interrupted` (its checkpoint
+                kept: the next sweep resumes it); by another exception: `failed`
+                claims released in every case
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-STATUSES = ("running", "complete", "diverged", "failed", "oom")
+# `interrupted`: stopped by a signal (Ctrl-C, a preemption); the next sweep resumes it.
+STATUSES = ("running", "complete", "diverged", "failed", "oom", "interrupted")
 # A diverged trial is a result (the learning rate was too high), so it is kept, not redone.
 FINISHED = ("complete", "diverged")
 
@@ -74,6 +79,9 @@ CLAIM_FILE = ".claim"
 # A trial's owner rewrites its heartbeat this often, in seconds: rare enough to cost nothing,
 # often enough that a dead owner on another host is noticed within minutes.
 HEARTBEAT_SECONDS = 30.0
+# A measurement rewrites a running trial's status (its progress) at most this often, in
+# seconds: a live display without a file write at every measurement of a fast trial.
+PROGRESS_SECONDS = 2.0
 # A heartbeat older than this (5 missed beats) means the owner is gone (other hosts; and the
 # claim-file fallback). Generous, because a loaded NFS server can delay a rename by seconds.
 STALE_SECONDS = 150.0
@@ -95,10 +103,31 @@ def trial_dir(study_dir: Path, trial_id: str) -> Path:
     return trials_dir(study_dir) / trial_id
 
 
+def _read_umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere it can only be read by setting it,
+    which races with threads that create files, so this runs once, at import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Record files get the mode `open()` would give them (0666 less the umask), so colleagues can
+# read a shared results folder; mkstemp alone makes them 0600.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file in the same folder, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -180,25 +209,21 @@ def read_measurements(tdir: Path) -> pd.DataFrame:
 
 
 def is_finished(tdir: Path) -> bool:
-    """True when the trial has a finished status and measurements that read back."""
-    try:
-        status = read_status(tdir)
-        if status is None or status["status"] not in FINISHED:
-            return False
-        read_measurements(tdir)
-    except DamagedRecord:
-        return False
-    return True
+    """True when the trial is a usable result: `trial_state` says complete or diverged."""
+    return trial_state(tdir) in FINISHED
 
 
 def trial_state(tdir: Path) -> str:
-    """One word for a trial folder: its status, `damaged`, `new` when it has no status yet, or
+    """One word for a trial folder, the one definition that `bsweep status`, the sweep's skip
+    and the reports share: its status; `damaged` when a finished trial's config.yaml or
+    measurements do not read back (the next sweep redoes it); `new` when it has no status yet;
     `interrupted` when it says `running` but its owner is gone (see `owner_alive`)."""
     try:
         status = read_status(tdir)
         if status is None:
             return "new"
         if status["status"] in FINISHED:
+            read_yaml(Path(tdir) / CONFIG_FILE)
             read_measurements(tdir)
         if status["status"] == "running" and not owner_alive(status):
             return "interrupted"
@@ -454,6 +479,8 @@ class Attempt:
         self.started, self.me = time.time(), owner()
         self._lock = threading.Lock()  # a beat never writes `running` over a final status
         self._heart = Heartbeat(self._beat)
+        self._progress: dict[str, dict] = {}  # trial_id -> its `progress` in the running status
+        self._progress_written = 0.0
 
     def __enter__(self) -> "Attempt":
         self.note(self.held)
@@ -469,7 +496,23 @@ class Attempt:
             for h in self.held:
                 if h.trial_id in self.open:
                     h.claim.beat()
-                    self._status(h, "running", heartbeat=time.time())
+                    progress = self._progress.get(h.trial_id)
+                    self._status(h, "running", heartbeat=time.time(), **({"progress": progress} if progress else {}))
+
+    def progress(self, held: list[Held], step: int, total_steps: int, rows: list[dict | None]) -> None:
+        """Record how far the trials `held` (trained together; rows[k]: member k's latest
+        measurement, or None) have come; written with their running status, at most every
+        PROGRESS_SECONDS (the heartbeat writes the latest in between). An `engine.OnMeasure`."""
+        for h, row in zip(held, rows):
+            if row is not None:
+                self._progress[h.trial_id] = {"step": row["step"], "total_steps": total_steps,
+                                              "samples": row["samples"], "test_acc": row.get("test_acc")}
+        if time.monotonic() - self._progress_written >= PROGRESS_SECONDS:
+            self._progress_written = time.monotonic()
+            try:
+                self._beat()
+            except OSError:  # as in the heartbeat: a display must not kill the trial
+                pass
 
     def note(self, held: list[Held], **details: Any) -> None:
         """Add `details` to these trials' env.json and statuses (what they run with)."""
@@ -504,10 +547,24 @@ class Attempt:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._heart.stop()
         try:
-            if exc is not None:  # Ctrl-C, SystemExit, a crash of the machinery: record it
+            if exc is not None:
                 for h in self.held:
                     if h.trial_id in self.open:
-                        self._status(h, "failed", error=f"{type(exc).__name__}: interrupted")
+                        status, error = _left_by(exc)
+                        self._status(h, status, error=error)
         finally:
             for h in self.held:
                 h.claim.release()
+
+
+def _left_by(exc: BaseException) -> tuple[str, str]:
+    """(status, error) of a trial whose attempt was left by `exc`: `interrupted` for a signal
+    (Ctrl-C, SIGTERM: `bsweep.interrupt`) or an exit, with what resumes it; `failed` for a crash
+    of the machinery."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        by = getattr(exc, "signal_name", None) or type(exc).__name__
+        saved = getattr(exc, "saved_step", None)
+        if saved is not None:
+            return "interrupted", f"stopped by {by} at step {saved}; the next sweep resumes it there"
+        return "interrupted", f"stopped by {by}; the next sweep resumes it from its last checkpoint, if any"
+    return "failed", f"{type(exc).__name__}: interrupted"

@@ -22,6 +22,7 @@ from bsweep.config import Config, DataConfig
 from bsweep.data import TensorData, load_data
 from bsweep.device import environment, free_memory, settle
 from bsweep.engine import Alone, train
+from bsweep.interrupt import Interrupted, requested, stop_on_signals
 from bsweep.perf import choose
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
 from bsweep.plan import absolute_results_dir, point, structured, study_dir, trial_id
@@ -126,11 +127,29 @@ def checkpointed_members(tdir: Path) -> list[str] | None:
 def run_trial_task(cfg: DictConfig) -> dict:
     """Train the trial `cfg` describes unless it is finished or another live process holds it.
     Never raises for a trial's own failure: that is written to its record, and the sweep goes on.
+    Ctrl-C or SIGTERM stops it at the next step, checkpointed and recorded `interrupted`; once
+    asked to stop, the process starts no further trial (`bsweep.interrupt`).
     """
+    with stop_on_signals():
+        return _run_trial(cfg)
+
+
+def _run_trial(cfg: DictConfig) -> dict:
     container = OmegaConf.to_container(cfg, resolve=True)
     absolute_results_dir(container)
     config = structured(container)
     tid = trial_id(cfg)
+    if requested() is not None:
+        log.info("trial %s (%s): not started (%s)", tid, point(config), requested())
+        return {"trial_id": tid, "status": "interrupted", "skipped": True}
+    try:
+        return _train_trial(config, container, tid)
+    except Interrupted as e:  # recorded `interrupted` by the Attempt; the launcher goes on to its end
+        log.warning("trial %s (%s): %s", tid, point(config), e)
+        return {"trial_id": tid, "status": "interrupted", "skipped": False}
+
+
+def _train_trial(config: Config, container: dict, tid: str) -> dict:
     held = records.take(study_dir(config), tid, container)
     if isinstance(held, str):
         log.info("trial %s (%s): %s, skipped", tid, point(config), held)
@@ -144,7 +163,8 @@ def run_trial_task(cfg: DictConfig) -> dict:
             perf = choose(config, data, study_dir(config))  # measured once per study and batch size
             attempt.note([held], **perf.describe())
             keep = checkpoint_for(config, [held], device)
-            [result] = train(Alone(config, data, perf), [config], data, perf, keep)
+            on_measure = lambda step, steps, rows: attempt.progress([held], step, steps, rows)  # noqa: E731
+            [result] = train(Alone(config, data, perf), [config], data, perf, keep, on_measure)
             note_resume(keep, attempt, [held], f"trial {tid} ({point(config)})")
         except Exception as e:  # a trial's failure is a record, not the end of the sweep
             status = attempt.fail(held, e, traceback.format_exc())

@@ -60,7 +60,21 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
 
     `backend`: where chunks train (`_backends`: submitit jobs, Ray tasks), `backend.slots` at a
     time; None: `n_jobs` worker processes here, or this process for one.
+
+    Ctrl-C or SIGTERM (`bsweep.interrupt`): no further chunk is handed out; the chunks training
+    (signalled too, where the signal went to the process group) checkpoint and end, and every
+    job not started comes back `interrupted` (skipped).
     """
+    from bsweep.interrupt import stop_on_signals
+
+    with stop_on_signals():
+        return _run_jobs(jobs, n_jobs, follow_up, env, backend)
+
+
+def _run_jobs(jobs: list[Job], n_jobs: int, follow_up: FollowUp | None, env: dict[str, str] | None,
+              backend: Backend | None) -> dict[int, Any]:
+    from bsweep.interrupt import requested
+
     slots = backend.slots if backend is not None else n_jobs
     out: dict[int, Any] = {}
     ready: list[tuple[float, list[Job], int | None]] = []  # (predicted seconds, jobs, width)
@@ -71,6 +85,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
         ready.sort(key=lambda item: item[0], reverse=True)  # stable: equal costs keep their order
 
     def admit(new: list[Job]) -> None:
+        if requested() is not None:
+            out.update(not_started(new))
+            return
         skipped, groups = _skip_finished_and_group(new)
         out.update(skipped)
         # here, splitting a group that would leave a worker idle shortens the wall time; a
@@ -95,9 +112,10 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
              sum(len(g) for _, g, _ in ready), len(ready), slots,
              "processes" if backend is None else f"{type(backend).__name__.removesuffix('Backend').lower()} slots")
     if backend is None and (n_jobs <= 1 or (len(ready) <= 1 and follow_up is None and not pool_running(n_jobs))):
-        while ready:
+        while ready and requested() is None:
             _, group, width = ready.pop(0)
             ended(group, train_group(group, 1, 0, env or {}, width))
+        out.update(not_started([job for _, group, _ in ready for job in group]))
         return out
     pool, numbers = backend or worker_pool(n_jobs), itertools.count()
     # a worker here places its chunk among n_jobs (threads, GPU by number); a submitit job or a
@@ -105,6 +123,11 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, follow_up: FollowUp | None = None
     among = n_jobs if backend is None else 1
     pending: dict[Future, list[Job]] = {}
     while ready or pending:
+        if requested() is not None:  # hand out nothing more; wait for the chunks training
+            out.update(not_started([job for _, group, _ in ready for job in group]))
+            ready.clear()
+            if not pending:
+                break
         while ready and len(pending) < slots:  # one chunk per slot: the rest stay reorderable
             _, group, width = ready.pop(0)
             number = next(numbers) if backend is None else 0
@@ -200,6 +223,13 @@ def _context() -> BaseContext:
     return get_context("spawn")
 
 
+def not_started(jobs: list[Job]) -> dict[int, Any]:
+    """{job index: return value} of jobs a stop request kept from starting."""
+    from bsweep.plan import trial_id
+
+    return {job.index: {"trial_id": trial_id(job.config), "status": "interrupted", "skipped": True} for job in jobs}
+
+
 def workers_for(n_jobs: int | None) -> int:
     """The launcher's `n_jobs` as a count of processes: <= 0 or null is one per CPU core."""
     from bsweep.placement import cores
@@ -239,6 +269,9 @@ def _warm() -> None:
 
     for module in WORKER_MODULES:
         importlib.import_module(module)
+    # Between groups a worker leaves Ctrl-C to the launching process, which hands out no more
+    # work; while it trains a group, Ctrl-C stops it at a step boundary (`train_group`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     atexit.register(_exit_now)
 
 
@@ -297,10 +330,15 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[s
     with `env` set, and write its members' records. Returns ({job index: return value} of the
     chunk's jobs, the group's other chunks, untrained). `width`: how many members fuse per chunk;
     None: as many as `perf.choose_width` picks for the group."""
+    from bsweep.interrupt import requested, stop_on_signals
+
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})
     try:
-        return _train_group(group, jobs, group_num, width)
+        with stop_on_signals():
+            if requested() is not None:
+                return not_started(group), []
+            return _train_group(group, jobs, group_num, width)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -346,8 +384,17 @@ def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None)
         else:
             members.append((job, cfg, held))
     if members:
-        with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
-            out.update(_train_members(attempt, members, setup, device))
+        from bsweep.interrupt import Interrupted
+
+        try:
+            with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
+                out.update(_train_members(attempt, members, setup, device))
+        except Interrupted as e:  # recorded `interrupted` by the Attempt; the rest not started
+            log.warning("fused chunk %s: %s", ",".join(h.trial_id for _, _, h in members), e)
+            out.update({job.index: {"trial_id": h.trial_id, "status": "interrupted", "skipped": False}
+                        for job, _, h in members if job.index not in out})
+            out.update(not_started([job for part in rest for job, _ in part]))
+            return out, []
     return out, [[job for job, _ in part] for part in rest]
 
 
@@ -391,7 +438,8 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
             log.info("trial %s (%s): training fused (%d members) on %s", h.trial_id, _point(job.config),
                      len(members), data.x_train.device)
         keep = checkpoint_for(cfgs[0], held, device)
-        results = train(build_members(cfgs, data, perf), cfgs, data, perf, keep)
+        on_measure = lambda step, steps, rows: attempt.progress(held, step, steps, rows)  # noqa: E731
+        results = train(build_members(cfgs, data, perf), cfgs, data, perf, keep, on_measure)
         note_resume(keep, attempt, held, f"fused chunk {','.join(ids)}")
     except Exception as e:  # never the sweep's end: retry smaller, or record the one member
         tb, error = traceback.format_exc(), records.error_line(e)
