@@ -15,10 +15,11 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]
 
 
-def test_finished_needs_a_finished_status_and_readable_measurements(tmp_path):
+def test_finished_needs_a_finished_status_and_readable_config_and_measurements(tmp_path):
     t = tmp_path / "t"
     records.write_status(t, "running")
     assert not records.is_finished(t) and records.trial_state(t) == "running"
+    records.write_yaml(t / records.CONFIG_FILE, {"lr": 0.1})
     records.write_measurements(t, [{"step": 0, "test_acc": 0.1}])
     records.write_status(t, "complete")
     assert records.is_finished(t) and records.trial_state(t) == "complete"
@@ -29,6 +30,7 @@ def test_finished_needs_a_finished_status_and_readable_measurements(tmp_path):
 def test_diverged_is_finished_but_failed_is_not(tmp_path):
     for status, finished in (("diverged", True), ("failed", False), ("oom", False)):
         t = tmp_path / status
+        records.write_yaml(t / records.CONFIG_FILE, {"lr": 0.1})
         records.write_measurements(t, [{"step": 0, "test_acc": 0.1}])
         records.write_status(t, status)
         assert records.is_finished(t) is finished
