@@ -49,24 +49,27 @@ class Crash(Exception):
     """A process dying between writing a record's bytes and renaming them into place."""
 
 
-@pytest.fixture
-def crash_before_rename(monkeypatch):
-    """Make the rename of any file into a trial folder under pytest's tmp_path raise, as a crash
-    between write and rename would stop it (other renames, e.g. pytest's own, go through)."""
+def crash_renames_into(monkeypatch, folder: Path) -> None:
+    """From now on, renaming a file into `folder` raises, as a crash between the write and the
+    rename would stop it (other renames go through)."""
     real = os.replace
 
     def replace(src, dst, *args, **kwargs):
-        if Path(dst).parent.name == "t":
+        if Path(dst).parent == folder:
             raise Crash(f"killed before renaming {src} to {dst}")
         return real(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", replace)
 
 
-WRITES = {  # each record file's writer, with an old and a new content, and how it reads back
+def rows(n: int) -> list[dict]:
+    return [{"step": s, "test_acc": 0.5} for s in range(n)]
+
+
+WRITES = {  # each record file: its writer of version v, and the version it reads back
     records.STATUS_FILE: (lambda t, v: records.write_status(t, "complete", version=v),
                           lambda t: records.read_status(t)["version"]),
-    records.MEASUREMENTS_FILE: (lambda t, v: records.write_measurements(t, [{"step": s, "test_acc": 0.5} for s in range(v)]),
+    records.MEASUREMENTS_FILE: (lambda t, v: records.write_measurements(t, rows(v)),
                                 lambda t: len(records.read_measurements(t))),
     records.CONFIG_FILE: (lambda t, v: records.write_yaml(t / records.CONFIG_FILE, {"version": v}),
                           lambda t: records.read_yaml(t / records.CONFIG_FILE)["version"]),
@@ -74,11 +77,11 @@ WRITES = {  # each record file's writer, with an old and a new content, and how 
 
 
 @pytest.mark.parametrize("name", sorted(WRITES))
-def test_a_write_that_dies_before_its_rename_leaves_the_previous_record_whole(tmp_path, name, request):
+def test_a_write_that_dies_before_its_rename_leaves_the_previous_record_whole(tmp_path, monkeypatch, name):
     write, read = WRITES[name]
     t = tmp_path / "t"
     write(t, 3)
-    request.getfixturevalue("crash_before_rename")
+    crash_renames_into(monkeypatch, t)
     try:
         write(t, 5)
     except Crash:
