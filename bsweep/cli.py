@@ -164,11 +164,34 @@ def sweep(overrides: Overrides = None) -> None:
         stop_server()
         raise
     _report_outcome(outcome)
+    _print_next(outcome)
+
+
+def _print_next(outcome) -> None:
+    """The command to run after a sweep that finished: the report of its study (or studies)."""
+    import shlex
+
+    from bsweep.launch import study_dirs_of
+
+    console.print("next: bsweep report " + " ".join(shlex.quote(str(d)) for d in study_dirs_of(outcome.planned)),
+                  highlight=False, soft_wrap=True)
 
 
 def _first_line(text, width: int = 120) -> str:
     line = str(text or "").strip().splitlines()
     return line[0][:width] if line else ""
+
+
+def _tracebacks_line(tdirs: list[Path], limit: int = 3) -> str:
+    """`tracebacks: A/traceback.txt, B/traceback.txt and 2 more` for the trials of `tdirs` that
+    have one (a failed or oom trial); empty when none has (an interrupted or damaged trial)."""
+    from bsweep import records
+
+    paths = [str(d / records.TRACEBACK_FILE) for d in tdirs if (d / records.TRACEBACK_FILE).is_file()]
+    if not paths:
+        return ""
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return "tracebacks: " + ", ".join(paths[:limit]) + more
 
 
 def _report_outcome(outcome) -> None:
@@ -217,9 +240,11 @@ def _report_outcome(outcome) -> None:
                 error = error or "its record cannot be read"
             table.add_row(p.trial_id, points[p.trial_id], state, escape(_first_line(error)))
         console.print(table)
-        console.print(
-            "Tracebacks: <study>/trials/<trial>/traceback.txt. Running the same command again "
-            "redoes these trials and keeps the finished ones.", highlight=False)
+        from bsweep.records import trial_dir
+
+        tracebacks = _tracebacks_line([trial_dir(study_dir(p.config), p.trial_id) for p in failures])
+        console.print((f"{tracebacks}. " if tracebacks else "") + "Running the same command again "
+                      "redoes these trials and keeps the finished ones.", highlight=False, soft_wrap=True)
     if not outcome.ok:
         if outcome.hydra_exit:
             _fail(f"Hydra stopped with exit code {outcome.hydra_exit} (its message is above)", 1)
@@ -305,10 +330,13 @@ def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) ->
                  ("trial_id", "status", "data", "norm", "batch_size", "lr", "seed")]
         table.add_row(*cells, "" if pd.isna(r["error"]) else escape(_first_line(r["error"])))
     console.print(table)
-    redo = int(trials["status"].isin(_REDO).sum())
-    if redo:
-        console.print(f"{redo} trial(s) not finished: the next `bsweep sweep` of this study redoes "
-                      f"them (tracebacks in trials/<trial>/traceback.txt)", highlight=False)
+    redo = trials[trials["status"].isin(_REDO)]
+    if len(redo):
+        from bsweep.records import trial_dir
+
+        tracebacks = _tracebacks_line([trial_dir(study, t) for t in redo["trial_id"]])
+        console.print(f"{len(redo)} trial(s) not finished: the next `bsweep sweep` of this study redoes "
+                      f"them" + (f"; {tracebacks}" if tracebacks else ""), highlight=False, soft_wrap=True)
 
 
 def _nuisance_or_fail(keys: Optional[list[str]]) -> list[str]:

@@ -17,12 +17,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
+from bsweep.cost import cost
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.plan import PlannedTrial, compose_base, expand, parse_command_line, single, structured_all, study_dir
+from bsweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
+                             running_lines, summary_line)
+from bsweep.plan import (PlannedTrial, compose_base, expand, fusion_key, parse_command_line, single, structured_all,
+                         study_dir)
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -32,6 +37,9 @@ ENDED = ("complete", "diverged", "failed", "oom")
 FAILED = ("failed", "oom")
 # At most this many failures are printed as they happen; the summary table lists them all.
 MAX_FAILURE_LINES = 10
+# Where stdout is not a terminal (a log, CI, SLURM), the running groups' progress is printed
+# this often, in seconds: a long trial shows it is alive without flooding the log.
+PLAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -227,22 +235,51 @@ def describe(p: PlannedTrial, point: str | None = None) -> str:
     return f"{p.trial_id} ({point or 'default point'})"
 
 
-class _Watcher(threading.Thread):
-    """Reads the plan's records on disk every POLL_SECONDS: draws a bar in a terminal (plain
-    lines elsewhere) and prints each failure the moment its record says so."""
+def planned_costs(planned: list[PlannedTrial]) -> dict[str, float]:
+    """trial_id -> its predicted seconds (`bsweep.cost`), predicted once per fusion group (its
+    members cost the same); only the ratios weigh the progress display's time left."""
+    groups: dict[str, list[PlannedTrial]] = {}
+    for p in planned:
+        groups.setdefault(fusion_key(p.config), []).append(p)
+    costs = {}
+    for members in groups.values():
+        try:
+            seconds = cost(members[:1])
+        except Exception:  # a display must never stop a sweep: weigh this group as an average one
+            seconds = float("nan")
+        costs.update((m.trial_id, seconds) for m in members)
+    known = [c for c in costs.values() if c == c]
+    fill = sum(known) / len(known) if known else 1.0
+    return {t: c if c == c else fill for t, c in costs.items()}
 
-    def __init__(self, planned: list[PlannedTrial], console: Console, since: float) -> None:
+
+class _Watcher(threading.Thread):
+    """Reads the records of the trials this sweep trains every POLL_SECONDS: draws a bar and
+    each running group's steps in a terminal, plain lines elsewhere (when trials end, and every
+    PLAIN_SECONDS with the running groups), and prints each failure the moment its record says
+    so. The time left weighs each trial by its planned cost (`bsweep.progress`)."""
+
+    def __init__(self, planned: list[PlannedTrial], todo: list[PlannedTrial], console: Console, since: float,
+                 costs: dict[str, float]) -> None:
+        """`todo`: the planned trials not finished before; `costs`: trial_id -> planned cost."""
         super().__init__(daemon=True)
-        self.planned, self.console, self.since = planned, console, since
+        self.todo, self.console, self.since = todo, console, since
+        self.costs = [costs.get(p.trial_id, 1.0) for p in todo]
         self.stop = threading.Event()
-        self.start_time = time.monotonic()
-        self._cache: dict[str, tuple[tuple, str]] = {}  # trial_id -> (status file stamp, state)
+        # wall-clock times (time.time()), as the records' own `started` and `time`
+        self.start_time = time.time()
+        self.work_started: float | None = None  # when this sweep's first trial started training
+        self._cache: dict[str, tuple[tuple, str, dict]] = {}  # trial_id -> (status file stamp, state, status)
         self.reported: set[str] = set()
         self.points = grid_points(planned)
+        # a running trial's name: its grid point (a one-trial plan has none: its id)
+        self.labels = self.points if len(planned) > 1 else {p.trial_id: f"trial {p.trial_id}" for p in planned}
+        self.ended, self.fractions, self.running = 0, [0.0] * len(self.todo), {}
+        self.plain_at = self.start_time  # when plain lines were last printed
 
-    def _state(self, p: PlannedTrial) -> str:
-        """trial_state, re-read only when status.json changed (a finished study of hundreds of
-        trials would otherwise re-read every parquet file twice a second)."""
+    def _state(self, p: PlannedTrial) -> tuple[str, dict]:
+        """(trial_state, status record), re-read only when status.json changed (a finished study
+        of hundreds of trials would otherwise re-read every parquet file twice a second)."""
         path = _tdir(p) / records.STATUS_FILE
         try:
             st = path.stat()
@@ -251,50 +288,95 @@ class _Watcher(threading.Thread):
             stamp = ()
         cached = self._cache.get(p.trial_id)
         if cached and cached[0] == stamp and cached[1] not in ("running", "interrupted"):
-            return cached[1]
-        state = records.trial_state(_tdir(p))
-        self._cache[p.trial_id] = (stamp, state)
-        return state
+            return cached[1], cached[2]
+        state, status = records.trial_state(_tdir(p)), _status_or_empty(p)
+        self._cache[p.trial_id] = (stamp, state, status)
+        return state, status
 
     def _poll(self, say) -> int:
-        done = 0
-        for p in self.planned:
-            state = self._state(p)
-            done += state in ENDED
-            if state in FAILED and p.trial_id not in self.reported:
-                record = _status_or_empty(p)
-                if record.get("time", 0) >= self.since:  # this run's failure, not an old one
-                    self.reported.add(p.trial_id)
-                    if len(self.reported) <= MAX_FAILURE_LINES:
-                        error = str(record.get("error", "")).splitlines()[0][:200] if record.get("error") else ""
-                        say(f"[red]{state}[/]: trial {describe(p, self.points[p.trial_id])}: {error}")
-                    elif len(self.reported) == MAX_FAILURE_LINES + 1:
-                        say("[red]more failures[/]: the summary at the end lists them all")
-        return done
+        """Read every record; say each new failure; return the trials this sweep ended."""
+        ended, fractions, running, starts = 0, [], {}, []
+        for p in self.todo:
+            state, record = self._state(p)
+            this_run = state in ENDED and record.get("time", 0) >= self.since  # not an old failure
+            ended += this_run
+            if this_run or state == "running":
+                starts.append(record.get("started") or time.time())
+            fractions.append(fraction_done(record, this_run))
+            if state == "running":
+                running[p.trial_id] = record
+            if this_run and state in FAILED and p.trial_id not in self.reported:
+                self.reported.add(p.trial_id)
+                if len(self.reported) <= MAX_FAILURE_LINES:
+                    error = str(record.get("error", "")).splitlines()[0][:200] if record.get("error") else ""
+                    say(f"[red]{state}[/]: trial {describe(p, self.points[p.trial_id])}: {error}")
+                elif len(self.reported) == MAX_FAILURE_LINES + 1:
+                    say("[red]more failures[/]: the summary at the end lists them all")
+        if starts:  # from the records, not from polls: a fast trial may start and end between two
+            first = max(self.since, min(starts))
+            self.work_started = first if self.work_started is None else min(self.work_started, first)
+        self.ended, self.fractions, self.running = ended, fractions, running
+        return ended
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left: the time since the first trial started, scaled by planned cost."""
+        if self.work_started is None:
+            return None
+        return eta_seconds(now - self.work_started, self.costs, self.fractions)
+
+    def plain_lines(self, now: float, last_ended: int) -> list[str]:
+        """What the plain display prints after a poll at `now`: the progress line when trials
+        ended since the last one, and every PLAIN_SECONDS with each running group's progress."""
+        lines = []
+        due = now - self.plain_at >= PLAIN_SECONDS
+        if self.ended != last_ended or due:
+            lines.append(summary_line(self.ended, len(self.todo), now - self.start_time, self.eta(now)))
+        if due:
+            lines += running_lines(self.running, self.labels)
+        if lines:
+            self.plain_at = now
+        return lines
 
     def run(self) -> None:
-        total = len(self.planned)
         if self.console.is_terminal:
-            columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("ETA"), TimeRemainingColumn())
-            with Progress(*columns, console=self.console, transient=False) as bar:
-                say = lambda m: bar.console.print(m, highlight=False)  # noqa: E731
-                task = bar.add_task("trials", total=total, completed=self._poll(say))
-                while not self.stop.wait(POLL_SECONDS):
-                    bar.update(task, completed=self._poll(say))
-                bar.update(task, completed=self._poll(say))
+            self._run_bar()
             return
         say = lambda m: self.console.print(m, highlight=False)  # noqa: E731
-        done0 = last = self._poll(say)
+        last = self._poll(say)
         while not self.stop.wait(POLL_SECONDS):
-            done = self._poll(say)
-            if done != last:
-                elapsed = time.monotonic() - self.start_time
-                rate = (done - done0) / elapsed if elapsed > 0 else 0.0
-                eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "?"
-                self.console.print(f"progress: {done}/{total} trials ended, {elapsed:.0f} s elapsed, ETA {eta}")
-                last = done
+            before = last
+            last = self._poll(say)
+            for line in self.plain_lines(time.time(), before):
+                self.console.print(line, highlight=False, markup=False)
         self._poll(say)
+
+    def _run_bar(self) -> None:
+        """The terminal display: a bar of trials ended, then a bar of steps per running group."""
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}"))
+        groups: dict[str, TaskID] = {}
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            say = lambda m: bar.console.print(m, highlight=False)  # noqa: E731
+            trials = bar.add_task("trials", total=len(self.todo), info="")
+            while True:
+                done = self._poll(say)
+                eta = self.eta(time.time())
+                bar.update(trials, completed=done, info=f"ETA {format_seconds(eta)}" if eta is not None else "")
+                shown = dict(running_groups(self.running, self.labels))
+                for label in set(groups) - set(shown):
+                    bar.remove_task(groups.pop(label))
+                for label, progress in shown.items():
+                    step = max(p.get("step", 0) for p in progress)
+                    total = max(p.get("total_steps", 0) for p in progress) or None
+                    info = progress_text(progress).partition(", ")[2]  # the bar shows the steps
+                    if label not in groups:
+                        groups[label] = bar.add_task(f"  {escape(label)}", total=total, info="")
+                    bar.update(groups[label], completed=step, total=total, info=escape(info))
+                if self.stop.wait(POLL_SECONDS):
+                    break
+            for task in groups.values():
+                bar.remove_task(task)
+            bar.update(trials, completed=self._poll(say), info="")
 
 
 def hydra_node(base: DictConfig) -> dict:
@@ -500,7 +582,8 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
         start_workers(hydra["launcher"])
     sweep_id = uuid.uuid4().hex[:12]
     since = time.time()
-    watcher = _Watcher(planned, console, since)
+    todo = [p for p in planned if before[p.trial_id] not in records.FINISHED]
+    watcher = _Watcher(planned, todo, console, since, planned_costs(todo))
     watcher.start()
     try:
         code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs)})

@@ -24,6 +24,7 @@ def test_sweep_trains_the_grid_writes_records_and_a_rerun_skips_them(results):
     out = bsweep("sweep", *TINY, f"results_dir={results}")
     assert out.exit_code == 0, out.output
     study = results / "smoke"
+    assert out.output.rstrip().splitlines()[-1] == f"next: bsweep report {study}"
     trials = load_trials(study)
     assert len(trials) == 4 and set(trials["status"]) == {"complete"}
     assert set(trials["batch_size"]) == {16, 64} and set(trials["norm"]) == {"batch", "group"}
@@ -181,3 +182,26 @@ def test_user_errors_start_with_one_prefix(results):
         assert proc.returncode == 2, proc
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1 and "--help" in proc.stderr, proc.stderr
+
+
+def test_sweep_and_status_point_to_the_tracebacks_that_exist(results, tmp_path):
+    from tests.test_failures import garbage_mnist
+
+    data = garbage_mnist(tmp_path / "data")
+    out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch", "batch_size=16",
+                              "data=mnist,mnist1d", f"data.root={data}"])
+    assert out.exit_code == 1, out.output
+    study = results / "smoke"
+    bad = load_trials(study).set_index("data").loc["mnist", "trial_id"]
+    traceback = records.trial_dir(study, bad) / records.TRACEBACK_FILE
+    assert f"tracebacks: {traceback}. Running the same command again" in out.output
+    assert "next:" not in out.output  # no report to read yet: the failure comes first
+    status = bsweep("status", str(study))
+    assert f"redoes them; tracebacks: {traceback}" in status.output
+
+    # interrupted (its process died): no traceback to point to
+    traceback.unlink()
+    records.write_json(traceback.parent / records.STATUS_FILE,
+                       {"status": "running", "host": "another-host", "pid": 1, "time": 0.0, "heartbeat": 0.0})
+    status = bsweep("status", str(study))
+    assert "1 interrupted" in status.output and "traceback" not in status.output, status.output
