@@ -10,8 +10,12 @@ batch size analysis (`scaling.analyse_critical_batch_size`):
   chosen on the validation half, the accuracy reported on the held-out half: `tuned_view`);
 - B_crit with its 95 % interval, and the regime each batch size of the grid is in;
 - how the best lr scales with batch size: lr* ~ B^alpha fitted on log-log axes over the batch
-  sizes, its 95 % interval against the linear (1) and square-root (0.5) rules, and the batch
-  size above which the best lr stops rising.
+  sizes that tried two lrs or more, its 95 % interval against the linear (1) and square-root
+  (0.5) rules, and the batch size above which the best lr stops rising.
+
+A comparison needs seeds: where the best batch size has fewer than 2 (`verdicts.MIN_SEEDS`),
+its line says no test ran and shows no spread, and other batch sizes with fewer than 2 are
+named as not compared, never counted as beaten.
 
 `answer_table` gives one row per point (written beside the report as answer.csv, so
 `bsweep reproduce` prints it without judging again); `answer_lines` renders the rows as the
@@ -263,7 +267,8 @@ def answer_items(table: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, st
     for r in table.itertuples(index=False):
         seeds = {int(n) for n in (r.time_seeds, r.acc_seeds) if np.isfinite(n)}
         target = f"target {r.target:.0%} test accuracy; " if np.isfinite(r.target) else ""
-        subject = f"{_text(getattr(r, 'subject', ''))}; " if _text(getattr(r, "subject", "")) else ""
+        named = _text(getattr(r, "subject", ""))  # absent from an answer.csv of an older report
+        subject = f"{named}; " if named else ""
         spread = "1 seed a point, no spread" if seeds == {1} else \
             f"{'/'.join(map(str, sorted(seeds))) or '?'} seeds a point, ± their std"
         about = f"{subject}{target}{spread}; {_text(r.time_basis) or 'measured'} seconds, {_text(r.device) or 'unnamed device'}"
