@@ -179,6 +179,76 @@ def write_study_file(planned: list[PlannedTrial], overrides: list[str]) -> None:
         )
 
 
+# What makes trials of one study comparable as the same experiment: a sweep that adds trials
+# differing here from everything the study holds says so (`mixing_notes`).
+MIXING_NODES = ("model", "data", "optim")
+
+
+def _mixing_values(config: dict | DictConfig) -> dict[str, str]:
+    """{dotted key: value as text} of a config's MIXING_NODES, as its trial id sees them (paths
+    and runtime keys left out), less the keys its study tunes as nuisance (`study.nuisance`)."""
+    from bsweep.config import flatten
+    from bsweep.plan import trial_identity
+
+    identity = trial_identity(config)
+    nuisance = set((identity.get("study") or {}).get("nuisance") or [])
+    if isinstance(config, DictConfig):
+        nuisance |= set(OmegaConf.select(config, "study.nuisance", default=None) or [])
+    values = flatten({k: identity[k] for k in MIXING_NODES if k in identity})
+    return {k: str(v) for k, v in values.items() if k not in nuisance}
+
+
+def mixing_note(study: str, there: list[dict[str, str]], new: list[dict[str, str]]) -> str | None:
+    """The line to print when the `new` trials' model, data or optimizer keys (`_mixing_values`)
+    take a value that none of the study's trials (`there`) has, on a key the study holds
+    constant so far (a key it already varies is a grid being extended); None otherwise."""
+    if not there or not new:
+        return None
+    held = {}
+    for values in there:
+        for k, v in values.items():
+            held.setdefault(k, set()).add(v)
+    keys = sorted({k for values in new for k in values} | set(held))
+    differ = [k for k in keys if len(held.get(k, ())) <= 1
+              and {values.get(k, "unset") for values in new} - held.get(k, {"unset"})]
+    if not differ:
+        return None
+    shown = differ[:3] + (["..."] if len(differ) > 3 else [])
+
+    def side(group: list[dict[str, str]]) -> str:
+        return ", ".join(k if k == "..." else f"{k}={'/'.join(sorted({v.get(k, 'unset') for v in group}))}"
+                         for k in shown)
+
+    key = differ[0]
+    first = sorted({v.get(key, "unset") for v in new} - held.get(key, {"unset"}))[0]
+    try:  # a number reads better with its key: smoke-width16
+        float(first)
+        first = key.rpartition(".")[2] + first
+    except ValueError:  # a name or import path: its last part, smoke-custom
+        first = first.rpartition(".")[2]
+    suffix = "".join(c if c.isalnum() or c in "-_." else "-" for c in first)[:24] or "other"
+    return (f"{study} holds {side(there)}; this sweep adds {side(new)}, which the report will compare "
+            f"as a scientific key. To keep them apart: study.name={Path(study).name}-{suffix}")
+
+
+def mixing_notes(planned: list[PlannedTrial]) -> list[str]:
+    """`mixing_note` for each study folder the plan adds trials to, read from the config.yaml of
+    the trials it holds (a damaged one is left out)."""
+    notes = []
+    for sdir in sorted({study_dir(p.config) for p in planned}):
+        new = [p for p in planned if study_dir(p.config) == sdir and not _tdir(p).exists()]
+        there = []
+        folders = sorted(records.trials_dir(sdir).iterdir()) if records.trials_dir(sdir).is_dir() and new else []
+        for tdir in folders:
+            try:
+                there.append(_mixing_values(records.read_yaml(tdir / records.CONFIG_FILE)))
+            except records.DamagedRecord:
+                continue
+        note = mixing_note(str(sdir), there, [_mixing_values(p.config) for p in new])
+        notes += [note] if note else []
+    return notes
+
+
 def _tdir(p: PlannedTrial) -> Path:
     return records.trial_dir(study_dir(p.config), p.trial_id)
 
@@ -565,6 +635,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     counts = Counter(before.values())
     finished = counts["complete"] + counts["diverged"]
     jobs, notes = placement_notes(hydra["launcher"], planned, len(planned) - finished)
+    notes += mixing_notes(planned)
     redo = {s: n for s, n in counts.items() if s in ("failed", "oom", "damaged", "interrupted")}
     console.print(
         f"study {planned[0].config.study.name}: {len(planned)} trials, "
@@ -574,7 +645,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
         highlight=False,
     )
     for note in notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     write_study_file(planned, overrides)
     if finished == len(planned):
         stop_server()

@@ -205,3 +205,32 @@ def test_sweep_and_status_point_to_the_tracebacks_that_exist(results, tmp_path):
                        {"status": "running", "host": "another-host", "pid": 1, "time": 0.0, "heartbeat": 0.0})
     status = bsweep("status", str(study))
     assert "1 interrupted" in status.output and "traceback" not in status.output, status.output
+
+
+# Mixing into an existing study (issue 30, item 8).
+
+
+def test_a_sweep_that_adds_another_model_to_a_study_says_so_and_how_to_keep_them_apart(results):
+    assert bsweep("sweep", *TINY, f"results_dir={results}", "norm=batch").exit_code == 0
+    more_lrs = bsweep("sweep", *TINY, f"results_dir={results}", "norm=batch", "lr=0.1")
+    assert more_lrs.exit_code == 0 and "study.name=" not in more_lrs.output  # the same experiment, more lrs
+    out = bsweep("sweep", *TINY, f"results_dir={results}", "norm=batch", "model.width=16")
+    assert out.exit_code == 0, out.output
+    notes = [line for line in out.output.splitlines() if "study.name=" in line]
+    assert notes == [f"note: {results / 'smoke'} holds model.width=8; this sweep adds model.width=16, which the "
+                     f"report will compare as a scientific key. To keep them apart: study.name=smoke-width16"]
+    assert out.output.index(notes[0]) < out.output.index("trials:")  # before training, not after
+
+
+def test_the_mixing_note_names_what_differs_and_leaves_a_grid_being_extended_alone():
+    from bsweep.launch import mixing_note
+
+    there = [{"model.name": "cnn", "model.width": "8", "optim.name": "sgd"},
+             {"model.name": "cnn", "model.width": "16", "optim.name": "sgd"}]
+    assert mixing_note("results/s", there, [{"model.name": "cnn", "model.width": "32", "optim.name": "sgd"}]) is None
+    assert mixing_note("results/s", there, there) is None and mixing_note("results/s", [], there) is None
+    custom = [{"model._target_": "my_pkg.nets.MyNet", "optim.name": "adam"}]
+    assert mixing_note("results/s", there, custom) == (
+        "results/s holds model._target_=unset, model.name=cnn, optim.name=sgd; this sweep adds "
+        "model._target_=my_pkg.nets.MyNet, model.name=unset, optim.name=adam, which the report will compare "
+        "as a scientific key. To keep them apart: study.name=s-MyNet")
