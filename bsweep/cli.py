@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -160,6 +161,10 @@ def sweep(overrides: Overrides = None) -> None:
 
         _hydra_prints_only(overrides or [])
         outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        stop_server()
+        _fail("stopped at once (Ctrl-C): trials that were training are `interrupted` and resume from "
+              "their last checkpoint; run the same command again", 130)
     except BaseException:
         stop_server()
         raise
@@ -245,6 +250,10 @@ def _report_outcome(outcome) -> None:
         tracebacks = _tracebacks_line([trial_dir(study_dir(p.config), p.trial_id) for p in failures])
         console.print((f"{tracebacks}. " if tracebacks else "") + "Running the same command again "
                       "redoes these trials and keeps the finished ones.", highlight=False, soft_wrap=True)
+    if outcome.stopped_by:
+        code = 128 + int(getattr(signal, outcome.stopped_by, 2))  # the shell's code for the signal
+        _fail(f"stopped by {outcome.stopped_by}: the trials that were training saved a checkpoint and "
+              f"are `interrupted`; run the same command again to resume them", code)
     if not outcome.ok:
         if outcome.hydra_exit:
             _fail(f"Hydra stopped with exit code {outcome.hydra_exit} (its message is above)", 1)

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
 from bsweep.cost import cost
+from bsweep.interrupt import stop_on_signals
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
 from bsweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
                              running_lines, summary_line)
@@ -57,6 +58,7 @@ class SweepOutcome:
     # Trials the bracketing sweeper added to the plan (more lrs; `bracket_trials`): counted in
     # `states`, `status` and the summary like the planned ones.
     added: list[PlannedTrial] = field(default_factory=list)
+    stopped_by: str | None = None  # the signal (SIGINT, SIGTERM) that stopped the sweep early
 
     @property
     def time_split(self) -> "TimeSplit | None":
@@ -657,7 +659,8 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     watcher = _Watcher(planned, todo, console, since, planned_costs(todo))
     watcher.start()
     try:
-        code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs)})
+        with stop_on_signals(fresh=True) as stop:  # Ctrl-C: trials checkpoint and end, none start
+            code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs)})
     finally:
         watcher.stop.set()
         watcher.join()
@@ -673,7 +676,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     before.update({p.trial_id: states[p.trial_id] for p in added if status[p.trial_id].get("time", since) < since})
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
                         sweep_id, notes, bracket, time.time() - started, local_processes(hydra["launcher"], jobs),
-                        added)
+                        added, stop.signal_name)
 
 
 def bracket_trials(record: dict | None, planned: list[PlannedTrial]) -> list[PlannedTrial]:
@@ -704,10 +707,12 @@ def run_one(overrides: list[str]) -> SweepOutcome:
     check_planned(planned)
     before = trial_states(planned)
     sweep_id = uuid.uuid4().hex[:12]
-    code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})
+    with stop_on_signals(fresh=True) as stop:
+        code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})
     states = trial_states(planned)
     status = {p.trial_id: _status_or_empty(p) for p in planned}
-    return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status, sweep_id)
+    return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status, sweep_id,
+                        stopped_by=stop.signal_name)
 
 
 def study_dirs_of(planned: list[PlannedTrial]) -> list[Path]:

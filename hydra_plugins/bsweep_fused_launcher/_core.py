@@ -165,6 +165,8 @@ WORKER_MODULES = ("bsweep.perf", "bsweep.runner")
 # handlers, as PyTorch's DataLoader workers rely on when they fork from a busier process.
 # `_SERVER["env"]`: the environment it started with, which its children inherit.
 _SERVER: dict = {}
+# The server's last import, after which it outlives a SIGTERM to the process group (`_server`).
+SERVER_MODULE = "hydra_plugins.bsweep_fused_launcher._server"
 
 
 def forks_from_server() -> bool:
@@ -183,7 +185,7 @@ def start_server() -> None:
     env = dict(os.environ)
     if _SERVER.get("env") != env:
         stop_server()  # a server started elsewhere, or before the environment changed
-    get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    get_context("forkserver").set_forkserver_preload([*WORKER_MODULES, SERVER_MODULE])
     forkserver.ensure_running()  # starts it again if it died
     # At exit (after the pools have joined their workers, which the server has reaped) stop the
     # server and wait for it: no process outlives the sweep, and the workers' resource use
@@ -270,8 +272,10 @@ def _warm() -> None:
     for module in WORKER_MODULES:
         importlib.import_module(module)
     # Between groups a worker leaves Ctrl-C to the launching process, which hands out no more
-    # work; while it trains a group, Ctrl-C stops it at a step boundary (`train_group`).
+    # work; while it trains a group, Ctrl-C and SIGTERM stop it at a step boundary
+    # (`train_group`). SIGTERM otherwise ends it, as the pool expects of a broken worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     atexit.register(_exit_now)
 
 
