@@ -664,7 +664,9 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     finally:
         watcher.stop.set()
         watcher.join()
-    states = _settle(planned, trial_states(planned))
+    states = trial_states(planned)
+    if stop.signal_name is None:  # stopped: nobody is about to claim anything
+        states = _settle(planned, states)
     status = {p.trial_id: _status_or_empty(p) for p in planned}
     bracket = read_record(study_dir(planned[0].config))
     if bracket is not None and bracket.get("time", 0) < since:

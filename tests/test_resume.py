@@ -51,6 +51,21 @@ def claims(study: Path, tid: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_records_get_the_mode_open_gives_under_the_umask(tmp_path, umask, mode):
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "bsweep", "run", *TINY, f"results_dir={results}"],
+                          capture_output=True, text=True, preexec_fn=lambda: os.umask(umask), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = results / "smoke"
+    [tdir] = records.trials_dir(study).iterdir()
+    written = [study / records.STUDY_FILE, *(tdir / name for name in (
+        records.CONFIG_FILE, records.STATUS_FILE, records.MEASUREMENTS_FILE, records.ENV_FILE, records.CLAIMS_FILE))]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(mode) for p in written}
+    # the claim's lock file stays: unlinking a flock file races with a process opening it
+    assert (tdir / records.LOCK_FILE).exists() and (tdir / records.LOCK_FILE).stat().st_size == 0
+
+
 @pytest.mark.slow(seconds=25)
 def test_a_sweep_killed_mid_trial_resumes_without_redoing_finished_trials(results):
     study = results / "smoke"
@@ -171,25 +186,28 @@ def test_damaged_records_are_reported_and_redone_and_nothing_else_is_lost(result
     assert runner.invoke(app, args).exit_code == 0
     study = results / "smoke"
     tids = sorted(statuses(study))
-    truncated, garbage, *kept = tids
+    truncated, garbage, emptied, *kept = tids
     path = records.trial_dir(study, truncated) / records.MEASUREMENTS_FILE
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # a half-copied file
     (records.trial_dir(study, garbage) / records.STATUS_FILE).write_text('{"status": "compl')
+    (records.trial_dir(study, emptied) / records.CONFIG_FILE).write_bytes(b"")  # a full disk's leftover
     stamps = {t: (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns for t in kept}
 
     status = runner.invoke(app, ["status", str(study)])
-    assert status.exit_code == 0 and "2 complete, 2 damaged" in status.output, status.output
+    assert status.exit_code == 0 and "1 complete, 3 damaged" in status.output, status.output
     listing = runner.invoke(app, ["status", "--results-dir", str(results)])
-    assert "2 damaged" in listing.output
+    assert "3 damaged" in listing.output
+    plan = runner.invoke(app, ["plan", *TINY, f"results_dir={results}"])
+    assert "1 finished, 3 to run" in plan.output, plan.output
     collect = runner.invoke(app, ["collect", str(study)])
     assert collect.exit_code == 0, collect.output
     table = pd.read_parquet(study / "trials.parquet").set_index("trial_id")
-    assert table.loc[truncated, "status"] == "damaged" and table.loc[garbage, "status"] == "damaged"
+    assert (table.loc[[truncated, garbage, emptied], "status"] == "damaged").all()
     assert (table.loc[kept, "status"] == "complete").all()
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "2 already finished, 2 to run (2 damaged to redo)" in again.output
+    assert "1 already finished, 3 to run (3 damaged to redo)" in again.output
     assert all(records.is_finished(records.trial_dir(study, t)) for t in tids)
     for t in kept:
         assert (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamps[t]
