@@ -200,8 +200,9 @@ def start_server() -> None:
 def stop_server() -> None:
     """Stop the fork server at once, mid-import too (a sweep that found bad input after
     `start_server`), or nothing where none runs. The stdlib offers no public way, so this uses
-    multiprocessing's own stop (`ForkServer._stop`, what its tests use), after a SIGTERM so it
-    does not wait for the server's imports to end."""
+    multiprocessing's own stop (`ForkServer._stop`, what its tests use), after a SIGKILL: the
+    server ignores SIGTERM (`_server`), and the stop alone waits for its imports to end and for
+    every worker forked from it (each holds the pipe whose end tells the server to leave)."""
     if not forks_from_server():  # (multiprocessing.forkserver is Unix-only)
         return
     from multiprocessing import forkserver
@@ -210,7 +211,7 @@ def stop_server() -> None:
     pid = getattr(server, "_forkserver_pid", None)
     if pid is not None:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         server._stop()

@@ -4,8 +4,8 @@ for this one effect: from then on the server ignores SIGTERM.
 A SLURM preemption or `kill -TERM` of the process group reaches the server too, and a server that
 dies closes the pipes by which the launching process watches its workers, which then counts them
 dead ("terminated abruptly") while they are saving their checkpoints. The launching process stops
-the server by closing its pipe (`_core.stop_server`), which SIGTERM is not needed for once the
-imports are done. Workers set SIGTERM back to its default as they start (`_core._warm`).
+the server with SIGKILL (`_core.stop_server`). Workers set SIGTERM back to its default as they
+start (`_core._warm`).
 """
 
 import signal
