@@ -307,9 +307,7 @@ def _counts_line(statuses: pd.Series) -> str:
 
 @app.command()
 def status(study: StudyDir = None, results_dir: ResultsDir = Path("results")) -> None:
-    """Counts and a table of trials by status (every study under --results-dir when no STUDY).
-    `interrupted`: its process died mid-trial; `damaged`: its record cannot be read. A re-run
-    of the sweep redoes both, and failed and oom trials."""
+    """Counts and a table of trials by status (every study under --results-dir when no STUDY); `interrupted`: stopped mid-trial (it resumes); `damaged`: its record cannot be read. A re-run of the sweep redoes both, and failed and oom trials."""
     import pandas as pd
 
     from bsweep.analysis.load import load_trials
