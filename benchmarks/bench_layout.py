@@ -2,7 +2,7 @@
 
 The layout is a `perf.channels_last=auto` decision made per study, norm and batch size; this
 prints what that decision sees, for a few (batch size, fusion width) points, as a ratio measured
-in the same run (`bsweep.timing.time_interleaved`: best of 5 blocks, the layouts interleaved).
+in the same run (`bsweep.train.timing.time_interleaved`: best of 5 blocks, the layouts interleaved).
 
     python benchmarks/bench_layout.py batch            # the default points
     python benchmarks/bench_layout.py group 256x1,1024x1
@@ -15,10 +15,11 @@ import sys
 
 import torch
 
-from bsweep import device, perf, runner
-from bsweep.engine import PerfChoice
+from bsweep.train import device, perf
+from bsweep.train import trial as runner
+from bsweep.train.engine import PerfChoice
 from bsweep.plan import compose_config, structured
-from bsweep.timing import time_interleaved
+from bsweep.train.timing import time_interleaved
 
 POINTS = "1x12,4x12,16x12,64x12,64x1,256x1,256x4,1024x1"  # batch size x fusion width
 BLOCK_SECONDS = 0.1  # a block of steps lasts about this long (at least 3 steps)

@@ -45,9 +45,9 @@ def plain_trial(cfg, data_cpu, measure_at=None, max_steps=None, time_only=False)
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from bsweep.models import make_cnn
-    from bsweep.device import resolve_device
-    from bsweep.schedule import measurement_steps, total_steps
+    from bsweep.train.models import make_cnn
+    from bsweep.train.device import resolve_device
+    from bsweep.train.schedule import measurement_steps, total_steps
 
     device = resolve_device(cfg.device)  # a user moves the model, and each batch, to the GPU
     torch.manual_seed(cfg.seed)
@@ -107,10 +107,10 @@ def per_trial(study: str, seconds_per_point: float, baseline_threads: int, compi
 
     import torch
 
-    from bsweep.bench import step_seconds
-    from bsweep.data import load_data
-    from bsweep.device import resolve_device, settle
-    from bsweep.perf import choose, choose_width
+    from bsweep.sweep.bench import step_seconds
+    from bsweep.train.data import load_data
+    from bsweep.train.device import resolve_device, settle
+    from bsweep.train.perf import choose, choose_width
     from bsweep.plan import expand, structured
 
     planned = expand([f"study={study}", "norm=batch", "lr=0.01", "seed=0"])
@@ -175,7 +175,7 @@ def step_flops(cfg, data) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bsweep.engine import Alone, PerfChoice, train_step
+    from bsweep.train.engine import Alone, PerfChoice, train_step
 
     members = Alone(cfg, data, PerfChoice())
     idx = torch.arange(cfg.batch_size, device=data.x_train.device).unsqueeze(0)
@@ -224,7 +224,7 @@ def baseline_study(overrides: list[str], threads: int) -> None:
     """Child process: every trial of the sweep `overrides`, one after another, the plain way."""
     import torch
 
-    from bsweep.data import load_data
+    from bsweep.train.data import load_data
     from bsweep.plan import expand, structured
 
     if threads:
@@ -257,7 +257,7 @@ def where_time_went(study_dir: Path, wall: float, workers: int) -> dict:
     their clocks, so each chunk counts once), and the rest of `workers` x `wall` (start-up,
     planning, data, probes, width search, records, idle) per worker."""
     from bsweep import records
-    from bsweep.launch import time_split
+    from bsweep.sweep.launch import time_split
 
     statuses = []
     for tdir in study_dir.glob("trials/*"):
@@ -279,15 +279,15 @@ def floor_seconds(overrides: list[str], workers: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bsweep.bench import step_seconds
-    from bsweep.data import load_data
-    from bsweep.device import keep_freed_memory
-    from bsweep.engine import Alone, PerfChoice, evaluate
+    from bsweep.sweep.bench import step_seconds
+    from bsweep.train.data import load_data
+    from bsweep.train.device import keep_freed_memory
+    from bsweep.train.engine import Alone, PerfChoice, evaluate
     from bsweep.plan import expand, structured
-    from bsweep.schedule import measurement_steps, total_steps
-    from bsweep.timing import time_steps
+    from bsweep.train.schedule import measurement_steps, total_steps
+    from bsweep.train.timing import time_steps
 
-    keep_freed_memory()  # the rates bsweep's own processes reach (`bsweep.device.settle`)
+    keep_freed_memory()  # the rates bsweep's own processes reach (`bsweep.train.device.settle`)
     torch.set_num_threads(1)
     planned = [structured(p.config) for p in expand(overrides)]
     data = load_data(planned[0].data, "cpu")
@@ -384,7 +384,7 @@ def whole_study(name: str, overrides: list[str], scale: float, jobs: int, thread
 def machine() -> dict:
     import torch
 
-    from bsweep.device import cpu_flags, device_name
+    from bsweep.train.device import cpu_flags, device_name
 
     flags = sorted(f for f in cpu_flags() if f.startswith("avx512"))
     # the kernels torch runs: an AVX-512 CPU can be told to use its AVX2 ones (the other CI class)
@@ -488,7 +488,7 @@ def main() -> None:
         return
     info = machine()
     if not args.jobs:
-        from bsweep.reproduce import default_jobs
+        from bsweep.sweep.reproduce import default_jobs
 
         args.jobs = default_jobs()
     print(f"machine: {info}", flush=True)

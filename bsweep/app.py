@@ -20,7 +20,7 @@ register_configs()
 def main(cfg: DictConfig) -> dict:
     # here, not at import: a sweep whose launcher trains elsewhere (bsweep_fused's worker
     # processes, a cluster) does not load torch (~2.5 s) in the process that launches it
-    from bsweep.runner import run_trial_task
+    from bsweep.train.trial import run_trial_task
 
     return run_trial_task(cfg)
 

@@ -127,7 +127,7 @@ def _hydra_prints_only(argv: list[str]) -> None:
     from bsweep.plan import parse_command_line
 
     if parse_command_line(argv).prints_only:
-        from bsweep.launch import call_hydra, check_composes
+        from bsweep.sweep.launch import call_hydra, check_composes
 
         _plan_or_fail(check_composes, argv)  # a mistake: bsweep's one-line error, not Hydra's
         raise typer.Exit(call_hydra(argv))
@@ -136,7 +136,7 @@ def _hydra_prints_only(argv: list[str]) -> None:
 @app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
 def run(overrides: Overrides = None) -> None:
     """Train one trial at the configured point (no grid)."""
-    from bsweep.launch import run_one
+    from bsweep.sweep.launch import run_one
 
     _hydra_prints_only(overrides or [])
     outcome = _plan_or_fail(run_one, overrides or [])
@@ -157,7 +157,7 @@ def sweep(overrides: Overrides = None) -> None:
     if cores() > 1 and f"hydra/launcher={NAME}" in (overrides or []):
         start_server()
     try:
-        from bsweep.launch import run_sweep
+        from bsweep.sweep.launch import run_sweep
 
         _hydra_prints_only(overrides or [])
         outcome = _plan_or_fail(lambda o: run_sweep(o, console), overrides or [])
@@ -176,7 +176,7 @@ def _print_next(outcome) -> None:
     """The command to run after a sweep that finished: the report of its study (or studies)."""
     import shlex
 
-    from bsweep.launch import study_dirs_of
+    from bsweep.sweep.launch import study_dirs_of
 
     console.print("next: bsweep report " + " ".join(shlex.quote(str(d)) for d in study_dirs_of(outcome.planned)),
                   highlight=False, soft_wrap=True)
@@ -202,7 +202,7 @@ def _tracebacks_line(tdirs: list[Path], limit: int = 3) -> str:
 def _report_outcome(outcome) -> None:
     """The sweep's summary: counts by state, who trained what, a table of every trial that did
     not end as a result; exit 1 when any did not (or Hydra stopped)."""
-    from bsweep.launch import grid_points
+    from bsweep.sweep.launch import grid_points
     from bsweep.plan import study_dir
 
     label = {"running": "running elsewhere"}
@@ -263,7 +263,7 @@ def _report_outcome(outcome) -> None:
 @app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
 def plan(overrides: Overrides = None) -> None:
     """Dry run: list the trials a sweep would train and which are already finished."""
-    from bsweep.launch import plan_and_check, trial_states
+    from bsweep.sweep.launch import plan_and_check, trial_states
 
     planned = _plan_or_fail(plan_and_check, overrides or [])
     states = trial_states(planned)
@@ -485,7 +485,7 @@ def reproduce(
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the reports' figures (most of their time); --no-figures: answers, verdicts and tables alone.")] = True,
 ) -> None:
     """Reproduce every claim of sections 3.5 and 3.6: run the claims_quick, norm_quick, direction_quick, input_quick and order_quick studies (lr bracketed), write their reports, print the verdicts. Re-running reuses finished trials."""
-    from bsweep.reproduce import default_jobs, reproduce as run_reproduction
+    from bsweep.sweep.reproduce import default_jobs, reproduce as run_reproduction
 
     jobs = jobs if jobs is not None else default_jobs()
     if jobs < 1:
@@ -514,8 +514,8 @@ def bench(
     widths: Annotated[str, typer.Option("--widths", help="Fused widths to time, comma-separated; 1 = one trial alone (the calibrated step time).")] = "1",
 ) -> None:
     """Calibrated throughput: seconds per step and samples/s against batch size for the configured model, norm and device, each point timed alone; written to results/<study>/bench.parquet."""
-    from bsweep.bench import run_bench, write_bench
-    from bsweep.launch import plan_and_check
+    from bsweep.sweep.bench import run_bench, write_bench
+    from bsweep.sweep.launch import plan_and_check
     from bsweep.plan import structured_all, study_dir
 
     try:

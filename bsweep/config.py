@@ -21,8 +21,8 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_SCALINGS = ("none", "linear", "sqrt")
-INPUT_NORMS = ("zscore", "minmax", "none")  # data.input_norm (bsweep.data.scale_inputs)
-ORDERS = ("shuffled", "sorted", "class_batches", "class_halves")  # data.order (bsweep.engine.epoch_order)
+INPUT_NORMS = ("zscore", "minmax", "none")  # data.input_norm (bsweep.train.data.scale_inputs)
+ORDERS = ("shuffled", "sorted", "class_batches", "class_halves")  # data.order (bsweep.train.engine.epoch_order)
 
 # Full-split sizes, so plans, validation and analysis can check batch sizes without loading the data.
 FULL_SIZES: dict[str, tuple[int, int]] = {
@@ -214,7 +214,7 @@ class StudyConfig:
 @dataclass
 class NoiseConfig:
     # Gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), measured at
-    # measurement points from gradients at fixed weights at two batch sizes (bsweep.noise).
+    # measurement points from gradients at fixed weights at two batch sizes (bsweep.train.gradient_noise).
     # Training itself is unchanged (the measurement restores weights, grads and BN buffers).
     enabled: bool = False  # off by default: costs ~pairs * (b_small + b_big) examples per point
     b_small: int = 16  # examples; small enough that tr(Sigma)/b_small dominates |G_small|^2
@@ -236,13 +236,13 @@ class PerfConfig:
     # How a trial runs, not what it is (left out of the trial id, like `device`). Every "auto"
     # below is decided by measuring on the machine that trains; docs/performance.md has the
     # numbers and tolerances.
-    # Fuse trials that differ only in lr and/or seed into one grouped-conv model (bsweep.fused),
+    # Fuse trials that differ only in lr and/or seed into one grouped-conv model (bsweep.train.fused),
     # used by the `bsweep_fused` Hydra launcher: "auto" measures the step time of a few widths
     # for the group's batch size and takes the fastest per trial; "off" trains one by one; an
     # integer forces that many trials per fused model.
     fuse: str = "auto"
     # bf16 autocast of the forward pass. "auto" times a few steps of the trial's model at its
-    # batch size with and without, once per study (bsweep.perf), and turns bf16 on only where it
+    # batch size with and without, once per study (bsweep.train.perf), and turns bf16 on only where it
     # is >= 20 % faster: it moves losses by ~1e-2 relative (final accuracy by 1.5 points a
     # trial on average, docs/performance.md). Off by default, so a study gives the same result
     # on every machine: "auto" took bf16 at batch 256-1024 on CPUs with avx512_bf16 (at 256-512

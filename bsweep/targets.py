@@ -1,6 +1,6 @@
 """Models and datasets of the user's own, named by `_target_` (Hydra's convention): finding the
 object, and checking its keyword arguments against its signature. No torch import here: plans
-and validation use it; `bsweep.models` and `bsweep.data` build and call what it finds.
+and validation use it; `bsweep.train.models` and `bsweep.train.data` build and call what it finds.
 
 bsweep passes a model what it owns, by these names, only where the signature accepts them
 (`MODEL_GIVES`): the input shape of one sample, the number of classes, and a factory of the

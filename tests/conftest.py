@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from bsweep.config import Config
-from bsweep.data import TensorData
-from bsweep.engine import Alone, PerfChoice, TrialResult, train
-from bsweep.fused import build_members
+from bsweep.train.data import TensorData
+from bsweep.train.engine import Alone, PerfChoice, TrialResult, train
+from bsweep.train.fused import build_members
 from bsweep.plan import compose_config, structured
 
-# Generated datasets (bsweep.datacache) cached once per test session, for every process the
+# Generated datasets (bsweep.train.datacache) cached once per test session, for every process the
 # tests start (xdist's workers and the sweeps' subprocesses inherit the variable), and never in
 # the user's own cache folder. The process that made the folder removes it at exit: left behind,
 # one per run had filled /tmp by the hundred.

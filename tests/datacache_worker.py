@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from bsweep import datacache
+from bsweep.train import datacache
 
 
 def slow_make_in_a_process(log: str, barrier) -> list[int]:

@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 from typer.testing import CliRunner
 
-from bsweep import bench, timing
+from bsweep.sweep import bench
+from bsweep.train import timing
 from bsweep.cli import app
 from tests.conftest import TINY, compose
 
@@ -29,7 +30,7 @@ def test_bench_times_every_batch_size_and_norm_of_the_plan(results):
     assert set(table["amp"]) <= {"bf16", "off"} and set(table["channels_last"]) == {"off"}
     # one decision per point, written down where there was a choice to measure: without bf16
     # kernels that pay (AVX2-only CPUs) "auto" has one candidate and nothing to record
-    from bsweep.perf import bf16_can_pay
+    from bsweep.train.perf import bf16_can_pay
 
     expected = 4 if bf16_can_pay(torch.device("cpu")) else 0
     assert len(list((results / "smoke" / "perf").glob("*.json"))) == expected
@@ -75,8 +76,8 @@ def test_the_points_are_timed_in_interleaved_rounds(monkeypatch):
 def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_the_study_limit():
     import torch
 
-    from bsweep.data import load_data
-    from bsweep.memory import GIB, device_memory_bytes, step_memory
+    from bsweep.train.data import load_data
+    from bsweep.train.memory import GIB, device_memory_bytes, step_memory
 
     cfg = compose([*TINY, "study.memory_limit_gib=2"])
     data = load_data(cfg.data, torch.device("cpu"))

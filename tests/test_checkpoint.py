@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from bsweep import records
 from bsweep.cli import app
-from bsweep.data import load_data
-from bsweep.engine import Alone, train
-from bsweep.fused import build_members
+from bsweep.train.data import load_data
+from bsweep.train.engine import Alone, train
+from bsweep.train.fused import build_members
 from bsweep.plan import expand, structured
 from tests.conftest import EXACT, TINY, compose
 

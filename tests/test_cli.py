@@ -122,7 +122,7 @@ def test_the_sweep_id_reaches_the_jobs_as_written_whatever_it_looks_like():
     # a uuid prefix can look like a float (1234e5678901 -> inf) or an int with a leading zero
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from bsweep.launch import env_overrides
+    from bsweep.sweep.launch import env_overrides
 
     env = {"BSWEEP_SWEEP_ID": "1234e5678901", "OTHER": "012345678901", "PLAIN": "5d7ec0814285"}
     parsed = OverridesParser.create().parse_overrides(env_overrides(env))
@@ -223,7 +223,7 @@ def test_a_sweep_that_adds_another_model_to_a_study_says_so_and_how_to_keep_them
 
 
 def test_the_mixing_note_names_what_differs_and_leaves_a_grid_being_extended_alone():
-    from bsweep.launch import mixing_note
+    from bsweep.sweep.launch import mixing_note
 
     there = [{"model.name": "cnn", "model.width": "8", "optim.name": "sgd"},
              {"model.name": "cnn", "model.width": "16", "optim.name": "sgd"}]

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from bsweep import records
 from bsweep.analysis.load import grid_keys, grid_values, load_grid_keys, load_trials
-from bsweep.bench import step_keys
+from bsweep.sweep.bench import step_keys
 from bsweep.cli import app
 from bsweep.config import DataConfig, ModelConfig, NormConfig
-from bsweep.data import load_data
-from bsweep.models import make_model
+from bsweep.train.data import load_data
+from bsweep.train.models import make_model
 from bsweep.plan import expand, structured
 from tests.conftest import EXACT, TINY
 
@@ -160,7 +160,7 @@ def test_one_norm_over_a_model_without_norm_layer_is_fine(results):
 @pytest.mark.parametrize("norm,optim,lrs", [("group", "sgd", (0.05, 0.01, 0.1)), ("lrn", "adam", (0.003, 0.01, 0.001)),
                                              ("none", "sgd", (0.05, 0.2, 0.01))])
 def test_vmap_fused_members_match_their_trials_alone_in_float64(norm, optim, lrs):
-    from bsweep.fused import VmapFused, build_members
+    from bsweep.train.fused import VmapFused, build_members
     from tests.conftest import train_alone, train_fused
     from tests.test_fused import RTOL64, assert_same_rows
 
@@ -184,7 +184,7 @@ def test_vmap_fused_members_match_their_trials_alone_in_float64(norm, optim, lrs
 
 @pytest.mark.parametrize("norm,width", [("group", 4), ("batch", 1), ("weight", 1)])
 def test_a_model_of_ones_own_fuses_only_where_vmap_stays_exact(norm, width):
-    from bsweep.perf import choose_width
+    from bsweep.train.perf import choose_width
 
     cfg = structured(expand([*EXAMPLES, "study=custom_quick", "batch_size=8", f"norm={norm}", "perf.fuse=4"])[0].config)
     assert choose_width(cfg, load_data(WAVES), n_members=4) == width  # BatchNorm's running stats, weight norm: alone

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bsweep.config import DataConfig
-from bsweep.data import DatasetError, load_data
+from bsweep.train.data import DatasetError, load_data
 
 
 def test_mnist1d_is_generated_locally_with_the_requested_split():
@@ -93,7 +93,7 @@ def test_input_scalings_and_the_sorted_order():
     import numpy as np
 
     from bsweep.config import DataConfig
-    from bsweep.data import DatasetError, load_data
+    from bsweep.train.data import DatasetError, load_data
 
     small = dict(n_train=200, n_test=50)
     z = load_data(DataConfig(**small))
@@ -112,7 +112,7 @@ def test_input_scalings_and_the_sorted_order():
 
 
 def test_each_epoch_reads_the_sorted_set_in_order_and_the_shuffled_one_in_a_fresh_order():
-    from bsweep.engine import epoch_order
+    from bsweep.train.engine import epoch_order
 
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     first, second = epoch_order("sorted", 6, gens, torch.device("cpu")), epoch_order("sorted", 6, gens, torch.device("cpu"))
@@ -123,7 +123,7 @@ def test_each_epoch_reads_the_sorted_set_in_order_and_the_shuffled_one_in_a_fres
 
 
 def test_class_halves_draws_each_batch_from_half_the_classes_and_every_example_once():
-    from bsweep.engine import epoch_order
+    from bsweep.train.engine import epoch_order
 
     labels = torch.arange(10).repeat_interleave(12)  # 10 classes of 12, stored by class
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]

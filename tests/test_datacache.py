@@ -7,9 +7,9 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from bsweep import datacache
+from bsweep.train import datacache
 from bsweep.config import DataConfig
-from bsweep.data import load_data
+from bsweep.train.data import load_data
 from tests.datacache_worker import slow_make_in_a_process
 
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from bsweep.data import load_data
-from bsweep.engine import PerfChoice
+from bsweep.train.data import load_data
+from bsweep.train.engine import PerfChoice
 from tests.conftest import TINY, compose, train_alone, train_fused
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -46,8 +46,8 @@ def test_warmup_schedule_applies_from_the_first_step():
     # same seeds must land on the same test loss (it would not if step 0 used the base lr).
     import torch.nn.functional as F
 
-    from bsweep.engine import Alone, evaluate
-    from bsweep.models import make_cnn
+    from bsweep.train.engine import Alone, evaluate
+    from bsweep.train.models import make_cnn
 
     cfg = compose([*TINY, "batch_size=64", "schedule=warmup", "schedule.warmup_fraction=1.0",
                    "study.budget.epochs=null", "study.budget.steps=2", "lr=0.5"])
@@ -76,8 +76,8 @@ def test_warmup_schedule_applies_from_the_first_step():
 
 @cuda
 def test_the_training_step_does_not_synchronize_with_the_host_on_cuda():
-    from bsweep.engine import train_step
-    from bsweep.fused import build_members
+    from bsweep.train.engine import train_step
+    from bsweep.train.fused import build_members
 
     cfg = compose(TINY)
     data = load_data(cfg.data, "cuda")

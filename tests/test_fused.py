@@ -14,11 +14,11 @@ import math
 import pytest
 import torch
 
-from bsweep import fused
+from bsweep.train import fused
 from bsweep.plan import fusion_key
-from bsweep.data import load_data
-from bsweep.engine import PerfChoice
-from bsweep.perf import choose_width, width_table
+from bsweep.train.data import load_data
+from bsweep.train.engine import PerfChoice
+from bsweep.train.perf import choose_width, width_table
 from tests.conftest import TINY, compose, train_alone, train_fused
 
 # float64: the largest relative difference in train and test loss measured fused vs alone over
@@ -155,7 +155,7 @@ def test_only_lr_and_seed_may_differ(data):
 
 
 def test_fused_model_forward_equals_members_forward(float64):
-    from bsweep.models import make_cnn
+    from bsweep.train.models import make_cnn
 
     cfg = compose([*TINY, "model=cnn", "norm=group"])
     nets = []

@@ -111,7 +111,7 @@ def test_the_fused_launcher_trains_groups_in_worker_processes_with_capped_thread
 
 
 def test_the_time_split_counts_each_fused_chunk_once():
-    from bsweep.launch import time_split
+    from bsweep.sweep.launch import time_split
 
     chunk = {"pid": 7, "fused_with": ["b", "a"], "train_seconds": 3.0, "eval_seconds": 1.0}
     statuses = [{**chunk}, {**chunk, "fused_with": ["a", "b"]},  # one chunk of two members

@@ -83,16 +83,40 @@ def test_no_module_imports_one_that_imports_it_back():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_low_layers_import_nothing_above_them():
+# The bottom layer: the typed config, the plan, the on-disk contract and its checks (no torch).
+BOTTOM = ("bsweep.config", "bsweep.plan", "bsweep.records", "bsweep.placement", "bsweep.validate",
+          "bsweep.targets", "bsweep.interrupt")
+TOP = ("bsweep.cli", "bsweep.app", "bsweep.__main__")
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_each_layer_imports_only_those_below_it():
     g = graph()
-    # Training must not depend on the commands built on it.
-    for low in ("bsweep.engine", "bsweep.fused", "bsweep.perf", "bsweep.schedule", "bsweep.timing",
-                "bsweep.device", "bsweep.data", "bsweep.models", "bsweep.records", "bsweep.config"):
-        above = {m for m in g[low] if m in ("bsweep.bench", "bsweep.runner", "bsweep.cli", "bsweep.launch",
-                                            "bsweep.reproduce") or m.startswith("hydra_plugins")}
+    for low in BOTTOM:
+        above = {m for m in g[low] if _within(m, ("bsweep.train", "bsweep.sweep", "bsweep.analysis", *TOP, "hydra_plugins"))}
         assert not above, f"{low} imports {above}"
+    for name, deps in g.items():
+        if _within(name, ("bsweep.train",)):
+            above = {m for m in deps if _within(m, ("bsweep.sweep", "bsweep.analysis", *TOP, "hydra_plugins"))}
+            assert not above, f"{name} imports {above}"
+        if _within(name, ("bsweep.analysis",)):
+            above = {m for m in deps if _within(m, ("bsweep.train", "bsweep.sweep", *TOP, "hydra_plugins"))}
+            assert not above, f"{name} imports {above}"
     # bench is a leaf: only the CLI and reproduce import it
-    users = {m for m, deps in g.items() if "bsweep.bench" in deps}
-    assert users <= {"bsweep.cli", "bsweep.reproduce"}, users
+    users = {m for m, deps in g.items() if "bsweep.sweep.bench" in deps}
+    assert users <= {"bsweep.cli", "bsweep.sweep.reproduce"}, users
     # schedule arithmetic has no torch
-    assert "import torch" not in (ROOT / "bsweep" / "schedule.py").read_text()
+    assert "import torch" not in (ROOT / "bsweep" / "train" / "schedule.py").read_text()
+
+
+def test_the_bottom_layer_and_analysis_load_no_torch():
+    import subprocess
+    import sys
+
+    for module in ("bsweep", "bsweep.config", "bsweep.plan", "bsweep.records", "bsweep.analysis"):
+        code = f"import sys, {module}; print('torch' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+        assert out.stdout.strip() == "False", f"import {module} loads torch"

@@ -14,7 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bsweep import engine, models, records
+from bsweep import records
+from bsweep.train import engine, models
 from bsweep.analysis.load import load_trials
 from bsweep.cli import app
 from tests.conftest import TINY

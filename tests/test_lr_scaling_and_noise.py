@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bsweep.analysis.load import load_measurements
 from bsweep.cli import app
 from bsweep.config import effective_lr
-from bsweep.data import load_data
+from bsweep.train.data import load_data
 from tests.conftest import TINY, compose, train_alone
 
 

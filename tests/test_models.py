@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bsweep.config import NORMS, ModelConfig, NormConfig
-from bsweep.models import ChannelLRN, flatten, make_cnn, make_norm
+from bsweep.train.models import ChannelLRN, flatten, make_cnn, make_norm
 
 
 @pytest.mark.parametrize("kind", NORMS)

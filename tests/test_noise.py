@@ -1,4 +1,4 @@
-"""The gradient-noise-scale estimator (bsweep.noise) against problems with a known answer."""
+"""The gradient-noise-scale estimator (bsweep.train.gradient_noise) against problems with a known answer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bsweep.noise import (
+from bsweep.train.gradient_noise import (
     NOISE_COLUMNS,
     NoiseConfig,
     NoiseScaleSmoother,
@@ -214,7 +214,7 @@ def test_tracker_changes_nothing_in_training_and_fills_columns_every_nth_point()
 
 
 def test_cosines_use_the_exact_full_gradient_and_recover_the_noise_scale():
-    from bsweep.noise import measure_gradient_cosines
+    from bsweep.train.gradient_noise import measure_gradient_cosines
 
     model, x, y, g2, trace, _ = least_squares(seed=3)
     got = measure_gradient_cosines(model, half_squared_error, x, y, [4, 16, 64, 256], draws=300,
@@ -232,7 +232,7 @@ def test_cosines_use_the_exact_full_gradient_and_recover_the_noise_scale():
 
 
 def test_cosines_leave_weights_grads_buffers_and_mode_unchanged():
-    from bsweep.noise import measure_gradient_cosines
+    from bsweep.train.gradient_noise import measure_gradient_cosines
 
     model = bn_net()
     x, y = bn_data()

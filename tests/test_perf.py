@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from bsweep import perf
-from bsweep.data import load_data
-from bsweep.perf import PerfChoice, candidates, choose, pick
+from bsweep.train import perf
+from bsweep.train.data import load_data
+from bsweep.train.perf import PerfChoice, candidates, choose, pick
 from bsweep.validate import problems
 from tests.conftest import TINY, compose, train_alone, train_fused
 
@@ -329,10 +329,10 @@ def test_a_bad_perf_setting_stops_the_sweep_before_training(tmp_path):
 # one thread; prints the page faults they took. argv[1] == "keep": with `keep_freed_memory`.
 _FAULTS = """
 import resource, sys, torch
-from bsweep.data import load_data
-from bsweep.device import keep_freed_memory
-from bsweep.engine import PerfChoice, evaluate
-from bsweep.fused import build_members
+from bsweep.train.data import load_data
+from bsweep.train.device import keep_freed_memory
+from bsweep.train.engine import PerfChoice, evaluate
+from bsweep.train.fused import build_members
 from bsweep.plan import expand, structured
 if sys.argv[1] == "keep":
     assert keep_freed_memory()

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from bsweep import records
-from bsweep.launch import _Watcher, planned_costs
+from bsweep.sweep.launch import _Watcher, planned_costs
 from bsweep.plan import expand
-from bsweep.progress import eta_seconds, format_seconds, fraction_done, running_lines, summary_line
+from bsweep.sweep.progress import eta_seconds, format_seconds, fraction_done, running_lines, summary_line
 from tests.conftest import TINY
 
 

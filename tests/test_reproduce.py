@@ -11,8 +11,8 @@ from bsweep.analysis.report import read_answer, read_verdicts
 from bsweep.analysis.verdicts import CLAIMS
 
 from bsweep.cli import app
-from bsweep.reproduce import JUDGED_ON, write_reports
-from bsweep.reproduce import STUDIES as ALL_STUDIES
+from bsweep.sweep.reproduce import JUDGED_ON, write_reports
+from bsweep.sweep.reproduce import STUDIES as ALL_STUDIES
 
 STUDIES = ALL_STUDIES[False]
 

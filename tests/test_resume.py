@@ -144,7 +144,7 @@ def test_two_sweeps_of_one_study_at_once_train_each_trial_once(results):
 def test_a_trial_claimed_by_a_live_process_is_skipped_as_running_elsewhere(results):
     """The claim in isolation: this test process holds one trial's lock and `running` status,
     as another sweep would; a sweep leaves that trial alone and says so."""
-    from bsweep.launch import plan_and_check
+    from bsweep.sweep.launch import plan_and_check
 
     planned = plan_and_check([*TINY, f"results_dir={results}", "norm=batch"])
     held_trial = planned[0]
@@ -166,7 +166,7 @@ def test_a_trial_claimed_by_a_live_process_is_skipped_as_running_elsewhere(resul
 def test_a_running_status_whose_process_died_is_interrupted_and_redone(results):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    from bsweep.launch import plan_and_check
+    from bsweep.sweep.launch import plan_and_check
 
     planned = plan_and_check([*TINY, f"results_dir={results}", "norm=batch", "batch_size=16"])
     tdir = records.trial_dir(results / "smoke", planned[0].trial_id)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from bsweep.config import BudgetConfig, EvalConfig, ScheduleConfig
-from bsweep.data import load_data
-from bsweep.engine import FunctionalSGD
-from bsweep.schedule import lr_factor, measurement_steps, total_steps
+from bsweep.train.data import load_data
+from bsweep.train.engine import FunctionalSGD
+from bsweep.train.schedule import lr_factor, measurement_steps, total_steps
 from tests.conftest import train_alone
 
 
@@ -101,7 +101,7 @@ def test_evaluation_scores_the_test_set_and_each_interleaved_half(tiny_config, t
     import torch
     import torch.nn.functional as F
 
-    from bsweep.engine import Alone, PerfChoice, evaluate
+    from bsweep.train.engine import Alone, PerfChoice, evaluate
 
     members = Alone(tiny_config, tiny_data, PerfChoice())
     # an odd evaluation batch, so halves straddle batch boundaries at odd offsets
@@ -119,7 +119,7 @@ def test_evaluation_scores_the_test_set_and_each_interleaved_half(tiny_config, t
 
 
 def test_each_row_has_the_step_to_step_jitter_of_its_training_losses(tiny_config, tiny_data):
-    from bsweep.engine import window_statistics
+    from bsweep.train.engine import window_statistics
 
     # rows: the step before the window, then the window's 3 steps
     window = torch.tensor([[1.0], [2.0], [4.0], [4.0], [9.0]], dtype=torch.float64)
@@ -204,7 +204,7 @@ def test_a_trial_alone_with_sgd_does_not_load_torch_dynamo():
     import sys
 
     code = ("import sys; from tests.conftest import TINY, train_alone; from bsweep.plan import compose_config, "
-            "structured; from bsweep.data import load_data; cfg = structured(compose_config(TINY)); "
+            "structured; from bsweep.train.data import load_data; cfg = structured(compose_config(TINY)); "
             "train_alone(cfg, load_data(cfg.data)); print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -97,7 +97,7 @@ def test_present_dataset_files_pass_the_check_without_loading(tmp_path):
 
 
 def test_download_true_skips_the_files_check(results, tmp_path):
-    from bsweep.launch import plan_and_check
+    from bsweep.sweep.launch import plan_and_check
 
     plan_and_check([*TINY, f"results_dir={results}", "data=mnist", f"data.root={tmp_path}",
                     "data.download=true", "data.n_train=256"])

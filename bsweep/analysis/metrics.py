@@ -117,7 +117,7 @@ def condition_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in point_columns(frame) if c != "batch_size"]
 
 
-# The test set's halves (`bsweep.engine.evaluate`): the tuned view picks the lr on the
+# The test set's halves (`bsweep.train.engine.evaluate`): the tuned view picks the lr on the
 # validation half's metrics and reports the held-out half's. The prefix of a metric's column
 # names the half it was computed on (``val_final_test_acc``); no prefix is the whole test set.
 SPLIT_PREFIXES: tuple[str, ...] = ("val_", "heldout_")

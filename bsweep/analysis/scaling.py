@@ -27,7 +27,7 @@ With a step-time model t(B) (from ``bench.parquet``, a calibrated benchmark, whe
 seconds per step measured in the trials), the fitted S(B) predicts time to target
 T(B) = S(B) t(B) and so the time-optimal batch size, compared with the measured one
 (``metrics.time_optimal_batch_size``). When the trials carry a ``noise_scale`` column (the
-smoothed B_simple of ``bsweep.noise``), the noise scale near the target is compared with the
+smoothed B_simple of ``bsweep.train.gradient_noise``), the noise scale near the target is compared with the
 fitted B_crit: McCandlish et al. find B_crit ~ B_noise, and B_simple within an order of
 magnitude of it.
 
@@ -667,7 +667,7 @@ def add_calibrated_seconds(summary: pd.DataFrame, bench: pd.DataFrame | None = N
     return out
 
 
-# C8's columns of a bench row (`bsweep.memory`), copied onto every trial of the same step keys.
+# C8's columns of a bench row (`bsweep.train.memory`), copied onto every trial of the same step keys.
 MEMORY_COLUMNS = ("step_memory_bytes", "peak_memory_bytes", "memory_limit_bytes")
 
 

@@ -1,5 +1,5 @@
 """The work of the `bsweep_fused` launcher, free of Hydra: group jobs, skip finished trials,
-train each group fused (`bsweep.engine.train` over `bsweep.fused.Fused`), and keep each member's
+train each group fused (`bsweep.train.engine.train` over `bsweep.train.fused.Fused`), and keep each member's
 record through the same lifecycle as the runner (`records.take`, `records.Attempt`).
 
 A group that raises is retried from step 0 at half the width, down to one member, so only a
@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
-from bsweep.cost import balance, cost
+from bsweep.sweep.executor import balance, cost
 
 from ._backends import Backend
 
@@ -152,10 +152,10 @@ def _run_jobs(jobs: list[Job], n_jobs: int, follow_up: FollowUp | None, env: dic
 # shuts it down.
 _POOL: dict = {}
 # What a worker imports before its first group: the engine, the fused model and the timing
-# helper (bsweep.perf), data and placement (bsweep.runner); torch with them. Not torch._dynamo,
+# helper (bsweep.train.perf), data and placement (bsweep.train.trial); torch with them. Not torch._dynamo,
 # which a torch.optim object imports on its first use (~1 s of CPU): fused groups and SGD trials
 # alone never build one (`engine.FunctionalSGD`).
-WORKER_MODULES = ("bsweep.perf", "bsweep.runner")
+WORKER_MODULES = ("bsweep.train.perf", "bsweep.train.trial")
 # On Linux workers fork from a server process that imported WORKER_MODULES once
 # (multiprocessing's forkserver with a preload), not each from a fresh interpreter: `import
 # torch` is 2.5-4.4 s of one core on the 2-core CPUs, paid once per sweep instead of once per
@@ -356,10 +356,10 @@ def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None)
     from functools import cache
 
     from bsweep import records
-    from bsweep.device import environment
-    from bsweep.perf import choose, choose_width
+    from bsweep.train.device import environment
+    from bsweep.train.perf import choose, choose_width
     from bsweep.plan import structured_members, study_dir, trial_id
-    from bsweep.runner import data_for, place
+    from bsweep.train.trial import data_for, place
 
     cfgs = structured_members([job.config for job in group])
     first = cfgs[0]
@@ -408,9 +408,9 @@ def _resume_first(pairs: list, width: int, sdir) -> list[list]:
     checkpoint was saved for (a killed or preempted run's, all its members here) comes first,
     as it was, so it resumes instead of starting again at whatever width is chosen now."""
     from bsweep import records
-    from bsweep.fused import split
+    from bsweep.train.fused import split
     from bsweep.plan import trial_id
-    from bsweep.runner import checkpointed_members
+    from bsweep.train.trial import checkpointed_members
 
     ids = [trial_id(job.config) for job, _ in pairs]
     for tid in ids:
@@ -428,10 +428,10 @@ def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
     import math
 
     from bsweep import records
-    from bsweep.device import free_memory
-    from bsweep.engine import train
-    from bsweep.fused import build_members, split
-    from bsweep.runner import checkpoint_for, note_resume
+    from bsweep.train.device import free_memory
+    from bsweep.train.engine import train
+    from bsweep.train.fused import build_members, split
+    from bsweep.train.trial import checkpoint_for, note_resume
 
     cfgs = [cfg for _, cfg, _ in members]
     held = [h for _, _, h in members]

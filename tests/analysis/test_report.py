@@ -186,7 +186,7 @@ def test_analysis_imports_no_torch_and_no_runner():
     code = (
         "import sys, bsweep.analysis.report, bsweep.analysis.verdicts, bsweep.analysis.plots;"
         "bad = [m for m in sys.modules if m == 'torch' or m.split('.')[0] == 'torch' or "
-        "m in ('bsweep.engine', 'bsweep.fused', 'bsweep.runner', 'bsweep.data', 'bsweep.models')];"
+        "m in ('bsweep.train.engine', 'bsweep.train.fused', 'bsweep.train.trial', 'bsweep.train.data', 'bsweep.train.models')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

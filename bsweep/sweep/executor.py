@@ -1,6 +1,6 @@
 """Predicted seconds of training, from a trial's config alone (no torch): the `bsweep_fused`
 launcher orders and splits its groups by it, and a sweep's progress weighs what remains by it
-(`bsweep.progress`). A group is any list of objects with a `config` (a launcher job, a planned
+(`bsweep.sweep.progress`). A group is any list of objects with a `config` (a launcher job, a planned
 trial)."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def cost(group: Sequence[HasConfig]) -> float:
     """Predicted seconds of training `group` fused in one worker."""
     from bsweep.config import FULL_SIZES
     from bsweep.plan import structured
-    from bsweep.schedule import measurement_steps, total_steps
+    from bsweep.train.schedule import measurement_steps, total_steps
 
     cfg = structured(group[0].config)
     # a dataset of the user's own with no n_train / n_test: sizes unknown without loading it

@@ -8,7 +8,7 @@ steps-to-target x seconds_per_step at the trial's batch size.
     results/<study>/bench.parquet   one row per (batch_size, norm, model, device, fused_width):
         batch_size, norm, device, seconds_per_step (the best block), block_seconds (every
         round's block, per member, in round order), samples_per_second, fused_width,
-        step_memory_bytes, peak_memory_bytes, memory_limit_bytes (C8, `bsweep.memory`; width 1),
+        step_memory_bytes, peak_memory_bytes, memory_limit_bytes (C8, `bsweep.train.memory`; width 1),
         data, model_width, model_depth, optim, amp, channels_last, threads, device_name,
         torch_version, time
 
@@ -31,12 +31,12 @@ import torch
 
 from bsweep import records
 from bsweep.config import RUNTIME_KEYS, STEP_GROUPS, Config, dotted, is_under
-from bsweep.data import TensorData, load_data
-from bsweep.device import environment, resolve_device, settle
-from bsweep.memory import step_memory
-from bsweep.perf import PerfChoice, choose, timed_step
+from bsweep.train.data import TensorData, load_data
+from bsweep.train.device import environment, resolve_device, settle
+from bsweep.train.memory import step_memory
+from bsweep.train.perf import PerfChoice, choose, timed_step
 from bsweep.plan import study_dir
-from bsweep.timing import interleaved_blocks, time_steps
+from bsweep.train.timing import interleaved_blocks, time_steps
 
 BENCH_FILE = "bench.parquet"
 # Each point is timed in ROUNDS interleaved blocks of about BLOCK_SECONDS (the best counts; every

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from bsweep.device import synchronize
+from bsweep.train.device import synchronize
 
 # Seconds of timed steps per block, and blocks per point: the best block is kept (a busy machine
 # only ever slows a block down, so the minimum is the closest to "isolated").

@@ -19,11 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bsweep import records
 from bsweep.config import Config, DataConfig
-from bsweep.data import TensorData, load_data
-from bsweep.device import environment, free_memory, settle
-from bsweep.engine import Alone, train
+from bsweep.train.data import TensorData, load_data
+from bsweep.train.device import environment, free_memory, settle
+from bsweep.train.engine import Alone, train
 from bsweep.interrupt import Interrupted, requested, stop_on_signals
-from bsweep.perf import choose
+from bsweep.train.perf import choose
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
 from bsweep.plan import absolute_results_dir, point, structured, study_dir, trial_id
 

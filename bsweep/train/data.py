@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bsweep.config import DATASETS, FULL_SIZES, INPUT_NORMS, DataConfig
-from bsweep.datacache import cached_arrays
+from bsweep.train.datacache import cached_arrays
 from bsweep.targets import given, locate, target_arguments
 
 
@@ -105,7 +105,7 @@ def _mnist1d(cfg: DataConfig) -> Arrays:
         return {"x": d["x"], "y": d["y"]}
 
     # Generating costs ~3.7 s on a 2-core AVX2 CPU and importing mnist1d ~1.2 s more, in every
-    # process: generated once per machine and read from disk after (bsweep.datacache). The
+    # process: generated once per machine and read from disk after (bsweep.train.datacache). The
     # package's other generation arguments are its defaults, fixed by its version.
     key = {"generator": "mnist1d", "version": _version("mnist1d"), **ours}
     d = cached_arrays("mnist1d", key, make)

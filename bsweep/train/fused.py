@@ -19,7 +19,7 @@ tensor member-major), and `FusedOptimizer` is SGD (momentum, nesterov, weight de
 that buffer with a per-member learning rate, the arithmetic of torch.optim's foreach
 implementations. A frozen member (diverged, or stopped at its target) gets learning rate 0 and
 its parameters, optimizer state and norm statistics reset to finite values, so it cannot
-disturb anyone. `bsweep.engine.train` is the loop; this module is only the model.
+disturb anyone. `bsweep.train.engine.train` is the loop; this module is only the model.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bsweep.config import Config, OptimConfig, effective_lr
-from bsweep.data import TensorData
-from bsweep.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
-from bsweep.models import ChannelLRN, SmallCNN, as_image, channels_last_only, flatten, make_cnn, make_model
+from bsweep.train.data import TensorData
+from bsweep.train.engine import Alone, Members, PerfChoice, as_input, member_losses, prepare
+from bsweep.train.models import ChannelLRN, SmallCNN, as_image, channels_last_only, flatten, make_cnn, make_model
 from bsweep.plan import fusion_key
 
 

@@ -25,9 +25,9 @@ import os
 import torch
 
 from bsweep.config import Config
-from bsweep.data import TensorData
-from bsweep.device import synchronize
-from bsweep.engine import Alone, PerfChoice, autocast, train_step
+from bsweep.train.data import TensorData
+from bsweep.train.device import synchronize
+from bsweep.train.engine import Alone, PerfChoice, autocast, train_step
 
 GIB = 2**30  # bytes
 

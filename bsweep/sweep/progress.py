@@ -1,9 +1,9 @@
 """What a sweep shows while it runs, as pure functions of the trials' planned costs and their
 status records: the time left, and how far each running trial (or fused group) has come.
-`bsweep.launch` reads the records and prints; nothing here reads a clock or a file.
+`bsweep.sweep.launch` reads the records and prints; nothing here reads a clock or a file.
 
 The time left is the elapsed time scaled by the planned cost still to do over the planned cost
-done (`bsweep.cost`: steps x per-step costs + evaluations), counting running trials by their
+done (`bsweep.sweep.executor`: steps x per-step costs + evaluations), counting running trials by their
 steps done. Counting ended trials alone misleads twice: a study's trials differ in cost many
 times over (small batches cost most and run first), and until one ends there is no estimate.
 """

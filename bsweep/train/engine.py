@@ -1,7 +1,7 @@
 """THE training loop: K >= 1 trials ("members") of one shape trained side by side.
 
 K = 1 is a trial alone (`Alone`: the model, torch.optim's arithmetic); K > 1 is a fused model
-(`bsweep.fused.Fused`). Both implement `Members`, so budget, cadence, warm-up, clock, divergence,
+(`bsweep.train.fused.Fused`). Both implement `Members`, so budget, cadence, warm-up, clock, divergence,
 stop-at-target and the measurement rows exist once, here, and a fused member is measured exactly
 as it would be alone.
 
@@ -26,12 +26,12 @@ from torch import nn
 from torch.optim.sgd import sgd
 
 from bsweep.config import Config, OptimConfig, effective_lr, measures_gradients
-from bsweep.data import TensorData
-from bsweep.device import synchronize
+from bsweep.train.data import TensorData
+from bsweep.train.device import synchronize
 from bsweep.interrupt import Interrupted, requested
-from bsweep.models import make_model
-from bsweep.schedule import lr_factor, measurement_steps, total_steps
-from bsweep.timing import Stopwatch
+from bsweep.train.models import make_model
+from bsweep.train.schedule import lr_factor, measurement_steps, total_steps
+from bsweep.train.timing import Stopwatch
 
 # Steps run on a throw-away copy of the members before the clock starts, so one-time costs
 # (allocator growth, kernel selection, lazy initialization) do not land in the first interval.
@@ -44,7 +44,7 @@ CHECKPOINT_VERSION = 3
 
 @dataclass(frozen=True)
 class PerfChoice:
-    """How a trial runs (results equal within float tolerance); `bsweep.perf` decides it."""
+    """How a trial runs (results equal within float tolerance); `bsweep.train.perf` decides it."""
 
     amp: bool = False  # bf16 autocast of the forward pass
     channels_last: bool = False  # NHWC memory format for 2-D convs
@@ -404,7 +404,7 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
         g.manual_seed(c.seed)
     trackers = []
     if measures_gradients(cfg):  # gradients of one model: a trial alone only
-        from bsweep.noise import GradientCosineTracker, NoiseScaleTracker
+        from bsweep.train.gradient_noise import GradientCosineTracker, NoiseScaleTracker
 
         assert k == 1, "gradient measurements need a trial alone"
         if cfg.noise.enabled:

@@ -16,7 +16,7 @@ A choice is remembered per process and, given a study folder, on disk in
 
 The fusion width (`perf.fuse`) is measured: members per fused model, from the step time per
 member at a few widths. Every timing here runs the engine's own training step (`timed_step`),
-through the one timing helper (`bsweep.timing`).
+through the one timing helper (`bsweep.train.timing`).
 
 Both measurements are also remembered per machine, under `datacache.cache_dir()/perf/` (keyed
 by the device's name, its kernels, torch's version and threads, and the step's shape), as
@@ -42,13 +42,13 @@ from typing import Callable
 import torch
 
 from bsweep.config import Config, measures_gradients, perf_setting
-from bsweep.data import TensorData
-from bsweep.datacache import cache_dir
-from bsweep.device import cpu_flags, device_name
+from bsweep.train.data import TensorData
+from bsweep.train.datacache import cache_dir
+from bsweep.train.device import cpu_flags, device_name
 from bsweep.records import write_json
-from bsweep.engine import PerfChoice, train_step
-from bsweep.fused import build_members, custom_obstacle
-from bsweep.timing import WARM_CALLS, time_interleaved, time_steps, warm_call_seconds
+from bsweep.train.engine import PerfChoice, train_step
+from bsweep.train.fused import build_members, custom_obstacle
+from bsweep.train.timing import WARM_CALLS, time_interleaved, time_steps, warm_call_seconds
 
 log = logging.getLogger("bsweep")
 

@@ -22,10 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from bsweep import records
 from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
-from bsweep.cost import cost
+from bsweep.sweep.executor import cost
 from bsweep.interrupt import stop_on_signals
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
+from bsweep.sweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
                              running_lines, summary_line)
 from bsweep.plan import (PlannedTrial, compose_base, expand, fusion_key, parse_command_line, single, structured_all,
                          study_dir)
@@ -152,12 +152,12 @@ def plan_and_check(overrides: list[str], base: DictConfig | None = None) -> list
 def check_planned(planned: list[PlannedTrial]) -> None:
     """Raise ConfigError for every problem of the planned trials: keys the schema lacks, bad
     values, and, where they name one, a model or dataset of the user's own that does not load,
-    build or fit its data (tried once here, `bsweep.preflight`)."""
+    build or fit its data (tried once here, `bsweep.sweep.preflight`)."""
     check_keys([OmegaConf.to_container(p.config, resolve=False) for p in planned])
     configs = _as_config_error(lambda: structured_all([p.config for p in planned]))
     check_all(configs)
     if any(c.model.target is not None or c.data.target is not None for c in configs):
-        from bsweep.preflight import check_targets  # torch and the user's code: only for them
+        from bsweep.sweep.preflight import check_targets  # torch and the user's code: only for them
 
         check_targets(configs)
 
@@ -308,7 +308,7 @@ def describe(p: PlannedTrial, point: str | None = None) -> str:
 
 
 def planned_costs(planned: list[PlannedTrial]) -> dict[str, float]:
-    """trial_id -> its predicted seconds (`bsweep.cost`), predicted once per fusion group (its
+    """trial_id -> its predicted seconds (`bsweep.sweep.executor`), predicted once per fusion group (its
     members cost the same); only the ratios weigh the progress display's time left."""
     groups: dict[str, list[PlannedTrial]] = {}
     for p in planned:
@@ -329,7 +329,7 @@ class _Watcher(threading.Thread):
     """Reads the records of the trials this sweep trains every POLL_SECONDS: draws a bar and
     each running group's steps in a terminal, plain lines elsewhere (when trials end, and every
     PLAIN_SECONDS with the running groups), and prints each failure the moment its record says
-    so. The time left weighs each trial by its planned cost (`bsweep.progress`)."""
+    so. The time left weighs each trial by its planned cost (`bsweep.sweep.progress`)."""
 
     def __init__(self, planned: list[PlannedTrial], todo: list[PlannedTrial], console: Console, since: float,
                  costs: dict[str, float]) -> None:

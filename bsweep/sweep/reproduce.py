@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from bsweep.launch import SweepOutcome, run_sweep
+from bsweep.sweep.launch import SweepOutcome, run_sweep
 from bsweep.plan import structured_all
 from bsweep.placement import cores
 from hydra_plugins.bsweep_fused_launcher._core import NAME
@@ -84,7 +84,7 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     (`bsweep bench`): (the sweep's outcome, the study's folder). Finished trials are reused, and
     so are step times this machine measured before for the study (`bench.unmeasured`) unless
     `rebench`."""
-    from bsweep.bench import run_bench, unmeasured, write_bench
+    from bsweep.sweep.bench import run_bench, unmeasured, write_bench
     from bsweep.plan import study_dir
 
     outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER,
