@@ -191,7 +191,7 @@ class EvalConfig:
     first_samples: int = 128  # first measurement after this many samples (plus one at step 0)
     growth: float = 1.05  # 5 % relative resolution of steps/samples to target
     max_gap_samples: int = 8000  # at most this many samples between two measurements
-    batch_size: int = 256  # evaluation batch: memory and speed only (256 measured 3x faster than 1000 on CPU); results identical
+    batch_size: int = 256  # evaluation batch: memory and speed only (docs/performance.md); results identical
 
 
 @dataclass
@@ -245,18 +245,17 @@ class PerfConfig:
     # batch size with and without, once per study (bsweep.train.perf), and turns bf16 on only where it
     # is >= 20 % faster: it moves losses by ~1e-2 relative (final accuracy by 1.5 points a
     # trial on average, docs/performance.md). Off by default, so a study gives the same result
-    # on every machine: "auto" took bf16 at batch 256-1024 on CPUs with avx512_bf16 (at 256-512
-    # in some runs only) and never on AVX2-only ones, so the precision of a trial depended on
-    # the machine and the run. Opt in with auto or bf16 where speed matters more.
+    # on every machine: "auto" picks bf16 on some CPUs and runs only, so a trial's precision
+    # would depend on the machine and the run. Opt in with auto or bf16 where speed matters more.
     amp: str = "off"  # auto | bf16 (= on) | off
     # channels_last memory format for the built-in CNN (its layers are 2-D, on signals too) and
     # 2-D convs of one's own; "auto" measured like amp (needs >= 5 % gain). It changes float
-    # rounding only, so it stays auto: batch norm at large batches runs 1.2-1.5x faster with it.
+    # rounding only, so it stays auto: batch norm at large batches runs faster with it.
     channels_last: str = "auto"  # auto | on | off
     # torch.compile of the model (forward and backward; the optimizer stays eager), with CUDA
-    # graphs on CUDA (mode "reduce-overhead"). Off by default: on the 2-core CPU the step took
-    # 0.85-0.88x the eager speed at batch 1-256 (1.07x at 1024), after 5-15 s of compiling per
-    # process; not yet measured on a GPU (benchmarks/gpu_check.sh does), so it has no "auto".
+    # graphs on CUDA (mode "reduce-overhead"). Off by default: on CPU it was slower than eager
+    # below batch 1024, after seconds of compiling per process (docs/performance.md); not yet
+    # measured on a GPU (benchmarks/gpu_check.sh does), so it has no "auto".
     compile: str = "off"  # on | off
 
 
@@ -296,9 +295,9 @@ class Config:
     base_batch_size: int = 32  # samples; the batch size at which the effective lr equals `lr`
     # Where and how to run: not part of a trial's identity (see RUNTIME_KEYS).
     device: str = "auto"
-    # torch intra-op threads per process; null = torch's default (all cores). 1 by default: on a
-    # 2-core CPU a small-batch step took 0.38 ms with 1 thread and 0.6-56 ms with 2 (spin-waiting
-    # threads under any other load); use parallel processes (hydra/launcher=joblib) for the cores.
+    # torch intra-op threads per process; null = torch's default (all cores). 1 by default: a
+    # small-batch step with 2 threads spin-waits under any other load, many times slower
+    # (docs/performance.md); use parallel processes (hydra/launcher=joblib) for the cores.
     threads: Optional[int] = 1
     results_dir: str = "results"
     # Wall seconds between a trial's saves of its whole state (trials/<id>/checkpoint.pt, at

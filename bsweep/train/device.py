@@ -85,11 +85,9 @@ def settle(threads: int, device: str) -> torch.device:
 
 # glibc's malloc serves a block over its mmap threshold (128 KiB to start) with fresh pages from
 # the kernel and gives the top of its heap back once 128 KiB lie free there, so a CPU step or
-# evaluation whose activations are 0.1-30 MiB each faults its pages in again on every call. On the
-# 2-core EPYC an evaluation of 6 fused members of the default CNN (batch 256) took 13-15 ms a
-# member with 1.4 M page faults in a run, and 7 ms with 0.1 M after these two settings
-# (BENCHMARKS.md). Freed memory then stays with the process up to its peak, as torch's CUDA
-# caching allocator keeps it on a GPU.
+# evaluation whose activations are 0.1-30 MiB each faults its pages in again on every call.
+# These two settings halve an evaluation's time on CPU (docs/performance.md). Freed memory then
+# stays with the process up to its peak, as torch's CUDA caching allocator keeps it on a GPU.
 MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest allowed on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD_BYTES = 1 << 30  # give the heap's top back only past 1 GiB free
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)

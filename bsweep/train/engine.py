@@ -138,7 +138,7 @@ def train_step(members: Members, data: TensorData, idx: torch.Tensor, amp: bool)
     with autocast(data.x_train.device, amp):  # cross-entropy runs in float32 under autocast
         losses = members.losses(data, idx)
     # member k's loss depends on member k's parameters only; one member needs no sum (at batch
-    # 1 every op counts: ~5 us each)
+    # 1 every op counts)
     (losses if members.k == 1 else losses.sum()).backward()
     members.optimizer_step()
     return losses.detach()
@@ -185,10 +185,10 @@ class FunctionalSGD:
     of either resumes in the other.
 
     Not the `torch.optim.SGD` object itself: its `add_param_group` and `step` import
-    torch._dynamo at their first call (torch 2.11-2.14), 2.6-3.6 s of every process that trains a
-    trial alone on the 2-core AVX2-only EPYC (BENCHMARKS.md), for a compiler that never runs on
-    the optimizer here. Only what `Alone` and `memory` use: `param_groups` (lr), `state`, `step`,
-    `zero_grad`, `state_dict` and `load_state_dict`.
+    torch._dynamo at their first call (torch 2.11-2.14), seconds of every process that trains a
+    trial alone (docs/performance.md), for a compiler that never runs on the optimizer here.
+    Only what `Alone` and `memory` use: `param_groups` (lr), `state`, `step`, `zero_grad`,
+    `state_dict` and `load_state_dict`.
     """
 
     def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float,
@@ -359,8 +359,8 @@ def window_statistics(window: torch.Tensor, n: int, k: int, before: bool) -> tup
 def warm_up(members: Members, data: TensorData, batch: int, amp: bool) -> None:
     """A few untimed steps on a copy: the real members, their optimizer state and every RNG are
     untouched. No evaluation: the first one (step 0) runs before the training clock starts, and
-    its one-time costs land in `eval_seconds` alone (an evaluation of the copy had cost each
-    fused chunk ~7 ms a member on the 2-core CPU, to warm a clock that no verdict reads)."""
+    its one-time costs land in `eval_seconds` alone (an evaluation of the copy had cost every
+    fused chunk time, to warm a clock that no verdict reads)."""
     shadow = members.copy()
     idx = torch.arange(batch, device=data.x_train.device).repeat(members.k, 1)
     for _ in range(WARMUP_STEPS):

@@ -387,8 +387,7 @@ class Fused(FlatMembers):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
             # Evaluation batches are large (study.eval.batch_size), where oneDNN's grouped conv
-            # is slow: 6 members of the default CNN at eval batch 256 took 121 ms fused and 45 ms
-            # one by one as dense convs (2-core EPYC, 1 thread). Fusion pays at small training
+            # is slower than K dense ones (docs/performance.md). Fusion pays at small training
             # batches, not here. On a GPU the fused kernel is one launch instead of K.
             x = as_input(x, self.cl)
             return torch.stack([self.model.member_forward(x, m) for m in range(self.k)])

@@ -41,12 +41,10 @@ class ChannelLRN(nn.Module):
     sum of x^2 over `size` neighbouring channels)^beta.
 
     The window sum is one matmul with a (C, C) band matrix instead of torch's zero-padded
-    average pool over a 3-D view: on the 2-core CPU a training step through one layer at
-    (1024, 32, 40) took 22 against 72 ms, an evaluation at (256, 32, 40) 1.6 against 6.1 ms
-    (BENCHMARKS.md). Results agree to float32 rounding (2e-6 at activations of scale 3). The
-    backward is written out (`_BandLRN`): autograd's own walked back through five elementwise
-    ops and the matmul; one layer's forward and backward at (512, 32, 40) took 6.7 against
-    10.0 ms, at (8, 32, 40) 0.19 against 0.29 ms."""
+    average pool over a 3-D view: about 3x faster on CPU (docs/performance.md). Results agree
+    to float32 rounding (2e-6 at activations of scale 3). The backward is written out
+    (`_BandLRN`): autograd's own walked back through five elementwise ops and the matmul, and
+    took about 1.5x as long."""
 
     def __init__(self, channels: int, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
@@ -77,9 +75,9 @@ class _BandLRN(torch.autograd.Function):
         own overhead costs more than it saves where nothing is kept for a backward."""
         squares = (x * x).reshape(*x.shape[:2], -1)  # (B, C, positions)
         d = torch.matmul(band, squares).mul_(a).add_(k).view(x.shape)
-        # d^-beta as exp(-beta log d) (d >= k > 0): torch's pow with a fractional exponent took
-        # 2.0 ms on (256, 32, 1, 40) on the AVX2-only EPYC, 62 % of an LRN layer's evaluation,
-        # exp and log 0.86 ms; they agree to 1e-7 relative
+        # d^-beta as exp(-beta log d) (d >= k > 0): torch's pow with a fractional exponent was
+        # most of an LRN layer's evaluation, exp and log less than half of it (docs/performance.md);
+        # they agree to 1e-7 relative
         return d, d.log().mul_(-beta).exp_()
 
     @staticmethod
@@ -150,9 +148,9 @@ class _FlattenChannelsLast(torch.autograd.Function):
     it) whose gradient goes back channels_last, like h.
 
     A plain flatten sends back a contiguous gradient, and the last ReLU's backward then reads
-    two layouts at once: 1.8 against 0.05 ms at (1024, 32, 1, 10) on the 2-core EPYC, about 7 %
-    of a training step at batch 1024 (docs/performance.md). The values are the same either way:
-    only the gradient's memory order changes, so training is bitwise unchanged."""
+    two layouts at once, a visible share of a training step at batch 1024 (docs/performance.md).
+    The values are the same either way: only the gradient's memory order changes, so training is
+    bitwise unchanged."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,9 @@ the trial's own model, norm, optimizer and batch size on its own device with eac
 setting and keeps the fastest, but only where it beats the exact setting (float32, contiguous)
 by a margin: bf16 moves results (losses by ~1e-2 relative), so it must pay clearly.
 
-What pays depends on the batch size and the hardware. On the 2-core AMD EPYC CPU of our CI
-(avx512_bf16) bf16 autocast took 0.80 against 0.35 ms per step at batch 1 and 16.6 against
-29.0 ms at batch 1024 (docs/performance.md), so one fixed answer per device would be wrong at
-one end of every study.
+What pays depends on the batch size and the hardware: on a CPU with avx512_bf16, bf16 autocast
+slows a batch-1 step and speeds a batch-1024 one (docs/performance.md), so one fixed answer per
+device would be wrong at one end of every study.
 
 A choice is remembered per process and, given a study folder, on disk in
 `results/<study>/perf/<key>.json` (first writer wins), so all trials of one study at one
@@ -56,15 +55,13 @@ log = logging.getLogger("bsweep")
 # mantissa bits; losses move by ~1e-2 relative), which is worth it only for a clear gain.
 AMP_MARGIN = 1.20
 # channels_last changes only the order of summation, so a small gain is enough: 5 % is above
-# the probe's noise at small batch (repeat probes of one setting on the 2-core CPU agreed to 0.3-4 %
-# up to batch 64; at batch 256-4000 they spread by 5-35 %, where the gains measured were larger).
+# the probe's noise at small batch (docs/performance.md).
 LAYOUT_MARGIN = 1.05
 # Each candidate is timed in up to PROBE_ROUNDS blocks of at least PROBE_BLOCK_SECONDS (and at
 # least PROBE_MIN_STEPS steps), interleaved across candidates so a burst of other load hits them
-# alike; the best block counts (load only ever slows a block down). 5 rounds of 0.1 s: three
-# probes in a row agreed on every pick at batch 64-4000 (3 rounds of 0.05 s flipped at batch
-# 256-512). After 2 rounds the probe stops early when every candidate is CLEAR times away from
-# its margin (bf16 at 0.4-0.9x of float32 at batch 1-64 here): a second a probe otherwise.
+# alike; the best block counts (load only ever slows a block down). 5 rounds of 0.1 s give
+# repeat probes the same picks, where fewer, shorter rounds did not (docs/performance.md). After
+# 2 rounds the probe stops early when every candidate is CLEAR times away from its margin.
 PROBE_BLOCK_SECONDS = 0.1
 PROBE_ROUNDS = 5
 PROBE_MIN_ROUNDS = 2
@@ -72,16 +69,11 @@ PROBE_MIN_STEPS = 2
 CLEAR = 1.3
 PERF_DIR = "perf"
 # Trials that may fuse are timed fused, PROBE_WIDTH members wide: the layout that wins alone
-# need not win fused. On the 2-core EPYC (12 members fused), channels_last ran BatchNorm
-# 1.29-1.33x faster at batch 4-64, where alone it lost at 16, and GroupNorm 0.87-0.92x, where
-# alone it won at 1-16 (docs/performance.md). 8 is a width the search tries and a typical lr x
-# seed group. Where PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS (batch 256 and
-# up on the AVX-512 EPYC) the step may be compute-bound; it is, when two members fused cost at
-# least 1 / FUSION_GAIN of two steps alone (`compute_bound`): then it is timed alone, and the
-# width search stops there, since fusing it saves nothing. The time alone is only the first
-# test because it depends on the machine: on the AVX2-only EPYC a batch-64 step alone takes
-# 6-8 ms (over the bound), yet 4 members fused cost 3.1-4.3 ms a member (1.5-2x less), while at
-# batch 256 widths 1, 2 and 4 cost 17.3, 15.9 and 16.8 ms a member (GroupNorm).
+# need not win fused (docs/performance.md). 8 is a width the search tries and a typical lr x
+# seed group. A step whose PROBE_WIDTH steps alone take longer than FUSED_PROBE_SECONDS may be
+# compute-bound; it is, when two members fused cost at least 1 / FUSION_GAIN of two steps alone
+# (`compute_bound`): then it is timed alone and the width search stops there. The time alone is
+# only the first test, because a slow machine can pass it at batch sizes where fusing still pays.
 PROBE_WIDTH = 8
 FUSED_PROBE_SECONDS = 0.05
 FUSION_GAIN = 1.15
@@ -351,26 +343,21 @@ def timed_step(cfg: Config, data: TensorData, width: int, perf: PerfChoice,
 # member has flattened in every measurement (docs/performance.md, "Fused trials") and memory grows linearly.
 CANDIDATE_WIDTHS = (1, 2, 4, 8, 16, 32)  # plus the group's own size, when it is not one of these
 # Each width is timed in WIDTH_BLOCKS blocks of at least WIDTH_BLOCK_SECONDS and WIDTH_MIN_STEPS
-# steps (best block): at batch 1 a step is ~0.4 ms, and 8 steps alone were noisy enough to pick
-# width 1 where width 8 was 3x faster per member; a 0.025 s block holds ~60 of them. The
-# minimum only binds where a step takes > 3 ms, where 2 steps are long enough to time.
+# steps (best block): a fixed handful of small-batch steps was too noisy to pick a width, so a
+# block lasts long enough to hold dozens; the step minimum binds only for slow steps.
 WIDTH_BLOCK_SECONDS = 0.025
 WIDTH_BLOCKS = 2
 WIDTH_MIN_STEPS = 2
 # A width whose timing would take longer than this is not tried (nor any wider): where one
-# fused step is that slow the step is compute-bound and fusing saves little (at batch 1024 the
-# search picked width 1), while timing widths 2-12 there took ~20 s of a 136 s claims_quick run.
+# fused step is that slow the step is compute-bound and fusing saves little, while timing the
+# wide widths costs a noticeable share of a sweep (docs/performance.md).
 WIDTH_SEARCH_SECONDS = 1.0
 # The search over widths stops once a width is this much slower per member than the best so far
-# (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend:
-# per-member time at batch 1 went 0.41, 0.42, 0.22, 0.13 ms over widths 1, 2, 4, 8. A width
-# past the ratio is timed again, interleaved with the best width, and the search stops only if
-# it is still past the ratio of the best's new timing. One timing had stopped it twice in
-# claims_quick sweeps, each time at the start, when both workers were probing: GroupNorm at
-# batch 16 (width 2 read 3.07 ms a member against 1.80 alone; 12 trials then trained alone at
-# ~1.5 ms a step where width 12 takes 0.53), and BatchNorm at batch 1 (width 2 read 1.00 ms
-# against 0.67 alone, twice in a row; 0.54-0.56 in a quiet process: 12 trials of 24,000 steps
-# trained alone, 240 s of a 435 s sweep, where width 12 takes 0.13 ms a member).
+# (large batches, where grouped convolutions lose); a nearer miss is timing noise, not a trend,
+# since per-member time need not fall at every width. A width past the ratio is timed again,
+# interleaved with the best width, and the search stops only if it is still past the ratio of
+# the best's new timing: one timing taken while every worker was probing had stopped searches
+# that should have fused (docs/performance.md).
 STOP_RATIO = 1.5
 # Part of a remembered search's key: a search made by an older rule (one that stopped on timings
 # taken apart from the best width's, searched compute-bound steps, or took a step slow alone for
@@ -419,9 +406,8 @@ def width_table(cfg: Config, data: TensorData, max_width: int, perf: PerfChoice 
             one, table[2] = pair_seconds(device, step, paired[2])
             table[1] = min(table[1], one)
             if not fusing_pays(table[1], table[2]):
-                # one trial alone fills the core: wider steps cost as much per member (the
-                # tables at batch 256-1024 were flat to within their noise on both EPYCs, and
-                # the search took 1.5-3 s of a worker per fusion group to pick a width by that noise)
+                # one trial alone fills the core: wider steps cost as much per member, and
+                # searching would pick a width by timing noise (docs/performance.md)
                 break
         if table[w] > STOP_RATIO * best:
             # A trend, or a burst of load (at a sweep's start every worker searches at once):
@@ -455,7 +441,7 @@ def choose_width(cfg: Config, data: TensorData, n_members: int, perf: PerfChoice
             raise ValueError(f"perf.fuse={cfg.perf.fuse!r} is not known; choose auto, off or a width >= 1")
         return min(int(fuse), n_members)
     # Widths are ranked eagerly even when the group will train compiled: compiling each
-    # candidate would cost a compile per width (5-15 s each on the CPU) to rank them.
+    # candidate would cost a compile per width (seconds each on the CPU) to rank them.
     try:
         table = width_table(cfg, data, n_members, dataclasses.replace(perf, compile=False))
     except Exception as e:  # a model of one's own whose forward vmap cannot batch
