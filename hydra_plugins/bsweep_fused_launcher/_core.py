@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -353,123 +352,7 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[s
 
 
 def _train_group(group: list[Job], jobs: int, group_num: int, width: int | None) -> tuple[dict[int, Any], list[list[Job]]]:
-    from functools import cache
+    from bsweep.train.trial import train_trials
 
-    from bsweep import records
-    from bsweep.train.device import environment
-    from bsweep.train.perf import choose, choose_width
-    from bsweep.plan import structured_members, study_dir, trial_id
-    from bsweep.train.trial import data_for, place
-
-    cfgs = structured_members([job.config for job in group])
-    first = cfgs[0]
-    device = place(first, jobs, group_num)
-    sdir = study_dir(first)
-
-    @cache
-    def setup():  # the data and perf settings; raises inside a member's attempt when they fail
-        data = data_for(first.data, device)
-        return data, choose(first, data, sdir)  # autocast, memory format: as the runner
-
-    if width is None:
-        try:
-            data, perf = setup()
-            width = choose_width(first, data, len(group), perf)
-        except Exception:  # unloadable data: each member records the error alone, below
-            width = 1
-    chunk, *rest = _resume_first(list(zip(group, cfgs)), width, sdir)
-    out: dict[int, Any] = {}
-    members = []
-    for job, cfg in chunk:  # claimed just before they train
-        tid = trial_id(job.config)
-        held = records.take(sdir, tid, job.config, fused=True)
-        if isinstance(held, str):
-            log.info("trial %s (%s): %s, skipped", tid, _point(job.config), held)
-            out[job.index] = {"trial_id": tid, "status": held, "skipped": True}
-        else:
-            members.append((job, cfg, held))
-    if members:
-        from bsweep.interrupt import Interrupted
-
-        try:
-            with records.Attempt([h for _, _, h in members], {**environment(device), "parallel_jobs": jobs}) as attempt:
-                out.update(_train_members(attempt, members, setup, device))
-        except Interrupted as e:  # recorded `interrupted` by the Attempt; the rest not started
-            log.warning("fused chunk %s: %s", ",".join(h.trial_id for _, _, h in members), e)
-            out.update({job.index: {"trial_id": h.trial_id, "status": "interrupted", "skipped": False}
-                        for job, _, h in members if job.index not in out})
-            out.update(not_started([job for part in rest for job, _ in part]))
-            return out, []
-    return out, [[job for job, _ in part] for part in rest]
-
-
-def _resume_first(pairs: list, width: int, sdir) -> list[list]:
-    """The (job, config) pairs in chunks of `width` (`fused.split`), except that a chunk a
-    checkpoint was saved for (a killed or preempted run's, all its members here) comes first,
-    as it was, so it resumes instead of starting again at whatever width is chosen now."""
-    from bsweep import records
-    from bsweep.train.fused import split
-    from bsweep.plan import trial_id
-    from bsweep.train.trial import checkpointed_members
-
-    ids = [trial_id(job.config) for job, _ in pairs]
-    for tid in ids:
-        saved = checkpointed_members(records.trial_dir(sdir, tid))
-        if saved and saved[0] == tid and set(saved) <= set(ids):
-            first = [pairs[ids.index(t)] for t in saved]
-            others = [p for p, t in zip(pairs, ids) if t not in saved]
-            return [first, *split(others, width)]
-    return split(pairs, width)
-
-
-def _train_members(attempt, members: list, setup, device) -> dict[int, Any]:
-    """Train `members` fused; on an exception, again from step 0 in two halves, down to one
-    member, which alone is recorded failed. Returns {job index: the task's return value}."""
-    import math
-
-    from bsweep import records
-    from bsweep.train.device import free_memory
-    from bsweep.train.engine import train
-    from bsweep.train.fused import build_members, split
-    from bsweep.train.trial import checkpoint_for, note_resume
-
-    cfgs = [cfg for _, cfg, _ in members]
-    held = [h for _, _, h in members]
-    ids = [h.trial_id for h in held]
-    try:
-        data, perf = setup()
-        attempt.note(held, **perf.describe(), fused_width=len(members), fused_with=ids)
-        for job, _, h in members:
-            log.info("trial %s (%s): training fused (%d members) on %s", h.trial_id, _point(job.config),
-                     len(members), data.x_train.device)
-        keep = checkpoint_for(cfgs[0], held, device)
-        on_measure = lambda step, steps, rows: attempt.progress(held, step, steps, rows)  # noqa: E731
-        results = train(build_members(cfgs, data, perf), cfgs, data, perf, keep, on_measure)
-        note_resume(keep, attempt, held, f"fused chunk {','.join(ids)}")
-    except Exception as e:  # never the sweep's end: retry smaller, or record the one member
-        tb, error = traceback.format_exc(), records.error_line(e)
-        status = attempt.fail(held[0], e, tb) if len(members) == 1 else None
-        del e  # drop the frames (and the tensors they hold) before the next attempt
-        free_memory(device)
-        if status is not None:
-            log.error("trial %s (%s): %s: %s", ids[0], _point(members[0][0].config), status, error[:300])
-            return {members[0][0].index: {"trial_id": ids[0], "status": status, "skipped": False}}
-        halves = split(members, math.ceil(len(members) / 2))
-        log.warning("fused group of %d failed (%s): retrying as %s", len(members), error[:300],
-                    " + ".join(str(len(half)) for half in halves))
-        for half in halves:
-            for _, _, h in half:
-                records.append_claim_log(h.tdir, fused=True, retry_width=len(half), after=error)
-        out: dict[int, Any] = {}
-        for half in halves:
-            out.update(_train_members(attempt, half, setup, device))
-        return out
-    out = {}
-    for (job, _, h), result in zip(members, results):
-        attempt.finish(h, result.status, result.measurements, result.total_steps)
-        last = result.measurements[-1]
-        log.info("trial %s (%s): %s, test acc %.4f after %d steps, %.1f s training (shared by %d fused)",
-                 h.trial_id, _point(job.config), result.status, last["test_acc"], last["step"],
-                 last["train_seconds"], len(members))
-        out[job.index] = {"trial_id": h.trial_id, "status": result.status, "skipped": False}
-    return out
+    results, rest = train_trials([job.config for job in group], jobs, group_num, width)
+    return {group[i].index: value for i, value in results.items()}, [[group[i] for i in part] for part in rest]
