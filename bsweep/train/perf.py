@@ -19,9 +19,9 @@ through the one timing helper (`bsweep.train.timing`).
 
 Both measurements are also remembered per machine, under `datacache.cache_dir()/perf/` (keyed
 by the device's name, its kernels, torch's version and threads, and the step's shape), as
-cuDNN and Inductor keep their autotuning: a probe and a width search cost ~1 s each per fusion
-group (~25 s of a 12-group study on 2 CPU cores), and the next study on the same machine need
-not pay them again. Delete that folder to measure afresh.
+cuDNN and Inductor keep their autotuning: a probe and a width search cost about a second each
+per fusion group (docs/performance.md), and the next study on the same machine need not pay
+them again. Delete that folder to measure afresh.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def bf16_can_pay(device: torch.device) -> bool:
     """Whether bf16 autocast can be faster here at all. Not on a CPU without native bf16 (the
     avx512_bf16 or amx_bf16 instructions, with torch running its AVX-512 kernels): there bf16 is
     emulated in float32 and only adds conversions, so `perf.amp=auto` is float32 without a probe
-    (a probe costs ~0.5-1 s per batch size and process). GPUs are probed."""
+    (a probe costs up to a second per batch size and process). GPUs are probed."""
     if device.type != "cpu":
         return True
     if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
