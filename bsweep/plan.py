@@ -8,7 +8,10 @@ never changes the id of a trial that leaves it alone.
 
 `expand` reproduces what Hydra's basic sweeper does with `-m`: the study's
 `hydra.sweeper.params` first, the user's overrides on top (a key given twice takes the later
-value), then the cartesian product.
+value), then the cartesian product. `bsweep sweep` writes the result to a plan file
+(`write_plan`) and names it to Hydra in `hydra.job.env_set` (PLAN_ENV): the `bsweep` sweepers
+take their jobs from it and the `bsweep_fused` launcher their configs, so the grid is expanded
+and composed once.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ ID_KEYS_V1 = frozenset({
 })
 
 
+# Cached: building the schema node costs more than the rest of a trial id (docs/performance.md,
+# "Planning and sweeping"), and a plan takes one id a trial.
 @functools.cache
 def _schema_defaults_json() -> str:
     return json.dumps(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
@@ -161,18 +166,22 @@ def parse_command_line(argv: list[str]) -> CommandLine:
     return line
 
 
-def _job_override_lists(sweeper_params: dict, task_overrides: list[str]) -> list[list[str]]:
-    """The cartesian product of sweeper params + task overrides, as Hydra's basic sweeper does."""
-    lines = [f"{k}={v}" for k, v in sweeper_params.items()] + task_overrides
+def job_override_lists(sweeper_params: dict, arguments: list[str],
+                       parser: OverridesParser | None = None) -> list[list[str]]:
+    """The jobs of a sweep: the cartesian product of `hydra.sweeper.params` and the task
+    overrides, each job's overrides written as Hydra's basic sweeper writes them (a swept key
+    where it first appears, a plain one as `key=value`). `parser`: one with Hydra's config
+    loader, for `glob` sweeps over config groups."""
+    lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(arguments)
     by_key: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(lines):
+    for o in (parser or OverridesParser.create()).parse_overrides(lines):
         key = o.get_key_element()
         if o.is_sweep_override():
             if not o.is_discrete_sweep():
                 raise ValueError(f"{o.input_line}: only discrete sweeps (a,b,c or range) are supported")
             by_key[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
         else:
-            by_key[key] = [o.input_line]
+            by_key[key] = [f"{key}={o.get_value_element_as_str()}"]
     return [list(combo) for combo in itertools.product(*by_key.values())]
 
 
@@ -207,20 +216,10 @@ def _is_plain_value(o) -> bool:
 def split_job(parser: OverridesParser, job: list[str]) -> tuple[tuple[str, ...], list]:
     """A job's overrides as (the ones that shape the composition, the plain `key=value` ones):
     jobs with the same first part compose to the same config before their plain values are set,
-    so one composition serves them all (`apply_values`).
-
-    Remembered per process: the plan, Hydra's batch check and the launcher each split every job
-    of a sweep, and parsing is ~3 ms a job (Hydra's ANTLR grammar)."""
-    key = tuple(job)
-    if key not in _SPLIT:
-        parsed = parser.parse_overrides(job)
-        _SPLIT[key] = (tuple(o.input_line for o in parsed if not _is_plain_value(o)),
-                       tuple(o for o in parsed if _is_plain_value(o)))
-    structure, values = _SPLIT[key]
-    return structure, list(values)
-
-
-_SPLIT: dict[tuple[str, ...], tuple[tuple[str, ...], tuple]] = {}
+    so one composition serves them all (`apply_values`)."""
+    parsed = parser.parse_overrides(job)
+    return (tuple(o.input_line for o in parsed if not _is_plain_value(o)),
+            [o for o in parsed if _is_plain_value(o)])
 
 
 def apply_values(cfg: DictConfig, values: list) -> DictConfig:
@@ -239,29 +238,40 @@ def compose_base(overrides: list[str]) -> DictConfig:
     return compose_config(hydra_o + plain, True, line.config_dirs, line.config_name)
 
 
-def expand(overrides: list[str], base: DictConfig | None = None) -> list[PlannedTrial]:
-    """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order. `base`:
-    `compose_base(overrides)` when the caller has it already.
+def task_overrides(overrides: list[str]) -> list[str]:
+    """The overrides Hydra hands its sweeper (`hydra.overrides.task`): all but `hydra.*`, in
+    the order given."""
+    line = parse_command_line(overrides)
+    parsed = OverridesParser.create().parse_overrides(line.overrides)
+    return [o.input_line for o in parsed if not o.is_hydra_override()]
 
-    Composing is ~0.14 s a job, so jobs that choose the same config groups share one composition
-    and get their plain `key=value` overrides set on a copy, which is what Hydra does after
-    composing; any override that is not that simple (or fails) takes Hydra's full compose.
+
+def sweeper_params(base: DictConfig) -> dict[str, str]:
+    """`hydra.sweeper.params` of a composed config (`hydra` node kept), as text."""
+    params = base.hydra.sweeper.get("params") or {}
+    return {str(k): str(v) for k, v in params.items()}
+
+
+def expand(overrides: list[str], base: DictConfig | None = None) -> list[PlannedTrial]:
+    """Every trial `bsweep sweep OVERRIDES` would launch, in Hydra's order, each job's
+    overrides as Hydra's sweeper writes them. `base`: `compose_base(overrides)` when the caller
+    has it already.
+
+    Jobs that choose the same config groups share one composition and get their plain
+    `key=value` overrides set on a copy, which is what Hydra does after composing (see
+    docs/performance.md, "Planning and sweeping"); any override that is not that simple (or
+    fails) takes Hydra's full compose.
     """
     line = parse_command_line(overrides)
     search = _searchpath(line.config_dirs)
-    hydra_o, plain, sweep = split_overrides(line.overrides)
     base = compose_base(overrides) if base is None else base
-    params = base.hydra.sweeper.get("params") or {}
-    sweeper_params = {str(k): str(v) for k, v in params.items()}
     parser = OverridesParser.create()
     composed: dict[tuple[str, ...], DictConfig] = {}
     trials = []
-    _PLANNED.clear()
-    _PLANNED_FROM[:] = [(line.config_name, tuple(line.config_dirs))]
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        for job in _job_override_lists(sweeper_params, plain + sweep):
+        for job in job_override_lists(sweeper_params(base), task_overrides(overrides), parser):
             structure, values = split_job(parser, job)
             try:
                 if structure not in composed:
@@ -270,37 +280,64 @@ def expand(overrides: list[str], base: DictConfig | None = None) -> list[Planned
             except Exception:  # let Hydra itself compose it, and say what is wrong
                 cfg = compose(line.config_name, overrides=[*search, *job])
             trials.append(PlannedTrial(job, cfg, trial_id(cfg)))
-            if (key := _job_key(job)) is not None:
-                _PLANNED[key] = cfg
     return trials
 
 
-# The task configs of the last `expand` in this process, by job override list, and the config
-# name and --config-dir folders they were composed from. `bsweep sweep` plans, then runs Hydra in
-# the same process, and the `bsweep_fused` launcher takes them instead of composing every job a
-# second time (~14 ms a job on the 2-core CPU: 2 s of claims_quick's start, before any worker
-# had work).
-_PLANNED: dict[tuple[str, ...], DictConfig] = {}
-_PLANNED_FROM: list[tuple[str, tuple[str, ...]]] = []
+# The key of `hydra.job.env_set` that names a sweep's plan file (`write_plan`). Hydra hands
+# env_set to the sweeper and launcher in their config, whichever they are, and sets it in each
+# job's environment (where nothing reads it).
+PLAN_ENV = "BSWEEP_PLAN"
 
 
-def _job_key(job: list[str]) -> tuple[str, ...] | None:
-    """A job's overrides in an order-free form (Hydra's sweeper puts a swept key where the
-    command line had it, the plan puts it last); None when a key appears twice, where the order
-    decides which value wins."""
-    keys = [o.split("=", 1)[0] for o in job]
-    return tuple(sorted(job)) if len(set(keys)) == len(keys) else None
+def write_plan(path: Path, trials: list[PlannedTrial], overrides: list[str], base: DictConfig) -> None:
+    """The plan handed to Hydra: what it was made from (config name, --config-dir folders,
+    sweeper params, task overrides) and each job's overrides, trial id and resolved config."""
+    from bsweep.records import write_json
+
+    line = parse_command_line(overrides)
+    write_json(path, {
+        "config_name": line.config_name, "config_dirs": list(line.config_dirs),
+        "params": sweeper_params(base), "arguments": task_overrides(overrides),
+        "jobs": [{"overrides": list(t.overrides), "trial_id": t.trial_id,
+                  "config": OmegaConf.to_container(t.config, resolve=True)} for t in trials],
+    })
 
 
-def planned_configs(jobs: list[list[str]], hydra_cfg: DictConfig) -> list[DictConfig | None]:
-    """For each job (its override list), the task config `expand` composed for it, when the last
-    plan of this process had it and came from the config name and --config-dir folders of
-    `hydra_cfg` (a running Hydra's config, `hydra` node included); else None."""
+def plan_file(hydra_cfg: DictConfig) -> Path | None:
+    """The plan file a running Hydra's config (`hydra` node included) names; None without one."""
+    env = OmegaConf.select(hydra_cfg, "hydra.job.env_set", default=None) or {}
+    return Path(str(env[PLAN_ENV])) if env.get(PLAN_ENV) else None
+
+
+def read_plan(hydra_cfg: DictConfig) -> dict | None:
+    """The plan `bsweep sweep` wrote for this Hydra run, when its config names one that exists
+    and it was made from the same config name and --config-dir folders; else None."""
+    path = plan_file(hydra_cfg)
+    if path is None or not path.is_file():
+        return None
+    with open(path) as f:
+        plan = json.load(f)
     name = str(hydra_cfg.hydra.job.config_name)
-    dirs = tuple(str(s.path) for s in hydra_cfg.hydra.runtime.config_sources if s.provider == "command-line")
-    if _PLANNED_FROM != [(name, dirs)]:
-        return [None] * len(jobs)
-    return [_PLANNED.get(key) if (key := _job_key(list(job))) is not None else None for job in jobs]
+    dirs = [str(s.path) for s in hydra_cfg.hydra.runtime.config_sources if s.provider == "command-line"]
+    return plan if (plan["config_name"], plan["config_dirs"]) == (name, dirs) else None
+
+
+def planned_jobs(hydra_cfg: DictConfig, params: dict, arguments: list[str]) -> list[list[str]] | None:
+    """The jobs of the plan for this Hydra run (`read_plan`), when it was made from these
+    sweeper params and task overrides; else None (the sweeper expands them itself)."""
+    plan = read_plan(hydra_cfg)
+    given = ({str(k): str(v) for k, v in (params or {}).items()}, list(arguments))
+    if plan is None or (plan["params"], plan["arguments"]) != given:
+        return None
+    return [list(job["overrides"]) for job in plan["jobs"]]
+
+
+def planned_configs(jobs: list[list[str]], hydra_cfg: DictConfig) -> list[dict | None]:
+    """For each job (its override list), the resolved task config the plan for this Hydra run
+    holds for it (`read_plan`); None for a job it does not hold (a bracketing round's new lr)."""
+    plan = read_plan(hydra_cfg)
+    by_job = {tuple(job["overrides"]): job["config"] for job in (plan or {}).get("jobs", [])}
+    return [by_job.get(tuple(job)) for job in jobs]
 
 
 def single(overrides: list[str]) -> PlannedTrial:
@@ -351,8 +388,8 @@ def point(config: Config) -> str:
 
 @functools.cache
 def _schema() -> DictConfig:
-    # Building the schema node is half of `structured`'s ~20 ms (a fused group converts every
-    # member); merge copies it, so one node serves every call.
+    # Building the schema node is half of `structured`'s time (docs/performance.md, "Planning
+    # and sweeping"); merge copies it, so one node serves every call.
     return OmegaConf.structured(Config)
 
 
@@ -395,8 +432,8 @@ MEMBER_KEYS = ("hydra", "lr", "seed", "tags")
 
 
 def structured_members(configs: list[dict]) -> list[Config]:
-    """`structured` of each config of one fusion group. The schema merge (~9 ms a config on the
-    2-core CPU, 1.3 s of a 144-trial study's workers) runs once: every other member whose
+    """`structured` of each config of one fusion group. The schema merge (docs/performance.md,
+    "Planning and sweeping") runs once: every other member whose
     config differs only in MEMBER_KEYS is a copy of the first with its own lr, seed and tags,
     converted by the same schema; any other member is merged in full."""
     first = structured(configs[0])
@@ -415,8 +452,7 @@ def structured_members(configs: list[dict]) -> list[Config]:
 
 def structured_all(configs: list[dict | DictConfig]) -> list[Config]:
     """`structured` of every config, in order, at `structured_members`' cost: configs that
-    differ only in MEMBER_KEYS share one schema merge (a 150-trial study: 0.25 s against 1.4 s
-    on the 2-core CPU, paid before any worker starts)."""
+    differ only in MEMBER_KEYS share one schema merge (paid before any worker starts)."""
     plain = [OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c for c in configs]
     groups: dict[str, list[int]] = {}
     for i, config in enumerate(plain):
@@ -436,6 +472,6 @@ class _MemberKeys:  # the schema's own types for a member's keys, as Config decl
     tags: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@functools.cache
+@functools.cache  # as `_schema`
 def _member_schema() -> DictConfig:
     return OmegaConf.structured(_MemberKeys)

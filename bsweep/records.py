@@ -142,8 +142,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-# libyaml's safe dumper when PyYAML has it: the same text as yaml.safe_dump at ~3x the speed
-# (1.8 against 0.55 ms a trial config on the 2-core CPU; every trial writes one).
+# libyaml's safe dumper when PyYAML has it: the same text as yaml.safe_dump, faster (every trial
+# writes one; docs/performance.md, "Planning and sweeping").
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -173,9 +173,9 @@ def read_json(path: Path) -> dict:
         raise DamagedRecord(f"{path}: {e}") from None
 
 
-# libyaml's parser where PyYAML was built with it: the pure-Python one took 12 ms per trial
-# config.yaml (1.4 s of loading a 146-trial study, read again by every report and every
-# bracketing decision). Same safe constructors, same results.
+# libyaml's parser where PyYAML was built with it: every report and bracketing decision reads
+# each trial's config.yaml (docs/performance.md, "Planning and sweeping"). Same safe
+# constructors, same results.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

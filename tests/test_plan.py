@@ -1,4 +1,4 @@
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from bsweep.plan import expand, single, structured, structured_all, structured_members, trial_id
 from tests.conftest import TINY
@@ -114,3 +114,27 @@ def test_structured_refuses_a_missing_value_instead_of_keeping_the_default():
     ok = OmegaConf.to_container(compose_config(TINY), resolve=True)
     with pytest.raises(ConfigError, match="lr is missing"):
         structured_members([ok, {**ok, "lr": "???"}])
+
+
+def test_the_plan_file_hands_the_jobs_and_configs_to_hydra_as_hydra_would_expand_them(tmp_path):
+    # `bsweep sweep` writes the plan; the sweeper takes its jobs and the fused launcher its
+    # configs from the file named in hydra.job.env_set, for this run's overrides only.
+    from bsweep.plan import (PLAN_ENV, compose_base, compose_config, job_override_lists, planned_configs,
+                             planned_jobs, sweeper_params, task_overrides, write_plan)
+
+    overrides = ["study=smoke", "lr=0.10,0.2", "seed=1", "hydra.job.chdir=false"]
+    base = compose_base(overrides)
+    trials = expand(overrides, base)
+    assert [t.overrides for t in trials] == job_override_lists(sweeper_params(base), task_overrides(overrides))
+    assert trials[0].overrides[-2:] == ["lr=0.1", "seed=1"]  # as Hydra's basic sweeper writes them
+    path = tmp_path / "plan.json"
+    write_plan(path, trials, overrides, base)
+    running = compose_config([f"++hydra.job.env_set.{PLAN_ENV}={path}"], with_hydra=True)
+    with open_dict(running):
+        running.hydra.job.config_name = "config"
+    args = task_overrides(overrides)
+    assert planned_jobs(running, sweeper_params(base), args) == [t.overrides for t in trials]
+    assert planned_jobs(running, sweeper_params(base), args[:-1]) is None  # another command line
+    configs = planned_configs([trials[1].overrides, ["lr=0.3"]], running)
+    assert configs[0] == OmegaConf.to_container(trials[1].config, resolve=True) and configs[1] is None
+    assert trial_id(configs[0]) == trials[1].trial_id

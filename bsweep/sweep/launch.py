@@ -27,8 +27,8 @@ from bsweep.interrupt import stop_on_signals
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
 from bsweep.sweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
                              running_lines, summary_line)
-from bsweep.plan import (PlannedTrial, compose_base, expand, fusion_key, parse_command_line, single, structured_all,
-                         study_dir)
+from bsweep.plan import (PLAN_ENV, PlannedTrial, compose_base, expand, fusion_key, parse_command_line, single,
+                         structured_all, study_dir, write_plan)
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
 # How often the watcher reads the trial records, in seconds: often enough for a live bar,
@@ -522,9 +522,8 @@ def _ours_ended(states: dict[str, str], status: dict[str, dict], sweep_id: str) 
 def ready_server(launcher: dict) -> bool:
     """Start the process the `bsweep_fused` launcher's workers will fork from, when it will run
     several here and they fork (`_core.start_server`), and say whether it did; otherwise stop
-    one that runs (`bsweep sweep` starts it before it knows the launcher). Its imports (torch:
-    2.5-4.4 s of a core on the 2-core CPUs) overlap this process's planning and validation,
-    which must end before any worker starts."""
+    one that runs (`bsweep sweep` starts it before it knows the launcher). Its imports (torch)
+    overlap this process's planning and validation, which must end before any worker starts."""
     from hydra_plugins.bsweep_fused_launcher import _core
 
     if fused_workers(launcher) > 1 and _core.forks_from_server():
@@ -542,8 +541,8 @@ def stop_server() -> None:
 
 def start_workers(launcher: dict) -> None:
     """Start the `bsweep_fused` launcher's worker processes now, when it will run several: where
-    they spawn, their start-up (`import torch`, ~3.5 s on the 2-core CPU) overlaps Hydra's own
-    start and the launcher's list of jobs. The launcher takes the pool that is running."""
+    they spawn, their start-up (`import torch`) overlaps Hydra's own start and the launcher's
+    list of jobs. The launcher takes the pool that is running."""
     workers = fused_workers(launcher)
     if workers > 1:
         from hydra_plugins.bsweep_fused_launcher._core import worker_pool
@@ -656,14 +655,18 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     sweep_id = uuid.uuid4().hex[:12]
     since = time.time()
     todo = [p for p in planned if before[p.trial_id] not in records.FINISHED]
+    plan_path = plan_file(planned, sweep_id)
+    write_plan(plan_path, planned, overrides, base if base is not None else compose_base(overrides))
     watcher = _Watcher(planned, todo, console, since, planned_costs(todo))
     watcher.start()
     try:
         with stop_on_signals(fresh=True) as stop:  # Ctrl-C: trials checkpoint and end, none start
-            code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs)})
+            code = call_hydra(["-m", *overrides], {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: str(jobs),
+                                                   PLAN_ENV: str(plan_path)})
     finally:
         watcher.stop.set()
         watcher.join()
+        plan_path.unlink(missing_ok=True)
     states = trial_states(planned)
     if stop.signal_name is None:  # stopped: nobody is about to claim anything
         states = _settle(planned, states)
@@ -679,6 +682,12 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
                         sweep_id, notes, bracket, time.time() - started, local_processes(hydra["launcher"], jobs),
                         added, stop.signal_name)
+
+
+def plan_file(planned: list[PlannedTrial], sweep_id: str) -> Path:
+    """Where a sweep hands its plan to Hydra's sweeper and launcher (`bsweep.plan.write_plan`):
+    the first study's hydra folder, absolute (jobs may run elsewhere); removed when Hydra returns."""
+    return (study_dir(planned[0].config) / "hydra" / f"plan-{sweep_id}.json").absolute()
 
 
 def bracket_trials(record: dict | None, planned: list[PlannedTrial]) -> list[PlannedTrial]:

@@ -113,7 +113,7 @@ class BsweepFusedLauncher(Launcher):
         self.follow_up_returns = []
         for i, value in results.items():
             job = extra[i] if i in extra else _job(jobs, i)
-            ret = JobReturn(
+            ret = TaskReturn(
                 overrides=job.overrides, cfg=self._task_cfgs.pop(i),
                 hydra_cfg=self.config, working_dir=os.getcwd(), task_name=self.config.hydra.job.name,
             )
@@ -144,21 +144,21 @@ class BsweepFusedLauncher(Launcher):
     def _jobs(self, job_overrides: list[list[str]], first: int) -> list:
         """The jobs for these overrides, numbered from `first`, each with its resolved task config.
 
-        `bsweep sweep` composed every job of its plan already (`bsweep.plan.planned_configs`);
-        others (a bracketing round's new lrs, `python -m bsweep.app -m`) are composed here.
-        Hydra composes each job from scratch (~0.2 s a job on a 2-core CPU: 30 s for a 144-trial
-        study); jobs that differ only in plain `key=value` overrides share one composition here,
-        with their values set on a copy, as `bsweep.plan.expand` does. The copy is of the task's
-        part alone: copying the `hydra` node too took 4x as long. Every job trains in the worker
-        processes, noise-tracked and `perf.fuse=off` ones too (one member at a time there:
-        `perf.choose_width`), so they do not run one by one here."""
+        `bsweep sweep` composed every job of its plan already, and its plan file holds each
+        job's resolved config (`bsweep.plan.planned_configs`). Other jobs (a bracketing round's
+        new lrs, `python -m bsweep.app -m`) are composed here; jobs that differ only in plain
+        `key=value` overrides share one composition of the task's part alone, with their values
+        set on a copy, as `bsweep.plan.expand` does (docs/performance.md, "Planning and
+        sweeping"). Every job trains in the worker processes, noise-tracked and `perf.fuse=off`
+        ones too (one member at a time there: `perf.choose_width`)."""
         from ._core import Job
 
         assert self.config is not None and self.hydra_context is not None
         parser, jobs = OverridesParser.create(), []
         planned = plan.planned_configs(job_overrides, self.config)  # what `bsweep sweep` composed
-        for i, (overrides, task_cfg) in enumerate(zip(job_overrides, planned)):
-            if task_cfg is None:
+        for i, (overrides, config) in enumerate(zip(job_overrides, planned)):
+            task_cfg = None
+            if config is None:
                 structure, values = split_job(parser, overrides)
                 if structure not in self._composed:
                     task = self.hydra_context.config_loader.load_sweep_config(self.config, list(structure))
@@ -166,9 +166,27 @@ class BsweepFusedLauncher(Launcher):
                         del task["hydra"]
                     self._composed[structure] = task
                 task_cfg = apply_values(self._composed[structure], values)
-            self._task_cfgs[first + i] = task_cfg  # each JobReturn's cfg, as Hydra's launchers give it
-            jobs.append(Job(first + i, list(overrides), OmegaConf.to_container(task_cfg, resolve=True)))
+                config = OmegaConf.to_container(task_cfg, resolve=True)
+            self._task_cfgs[first + i] = task_cfg if task_cfg is not None else config  # each JobReturn's cfg
+            jobs.append(Job(first + i, list(overrides), config))
         return jobs
+
+
+class TaskReturn(JobReturn):
+    """A JobReturn whose `cfg` (the job's task config, as Hydra's launchers give it) may be
+    handed over as the plan's resolved dict and is made a DictConfig only when read: making
+    one costs more than the rest of a planned job's set-up (docs/performance.md, "Planning and
+    sweeping"), and no sweep of bsweep's reads it."""
+
+    @property
+    def cfg(self) -> Any:
+        if isinstance(self._cfg, dict):
+            self._cfg = OmegaConf.create(self._cfg)
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, value: Any) -> None:
+        self._cfg = value
 
 
 def _job(jobs: list, i: int) -> Any:
