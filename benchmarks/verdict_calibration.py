@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bsweep.analysis.simulate import EFFECTS, c6_rates, claim_rates  # noqa: E402
-from bsweep.analysis.verdicts import VERDICT_FUNCTIONS  # noqa: E402
+from bsweep.analysis.claims import CLAIMS  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     lines = ["| claim | protocol | holds, no effect, 2 seeds | no effect, 3 seeds | effect, 2 seeds | effect, 3 seeds "
              "| does not hold, effect, 2 seeds | effect, 3 seeds |",
              "|---|---|---|---|---|---|---|---|"]
-    for claim, function, protocols in VERDICT_FUNCTIONS:
+    for claim, function, protocols in ((c.id, c.judge, c.protocols) for c in CLAIMS.values()):
         if wanted and claim not in wanted:
             continue
         if claim not in EFFECTS and claim != "C6":

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from bsweep.analysis.answer import answer_lines, claim_lines
 from bsweep.analysis.report import read_answer, read_verdicts
-from bsweep.analysis.verdicts import CLAIMS
+from bsweep.analysis.claims import CLAIMS
 
 from bsweep.cli import app
 from bsweep.sweep.reproduce import JUDGED_ON, write_reports

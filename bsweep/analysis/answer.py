@@ -13,7 +13,7 @@ batch size analysis (`scaling.analyse_critical_batch_size`):
   sizes that tried two lrs or more, its 95 % interval against the linear (1) and square-root
   (0.5) rules, and the batch size above which the best lr stops rising.
 
-A comparison needs seeds: where the best batch size has fewer than 2 (`verdicts.MIN_SEEDS`),
+A comparison needs seeds: where the best batch size has fewer than 2 (`stats.MIN_SEEDS`),
 its line says no test ran and shows no spread, and other batch sizes with fewer than 2 are
 named as not compared, never counted as beaten.
 
@@ -30,8 +30,10 @@ from scipy import stats
 
 from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
 from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime, select_rows
-from bsweep.analysis.verdicts import (AT_CHECKPOINTS, FIXED_LR, MIN_SEEDS, PER_STEP, POOLED_LR, SHORT, TUNED_LR,
-                                      Noise, slice_curve, usable_points)
+from bsweep.analysis.claims import CLAIMS
+from bsweep.analysis.claims.verdict import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, TUNED_LR, slice_curve,
+                                            usable_points)
+from bsweep.analysis.stats import MIN_SEEDS, SeedSpread
 
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
@@ -90,7 +92,7 @@ def lr_exponent(batch_sizes: np.ndarray, lrs: np.ndarray, grid_step: float = 0.0
 def ties(rows: pd.DataFrame, metric: str, best: float, higher_is_better: bool) -> str:
     """The other batch sizes of one point's curve (`rows`: a tuned view's rows) that are not
     significantly worse than the best one (`best`: its batch size), by the verdicts' own test on
-    the verdicts' own curve (`slice_curve`, `usable_points`, `Noise`: seed spread pooled over the
+    the verdicts' own curve (`slice_curve`, `usable_points`, `SeedSpread`: seed spread pooled over the
     curve, Tukey's range over its batch sizes): the batch sizes the data cannot rank below it.
     Points with fewer than MIN_SEEDS seeds are left out, as in the verdicts."""
     curve = usable_points(slice_curve(rows, metric))
@@ -98,10 +100,10 @@ def ties(rows: pd.DataFrame, metric: str, best: float, higher_is_better: bool) -
     top = curve[curve["batch_size"] == best]
     if not len(top) or len(curve) < 2:
         return ""
-    noise, (top_mean, top_n) = Noise.of(curve), (float(top["mean"].iloc[0]), float(top["count"].iloc[0]))
+    spread, (top_mean, top_n) = SeedSpread.of(curve), (float(top["mean"].iloc[0]), float(top["count"].iloc[0]))
     sign = 1.0 if higher_is_better else -1.0
     level = [b for b, m, n in zip(curve["batch_size"], curve["mean"], curve["count"])
-             if b != best and not noise.exceeds(sign * top_mean, top_n, sign * m, n)]
+             if b != best and not spread.exceeds(sign * top_mean, top_n, sign * m, n)]
     return ", ".join(f"{b:g}" for b in sorted(level))
 
 
@@ -345,14 +347,14 @@ def claim_rows(verdicts: pd.DataFrame) -> list[tuple[str, str, str, str]]:
         words = [p.split(" ", 1) for p in parts]
         if len(parts) > 1 and len({w[1] for w in words}) == 1:  # one verdict, no counts: say it once
             parts = ["/".join(w[0] for w in words) + " " + words[0][1]]
-        out.append((str(claim), SHORT.get(str(claim), ""), ", ".join(parts), gist))
+        out.append((str(claim), CLAIMS[str(claim)].short if str(claim) in CLAIMS else "", ", ".join(parts), gist))
     return out
 
 
 def claim_lines(verdicts: pd.DataFrame, width: int = LINE_WIDTH) -> list[str]:
     """`claim_rows` as lines of at most `width` characters, the decisive slice cut to fit.
     `verdicts` as `all_verdicts` returns them or a report's verdicts.csv."""
-    pad = max(map(len, SHORT.values()))
+    pad = max(len(claim.short) for claim in CLAIMS.values())
     lines = []
     for claim, short, protocols, gist in claim_rows(verdicts):
         head = f"{claim:<3}{short:<{pad}}  {protocols}"

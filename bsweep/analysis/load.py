@@ -184,8 +184,8 @@ class RecordCache:
     """Each finished trial's row and measurements as `load_trials` and `load_measurements`
     read them, kept while its record files are unchanged (`_stamp`), for a process that reads
     a growing study again and again. The bracketing sweeper reads the study after every point
-    that ends; read whole, claims_quick's 148 trials took ~1.5 s a read on the 2-core
-    AVX2-only EPYC, on cores its workers train on. A trial not finished (running, failed,
+    that ends; read whole, a study costs seconds a read (docs/performance.md, "Analysis"), on
+    cores its workers train on. A trial not finished (running, failed,
     damaged, new) is read afresh every time: a `running` one turns `interrupted` when its owner
     dies, with no file changed."""
 

@@ -290,8 +290,8 @@ def aggregate_over_seeds(
     flags = pd.DataFrame({"_diverged": finished["diverged"].astype(bool),
                           **{f"_{p}reached": finished[f"{p}steps_to_target"].notna() for p in ["", *halves]}})
     # The groups once, as codes in their sorted order; every reduction below groups by the codes.
-    # One reduction covers all metric columns at once: per-column calls cost ~0.3 ms each, and a
-    # report aggregates ~100 columns several times (the same cython kernels, the same numbers).
+    # One reduction covers all metric columns at once: a report aggregates ~100 columns several
+    # times, and per-column calls add up (docs/performance.md, "Analysis"); the numbers are the same.
     points = finished.groupby(by, sort=True, dropna=False)
     size, codes = points.size(), points.ngroup().to_numpy()
     grouped = values.groupby(codes)
@@ -302,7 +302,7 @@ def aggregate_over_seeds(
         "n_diverged": counts["_diverged"].to_numpy(),
         **{f"{p}n_reached_target": counts[f"_{p}reached"].to_numpy() for p in ["", *halves]},
     }
-    # as arrays: a column of a MultiIndex-ed frame costs ~0.1 ms to take out
+    # as arrays: taking columns out of a MultiIndex-ed frame one by one is slow
     mean, std, count = (frame[metrics].to_numpy() for frame in (mean, std, count))
     for j, metric in enumerate(metrics):
         columns[f"{metric}_mean"] = mean[:, j]

@@ -45,11 +45,8 @@ from bsweep.analysis.metrics import (
     tuned_view,
 )
 from bsweep.analysis.study import Study, study_name
-from bsweep.analysis.verdicts import (
-    ALPHA,
-    cosine_batch_sizes,
-    MIN_SEEDS,
-)
+from bsweep.analysis.claims.batch_size import cosine_batch_sizes
+from bsweep.analysis.stats import ALPHA, MIN_SEEDS
 
 # Figure resolution for the PNGs (dots per inch): sharp on a laptop screen, ~100 kB a figure.
 PNG_DPI = 110

@@ -17,7 +17,7 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from bsweep.analysis.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Verdict
+from bsweep.analysis.claims.verdict import AT_CHECKPOINTS, DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Verdict
 
 # The grid of the issue's null study: 6 batch sizes x 3 lrs x 2 norms.
 BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
@@ -137,7 +137,7 @@ def synthetic_cosines(rng: np.random.Generator, effect: bool) -> tuple[pd.DataFr
 
 def c6_rates(studies: int, effect: bool, seed: int = 0) -> dict[str, float]:
     """The share of synthetic C6 studies in which the verdict says each verdict."""
-    from bsweep.analysis.verdicts import AT_CHECKPOINTS, verdict_c6
+    from bsweep.analysis.claims.batch_size import verdict_c6
 
     rng = np.random.default_rng(seed)
     said = []

@@ -1,12 +1,12 @@
-"""Tukey's studentized range distribution: its CDF and quantile, computed on fixed quadrature
-grids in numpy.
+"""The statistics the verdicts rest on: Tukey's studentized range (its CDF and quantile,
+computed on fixed quadrature grids in numpy) and `SeedSpread`, the seed-to-seed spread of one
+slice and the significance tests built on it.
 
 scipy's `studentized_range` is the reference, but its CDF is an adaptive 2-D integral (`nquad`)
-and its quantile a root search over ~14 of them: ~130 ms a quantile on the 2-core AVX2 EPYC, and
-norm_quick's report on a fresh machine needs 117 of them (the report took 54 s with them, 32 s
-with these). Here the same double integral runs on fixed Gauss-Legendre grids, the inner one
-tabulated once per k: ~1 ms a quantile (~30 ms more for each new k), equal to scipy's to 1e-8
-relative over the range the verdicts use (tests/analysis/test_tukey.py compares them).
+and its quantile a root search over many of them, too slow for the hundreds of quantiles a report
+asks for (docs/performance.md, "Analysis"). Here the same double integral runs on fixed
+Gauss-Legendre grids, the inner one tabulated once per k, equal to scipy's to 1e-8 relative over
+the range the verdicts use (tests/analysis/test_stats.py compares them).
 
 The distribution (Tukey 1953; Copenhaver and Holland 1988): Q = range of k standard normals /
 S, with S = chi_df / sqrt(df) independent of them, so
@@ -20,8 +20,10 @@ with g_df the density of S.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 from scipy.special import gammaln, ndtr
@@ -43,8 +45,22 @@ S_TAIL = 1e-16
 W_MAX, W_POINTS = 16.0, 4097
 # Quantiles are rounded to this many significant digits, below the integrals' accuracy and far
 # above float rounding, so that the last bits of numpy's vectorized exp and log (which differ
-# between CPU kernel families, AVX2 and AVX-512) cannot reach a verdict.
+# between CPU kernel families) cannot reach a verdict.
 DIGITS = 10
+
+
+# Family-wise false-positive rate of one slice's comparisons (see `SeedSpread`).
+ALPHA = 0.05
+# A "does not hold" that rests on a difference that is not significant stands only when the
+# study could have detected a difference that matters (with POWER); otherwise it is
+# inconclusive and says how many seeds it would take. What matters: 1 point of test error, and
+# 10 % of the best mean for times, epochs, steps and throughput.
+POWER = 0.8
+MATTERS_ERROR = 0.01  # absolute test error
+MATTERS_RELATIVE = 0.10  # of the slice's best mean
+MAX_SEEDS_SAID = 100  # beyond this, "needs > 100 seeds"
+# Seeds needed at a point for a standard error; one seed has no spread.
+MIN_SEEDS = 2
 
 
 def _nodes(low: float, high: float, panels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,3 +135,98 @@ def studentized_range_quantile(p: float, k: int, df: int) -> float:
     root = brentq(lambda q: studentized_range_cdf(q, k, df) - p, low, high, xtol=1e-13, rtol=1e-13)
     return float(f"{root:.{DIGITS}g}")
 
+
+# --------------------------------------------------------------------------- seed spread
+
+
+@functools.lru_cache(maxsize=None)
+def critical_value(k: int, df: int, slices: int = 1) -> float:
+    """Multiplier of the standard error of a difference for family-wise ALPHA / slices over all
+    pairs of k means (Tukey: studentized range / sqrt 2); k = 2 gives the two-sided t quantile."""
+    return studentized_range_quantile(1 - ALPHA / max(slices, 1), max(k, 2), df) / np.sqrt(2)
+
+
+@functools.lru_cache(maxsize=None)
+def power_quantile(df: int) -> float:
+    """The one-sided t quantile at POWER: what a detectable difference adds to the critical
+    value (cached: a report asks for the same few dfs hundreds of times)."""
+    return float(t.ppf(POWER, df))
+
+
+def significant(diff: float, se: float, df: int, k: int, slices: int = 1) -> bool:
+    """`diff` is positive beyond the critical value (k means compared, df degrees of freedom,
+    one of `slices` slices)."""
+    return bool(df >= 1 and np.isfinite(diff) and np.isfinite(se)
+                and diff > critical_value(int(k), int(df), int(slices)) * se)
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """The seed spread of one slice: a standard deviation pooled over its points, its degrees of
+    freedom, how many means the slice compares, and how many slices the verdict reads."""
+
+    sd: float
+    df: int
+    k: int
+    slices: int = 1
+
+    @classmethod
+    def of(cls, *curves: pd.DataFrame, slices: int = 1) -> "SeedSpread":
+        rows = pd.concat(curves)
+        rows = rows[(rows["count"] >= MIN_SEEDS) & np.isfinite(rows["sem"].astype(float))]
+        n = rows["count"].astype(float)
+        df = float((n - 1).sum())
+        ss = float(((rows["sem"].astype(float) ** 2) * n * (n - 1)).sum())  # sum of (n-1) s^2
+        return cls(float(np.sqrt(ss / df)) if df > 0 else np.nan, int(df), len(rows), slices)
+
+    def se(self, n_a: float, n_b: float) -> float:
+        """Standard error of the difference of two means of n_a and n_b seeds."""
+        return self.sd * float(np.sqrt(1 / n_a + 1 / n_b))
+
+    def margin(self, n_a: float, n_b: float) -> float:
+        """The smallest significant difference of two such means."""
+        return critical_value(max(self.k, 2), max(self.df, 1), self.slices) * self.se(n_a, n_b)
+
+    def exceeds(self, a_mean: float, a_n: float, b_mean: float, b_n: float) -> bool:
+        """Mean a is significantly larger than mean b."""
+        return significant(a_mean - b_mean, self.se(a_n, b_n), self.df, self.k, self.slices)
+
+    def side(self, a: pd.Series, b: pd.Series) -> str:
+        """Point a's mean against point b's (rows with mean and count): "lower" or "higher"
+        when significantly so, else "same"."""
+        if self.exceeds(b["mean"], b["count"], a["mean"], a["count"]):
+            return "lower"
+        return "higher" if self.exceeds(a["mean"], a["count"], b["mean"], b["count"]) else "same"
+
+    def detectable(self, n: int) -> float:
+        """The difference between two means of n seeds that this slice detects with POWER."""
+        df = self.k * (n - 1)
+        if not (df >= 1 and np.isfinite(self.sd)):
+            return np.inf
+        return (critical_value(max(self.k, 2), df, self.slices) + power_quantile(int(df))) * self.sd * np.sqrt(2 / n)
+
+    def seeds_needed(self, low: int, matters: float) -> int | None:
+        """The fewest seeds (from `low` to MAX_SEEDS_SAID) that detect `matters`, or None.
+        `detectable` falls as seeds grow (both quantiles fall with df, and so does sqrt(2 / n)),
+        so bisection finds it: each new df costs a studentized-range quantile, and a scan up to
+        MAX_SEEDS_SAID was the slowest part of a report (docs/performance.md, "Analysis")."""
+        if low > MAX_SEEDS_SAID or self.detectable(MAX_SEEDS_SAID) > matters:
+            return None
+        high = MAX_SEEDS_SAID  # detects
+        while low < high:
+            mid = (low + high) // 2
+            if self.detectable(mid) <= matters:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+    def underpowered(self, n: float, matters: float, unit: str) -> str:
+        """"" when n seeds detect a difference of `matters`; else why the slice is inconclusive."""
+        n = int(n)
+        if self.detectable(n) <= matters:
+            return ""
+        need = self.seeds_needed(n + 1, matters)
+        needs = f">= {need}" if need else f"> {MAX_SEEDS_SAID}"
+        return (f"no significant difference, but {n} seeds only detect differences above "
+                f"{self.detectable(n):.3g} {unit}; needs {needs} seeds to detect {matters:.3g}")

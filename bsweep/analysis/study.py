@@ -17,7 +17,7 @@ from bsweep.analysis import load, scaling
 from bsweep.analysis.answer import answer_lines, answer_table
 from bsweep.analysis.bracket import read_record
 from bsweep.analysis.metrics import FINISHED_STATUSES, summarize_trials
-from bsweep.analysis.verdicts import all_verdicts
+from bsweep.analysis.claims import all_verdicts
 
 # Why a trial of each status has no result: the report's one line on what it left out.
 LEFT_OUT_WHY = {
@@ -122,7 +122,7 @@ class Study:
 
     @cached_property
     def verdicts(self) -> pd.DataFrame:
-        """One row per claim and protocol (columns of `verdicts.Verdict`)."""
+        """One row per claim and protocol (columns of `claims.verdict.Verdict`)."""
         return all_verdicts(self.summary, self.judged_measurements)
 
     @cached_property

@@ -122,7 +122,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
             "seconds_per_step": seconds,
             "samples_per_second": point.batch_size / seconds,
             # every round's block, in round order: the blocks of one round ran close in time, so
-            # two points compare round by round (N5's sign test, `analysis.verdicts`)
+            # two points compare round by round (N5's sign test, `analysis.claims.normalization`)
             "block_seconds": [t / width for t in fused_steps],
             **(memory if width == 1 else {}),
             **perf.describe(),

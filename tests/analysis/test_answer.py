@@ -10,7 +10,7 @@ from bsweep.analysis.answer import (LINE_WIDTH, answer_lines, answer_table, clai
                                     stops_rising_at)
 from bsweep.analysis.metrics import summarize_trials
 from bsweep.analysis.report import build_report, read_answer, read_verdicts
-from bsweep.analysis.verdicts import CLAIMS
+from bsweep.analysis.claims import CLAIMS
 from tests.analysis.conftest import make_study
 
 

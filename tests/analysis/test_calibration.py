@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bsweep.analysis.simulate import EFFECTS, claim_rates
-from bsweep.analysis.verdicts import VERDICT_FUNCTIONS
+from bsweep.analysis.claims import CLAIMS
 
 STUDIES = 20
 # Every claim once, both protocols where the benchmark found them weakest (C3 fixed: the highest
@@ -17,8 +17,8 @@ STUDIES = 20
 CHECKED = {("C1", "tuned lr"), ("C2", "any lr (pooled)"), ("C3", "fixed lr"), ("C3", "tuned lr"), ("C4", "fixed lr"),
            ("C4", "tuned lr"), ("C5", "tuned lr"), ("C7", "tuned lr"), ("N1", "tuned lr"), ("N2", "tuned lr"),
            ("N3", "tuned lr"), ("N4", "lr range"), ("N6", "tuned lr"), ("N7", "tuned lr")}
-CASES = [(claim, function, protocol) for claim, function, protocols in VERDICT_FUNCTIONS for protocol in protocols
-         if (claim, protocol) in CHECKED]
+CASES = [(claim.id, claim.judge, protocol) for claim in CLAIMS.values() for protocol in claim.protocols
+         if (claim.id, protocol) in CHECKED]
 
 
 @pytest.mark.slow
@@ -35,7 +35,8 @@ def test_no_effect_rarely_holds_and_a_known_effect_is_found(claim, function, pro
 
 def test_no_significant_difference_with_too_few_seeds_is_inconclusive_not_does_not_hold():
     from bsweep.analysis.simulate import synthetic_summary
-    from bsweep.analysis.verdicts import DOES_NOT_HOLD, INCONCLUSIVE, TUNED_LR, verdict_c5
+    from bsweep.analysis.claims.batch_size import verdict_c5
+    from bsweep.analysis.claims.verdict import DOES_NOT_HOLD, INCONCLUSIVE, TUNED_LR
 
     rng = np.random.default_rng(3)
     # no effect, seed noise 0.5 points of error: 2 seeds cannot see a 1-point difference

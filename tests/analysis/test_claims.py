@@ -4,22 +4,10 @@ import pandas as pd
 import pytest
 
 from bsweep.analysis.metrics import summarize_trials
-from bsweep.analysis.verdicts import (
-    DOES_NOT_HOLD,
-    FIXED_LR,
-    HOLDS,
-    INCONCLUSIVE,
-    TUNED_LR,
-    Verdict,
-    all_verdicts,
-    verdict_c1,
-    verdict_c2,
-    verdict_c3,
-    verdict_c4,
-    verdict_c5,
-    verdict_n1,
-    verdict_n2,
-)
+from bsweep.analysis.claims import all_verdicts
+from bsweep.analysis.claims.batch_size import verdict_c1, verdict_c2, verdict_c3, verdict_c4, verdict_c5
+from bsweep.analysis.claims.normalization import verdict_n1, verdict_n2
+from bsweep.analysis.claims.verdict import DOES_NOT_HOLD, FIXED_LR, HOLDS, INCONCLUSIVE, TUNED_LR, Verdict
 
 BATCH_SIZES = (4, 16, 64, 256)
 
@@ -345,13 +333,13 @@ def test_nullable_integer_columns_from_load(study_factory):
 
 @pytest.mark.parametrize("sd,matters", [(0.01, 0.01), (0.005, 0.01), (0.002, 0.01)])
 def test_seeds_needed_is_the_fewest_that_detect_the_difference(sd, matters):
-    from bsweep.analysis.verdicts import Noise
+    from bsweep.analysis.stats import SeedSpread
 
-    noise = Noise(sd, 6, 6, 12)  # 6 points x 2 seeds, 12 slices
-    need = noise.seeds_needed(3, matters)
-    assert noise.detectable(need) <= matters
-    assert need == 3 or noise.detectable(need - 1) > matters
-    assert Noise(1.0, 6, 6, 12).seeds_needed(3, 0.01) is None  # beyond MAX_SEEDS_SAID
+    spread = SeedSpread(sd, 6, 6, 12)  # 6 points x 2 seeds, 12 slices
+    need = spread.seeds_needed(3, matters)
+    assert spread.detectable(need) <= matters
+    assert need == 3 or spread.detectable(need - 1) > matters
+    assert SeedSpread(1.0, 6, 6, 12).seeds_needed(3, 0.01) is None  # beyond MAX_SEEDS_SAID
 
 
 # --------------------------------------------------------------------------- C7
@@ -361,7 +349,7 @@ def test_c7_holds_when_the_loss_jitter_falls_with_batch_size():
     import numpy as np
 
     from bsweep.analysis.simulate import EFFECTS, synthetic_summary
-    from bsweep.analysis.verdicts import verdict_c7
+    from bsweep.analysis.claims.batch_size import verdict_c7
 
     summary = synthetic_summary(np.random.default_rng(0), 4, lambda norm, i: {"jitter": 3 * EFFECTS["C7"](norm, i)["jitter"]})
     verdict = verdict_c7(summary, TUNED_LR)
@@ -373,7 +361,7 @@ def test_c7_flat_jitter_does_not_hold_with_enough_seeds():
     import numpy as np
 
     from bsweep.analysis.simulate import synthetic_summary
-    from bsweep.analysis.verdicts import verdict_c7
+    from bsweep.analysis.claims.batch_size import verdict_c7
 
     verdict = verdict_c7(synthetic_summary(np.random.default_rng(1), 12), FIXED_LR)
     assert verdict.verdict == DOES_NOT_HOLD, verdict.condition
@@ -401,7 +389,7 @@ def _memory_summary(memory, limit=2**30):
 
 
 def test_c8_holds_when_memory_grows_and_predicts_the_largest_batch_that_fits():
-    from bsweep.analysis.verdicts import verdict_c8
+    from bsweep.analysis.claims.batch_size import verdict_c8
 
     verdict = verdict_c8(_memory_summary(lambda bs: 2**20 + 2**10 * bs, limit=2**21))
     assert verdict.verdict == HOLDS
@@ -411,7 +399,7 @@ def test_c8_holds_when_memory_grows_and_predicts_the_largest_batch_that_fits():
 
 
 def test_c8_flat_memory_does_not_hold_and_no_bench_is_inconclusive():
-    from bsweep.analysis.verdicts import verdict_c8
+    from bsweep.analysis.claims.batch_size import verdict_c8
 
     assert verdict_c8(_memory_summary(lambda bs: 2**20)).verdict == DOES_NOT_HOLD
     missing = verdict_c8(_memory_summary(lambda bs: math.nan))
@@ -436,7 +424,7 @@ def _range_summary(trained, batch_sizes=(8, 64, 512), lrs=(0.01, 0.1, 1.0), seed
 
 
 def test_n4_holds_when_batchnorm_trains_where_none_fails():
-    from bsweep.analysis.verdicts import verdict_n4
+    from bsweep.analysis.claims.normalization import verdict_n4
 
     verdict = verdict_n4(_range_summary(lambda norm, bs, lr, seed: lr < (1.0 if norm == "batch" else 0.1)))
     assert verdict.verdict == HOLDS, verdict.condition
@@ -445,14 +433,14 @@ def test_n4_holds_when_batchnorm_trains_where_none_fails():
 
 
 def test_n4_does_not_hold_when_none_trains_at_larger_lrs():
-    from bsweep.analysis.verdicts import verdict_n4
+    from bsweep.analysis.claims.normalization import verdict_n4
 
     verdict = verdict_n4(_range_summary(lambda norm, bs, lr, seed: lr < (0.1 if norm == "batch" else 1.0)))
     assert verdict.verdict == DOES_NOT_HOLD, verdict.condition
 
 
 def test_n4_needs_none_range_bracketed_and_a_none_arm():
-    from bsweep.analysis.verdicts import verdict_n4
+    from bsweep.analysis.claims.normalization import verdict_n4
 
     unbracketed = verdict_n4(_range_summary(lambda norm, bs, lr, seed: True))
     assert unbracketed.verdict == INCONCLUSIVE
@@ -471,7 +459,7 @@ def test_c6_holds_on_the_noise_scale_curve_and_not_on_flat_cosines():
     import numpy as np
 
     from bsweep.analysis.simulate import synthetic_cosines
-    from bsweep.analysis.verdicts import AT_CHECKPOINTS, verdict_c6
+    from bsweep.analysis.claims.batch_size import AT_CHECKPOINTS, verdict_c6
 
     rng = np.random.default_rng(4)
     verdict = verdict_c6(*synthetic_cosines(rng, effect=True)[:1], AT_CHECKPOINTS, synthetic_cosines(rng, True)[1])
@@ -482,7 +470,7 @@ def test_c6_holds_on_the_noise_scale_curve_and_not_on_flat_cosines():
 
 
 def test_c6_without_cosines_says_how_to_measure_them(study_factory):
-    from bsweep.analysis.verdicts import verdict_c6
+    from bsweep.analysis.claims.batch_size import verdict_c6
 
     trials, measurements = study_factory(ceiling=flat, tau_epochs=fast, batch_sizes=BATCH_SIZES)
     verdict = verdict_c6(summarize_trials(trials, measurements), measurements=measurements)
@@ -496,7 +484,7 @@ def test_n3_holds_when_zscore_inputs_reach_the_target_in_fewer_steps_than_minmax
     import numpy as np
 
     from bsweep.analysis.simulate import EFFECTS, study_for
-    from bsweep.analysis.verdicts import verdict_n3
+    from bsweep.analysis.claims.normalization import verdict_n3
 
     rng = np.random.default_rng(2)
     verdict = verdict_n3(study_for("N3", rng, 3, lambda n, i: {"steps": 2 * EFFECTS["N3"](n, i).get("steps", 0)}), TUNED_LR)
@@ -511,7 +499,7 @@ def test_n6_holds_when_lrn_has_lower_error_and_reports_the_loss_gap():
     import numpy as np
 
     from bsweep.analysis.simulate import EFFECTS, study_for
-    from bsweep.analysis.verdicts import verdict_n6
+    from bsweep.analysis.claims.normalization import verdict_n6
 
     verdict = verdict_n6(study_for("N6", np.random.default_rng(3), 3, EFFECTS["N6"]), TUNED_LR)
     assert verdict.verdict == HOLDS, verdict.condition
@@ -522,7 +510,7 @@ def test_n7_holds_only_when_batchnorm_suffers_more_than_groupnorm_from_sorted_da
     import numpy as np
 
     from bsweep.analysis.simulate import study_for
-    from bsweep.analysis.verdicts import verdict_n7
+    from bsweep.analysis.claims.normalization import verdict_n7
 
     rng = np.random.default_rng(5)
     bn_only = lambda norm, i: {"error": 8.0} if norm == "batch:sorted" else {}  # noqa: E731
@@ -536,7 +524,7 @@ def test_n5_weighs_step_cost_and_a_small_batch_spike():
     import numpy as np
 
     from bsweep.analysis.simulate import synthetic_summary
-    from bsweep.analysis.verdicts import verdict_n5
+    from bsweep.analysis.claims.normalization import verdict_n5
 
     summary = synthetic_summary(np.random.default_rng(6), 3, norms=("weight", "batch"))
     cheap = summary.assign(samples_per_second=np.where(summary["norm"] == "weight", 2000.0, 1000.0))
@@ -554,7 +542,7 @@ def test_n5_compares_step_costs_round_by_round_with_a_sign_test():
     import numpy as np
 
     from bsweep.analysis.simulate import synthetic_summary
-    from bsweep.analysis.verdicts import cost_rounds, verdict_n5
+    from bsweep.analysis.claims.normalization import cost_rounds, verdict_n5
 
     assert cost_rounds([1.0] * 8, [2.0] * 8) == ("cheaper", 8, 8)
     assert cost_rounds([1.0] * 7 + [3.0], [2.0] * 8) == ("cheaper", 7, 8)  # p = 9/256

@@ -184,7 +184,7 @@ def test_analysis_imports_no_torch_and_no_runner():
     import sys
 
     code = (
-        "import sys, bsweep.analysis.report, bsweep.analysis.verdicts, bsweep.analysis.plots;"
+        "import sys, bsweep.analysis.report, bsweep.analysis.claims, bsweep.analysis.plots;"
         "bad = [m for m in sys.modules if m == 'torch' or m.split('.')[0] == 'torch' or "
         "m in ('bsweep.train.engine', 'bsweep.train.fused', 'bsweep.train.trial', 'bsweep.train.data', 'bsweep.train.models')];"
         "print(bad); sys.exit(1 if bad else 0)"
@@ -280,7 +280,7 @@ def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, 
     from bsweep.analysis import scaling
     from bsweep.analysis.metrics import summarize_trials
     from bsweep.analysis.report import build_report, read_verdicts
-    from bsweep.analysis.verdicts import all_verdicts
+    from bsweep.analysis.claims import all_verdicts
 
     trials, measurements, _, _ = frames
     # isolated step times that make batch 4 by far the fastest to the target

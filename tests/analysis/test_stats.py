@@ -1,4 +1,4 @@
-"""The studentized range on fixed quadrature grids (bsweep.analysis.tukey) against scipy's
+"""The studentized range on fixed quadrature grids (bsweep.analysis.stats) against scipy's
 adaptive integral, the reference, and against closed forms."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import studentized_range, t
 
-from bsweep.analysis.tukey import studentized_range_cdf, studentized_range_quantile
+from bsweep.analysis.stats import studentized_range_cdf, studentized_range_quantile
 
 # (p, k, df) across what verdicts ask for: p = 1 - 0.05 / slices, k points a slice, df from
 # pooled seeds; df = 1 and 2 are the heavy-tailed corners, k = 30 the widest family.

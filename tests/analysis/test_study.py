@@ -15,7 +15,7 @@ import bsweep
 from bsweep import records
 from bsweep.analysis.answer import answer_lines
 from bsweep.analysis.report import read_answer, read_verdicts
-from bsweep.analysis.verdicts import CLAIMS
+from bsweep.analysis.claims import CLAIMS
 from bsweep.cli import app
 from tests.conftest import TINY
 
