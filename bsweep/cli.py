@@ -147,7 +147,8 @@ def run(overrides: Overrides = None) -> None:
 def sweep(overrides: Overrides = None) -> None:
     """Train the study's grid (Hydra multirun), skipping trials already finished."""
     from bsweep.placement import cores
-    from hydra_plugins.bsweep_fused_launcher._core import NAME, start_server, stop_server
+    from bsweep.sweep.executor import NAME
+    from bsweep.sweep.workers import start_server, stop_server
 
     # The bsweep_fused launcher's workers fork from a server that imports torch (2.5-4.4 s of a
     # core on the 2-core CPUs); started before this process's own imports and composition

@@ -137,10 +137,10 @@ def test_the_fused_launchers_workers_serve_the_next_sweep_with_its_own_sweep_id(
         assert out.exit_code == 0, out.output
         return [records.read_status(t) for t in records.trials_dir(results / name).iterdir()]
 
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep.workers import worker_pool
 
     first = sweep("one")
-    workers = set(_core.worker_pool(2)._processes)  # the pool's worker pids (a stdlib attribute)
+    workers = set(worker_pool(2)._processes)  # the pool's worker pids (a stdlib attribute)
     second = sweep("two")
     assert os.getpid() not in workers and len(workers) == 2
     assert {s["pid"] for s in first} | {s["pid"] for s in second} <= workers
@@ -163,11 +163,11 @@ def test_workers_fork_from_the_preloaded_server_and_see_this_processs_environmen
     # Each worker is a fork of one server that imported torch and the engine, not a fresh
     # interpreter importing them again; a variable set after that server started still reaches
     # the workers, as it reaches spawned ones (the server starts again with it).
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep import workers
 
-    _core.start_server()
+    workers.start_server()
     monkeypatch.setenv("BSWEEP_TEST_VARIABLE", "set after the server started")
-    pool = _core.worker_pool(2)
+    pool = workers.worker_pool(2)
     parents = {pool.submit(os.getppid).result() for _ in range(4)}
     assert parents == {_server_pid()} and os.getpid() not in parents
     assert pool.submit(os.getenv, "BSWEEP_TEST_VARIABLE").result() == "set after the server started"
@@ -176,11 +176,11 @@ def test_workers_fork_from_the_preloaded_server_and_see_this_processs_environmen
 @pytest.mark.slow
 def test_where_workers_cannot_fork_from_a_server_they_spawn(monkeypatch):
     # macOS and Windows: each worker a fresh interpreter of this process's, as before the server
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep import workers
 
-    monkeypatch.setattr(_core, "forks_from_server", lambda: False)
+    monkeypatch.setattr(workers, "forks_from_server", lambda: False)
     monkeypatch.setenv("BSWEEP_TEST_VARIABLE", "spawned")  # a new pool, whatever ran before
-    pool = _core.worker_pool(2)
+    pool = workers.worker_pool(2)
     assert {pool.submit(os.getppid).result() for _ in range(4)} == {os.getpid()}
     assert pool.submit(os.getenv, "BSWEEP_TEST_VARIABLE").result() == "spawned"
 
@@ -191,10 +191,10 @@ def test_bsweep_sweep_stops_the_server_when_no_worker_will_fork_from_it(results,
     # anything (its imports overlap the planning); bad input and Hydra's print-only flags stop
     # it, and so does a sweep whose launcher runs no workers here (a server an earlier sweep of
     # this process started), so nothing goes on computing for a sweep that trains nothing there.
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep import workers
 
-    started, start = [], _core.start_server
-    monkeypatch.setattr(_core, "start_server", lambda: (started.append(True), start())[1])
+    started, start = [], workers.start_server
+    monkeypatch.setattr(workers, "start_server", lambda: (started.append(True), start())[1])
     monkeypatch.setattr("bsweep.placement.cores", lambda: 2)  # the early start wants 2+ cores
     fused = [*TINY, f"results_dir={results}", "hydra/launcher=bsweep_fused", "hydra.launcher.n_jobs=2"]
     for argv, code in ([[*fused, "batch_size=0"], 2], [[*fused, "--cfg", "job"], 0]):
@@ -310,7 +310,7 @@ def _jobs(overrides: list[str]):
     from omegaconf import OmegaConf
 
     from bsweep.plan import expand, fusion_key
-    from hydra_plugins.bsweep_fused_launcher._core import Job
+    from bsweep.sweep.executor import Job
 
     groups: dict = {}
     for i, p in enumerate(expand(overrides)):
@@ -320,7 +320,7 @@ def _jobs(overrides: list[str]):
 
 
 def test_a_group_that_would_outlast_the_other_workers_is_split_and_the_costliest_go_first():
-    from hydra_plugins.bsweep_fused_launcher._core import balance, cost
+    from bsweep.sweep.executor import balance, cost
 
     lone = _jobs(["data=mnist1d", "batch_size=1", "lr=0.01,0.03,0.1", "seed=0,1", "study.budget.epochs=1"])
     assert [len(g) for g in balance(lone, 1)] == [6]
@@ -334,7 +334,7 @@ def test_a_group_that_would_outlast_the_other_workers_is_split_and_the_costliest
 
 
 def test_a_study_of_many_groups_is_not_split_to_pack_tighter():
-    from hydra_plugins.bsweep_fused_launcher._core import balance
+    from bsweep.sweep.executor import balance
 
     groups = _jobs(["study=claims_quick"])
     assert len(groups) == 12 and [len(g) for g in balance(groups, 2)] == [12] * 12
@@ -343,7 +343,7 @@ def test_a_study_of_many_groups_is_not_split_to_pack_tighter():
 def test_a_group_wider_than_its_width_trains_one_chunk_and_hands_the_others_back(results):
     # perf.fuse=1: one member per chunk. The worker trains the first and returns the other two
     # untrained, for whichever worker is free next (run_jobs queues them by predicted cost).
-    from hydra_plugins.bsweep_fused_launcher._core import train_group
+    from bsweep.sweep.executor import train_group
 
     [group] = _jobs([*TINY, f"results_dir={results}", "norm=batch", "batch_size=16", "lr=0.01,0.05,0.1",
                      "perf.fuse=1"])

@@ -1,10 +1,10 @@
 """Where the `bsweep_fused` launcher's chunks train: `hydra.launcher.backend`.
 
-Each backend runs `_core.train_group` on one fused chunk somewhere and hands back a
-`concurrent.futures.Future` of its result, so `_core.run_jobs` schedules chunks the same way
+Each backend runs `executor.train_group` on one fused chunk somewhere and hands back a
+`concurrent.futures.Future` of its result, so `executor.run_jobs` schedules chunks the same way
 whatever runs them (costliest first, one chunk per slot, the rest of a group handed back):
 
-- local: worker processes on this machine (`_core.worker_pool`);
+- local: worker processes on this machine (`workers.worker_pool`);
 - submitit: one job per chunk through submitit's executor (SLURM, or its local executor), with
   the settings Hydra's submitit launcher takes, under the same names (`hydra.launcher.submitit.*`);
 - ray: one `ray.remote` task per chunk with its own `num_cpus` / `num_gpus` (fractions share a

@@ -471,7 +471,7 @@ def launcher_problems(launcher: dict) -> list[str]:
     """What the `bsweep_fused` launcher's backend cannot run with (`hydra.launcher.backend`)."""
     if not is_fused(launcher):
         return []
-    from hydra_plugins.bsweep_fused_launcher._backends import backend_problems
+    from bsweep.sweep.backends import backend_problems
 
     return backend_problems(launcher)
 
@@ -521,22 +521,22 @@ def _ours_ended(states: dict[str, str], status: dict[str, dict], sweep_id: str) 
 
 def ready_server(launcher: dict) -> bool:
     """Start the process the `bsweep_fused` launcher's workers will fork from, when it will run
-    several here and they fork (`_core.start_server`), and say whether it did; otherwise stop
+    several here and they fork (`workers.start_server`), and say whether it did; otherwise stop
     one that runs (`bsweep sweep` starts it before it knows the launcher). Its imports (torch)
     overlap this process's planning and validation, which must end before any worker starts."""
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep import workers
 
-    if fused_workers(launcher) > 1 and _core.forks_from_server():
-        _core.start_server()
+    if fused_workers(launcher) > 1 and workers.forks_from_server():
+        workers.start_server()
         return True
-    _core.stop_server()
+    workers.stop_server()
     return False
 
 
 def stop_server() -> None:
-    from hydra_plugins.bsweep_fused_launcher import _core
+    from bsweep.sweep import workers
 
-    _core.stop_server()
+    workers.stop_server()
 
 
 def start_workers(launcher: dict) -> None:
@@ -545,7 +545,7 @@ def start_workers(launcher: dict) -> None:
     list of jobs. The launcher takes the pool that is running."""
     workers = fused_workers(launcher)
     if workers > 1:
-        from hydra_plugins.bsweep_fused_launcher._core import worker_pool
+        from bsweep.sweep.workers import worker_pool
 
         worker_pool(workers)
 
@@ -569,7 +569,7 @@ def fused_workers(launcher: dict) -> int:
     process); 0 for any other launcher, and for its submitit and ray backends."""
     if not is_fused(launcher) or launcher.get("backend", "local") != "local":
         return 0
-    from hydra_plugins.bsweep_fused_launcher._core import workers_for
+    from bsweep.sweep.workers import workers_for
 
     return workers_for(launcher.get("n_jobs"))
 

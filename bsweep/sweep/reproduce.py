@@ -14,7 +14,7 @@ from rich.console import Console
 from bsweep.sweep.launch import SweepOutcome, run_sweep
 from bsweep.plan import structured_all
 from bsweep.placement import cores
-from hydra_plugins.bsweep_fused_launcher._core import NAME
+from bsweep.sweep.executor import NAME
 
 
 @dataclass

@@ -36,7 +36,7 @@ from bsweep.train.perf import choose, choose_width
 log = logging.getLogger("bsweep")
 
 # Datasets already on a device, keyed by (data config, device): a sweep running in one process
-# loads each dataset once, not once per trial.
+# loads each dataset once, not once per trial (docs/performance.md, "Trials and workers").
 _DATA_CACHE: dict[tuple, TensorData] = {}
 
 

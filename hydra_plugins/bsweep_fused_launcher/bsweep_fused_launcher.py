@@ -30,8 +30,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bsweep import plan
 from bsweep.plan import apply_values, split_job
 
-from ._backends import RayConf, SubmititConf, backend_problems
-from ._core import NAME, workers_for
+from bsweep.sweep.backends import RayConf, SubmititConf, backend_problems
+from bsweep.sweep.executor import NAME
+from bsweep.sweep.workers import workers_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class BsweepFusedLauncherConf:
     # backend: Ray tasks in flight (default: the cluster's CPUs over ray.remote.num_cpus).
     n_jobs: int = 1
     # Where fused chunks train: local (processes here), submitit (a SLURM job per chunk, or
-    # submitit's local executor), ray (a Ray task per chunk). See _backends.py, docs/cluster.md.
+    # submitit's local executor), ray (a Ray task per chunk). See bsweep/sweep/backends.py, docs/cluster.md.
     backend: str = "local"
     submitit: SubmititConf = field(default_factory=SubmititConf)
     ray: RayConf = field(default_factory=RayConf)
@@ -79,7 +80,7 @@ class BsweepFusedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ._core import Job, run_jobs
+        from bsweep.sweep.executor import Job, run_jobs
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -131,7 +132,7 @@ class BsweepFusedLauncher(Launcher):
     def _backend(self) -> Any:
         """The chunks' engine for `hydra.launcher.backend` (None: this machine's processes),
         its settings read from the launcher's config, interpolations resolved."""
-        from ._backends import RayBackend, SubmititBackend
+        from bsweep.sweep.backends import RayBackend, SubmititBackend
 
         assert self.config is not None
         launcher = self.config.hydra.launcher
@@ -151,7 +152,7 @@ class BsweepFusedLauncher(Launcher):
         set on a copy, as `bsweep.plan.expand` does (docs/performance.md, "Planning and
         sweeping"). Every job trains in the worker processes, noise-tracked and `perf.fuse=off`
         ones too (one member at a time there: `perf.choose_width`)."""
-        from ._core import Job
+        from bsweep.sweep.executor import Job
 
         assert self.config is not None and self.hydra_context is not None
         parser, jobs = OverridesParser.create(), []
