@@ -221,9 +221,9 @@ def _report_outcome(outcome) -> None:
     if split is not None:
         console.print(split.line(), highlight=False)
     if outcome.bracket:
-        from bsweep.analysis.bracket import record_summary
+        from bsweep.records import bracket_summary
 
-        console.print(record_summary(outcome.bracket), highlight=False)
+        console.print(bracket_summary(outcome.bracket), highlight=False)
     if outcome.running_elsewhere:
         owners = sorted({f"{outcome.status[t].get('host')} pid {outcome.status[t].get('pid')}"
                          for t in outcome.running_elsewhere})

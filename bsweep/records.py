@@ -568,3 +568,52 @@ def _left_by(exc: BaseException) -> tuple[str, str]:
             return "interrupted", f"stopped by {by} at step {saved}; the next sweep resumes it there"
         return "interrupted", f"stopped by {by}; the next sweep resumes it from its last checkpoint, if any"
     return "failed", f"{type(exc).__name__}: interrupted"
+
+
+# --- the bracketing sweeper's record -----------------------------------------------------------
+# `hydra/sweeper=bsweep_bracket` (bsweep.sweep.bracket decides) writes its rounds and the edges it
+# left open here, in the study folder; `bsweep sweep`, `bsweep status` and the report read it.
+BRACKET_FILE = "bracket.json"
+
+
+def read_bracket_record(study_dir: Path) -> dict | None:
+    """The bracketing sweeper's record in `study_dir` (None when the study was not bracketed or
+    the file cannot be read)."""
+    try:
+        record = json.loads((Path(study_dir) / BRACKET_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def bracket_summary(record: dict) -> str:
+    """One line: the lrs added, the trials they took, the edges left open."""
+    added = [a for r in record.get("rounds", []) for a in r.get("added", [])]
+    trials = sum(len(r.get("trial_ids", [])) for r in record.get("rounds", []))
+    still = [e for e in record.get("open_edges", []) if e.get("next_lr") is None]
+    line = (f"lr bracketing: {len(added)} lr(s) added at {len({a.get('point') for a in added})} point(s), "
+            f"{trials} trial(s); "
+            + (f"{len(still)} edge(s) not bracketed ({'; '.join(e['point'] + ' ' + e['side'] for e in still)})"
+               if still else "every best lr is interior"))
+    return line
+
+
+def bracket_table(record: dict) -> pd.DataFrame:
+    """The record as a table: one row per lr added (the point's round on that side, point, side,
+    from, to, which criteria asked for it, trials), then one per edge left open (why)."""
+    rows = [{"round": a.get("round", r.get("round")), "point": a.get("point"), "side": a.get("side"), "edge lr": a.get("edge_lr"),
+             "lr added": a.get("lr"), "why": "best lr (" + ", ".join(a.get("criteria", [])) + ") on this edge",
+             "trials": a.get("jobs")}
+            for r in record.get("rounds", []) for a in r.get("added", [])]
+    rows += [{"round": "-", "point": e.get("point"), "side": e.get("side"), "edge lr": e.get("edge_lr"),
+              "lr added": "-", "why": e.get("reason"), "trials": 0}
+             for e in record.get("open_edges", []) if e.get("next_lr") is None]
+    return pd.DataFrame(rows, columns=["round", "point", "side", "edge lr", "lr added", "why", "trials"])
+
+
+def bracket_settings(record: dict) -> str:
+    """One sentence: the bounds, rounds and criteria the sweeper ran with."""
+    return (f"Bounds [{record.get('lr_min', float('nan')):g}, {record.get('lr_max', float('nan')):g}], at most "
+            f"{record.get('max_rounds')} lr(s) added per point and side, criteria: "
+            f"{', '.join(record.get('criteria', []))}." + ("" if record.get("done", True) else
+                                                            " The sweep stopped before bracketing finished."))

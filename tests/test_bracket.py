@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bsweep.analysis.bracket import (RECORD_FILE, bracket_settings, bracket_table, decide, half_decade_beyond,
-                                    record_summary, settings_problems, with_lr)
+from bsweep.records import BRACKET_FILE, bracket_settings, bracket_summary, bracket_table
+from bsweep.sweep.bracket import decide, half_decade_beyond, settings_problems, with_lr
 from bsweep.cli import app
 from tests.conftest import TINY
 
@@ -124,7 +124,7 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     out = CliRunner().invoke(app, ["sweep", *SWEEP, f"results_dir={results}"])
     assert out.exit_code == 0, out.output
     study = results / "smoke"
-    record = json.loads((study / RECORD_FILE).read_text())
+    record = json.loads((study / BRACKET_FILE).read_text())
     assert record["done"] and record["max_rounds"] == 1 and record["criteria"] == ["final_test_acc"]
     trials = {p.name for p in (study / "trials").iterdir()}
     [round1] = record["rounds"]  # the grid's best lr sits on an edge: one round on that side
@@ -144,7 +144,7 @@ def test_the_sweeper_adds_a_round_records_it_and_a_resumed_sweep_trains_nothing_
     assert again.exit_code == 0, again.output
     assert {q: q.stat().st_mtime_ns for q in study.glob("trials/*/measurements.parquet")} == stamps
     assert {p.name for p in (study / "trials").iterdir()} == trials
-    assert json.loads((study / RECORD_FILE).read_text())["rounds"][0]["trial_ids"] == round1["trial_ids"]
+    assert json.loads((study / BRACKET_FILE).read_text())["rounds"][0]["trial_ids"] == round1["trial_ids"]
     # the report says where the grid was extended, and the sweep's summary line too
     assert "lr bracketing: 1 lr(s) added at 1 point(s), 2 trial(s)" in again.output
     assert "6 trials (4 planned, 2 added by lr bracketing): 6 complete (0 trained by this run; 6 finished before)" in again.output
@@ -165,7 +165,7 @@ def test_under_the_fused_launcher_a_point_brackets_as_soon_as_its_own_trials_end
     out = CliRunner().invoke(app, ["sweep", *args])
     assert out.exit_code == 0, out.output
     study = results / "smoke"
-    record = json.loads((study / RECORD_FILE).read_text())
+    record = json.loads((study / BRACKET_FILE).read_text())
     added = [a for r in record["rounds"] for a in r["added"]]
     assert sorted(a["point"].split()[-1] for a in added) == ["batch_size=16", "batch_size=64"]
     assert all(a["round"] == 1 and a["jobs"] == 2 for a in added)
@@ -189,7 +189,7 @@ def test_the_record_reads_as_a_table_of_rounds_and_open_edges():
     table = bracket_table(record)
     assert list(table["lr added"]) == [0.0003, "-"] and list(table["trials"]) == [2, 0]
     assert "spent" in table["why"].iloc[1]
-    assert "1 edge(s) not bracketed (batch_size=1 lower)" in record_summary(record)
+    assert "1 edge(s) not bracketed (batch_size=1 lower)" in bracket_summary(record)
     assert "at most 1 lr(s) added" in bracket_settings(record)
 
 

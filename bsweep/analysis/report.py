@@ -33,7 +33,7 @@ from bsweep.analysis import plots, scaling, scaling_plots
 from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
 from bsweep.analysis.answer import TEXT_COLUMNS as ANSWER_TEXT
 from bsweep.analysis.answer import EVIDENCE, answer_items, claim_rows
-from bsweep.analysis.bracket import bracket_settings, bracket_table
+from bsweep.records import bracket_settings, bracket_table
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     DEFAULT_METRICS,

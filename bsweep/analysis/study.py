@@ -15,7 +15,7 @@ import pandas as pd
 
 from bsweep.analysis import load, scaling
 from bsweep.analysis.answer import answer_lines, answer_table
-from bsweep.analysis.bracket import read_record
+from bsweep.records import read_bracket_record as read_record
 from bsweep.analysis.metrics import FINISHED_STATUSES, summarize_trials
 from bsweep.analysis.claims import all_verdicts
 

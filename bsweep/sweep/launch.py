@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bsweep import records
-from bsweep.analysis.bracket import ONE_STUDY, read_record, settings_problems
+from bsweep.sweep.bracket import ONE_STUDY, settings_problems
 from bsweep.sweep.executor import cost
 from bsweep.interrupt import stop_on_signals
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
@@ -671,7 +671,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     if stop.signal_name is None:  # stopped: nobody is about to claim anything
         states = _settle(planned, states)
     status = {p.trial_id: _status_or_empty(p) for p in planned}
-    bracket = read_record(study_dir(planned[0].config))
+    bracket = records.read_bracket_record(study_dir(planned[0].config))
     if bracket is not None and bracket.get("time", 0) < since:
         bracket = None  # an earlier sweep's
     added = bracket_trials(bracket, planned)

@@ -6,7 +6,7 @@ best lr sits on the edge of the lrs tried, until it is bracketed.
 
 It runs the grid as `hydra/sweeper=bsweep` does (Hydra's basic sweeper). Whenever every job of a
 scientific point (every swept key but the nuisance keys) has ended,
-`bsweep.analysis.bracket.decide` reads the sweep's trials from disk and names, per edge where
+`bsweep.sweep.bracket.decide` reads the sweep's trials from disk and names, per edge where
 that point's best lr sits, the lr half a decade beyond it on the 1-3 grid; the point's next
 round trains that lr at every value of the other nuisance keys (seeds) the edge lr was trained
 with. Under `hydra/launcher=bsweep_fused` a point's next round starts as soon as its own jobs
@@ -73,7 +73,7 @@ class BsweepBracketSweeper(BsweepSweeper):
         return Path(to_absolute_path(str(self.config.results_dir))) / str(self.config.study.name)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from bsweep.analysis.bracket import ONE_STUDY, settings_problems
+        from bsweep.sweep.bracket import ONE_STUDY, settings_problems
         from bsweep.analysis.load import RecordCache
 
         problems = settings_problems(self.lr_min, self.lr_max, self.max_rounds, self.criteria)
@@ -144,7 +144,7 @@ class BsweepBracketSweeper(BsweepSweeper):
     def _next_round(self, points: Optional[set]) -> list:
         """The jobs of the next lr for every open edge (of the given points only, when given),
         recorded in the history; [] when there is nothing to add."""
-        from bsweep.analysis.bracket import with_lr
+        from bsweep.sweep.bracket import with_lr
 
         decisions = self._decide()
         batch, asked = [], []
@@ -178,7 +178,7 @@ class BsweepBracketSweeper(BsweepSweeper):
         return summarize_trials(trials.reset_index(drop=True), measurements)
 
     def _decide(self):
-        from bsweep.analysis.bracket import decide
+        from bsweep.sweep.bracket import decide
 
         self._last = self._summary()
         return decide(self._last, float(self.lr_min), float(self.lr_max), int(self.max_rounds), self._rounds,
@@ -194,7 +194,6 @@ class BsweepBracketSweeper(BsweepSweeper):
 
     def _write(self, done: bool) -> None:
         from bsweep import records
-        from bsweep.analysis.bracket import RECORD_FILE
 
         by_overrides = {tuple(o): t for t, o in self._launched.items()}
         rounds = []
@@ -214,4 +213,4 @@ class BsweepBracketSweeper(BsweepSweeper):
             "open_edges": [{"point": d.label, "side": d.side, "edge_lr": d.edge_lr, "criteria": list(d.criteria),
                             "next_lr": d.next_lr, "reason": d.reason} for d in getattr(self, "_open", [])],
         }
-        records.write_json(self._study / RECORD_FILE, record)
+        records.write_json(self._study / records.BRACKET_FILE, record)

@@ -10,17 +10,16 @@ decade beyond it, on the 1-3 grid (0.3 -> 1 -> 3; 0.001 -> 0.0003). A point stop
 lr is interior on every criterion (an lr beyond the edge whose every seed diverged brackets it,
 since the tuned view never picks an lr with diverged seeds over one without), or when the next
 lr would leave [lr_min, lr_max], or after `max_rounds` rounds. The criterion RANGE_CRITERION
-asks instead for the upper end of the lrs at which every seed trains (N4). Pure functions, but for
-`read_record` (the sweeper's record, `RECORD_FILE`) and its renderings for the CLI and report.
+asks instead for the upper end of the lrs at which every seed trains (N4). Pure functions; the
+sweeper's record (`records.BRACKET_FILE`) and its renderings for the CLI and report are in
+`bsweep.records`, so the analysis reads them without importing bsweep.sweep.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,8 +36,6 @@ RANGE_CRITERION = "trained"
 # Mantissas of the half-decade lr grid, as lr grids are usually written: 0.1, 0.3, 1, 3, 10.
 MANTISSAS: tuple[int, ...] = (1, 3)
 SIDES = ("lower", "upper")
-# The bracketing sweeper's record of its rounds and of the edges it left open, in the study folder.
-RECORD_FILE = "bracket.json"
 # Its decisions read one study folder (checked before training and by the sweeper itself).
 ONE_STUDY = ("hydra/sweeper=bsweep_bracket brackets one study per sweep: "
              "do not sweep study, study.name or results_dir")
@@ -177,45 +174,3 @@ def with_lr(overrides: Sequence[str], lr: float) -> list[str]:
     value = f"lr={lr:g}"
     out = [value if o.split("=", 1)[0].lstrip("+~") == "lr" else o for o in overrides]
     return out if value in out else [*out, value]
-
-
-def read_record(study_dir: Path) -> dict | None:
-    """The bracketing sweeper's record in `study_dir` (None when the study was not bracketed or
-    the file cannot be read)."""
-    try:
-        record = json.loads((Path(study_dir) / RECORD_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def record_summary(record: dict) -> str:
-    """One line: the lrs added, the trials they took, the edges left open."""
-    added = [a for r in record.get("rounds", []) for a in r.get("added", [])]
-    trials = sum(len(r.get("trial_ids", [])) for r in record.get("rounds", []))
-    still = [e for e in record.get("open_edges", []) if e.get("next_lr") is None]
-    line = (f"lr bracketing: {len(added)} lr(s) added at {len({a.get('point') for a in added})} point(s), "
-            f"{trials} trial(s); "
-            + (f"{len(still)} edge(s) not bracketed ({'; '.join(e['point'] + ' ' + e['side'] for e in still)})"
-               if still else "every best lr is interior"))
-    return line
-
-
-def bracket_table(record: dict) -> pd.DataFrame:
-    """The record as a table: one row per lr added (the point's round on that side, point, side,
-    from, to, which criteria asked for it, trials), then one per edge left open (why)."""
-    rows = [{"round": a.get("round", r.get("round")), "point": a.get("point"), "side": a.get("side"), "edge lr": a.get("edge_lr"),
-             "lr added": a.get("lr"), "why": "best lr (" + ", ".join(a.get("criteria", [])) + ") on this edge",
-             "trials": a.get("jobs")}
-            for r in record.get("rounds", []) for a in r.get("added", [])]
-    rows += [{"round": "-", "point": e.get("point"), "side": e.get("side"), "edge lr": e.get("edge_lr"),
-              "lr added": "-", "why": e.get("reason"), "trials": 0}
-             for e in record.get("open_edges", []) if e.get("next_lr") is None]
-    return pd.DataFrame(rows, columns=["round", "point", "side", "edge lr", "lr added", "why", "trials"])
-
-
-def bracket_settings(record: dict) -> str:
-    return (f"Bounds [{record.get('lr_min', float('nan')):g}, {record.get('lr_max', float('nan')):g}], at most "
-            f"{record.get('max_rounds')} lr(s) added per point and side, criteria: "
-            f"{', '.join(record.get('criteria', []))}." + ("" if record.get("done", True) else
-                                                            " The sweep stopped before bracketing finished."))
