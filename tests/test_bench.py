@@ -77,7 +77,7 @@ def test_step_memory_grows_with_batch_size_is_the_same_on_every_call_and_takes_t
     import torch
 
     from bsweep.train.data import load_data
-    from bsweep.train.memory import GIB, device_memory_bytes, step_memory
+    from bsweep.sweep.bench import GIB, device_memory_bytes, step_memory
 
     cfg = compose([*TINY, "study.memory_limit_gib=2"])
     data = load_data(cfg.data, torch.device("cpu"))

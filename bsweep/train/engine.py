@@ -187,7 +187,7 @@ class FunctionalSGD:
     Not the `torch.optim.SGD` object itself: its `add_param_group` and `step` import
     torch._dynamo at their first call (torch 2.11-2.14), seconds of every process that trains a
     trial alone (docs/performance.md), for a compiler that never runs on the optimizer here.
-    Only what `Alone` and `memory` use: `param_groups` (lr), `state`, `step`, `zero_grad`,
+    Only what `Alone` and `bench.step_memory` use: `param_groups` (lr), `state`, `step`, `zero_grad`,
     `state_dict` and `load_state_dict`.
     """
 
