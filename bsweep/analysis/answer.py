@@ -2,7 +2,7 @@
 each value of any other key the study varies), as numbers with units and seed counts.
 
 Pure functions of the judged per-trial summary (`report.judged_summary`) and the critical
-batch size analysis (`scaling.analyse_critical_batch_size`):
+batch size analysis (`critical.analyse_critical_batch_size`):
 
 - the time-optimal batch size: least seconds to the target at its fastest lr (only batch sizes
   where every seed reached the target are candidates, `metrics.time_optimal_batch_size`);
@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
-from bsweep.analysis.scaling import REGIMES, CriticalBatchSize, regime, select_rows
+from bsweep.analysis.critical import REGIMES, CriticalBatchSize, regime, select_rows
 from bsweep.analysis.claims import CLAIMS
 from bsweep.analysis.claims.verdict import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, TUNED_LR, slice_curve,
                                             usable_points)
@@ -38,7 +38,7 @@ from bsweep.analysis.stats import MIN_SEEDS, SeedSpread
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
 LINEAR, SQRT = 1.0, 0.5
-# Two-sided level of the intervals on the exponent (as B_crit's, `scaling.fit_critical_batch_size`).
+# Two-sided level of the intervals on the exponent (as B_crit's, `critical.fit_critical_batch_size`).
 LEVEL = 0.95
 # Batch sizes needed to fit an exponent with an interval (a line through 2 points has none).
 MIN_BATCH_SIZES_FIT = 3

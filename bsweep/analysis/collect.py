@@ -8,7 +8,7 @@ import pandas as pd
 
 from bsweep.analysis.load import load_trials_and_measurements
 from bsweep.analysis.metrics import summarize_trials
-from bsweep.analysis.scaling import add_calibrated_seconds, load_bench
+from bsweep.analysis.timebase import add_calibrated_seconds, load_bench
 
 TRIALS_TABLE = "trials.parquet"
 MEASUREMENTS_TABLE = "measurements.parquet"

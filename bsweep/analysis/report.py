@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from bsweep.analysis import plots, scaling, scaling_plots
+from bsweep.analysis import critical, plots, scaling_plots
 from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
 from bsweep.analysis.answer import TEXT_COLUMNS as ANSWER_TEXT
 from bsweep.analysis.answer import EVIDENCE, answer_items, claim_rows
@@ -361,7 +361,7 @@ class CriticalSection:
     noise_table: pd.DataFrame
     reading: list[str]
     figures: list[ReportFigure]
-    result: scaling.CriticalBatchSize | None = None  # the analysis itself (the answer block reads it)
+    result: critical.CriticalBatchSize | None = None  # the analysis itself (the answer block reads it)
 
 
 def _shown_conditions(frame: pd.DataFrame, exclude: tuple[str, ...]) -> list[str]:
@@ -375,9 +375,9 @@ def _interval(value: float, lo: float, hi: float) -> str:
     return f"{value:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{value:.4g}"
 
 
-def _critical_tables(result: scaling.CriticalBatchSize) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _critical_tables(result: critical.CriticalBatchSize) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     fits = result.fits
-    keys = _shown_conditions(fits, scaling.FIT_COLUMNS)
+    keys = _shown_conditions(fits, critical.FIT_COLUMNS)
     fit_table = fits[keys].copy()
     fit_table["batch sizes fitted"] = [
         f"{int(r.n_batch_sizes)} ({r.b_min:g}-{r.b_max:g})" if r.n_batch_sizes else "0"
@@ -389,7 +389,7 @@ def _critical_tables(result: scaling.CriticalBatchSize) -> tuple[pd.DataFrame, p
     fit_table["why no fit"] = fits["reason"]
 
     p = result.prediction
-    keys = _shown_conditions(p, scaling.PREDICTION_COLUMNS)
+    keys = _shown_conditions(p, critical.PREDICTION_COLUMNS)
     prediction_table = p[keys].copy()
     prediction_table["predicted optimum"] = p["predicted_batch_size"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
     prediction_table["predicted, on the grid"] = p["predicted_grid_batch_size"]
@@ -410,7 +410,7 @@ def _critical_tables(result: scaling.CriticalBatchSize) -> tuple[pd.DataFrame, p
     return fit_table, prediction_table, noise_table
 
 
-def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
+def _critical_specs(result: critical.CriticalBatchSize) -> list[FigureSpec]:
     def fit_and_tradeoff(fig: Figure) -> None:
         left, right = fig.subplots(1, 2)
         scaling_plots.plot_steps_fit(left, result.points, result.curve, result.fits)
@@ -451,7 +451,7 @@ def _critical_specs(result: scaling.CriticalBatchSize) -> list[FigureSpec]:
 
 def critical_section(
     summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path | None,
-    svg: bool = False, analysed: scaling.CriticalBatchSize | Exception | None = None,
+    svg: bool = False, analysed: critical.CriticalBatchSize | Exception | None = None,
 ) -> CriticalSection:
     """Fit the critical-batch-size model (or take `analysed`, the fit or what stopped it, as
     `Study` computed it) and draw its figures (none when `figures_dir` is None); never raises.
@@ -461,7 +461,7 @@ def critical_section(
     """
     empty = pd.DataFrame()
     try:
-        result = analysed if analysed is not None else scaling.analyse_critical_batch_size(summary, measurements, bench)
+        result = analysed if analysed is not None else critical.analyse_critical_batch_size(summary, measurements, bench)
         if isinstance(result, Exception):
             raise result
     except Exception as error:  # noqa: BLE001 - reported in the section, see docstring
@@ -478,7 +478,7 @@ def critical_section(
         noise_table = empty
     figures = draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit and figures_dir else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
-                           noise_table, scaling.reading(result) if result.any_fit else [], figures, result)
+                           noise_table, critical.reading(result) if result.any_fit else [], figures, result)
 
 
 # --------------------------------------------------------------------------- text pieces

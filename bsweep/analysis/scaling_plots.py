@@ -1,4 +1,4 @@
-"""Plots of the critical-batch-size analysis: each takes frames of ``bsweep.analysis.scaling``
+"""Plots of the critical-batch-size analysis: each takes frames of ``bsweep.analysis.critical``
 and an ``ax``, and only draws (the fit, curves and predictions are computed there).
 
 Colours follow ``plots.NORM_COLORS``, one per normalization, as in the other figures.
@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
 from bsweep.analysis.plots import NORM_COLORS, _batch_size_axis, _grid_and_legend, _log_y
-from bsweep.analysis.scaling import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
+from bsweep.analysis.critical import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
 
 # Marker size of the measured points and of the optimum markers (points^2, matplotlib's unit).
 POINT_SIZE = 30
@@ -44,8 +44,8 @@ def _empty(ax: Axes, text: str) -> None:
 def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.DataFrame) -> None:
     """Measured steps to target (tuned lr, mean ± std over seeds) and the fitted S(B), log-log.
 
-    ``points``: the steps view (``scaling.steps_view``); ``curve``: ``scaling.model_curve``;
-    ``fits``: ``scaling.fit_critical_batch_size`` (B_crit drawn as a dotted vertical line, S_min
+    ``points``: the steps view (``critical.steps_view``); ``curve``: ``critical.model_curve``;
+    ``fits``: ``critical.fit_critical_batch_size`` (B_crit drawn as a dotted vertical line, S_min
     as a dashed horizontal one: the two asymptotes meet at B = B_crit).
     """
     for values, label, colour in _conditions(fits):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsweep.analysis import load, scaling
+from bsweep.analysis import critical, load, timebase
 from bsweep.analysis.answer import answer_lines, answer_table
 from bsweep.records import read_bracket_record as read_record
 from bsweep.analysis.metrics import FINISHED_STATUSES, summarize_trials
@@ -36,9 +36,9 @@ def judged_summary(
     """Per-trial metrics on the time basis the verdicts use (calibrated when ``bench`` covers
     the study), the measurements on that basis, and the sentence naming the basis. The report
     and every other place that prints verdicts start here, so they cannot disagree."""
-    summary = scaling.add_step_blocks(scaling.add_step_memory(
+    summary = timebase.add_step_blocks(timebase.add_step_memory(
         summarize_trials(trials, measurements, final_window=final_window), bench), bench)
-    return scaling.calibrate_times(summary, measurements, bench)
+    return timebase.calibrate_times(summary, measurements, bench)
 
 
 def study_name(trials: pd.DataFrame, study_config: dict, fallback: str) -> str:
@@ -94,7 +94,7 @@ class Study:
             raise FileNotFoundError(f"{path} is not a study folder (it has no trials/)")
         trials, measurements = load.load_trials_and_measurements(path, nuisance)
         return cls(trials, measurements, config=load.load_study_config(path), environment=load.load_environment(path),
-                   bench=scaling.load_bench(path), grid=load.load_grid_keys(path, nuisance).table(),
+                   bench=timebase.load_bench(path), grid=load.load_grid_keys(path, nuisance).table(),
                    bracket=read_record(path), path=path)
 
     def __repr__(self) -> str:
@@ -126,15 +126,15 @@ class Study:
         return all_verdicts(self.summary, self.judged_measurements)
 
     @cached_property
-    def _critical(self) -> scaling.CriticalBatchSize | Exception:
+    def _critical(self) -> critical.CriticalBatchSize | Exception:
         # The report turns a failed fit into a note in its section; `critical` raises it.
         try:
-            return scaling.analyse_critical_batch_size(self.summary, self.judged_measurements, self.bench)
+            return critical.analyse_critical_batch_size(self.summary, self.judged_measurements, self.bench)
         except Exception as error:  # noqa: BLE001 - kept for the report, raised by `critical`
             return error
 
     @property
-    def critical(self) -> scaling.CriticalBatchSize:
+    def critical(self) -> critical.CriticalBatchSize:
         """The critical-batch-size analysis: S(B) fits per point (``fits``), the prediction of
         the time-optimal batch size, the gradient noise scale; raises what stopped it."""
         if isinstance(self._critical, Exception):

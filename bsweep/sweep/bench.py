@@ -52,7 +52,7 @@ ROUNDS = 16
 KEY_COLUMNS = ["batch_size", "norm", "data", "model_width", "model_depth", "optim", "device", "fused_width"]
 # Every key of config.STEP_GROUPS is a column of a bench row under its dotted name
 # (model.kernel_size, norm.groups, ...), so analysis can match a row to a study's points on
-# every key the study sweeps (`analysis.scaling`), not just the above.
+# every key the study sweeps (`analysis.timebase`), not just the above.
 
 
 def step_keys(cfg: Config) -> dict[str, object]:

@@ -14,7 +14,7 @@ so squared gradient norms at two batch sizes B_small < B_big give unbiased estim
 Their ratio is not unbiased (a ratio of noisy estimates never is), so each is smoothed on its
 own over measurement points (``NoiseScaleSmoother``) and the ratio taken of the smoothed values,
 as in the paper. B_simple estimates the critical batch size B_crit of the fitted model
-S(B) = S_min (1 + B_crit / B) (``bsweep.analysis.scaling``): the batch size where a larger batch
+S(B) = S_min (1 + B_crit / B) (``bsweep.analysis.critical``): the batch size where a larger batch
 stops paying for itself in steps.
 
 Three layers, each usable on its own:

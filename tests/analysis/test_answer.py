@@ -159,7 +159,7 @@ def test_the_report_opens_with_the_answer_and_a_line_per_claim(study, tmp_path):
 
 
 def _judged(trials, measurements):
-    from bsweep.analysis.scaling import analyse_critical_batch_size
+    from bsweep.analysis.critical import analyse_critical_batch_size
     from bsweep.analysis.study import judged_summary
 
     summary, judged, basis = judged_summary(trials, measurements, None)

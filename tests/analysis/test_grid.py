@@ -66,7 +66,7 @@ def test_a_swept_model_width_is_two_curves_not_two_seeds(results):
 
 
 def test_calibrated_seconds_use_each_swept_width_its_own_step_time():
-    from bsweep.analysis.scaling import calibrate_times
+    from bsweep.analysis.timebase import calibrate_times
 
     summary = pd.DataFrame({
         "trial_id": ["a", "b"], "status": ["complete"] * 2, "norm": ["batch"] * 2, "batch_size": [16, 16],
@@ -151,7 +151,7 @@ def test_study_nuisance_is_checked_before_training(results):
 
 
 def test_a_bench_that_does_not_tell_a_swept_step_key_apart_is_not_used():
-    from bsweep.analysis.scaling import calibrate_times
+    from bsweep.analysis.timebase import calibrate_times
 
     summary = pd.DataFrame({
         "trial_id": ["a", "b"], "status": ["complete"] * 2, "norm": ["batch"] * 2, "batch_size": [16, 16],

@@ -277,7 +277,7 @@ def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, 
     seconds."""
     import pandas as pd
 
-    from bsweep.analysis import scaling
+    from bsweep.analysis import timebase
     from bsweep.analysis.metrics import summarize_trials
     from bsweep.analysis.report import build_report, read_verdicts
     from bsweep.analysis.claims import all_verdicts
@@ -290,7 +290,7 @@ def test_the_verdicts_file_is_the_reports_table_on_the_calibrated_basis(frames, 
     index = build_report(trials, measurements, {}, {}, tmp_path / "report", bench=bench, figures=False)
     got = read_verdicts(index.parent)
     measured = all_verdicts(summarize_trials(trials, measurements))
-    calibrated = all_verdicts(scaling.calibrate_times(summarize_trials(trials, measurements), measurements, bench)[0])
+    calibrated = all_verdicts(timebase.calibrate_times(summarize_trials(trials, measurements), measurements, bench)[0])
     c4 = lambda v: v[v["claim"] == "C4"]["condition"].tolist()
     assert c4(calibrated) != c4(measured)  # the bench really changes the C4 verdict here
     assert c4(got) == c4(calibrated)

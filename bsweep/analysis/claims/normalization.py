@@ -261,7 +261,7 @@ def cost_rounds(wn: Sequence[float] | None, bn: Sequence[float] | None,
 
 
 def _step_blocks(summary: pd.DataFrame, row: pd.Series, batch_size) -> tuple[float, ...] | None:
-    """The bench's per-round step times (`scaling.add_step_blocks`) of the trials at the view
+    """The bench's per-round step times (`timebase.add_step_blocks`) of the trials at the view
     row's point, or None."""
     if "step_block_seconds" not in summary.columns:
         return None
