@@ -16,7 +16,7 @@ import sys
 import torch
 
 from bsweep.train import device, perf
-from bsweep.train import trial as runner
+from bsweep.train.data import data_for
 from bsweep.train.engine import PerfChoice
 from bsweep.plan import compose_config, structured
 from bsweep.train.timing import time_interleaved
@@ -34,7 +34,7 @@ def main(norm: str, points: str) -> None:
     for point in points.split(","):
         batch, width = (int(v) for v in point.split("x"))
         cfg = structured(compose_config(["data=mnist1d", f"batch_size={batch}", f"norm={norm}"]))
-        data = runner.data_for(cfg.data, torch.device("cpu"))
+        data = data_for(cfg.data, torch.device("cpu"))
         steps = [(perf.timed_step(cfg, data, width, PerfChoice(False, cl)), data.x_train.device) for cl in (False, True)]
         contiguous, nhwc = (t / width for t in time_interleaved(steps, BLOCK_SECONDS, ROUNDS))
         print(f"norm={norm} batch {batch} width {width}: contiguous {contiguous * 1e3:.3f} ms, "

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from bsweep.config import Config
 from bsweep.train.data import DatasetError, TensorData
 from bsweep.train.models import ModelError, make_model
-from bsweep.train.trial import data_for
+from bsweep.train.data import data_for
 from bsweep.targets import TargetError
 from bsweep.validate import ConfigError
 

@@ -81,6 +81,20 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> TensorData
     ).to(device)
 
 
+# Datasets already on a device, keyed by (data config, device): a sweep running in one process
+# loads each dataset once, not once per trial (docs/performance.md, "Trials and workers").
+_DATA_CACHE: dict[tuple, TensorData] = {}
+
+
+def data_for(cfg: DataConfig, device: torch.device) -> TensorData:
+    """`load_data(cfg, device)`, loaded once per process for a run of trials on the same data."""
+    key = (repr(cfg), str(device))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # keep one dataset at a time: device memory is the scarce thing
+        _DATA_CACHE[key] = load_data(cfg, device)
+    return _DATA_CACHE[key]
+
+
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 

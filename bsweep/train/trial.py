@@ -23,30 +23,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bsweep import records
-from bsweep.config import Config, DataConfig
+from bsweep.config import Config
 from bsweep.interrupt import Interrupted, requested, stop_on_signals
 from bsweep.placement import PARALLEL_ENV, choose_device, cores, launcher_jobs, threads_for
 from bsweep.plan import absolute_results_dir, point, structured, structured_members, study_dir, trial_id
-from bsweep.train.data import TensorData, load_data
+from bsweep.train.data import TensorData, data_for
 from bsweep.train.device import environment, free_memory, settle
 from bsweep.train.engine import PerfChoice, train
 from bsweep.train.fused import build_members, split
 from bsweep.train.perf import choose, choose_width
 
 log = logging.getLogger("bsweep")
-
-# Datasets already on a device, keyed by (data config, device): a sweep running in one process
-# loads each dataset once, not once per trial (docs/performance.md, "Trials and workers").
-_DATA_CACHE: dict[tuple, TensorData] = {}
-
-
-def data_for(cfg: DataConfig, device: torch.device) -> TensorData:
-    key = (repr(cfg), str(device))
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # keep one dataset at a time: device memory is the scarce thing
-        _DATA_CACHE[key] = load_data(cfg, device)
-    return _DATA_CACHE[key]
-
 
 def place(config: Config, jobs: int, job_num: int) -> torch.device:
     """Set this process up for a job among `jobs` at once: torch threads capped so that jobs x
@@ -153,14 +140,14 @@ def run_trial_task(cfg: DictConfig) -> dict:
 def train_trials(configs: list[dict], jobs: int = 1, job_num: int = 0, width: int | None = None,
                  fused: bool = True) -> tuple[dict[int, dict], list[list[int]]]:
     """Train the first chunk of `configs` (K >= 1 resolved trial configs of one fusion group)
-    in this process, one of `jobs` at once, and write each member's record: claimed
+    in this process, one of `jobs` at once, and write each member's record: leased
     (`records.take`), trained (`engine.train`), finished or failed (`records.Attempt`). A
     chunk that raises is retried from step 0 at half its width, down to one member, which
     alone is recorded failed (or oom). Ctrl-C or SIGTERM: the chunk checkpoints and is
     recorded `interrupted`, the other chunks are not started.
 
     `width`: members per chunk; None: `perf.choose_width`'s pick. A chunk a checkpoint was saved
-    for comes first, as it was. `fused`: the `bsweep_fused` launcher's trials (its claim, the
+    for comes first, as it was. `fused`: the `bsweep_fused` launcher's trials (its lease, the
     fusion width in the record, its log lines); False: one trial of another launcher.
     Returns ({position in `configs`: return value} of the trained or skipped members, the other
     chunks as positions in `configs`, untrained)."""
@@ -183,7 +170,7 @@ def train_trials(configs: list[dict], jobs: int = 1, job_num: int = 0, width: in
     chunk, *rest = _resume_first(configs, width, sdir) if len(configs) > 1 else [[0]]
     out: dict[int, dict] = {}
     members: list[_Member] = []
-    for i in chunk:  # claimed just before they train
+    for i in chunk:  # leased just before they train
         tid = trial_id(configs[i])
         held = records.take(sdir, tid, configs[i], **({"fused": True} if fused else {}))
         if isinstance(held, str):
@@ -282,7 +269,7 @@ def _retry_halves(attempt: records.Attempt, members: list[_Member], setup: Calla
                 " + ".join(str(len(half)) for half in halves))
     for half in halves:
         for m in half:
-            records.append_claim_log(m.held.tdir, fused=True, retry_width=len(half), after=error)
+            records.append_lease_log(m.held.tdir, fused=True, retry_width=len(half), after=error)
     out: dict[int, dict] = {}
     for half in halves:
         out.update(_train_members(attempt, half, setup, device, fused))
