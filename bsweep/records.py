@@ -6,23 +6,24 @@
     results/<study>/trials/<trial_id>/measurements.parquet
     results/<study>/trials/<trial_id>/status.json    running | complete | diverged | failed | oom | interrupted
     results/<study>/trials/<trial_id>/traceback.txt  the traceback of a failed / oom trial
-    results/<study>/trials/<trial_id>/claims.jsonl   one line per time a process took the trial
+    results/<study>/trials/<trial_id>/claims.jsonl   one line per lease: when a process took the trial
     results/<study>/trials/<trial_id>/checkpoint.pt  the state to resume from (an unfinished trial)
-    results/<study>/trials/<trial_id>/.lock          the claim (see below); never deleted
+    results/<study>/trials/<trial_id>/.lock          the lease (see below); never deleted
 
 Every file is written to a temporary name in the same folder and renamed over the real one, so a
 crash leaves either the old file or the new one, never half of one. `status.json` is written last:
 a trial counts as finished only when its status says so *and* its measurements read back.
 
-Claims: one process trains a trial at a time. A process *claims* a trial by taking an exclusive
-`fcntl.flock` on the trial's `.lock` file and holds it while it trains. The kernel drops the lock
-when the process dies, however it dies (`kill -9` included), so a claim is never stale on one
-host; on NFS (v4, or v3 with lockd) Linux maps flock onto POSIX locks that the server drops when
-the client's lease expires. Where the filesystem has no working locks (flock fails with ENOLCK /
-EOPNOTSUPP, e.g. Lustre mounted without `-o flock`), or when `BSWEEP_LOCK=file`, the claim is an
-`O_CREAT|O_EXCL` file `.claim` holding pid, host and a heartbeat (its mtime, touched every
-HEARTBEAT_SECONDS); such a claim is taken over when its pid is dead (same host) or its heartbeat
-is older than STALE_SECONDS.
+Leases: one process trains a trial at a time. A process takes a trial's *lease* by taking an
+exclusive `fcntl.flock` on the trial's `.lock` file and holds it while it trains. The kernel drops
+the lock when the process dies, however it dies (`kill -9` included), so a lease is never stale on
+one host; on NFS (v4, or v3 with lockd) Linux maps flock onto POSIX locks that the server drops
+when the client stops renewing them. Where the filesystem has no working locks (flock fails with
+ENOLCK / EOPNOTSUPP, e.g. Lustre mounted without `-o flock`), or when `BSWEEP_LOCK=file`, the
+lease is an `O_CREAT|O_EXCL` file `.claim` holding pid, host and a heartbeat (its mtime, touched
+every HEARTBEAT_SECONDS); such a lease is taken over when its pid is dead (same host) or its
+heartbeat is older than STALE_SECONDS. The files keep the names `.claim` and `claims.jsonl` they
+had when a lease was called a claim, so existing studies resume as before.
 
 A `running` status carries the owner's pid, host and a heartbeat time as well, so readers
 (`bsweep status`, the progress watcher) tell a trial being trained (`running`) from one whose
@@ -32,13 +33,13 @@ process died (`interrupted`) without touching any lock. It also carries the tria
 The lifecycle of a trial, the same for every launcher (the runner trains one trial, the fused
 launcher several at once):
 
-    take()      claim -> previous attempt cleared -> a line in claims.jsonl -> config.yaml
-    Attempt     env.json -> `running` with a heartbeat that keeps the claim fresh as well ->
+    take()      lease -> previous attempt cleared -> a line in claims.jsonl -> config.yaml
+    Attempt     env.json -> `running` with a heartbeat that keeps the lease fresh as well ->
                 finish(): measurements, then `complete` | `diverged`
                 fail():   traceback.txt, then `failed` | `oom` with the error
                 leaving it by Ctrl-C, SIGTERM or SystemExit: `interrupted` (its checkpoint
                 kept: the next sweep resumes it); by another exception: `failed`
-                claims released in every case
+                leases released in every case
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ STATUS_FILE = "status.json"
 MEASUREMENTS_FILE = "measurements.parquet"
 CHECKPOINT_FILE = "checkpoint.pt"  # the training state to resume from (bsweep.train.trial.FileCheckpoint)
 TRACEBACK_FILE = "traceback.txt"
-CLAIMS_FILE = "claims.jsonl"
+LEASE_LOG_FILE = "claims.jsonl"  # the name from when a lease was called a claim
 LOCK_FILE = ".lock"
-CLAIM_FILE = ".claim"
+LEASE_FILE = ".claim"  # the lease-file fallback; named as LEASE_LOG_FILE
 
 # A trial's owner rewrites its heartbeat this often, in seconds: rare enough to cost nothing,
 # often enough that a dead owner on another host is noticed within minutes.
@@ -83,11 +84,11 @@ HEARTBEAT_SECONDS = 30.0
 # seconds: a live display without a file write at every measurement of a fast trial.
 PROGRESS_SECONDS = 2.0
 # A heartbeat older than this (5 missed beats) means the owner is gone (other hosts; and the
-# claim-file fallback). Generous, because a loaded NFS server can delay a rename by seconds.
+# lease-file fallback). Generous, because a loaded NFS server can delay a rename by seconds.
 STALE_SECONDS = 150.0
 # The sweep a process works for (set by `bsweep sweep` for its jobs), recorded in each status.
 SWEEP_ENV = "BSWEEP_SWEEP_ID"
-LOCK_ENV = "BSWEEP_LOCK"  # "flock" (default) or "file": the claim-file fallback
+LOCK_ENV = "BSWEEP_LOCK"  # "flock" (default) or "file": the lease-file fallback
 HOST = socket.gethostname()
 
 
@@ -232,7 +233,7 @@ def trial_state(tdir: Path) -> str:
         return "damaged"
 
 
-# --- owners and claims -------------------------------------------------------------------------
+# --- owners and leases -------------------------------------------------------------------------
 
 
 def pid_alive(pid: int) -> bool:
@@ -248,7 +249,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def owner_alive(record: dict, now: float | None = None) -> bool:
-    """Whether the process named in a `running` status (or a claim) still works on the trial:
+    """Whether the process named in a `running` status (or a lease) still works on the trial:
     on this host, its pid is alive; elsewhere (or without a pid), its heartbeat is fresh."""
     now = time.time() if now is None else now
     pid, host = record.get("pid"), record.get("host")
@@ -259,7 +260,7 @@ def owner_alive(record: dict, now: float | None = None) -> bool:
 
 
 def owner() -> dict:
-    """Who this process is, for status records and claims."""
+    """Who this process is, for status records and leases."""
     return {"pid": os.getpid(), "host": HOST, "sweep": os.environ.get(SWEEP_ENV)}
 
 
@@ -270,21 +271,21 @@ def _lock_mode() -> str:
     return mode
 
 
-# errno values meaning "this filesystem does not do locks": fall back to claim files.
+# errno values meaning "this filesystem does not do locks": fall back to lease files.
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
-class Claim:
+class Lease:
     """This process's exclusive right to train one trial, until `release()` (or death)."""
 
     def __init__(self, tdir: Path, mode: str, fd: int | None, token: str) -> None:
         self.tdir, self.mode, self._fd, self.token = Path(tdir), mode, fd, token
 
     def beat(self) -> None:
-        """Refresh the claim's heartbeat (the claim file's mtime; flock needs none)."""
+        """Refresh the lease's heartbeat (the lease file's mtime; flock needs none)."""
         if self.mode == "file":
             try:
-                os.utime(self.tdir / CLAIM_FILE)
+                os.utime(self.tdir / LEASE_FILE)
             except OSError:
                 pass
 
@@ -293,23 +294,23 @@ class Claim:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
         elif self.mode == "file":
-            path = self.tdir / CLAIM_FILE
-            try:  # only our own claim: after a takeover the file is someone else's
+            path = self.tdir / LEASE_FILE
+            try:  # only our own lease: after a takeover the file is someone else's
                 if json.loads(path.read_text()).get("token") == self.token:
                     path.unlink()
             except (OSError, ValueError):
                 pass
         self._fd = None
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> "Lease":
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
 
 
-def claim(tdir: Path) -> Claim | None:
-    """Claim the trial in `tdir` for this process, or None when a live process holds it."""
+def lease(tdir: Path) -> Lease | None:
+    """Take the lease of the trial in `tdir` for this process, or None when a live process holds it."""
     tdir = Path(tdir)
     tdir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
@@ -325,12 +326,12 @@ def claim(tdir: Path) -> Claim | None:
             if e.errno not in _NO_LOCKS:
                 raise
         else:
-            return Claim(tdir, "flock", fd, token)
-    return _claim_file(tdir, token)
+            return Lease(tdir, "flock", fd, token)
+    return _lease_file(tdir, token)
 
 
-def _claim_file(tdir: Path, token: str, retry: bool = True) -> Claim | None:
-    path = tdir / CLAIM_FILE
+def _lease_file(tdir: Path, token: str, retry: bool = True) -> Lease | None:
+    path = tdir / LEASE_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -342,16 +343,16 @@ def _claim_file(tdir: Path, token: str, retry: bool = True) -> Claim | None:
         if owner_alive(held) or not retry:
             return None
         # Stale: move it aside (one renamer wins; the others find it gone) and try once more.
-        aside = tdir / f"{CLAIM_FILE}.stale.{token}"
+        aside = tdir / f"{LEASE_FILE}.stale.{token}"
         try:
             os.rename(path, aside)
             aside.unlink()
         except OSError:
             return None
-        return _claim_file(tdir, token, retry=False)
+        return _lease_file(tdir, token, retry=False)
     with os.fdopen(fd, "w") as f:
         json.dump({**owner(), "token": token, "time": time.time()}, f)
-    return Claim(tdir, "file", None, token)
+    return Lease(tdir, "file", None, token)
 
 
 def _mtime(path: Path) -> float | None:
@@ -384,15 +385,15 @@ class Heartbeat(threading.Thread):
             self.join()
 
 
-def append_claim_log(tdir: Path, **fields: Any) -> None:
-    """One JSON line per claim: who trained the trial when (a history, not a contract)."""
-    with open(Path(tdir) / CLAIMS_FILE, "a") as f:
+def append_lease_log(tdir: Path, **fields: Any) -> None:
+    """One JSON line per lease: who trained the trial when (a history, not a contract)."""
+    with open(Path(tdir) / LEASE_LOG_FILE, "a") as f:
         f.write(json.dumps({**owner(), "time": time.time(), **fields}) + "\n")
 
 
 def clear_for_rerun(tdir: Path) -> None:
     """Remove what an earlier attempt left (its measurements, traceback, temporary files), so
-    a redone trial's folder holds one attempt only. Only under a claim."""
+    a redone trial's folder holds one attempt only. Only under a lease."""
     tdir = Path(tdir)
     for name in (MEASUREMENTS_FILE, TRACEBACK_FILE):
         (tdir / name).unlink(missing_ok=True)
@@ -436,31 +437,31 @@ def error_line(e: BaseException) -> str:
 
 @dataclass
 class Held:
-    """A trial this process has claimed and prepared for a new attempt."""
+    """A trial this process holds the lease of and has prepared for a new attempt."""
 
     trial_id: str
     tdir: Path
-    claim: Claim
+    lease: Lease
     details: dict = field(default_factory=dict)  # env.json and status extras (fused_with, ...)
 
 
 def take(sdir: Path, trial_id: str, config: dict, **log: Any) -> Held | str:
-    """Claim a trial of the study in `sdir` and prepare its folder for a new attempt (the last
+    """Take the lease of a trial of the study in `sdir` and prepare its folder for a new attempt (the last
     attempt's files removed, a line in claims.jsonl with `log`, config.yaml, study.yaml when the
     study has none). When it is not ours to train, the reason: its finished status, or
     "running elsewhere" when a live process holds it."""
     tdir = trial_dir(sdir, trial_id)
     if is_finished(tdir):
         return read_status(tdir)["status"]
-    held = claim(tdir)
+    held = lease(tdir)
     if held is None:
         return "running elsewhere"
-    if is_finished(tdir):  # finished by another process between the check and the claim
+    if is_finished(tdir):  # finished by another process between the check and the lease
         held.release()
         return read_status(tdir)["status"]
     previous = trial_state(tdir)
     clear_for_rerun(tdir)
-    append_claim_log(tdir, previous=previous, **log)
+    append_lease_log(tdir, previous=previous, **log)
     ensure_study_file(sdir, config)
     write_yaml(tdir / CONFIG_FILE, config)
     return Held(trial_id, tdir, held)
@@ -469,9 +470,9 @@ def take(sdir: Path, trial_id: str, config: dict, **log: Any) -> Held | str:
 class Attempt:
     """Held trials being trained (one alone, or the members of a fused group), from `running`
     to a final status each. While the block runs, a heartbeat rewrites each unfinished trial's
-    `running` status and refreshes its claim, so neither goes stale however long it trains.
+    `running` status and refreshes its lease, so neither goes stale however long it trains.
     Leaving the block with an exception records the unfinished trials as failed (interrupted);
-    every claim is released."""
+    every lease is released."""
 
     def __init__(self, held: list[Held], env: dict) -> None:
         self.held, self.env = list(held), env
@@ -495,7 +496,7 @@ class Attempt:
         with self._lock:
             for h in self.held:
                 if h.trial_id in self.open:
-                    h.claim.beat()
+                    h.lease.beat()
                     progress = self._progress.get(h.trial_id)
                     self._status(h, "running", heartbeat=time.time(), **({"progress": progress} if progress else {}))
 
@@ -554,7 +555,7 @@ class Attempt:
                         self._status(h, status, error=error)
         finally:
             for h in self.held:
-                h.claim.release()
+                h.lease.release()
 
 
 def _left_by(exc: BaseException) -> tuple[str, str]:

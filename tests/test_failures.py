@@ -64,9 +64,9 @@ def test_a_trial_that_raises_is_failed_with_its_traceback_and_the_sweep_goes_on(
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "1 already finished, 1 to run (1 failed to redo)" in again.output
     assert (good / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamp
-    attempts = [json.loads(line) for line in (tdir / records.CLAIMS_FILE).read_text().splitlines()]
+    attempts = [json.loads(line) for line in (tdir / records.LEASE_LOG_FILE).read_text().splitlines()]
     assert [a["previous"] for a in attempts] == ["new", "failed"]
-    assert len((good / records.CLAIMS_FILE).read_text().splitlines()) == 1
+    assert len((good / records.LEASE_LOG_FILE).read_text().splitlines()) == 1
 
 
 def test_status_lists_failed_trials_with_their_error(results, tmp_path):

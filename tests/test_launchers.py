@@ -1,5 +1,5 @@
 """Launchers: basic (in-process), joblib (local processes), submitit_local (local jobs, as on
-SLURM); threads per job, GPU spread, and the claim-file fallback for filesystems without locks.
+SLURM); threads per job, GPU spread, and the lease-file fallback for filesystems without locks.
 Whatever the launcher, the records land in the same study folder and read the same."""
 
 from __future__ import annotations
@@ -260,50 +260,50 @@ def test_parallel_trials_can_share_one_gpu(results):
     assert all(e["device"].startswith("cuda") for e in envs(results / "smoke"))
 
 
-# --- the claim-file fallback (filesystems without working locks) --------------------------------
+# --- the lease-file fallback (filesystems without working locks) --------------------------------
 
 
 @pytest.fixture
-def claim_files(monkeypatch):
+def lease_files(monkeypatch):
     monkeypatch.setenv(records.LOCK_ENV, "file")
 
 
-def test_claim_file_is_exclusive_and_released(tmp_path, claim_files):
-    held = records.claim(tmp_path / "t")
+def test_lease_file_is_exclusive_and_released(tmp_path, lease_files):
+    held = records.lease(tmp_path / "t")
     assert held is not None and held.mode == "file"
-    assert records.claim(tmp_path / "t") is None
+    assert records.lease(tmp_path / "t") is None
     held.release()
-    assert not (tmp_path / "t" / records.CLAIM_FILE).exists()
-    assert records.claim(tmp_path / "t") is not None
+    assert not (tmp_path / "t" / records.LEASE_FILE).exists()
+    assert records.lease(tmp_path / "t") is not None
 
 
-def test_a_claim_file_of_a_dead_process_is_taken_over(tmp_path, claim_files):
+def test_a_lease_file_of_a_dead_process_is_taken_over(tmp_path, lease_files):
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True).stdout)
     tdir = tmp_path / "t"
     tdir.mkdir()
-    (tdir / records.CLAIM_FILE).write_text(json.dumps({"pid": dead, "host": records.HOST}))
-    held = records.claim(tdir)
+    (tdir / records.LEASE_FILE).write_text(json.dumps({"pid": dead, "host": records.HOST}))
+    held = records.lease(tdir)
     assert held is not None
-    assert json.loads((tdir / records.CLAIM_FILE).read_text())["pid"] == os.getpid()
+    assert json.loads((tdir / records.LEASE_FILE).read_text())["pid"] == os.getpid()
 
 
-def test_a_claim_file_from_another_host_is_stale_only_after_its_heartbeat_stops(tmp_path, claim_files):
+def test_a_lease_file_from_another_host_is_stale_only_after_its_heartbeat_stops(tmp_path, lease_files):
     tdir = tmp_path / "t"
     tdir.mkdir()
-    path = tdir / records.CLAIM_FILE
+    path = tdir / records.LEASE_FILE
     path.write_text(json.dumps({"pid": 1, "host": "node-17.cluster"}))
-    assert records.claim(tdir) is None  # fresh heartbeat (mtime): a live owner elsewhere
+    assert records.lease(tdir) is None  # fresh heartbeat (mtime): a live owner elsewhere
     old = time.time() - records.STALE_SECONDS - 5
     os.utime(path, (old, old))
-    assert records.claim(tdir) is not None  # heartbeat stopped: taken over
+    assert records.lease(tdir) is not None  # heartbeat stopped: taken over
 
 
-def test_a_sweep_works_with_claim_files(results, claim_files):
+def test_a_sweep_works_with_lease_files(results, lease_files):
     out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch"])
     assert out.exit_code == 0, out.output
     for tdir in records.trials_dir(results / "smoke").iterdir():
-        assert records.is_finished(tdir) and not (tdir / records.CLAIM_FILE).exists()
+        assert records.is_finished(tdir) and not (tdir / records.LEASE_FILE).exists()
 
 
 def _jobs(overrides: list[str]):
@@ -353,7 +353,7 @@ def test_a_group_wider_than_its_width_trains_one_chunk_and_hands_the_others_back
     again, none = train_group(rest[0], 1, 1, {}, width=1)
     assert list(again) == [group[1].index] and none == []
     trials = load_trials(results / "smoke").set_index("trial_id")["status"]
-    assert sorted(trials) == ["complete", "complete"]  # the third is not claimed until it trains
+    assert sorted(trials) == ["complete", "complete"]  # the third is not leased until it trains
 
 
 @pytest.mark.slow
@@ -368,7 +368,7 @@ def test_two_workers_share_one_groups_chunks_and_each_trial_trains_once(results)
     study = results / "smoke"
     assert sorted(load_trials(study)["status"]) == ["complete"] * 5
     assert len({e["pid"] for e in envs(study)}) == 2
-    for tdir in records.trials_dir(study).iterdir():  # one claim each: nobody trained a trial twice
+    for tdir in records.trials_dir(study).iterdir():  # one lease each: nobody trained a trial twice
         assert len((tdir / "claims.jsonl").read_text().splitlines()) == 1
 
 

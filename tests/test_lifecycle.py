@@ -1,5 +1,5 @@
 """One record lifecycle for every launcher (`records.take` + `records.Attempt`): a fused group
-that raises is retried smaller and fails only the member that fails alone; claims stay fresh
+that raises is retried smaller and fails only the member that fails alone; leases stay fresh
 however long a group trains; the unfused runner keeps the same records."""
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def test_a_fused_group_that_raises_fails_only_the_member_that_fails_alone(result
     assert set(trials.loc[trials["seed"] == FAULTY_SEED, "status"]) == {status}
     for tid, seed in zip(trials["trial_id"], trials["seed"]):
         tdir = records.trial_dir(study, tid)
-        lines = [json.loads(line) for line in (tdir / records.CLAIMS_FILE).read_text().splitlines()]
-        # claimed in the group of 4, retried in a half of 2 (one good, one faulty member), then
+        lines = [json.loads(line) for line in (tdir / records.LEASE_LOG_FILE).read_text().splitlines()]
+        # leased in the group of 4, retried in a half of 2 (one good, one faulty member), then
         # alone: every attempt is a line
         assert [line.get("retry_width") for line in lines] == [None, 2, 1]
         assert lines[1]["after"].startswith("RuntimeError") and error[:20] in lines[1]["after"]
@@ -77,11 +77,11 @@ def test_a_fused_group_that_raises_fails_only_the_member_that_fails_alone(result
 
 @pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize("launcher", ["bsweep_fused"])  # the runner keeps records through the same Attempt
-def test_claims_stay_fresh_while_trials_train_longer_than_the_stale_window(results, monkeypatch, launcher):
-    """With claim files (BSWEEP_LOCK=file, as on filesystems without locks), a claim whose
+def test_leases_stay_fresh_while_trials_train_longer_than_the_stale_window(results, monkeypatch, launcher):
+    """With lease files (BSWEEP_LOCK=file, as on filesystems without locks), a lease whose
     heartbeat is older than STALE_SECONDS may be taken over by another host. Shrink the window
     to 1 s (10 beats: room for a slow fsync on a busy CI disk) and hold the trials mid-training
-    for three windows: neither a claim file nor a `running` status may ever look stale."""
+    for three windows: neither a lease file nor a `running` status may ever look stale."""
     monkeypatch.setenv(records.LOCK_ENV, "file")
     monkeypatch.setattr(records, "HEARTBEAT_SECONDS", 0.1)
     monkeypatch.setattr(records, "STALE_SECONDS", 1.0)
@@ -109,7 +109,7 @@ def test_claims_stay_fresh_while_trials_train_longer_than_the_stale_window(resul
                 age = now - path.stat().st_mtime
             except FileNotFoundError:
                 continue
-            seen["claim"] = max(seen.get("claim", 0.0), age)
+            seen["lease"] = max(seen.get("lease", 0.0), age)
         for path in study.glob("trials/*/status.json"):
             try:
                 status = json.loads(path.read_text())
@@ -142,6 +142,6 @@ def test_claims_stay_fresh_while_trials_train_longer_than_the_stale_window(resul
     assert out.exit_code == 0, out.output
     assert not errors, errors[0]
     assert paused == [pause]  # the trials were held (they train in this process: n_jobs=1)
-    assert set(seen) == {"claim", "running"}  # the watcher saw both while training
-    assert seen["claim"] < records.STALE_SECONDS and seen["running"] < records.STALE_SECONDS, seen
+    assert set(seen) == {"lease", "running"}  # the watcher saw both while training
+    assert seen["lease"] < records.STALE_SECONDS and seen["running"] < records.STALE_SECONDS, seen
     assert not list(study.glob("trials/*/.claim"))  # released at the end

@@ -46,8 +46,8 @@ def statuses(study: Path) -> dict[str, str]:
     return out
 
 
-def claims(study: Path, tid: str) -> list[dict]:
-    path = records.trial_dir(study, tid) / records.CLAIMS_FILE
+def leases(study: Path, tid: str) -> list[dict]:
+    path = records.trial_dir(study, tid) / records.LEASE_LOG_FILE
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -60,9 +60,9 @@ def test_records_get_the_mode_open_gives_under_the_umask(tmp_path, umask, mode):
     study = results / "smoke"
     [tdir] = records.trials_dir(study).iterdir()
     written = [study / records.STUDY_FILE, *(tdir / name for name in (
-        records.CONFIG_FILE, records.STATUS_FILE, records.MEASUREMENTS_FILE, records.ENV_FILE, records.CLAIMS_FILE))]
+        records.CONFIG_FILE, records.STATUS_FILE, records.MEASUREMENTS_FILE, records.ENV_FILE, records.LEASE_LOG_FILE))]
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(mode) for p in written}
-    # the claim's lock file stays: unlinking a flock file races with a process opening it
+    # the lease's lock file stays: unlinking a flock file races with a process opening it
     assert (tdir / records.LOCK_FILE).exists() and (tdir / records.LOCK_FILE).stat().st_size == 0
 
 
@@ -102,9 +102,9 @@ def test_a_sweep_killed_mid_trial_resumes_without_redoing_finished_trials(result
     assert len(trials) == 8 and set(trials["status"]) == {"complete"}
     for t in done:  # finished trials were not redone
         assert (records.trial_dir(study, t) / records.MEASUREMENTS_FILE).stat().st_mtime_ns == stamps[t]
-        assert len(claims(study, t)) == 1
+        assert len(leases(study, t)) == 1
     for t in interrupted:
-        assert [c["previous"] for c in claims(study, t)] == ["new", "interrupted"]
+        assert [c["previous"] for c in leases(study, t)] == ["new", "interrupted"]
     for tdir in records.trials_dir(study).iterdir():  # one record per trial, nothing half-written
         assert not list(tdir.glob(".*.tmp")), list(tdir.iterdir())
         assert records.is_finished(tdir)
@@ -122,7 +122,7 @@ def test_two_sweeps_of_one_study_at_once_train_each_trial_once(results):
     assert len(trials) == 8 and set(trials["status"]) == {"complete"}
     sweeps = []
     for tid in trials["trial_id"]:
-        lines = claims(study, tid)
+        lines = leases(study, tid)
         assert len(lines) == 1, (tid, lines)  # trained exactly once
         sweeps.append(lines[0]["sweep"])
     by_sweep = pd.Series(sweeps).value_counts()
@@ -138,19 +138,19 @@ def test_two_sweeps_of_one_study_at_once_train_each_trial_once(results):
         counts = summary.split(":")[1].split("(")[0]
         assert "failed" not in counts and "interrupted" not in counts
     assert sorted(trained) == sorted(by_sweep.tolist())
-    assert "skipped" in out_a + out_b  # at least one trial met a claim or a finished record
+    assert "skipped" in out_a + out_b  # at least one trial met a lease or a finished record
 
 
-def test_a_trial_claimed_by_a_live_process_is_skipped_as_running_elsewhere(results):
-    """The claim in isolation: this test process holds one trial's lock and `running` status,
+def test_a_trial_leased_by_a_live_process_is_skipped_as_running_elsewhere(results):
+    """The lease in isolation: this test process holds one trial's lock and `running` status,
     as another sweep would; a sweep leaves that trial alone and says so."""
     from bsweep.sweep.launch import plan_and_check
 
     planned = plan_and_check([*TINY, f"results_dir={results}", "norm=batch"])
     held_trial = planned[0]
     tdir = records.trial_dir(results / "smoke", held_trial.trial_id)
-    held = records.claim(tdir)
-    assert held is not None and records.claim(tdir) is None  # exclusive, even within a process
+    held = records.lease(tdir)
+    assert held is not None and records.lease(tdir) is None  # exclusive, even within a process
     records.write_status(tdir, "running", **records.owner(), heartbeat=time.time())
     try:
         out = runner.invoke(app, ["sweep", *TINY, f"results_dir={results}", "norm=batch"])
@@ -160,7 +160,7 @@ def test_a_trial_claimed_by_a_live_process_is_skipped_as_running_elsewhere(resul
     assert "2 trials: 1 complete, 1 running elsewhere" in out.output
     assert "were not started twice" in out.output
     assert not (tdir / records.MEASUREMENTS_FILE).exists()
-    assert records.claim(tdir) is not None  # released: the next sweep may take it
+    assert records.lease(tdir) is not None  # released: the next sweep may take it
 
 
 def test_a_running_status_whose_process_died_is_interrupted_and_redone(results):

@@ -499,8 +499,8 @@ def placement_notes(launcher: dict, planned: list[PlannedTrial], n_to_run: int) 
 
 
 def _settle(planned: list[PlannedTrial], states: dict[str, str]) -> dict[str, str]:
-    """Re-read trials that look new or interrupted for a moment: another sweep may have claimed
-    one and not yet written its `running` status."""
+    """Re-read trials that look new or interrupted for a moment: another sweep may have taken
+    the lease of one and not yet written its `running` status."""
     for _ in range(4):
         odd = [p for p in planned if states[p.trial_id] in ("new", "interrupted")]
         if not odd:
@@ -668,7 +668,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
         watcher.join()
         plan_path.unlink(missing_ok=True)
     states = trial_states(planned)
-    if stop.signal_name is None:  # stopped: nobody is about to claim anything
+    if stop.signal_name is None:  # stopped: nobody is about to take a lease
         states = _settle(planned, states)
     status = {p.trial_id: _status_or_empty(p) for p in planned}
     bracket = records.read_bracket_record(study_dir(planned[0].config))
