@@ -118,8 +118,8 @@ def _mnist1d(cfg: DataConfig) -> Arrays:
             np.random.set_state(state)
         return {"x": d["x"], "y": d["y"]}
 
-    # Generating costs ~3.7 s on a 2-core AVX2 CPU and importing mnist1d ~1.2 s more, in every
-    # process: generated once per machine and read from disk after (bsweep.train.datacache). The
+    # Generating (and importing mnist1d) costs seconds in every process, so the arrays are made
+    # once per machine and read from disk after (bsweep.train.datacache). The
     # package's other generation arguments are its defaults, fixed by its version.
     key = {"generator": "mnist1d", "version": _version("mnist1d"), **ours}
     d = cached_arrays("mnist1d", key, make)

@@ -1,11 +1,15 @@
 """Generated datasets cached on disk: no process and no run generates the same arrays twice.
 
-mnist1d's `make_dataset` takes ~3.7 s on a 2-core AVX2 CPU, and every worker process of every
-sweep used to pay it. The arrays are stored once per machine as `<name>-<digest>.npz` under
-`cache_dir()`, where the digest is of everything that determines them (generator version and
-arguments, `CACHE_VERSION`). A file is used only when it loads, names the same key and its
-arrays hash to the checksum stored beside them; otherwise it is regenerated and replaced. A
-cache folder that cannot be written costs only the cache, never the run.
+mnist1d's `make_dataset` takes seconds, and every worker process of every sweep used to pay it
+(docs/performance.md, "Trials and workers"). The arrays are stored once per machine as
+`<name>-<digest>.npz` under `cache_dir()`, where the digest is of everything that determines
+them (generator version and arguments, `CACHE_VERSION`). A file is used only when it loads,
+names the same key and its arrays hash to the checksum stored beside them; otherwise it is
+regenerated and replaced. A cache folder that cannot be written costs only the cache, never
+the run.
+
+It stays a module of its own, apart from `data`: it imports no torch, so processes that only
+read or write the cache (its tests' spawned workers) start in a fraction of the time.
 
 Processes that miss the same file at once (a sweep's workers start together on a fresh machine)
 take turns under an exclusive lock on `<file>.lock`: the first generates, the others wait and
