@@ -203,7 +203,7 @@ def _tracebacks_line(tdirs: list[Path], limit: int = 3) -> str:
 def _report_outcome(outcome) -> None:
     """The sweep's summary: counts by state, who trained what, a table of every trial that did
     not end as a result; exit 1 when any did not (or Hydra stopped)."""
-    from bsweep.sweep.launch import grid_points
+    from bsweep.sweep.progress import grid_points
     from bsweep.plan import study_dir
 
     label = {"running": "running elsewhere"}
@@ -430,7 +430,7 @@ def report(
 
 def _compare(studies: list[Path], out: Optional[Path], svg: bool, figures: bool, verbose: bool) -> None:
     """`bsweep report A B ...`: each study's report and answer, then the comparison page."""
-    from bsweep.analysis.compare import write_comparison
+    from bsweep.analysis.report.compare import write_comparison
     from bsweep.analysis.report import read_answer, read_verdicts
 
     for study in studies:

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from bsweep import records
-from bsweep.sweep.launch import _Watcher, planned_costs
+from bsweep.sweep.launch import planned_costs
 from bsweep.plan import expand
-from bsweep.sweep.progress import eta_seconds, format_seconds, fraction_done, running_lines, summary_line
+from bsweep.sweep.progress import Watcher, eta_seconds, format_seconds, fraction_done, running_lines, summary_line
 from tests.conftest import TINY
 
 
@@ -82,7 +82,7 @@ def test_the_watcher_counts_this_sweeps_work_only_and_shows_running_trials_every
     _running(records.trial_dir(results / "smoke", c.trial_id), 50, 100, 0.4)
     records.write_status(records.trial_dir(results / "smoke", d.trial_id), "running", **records.owner())
     out = io.StringIO()
-    watcher = _Watcher(planned, planned, Console(file=out, width=200), since,
+    watcher = Watcher(planned, planned, Console(file=out, width=200), since,
                        {a.trial_id: 3.0, b.trial_id: 1.0, c.trial_id: 1.0, d.trial_id: 1.0})
     said = []
     assert watcher._poll(said.append) == 1  # b; a's old failure is not this sweep's end

@@ -1,4 +1,5 @@
-"""Plan, validate, then hand the user's overrides to Hydra's own entry, and watch the study folder.
+"""Plan, validate, then hand the user's overrides to Hydra's own entry, and watch the study folder
+(`bsweep.sweep.progress.Watcher`).
 
 Progress is read from the trial records on disk, not from the jobs, so the bar, the failure lines
 and the final summary are right for any launcher (in-process, joblib processes, submitit jobs on
@@ -8,7 +9,6 @@ a cluster that shares the filesystem) and when another sweep works on the same s
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -17,30 +17,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bsweep import records
 from bsweep.sweep.bracket import ONE_STUDY, settings_problems
 from bsweep.sweep.executor import cost
 from bsweep.interrupt import stop_on_signals
 from bsweep.placement import PARALLEL_ENV, cores, launcher_jobs, threads_for
-from bsweep.sweep.progress import (eta_seconds, format_seconds, fraction_done, progress_text, running_groups,
-                             running_lines, summary_line)
+from bsweep.sweep.progress import ENDED, Watcher, status_of, trial_folder
 from bsweep.plan import (PLAN_ENV, PlannedTrial, compose_base, expand, fusion_key, parse_command_line, single,
                          structured_all, study_dir, write_plan)
 from bsweep.validate import ConfigError, check_all, check_keys, explain
 
-# How often the watcher reads the trial records, in seconds: often enough for a live bar,
-# rarely enough to cost nothing beside training.
-POLL_SECONDS = 0.5
-ENDED = ("complete", "diverged", "failed", "oom")
-FAILED = ("failed", "oom")
-# At most this many failures are printed as they happen; the summary table lists them all.
-MAX_FAILURE_LINES = 10
-# Where stdout is not a terminal (a log, CI, SLURM), the running groups' progress is printed
-# this often, in seconds: a long trial shows it is alive without flooding the log.
-PLAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -238,7 +225,7 @@ def mixing_notes(planned: list[PlannedTrial]) -> list[str]:
     the trials it holds (a damaged one is left out)."""
     notes = []
     for sdir in sorted({study_dir(p.config) for p in planned}):
-        new = [p for p in planned if study_dir(p.config) == sdir and not _tdir(p).exists()]
+        new = [p for p in planned if study_dir(p.config) == sdir and not trial_folder(p).exists()]
         there = []
         folders = sorted(records.trials_dir(sdir).iterdir()) if records.trials_dir(sdir).is_dir() and new else []
         for tdir in folders:
@@ -251,19 +238,8 @@ def mixing_notes(planned: list[PlannedTrial]) -> list[str]:
     return notes
 
 
-def _tdir(p: PlannedTrial) -> Path:
-    return records.trial_dir(study_dir(p.config), p.trial_id)
-
-
 def trial_states(planned: list[PlannedTrial]) -> dict[str, str]:
-    return {p.trial_id: records.trial_state(_tdir(p)) for p in planned}
-
-
-def _status_or_empty(p: PlannedTrial) -> dict:
-    try:
-        return records.read_status(_tdir(p)) or {}
-    except records.DamagedRecord:
-        return {}
+    return {p.trial_id: records.trial_state(trial_folder(p)) for p in planned}
 
 
 def env_overrides(env: dict[str, str]) -> list[str]:
@@ -294,19 +270,6 @@ def call_hydra(argv: list[str], env: dict[str, str] | None = None) -> int:
         sys.argv = saved_argv
 
 
-def grid_points(planned: list[PlannedTrial]) -> dict[str, str]:
-    """trial_id -> its point in the grid: the overrides that differ between the plan's trials
-    (all of them for a one-trial plan)."""
-    common = set.intersection(*(set(p.overrides) for p in planned)) if len(planned) > 1 else set()
-    return {p.trial_id: " ".join(o for o in p.overrides if o not in common) for p in planned}
-
-
-def describe(p: PlannedTrial, point: str | None = None) -> str:
-    """A trial as the user swept it: its id and its grid point."""
-    point = " ".join(p.overrides) if point is None else point
-    return f"{p.trial_id} ({point or 'default point'})"
-
-
 def planned_costs(planned: list[PlannedTrial]) -> dict[str, float]:
     """trial_id -> its predicted seconds (`bsweep.sweep.executor`), predicted once per fusion group (its
     members cost the same); only the ratios weigh the progress display's time left."""
@@ -323,132 +286,6 @@ def planned_costs(planned: list[PlannedTrial]) -> dict[str, float]:
     known = [c for c in costs.values() if c == c]
     fill = sum(known) / len(known) if known else 1.0
     return {t: c if c == c else fill for t, c in costs.items()}
-
-
-class _Watcher(threading.Thread):
-    """Reads the records of the trials this sweep trains every POLL_SECONDS: draws a bar and
-    each running group's steps in a terminal, plain lines elsewhere (when trials end, and every
-    PLAIN_SECONDS with the running groups), and prints each failure the moment its record says
-    so. The time left weighs each trial by its planned cost (`bsweep.sweep.progress`)."""
-
-    def __init__(self, planned: list[PlannedTrial], todo: list[PlannedTrial], console: Console, since: float,
-                 costs: dict[str, float]) -> None:
-        """`todo`: the planned trials not finished before; `costs`: trial_id -> planned cost."""
-        super().__init__(daemon=True)
-        self.todo, self.console, self.since = todo, console, since
-        self.costs = [costs.get(p.trial_id, 1.0) for p in todo]
-        self.stop = threading.Event()
-        # wall-clock times (time.time()), as the records' own `started` and `time`
-        self.start_time = time.time()
-        self.work_started: float | None = None  # when this sweep's first trial started training
-        self._cache: dict[str, tuple[tuple, str, dict]] = {}  # trial_id -> (status file stamp, state, status)
-        self.reported: set[str] = set()
-        self.points = grid_points(planned)
-        # a running trial's name: its grid point (a one-trial plan has none: its id)
-        self.labels = self.points if len(planned) > 1 else {p.trial_id: f"trial {p.trial_id}" for p in planned}
-        self.ended, self.fractions, self.running = 0, [0.0] * len(self.todo), {}
-        self.plain_at = self.start_time  # when plain lines were last printed
-
-    def _state(self, p: PlannedTrial) -> tuple[str, dict]:
-        """(trial_state, status record), re-read only when status.json changed (a finished study
-        of hundreds of trials would otherwise re-read every parquet file twice a second)."""
-        path = _tdir(p) / records.STATUS_FILE
-        try:
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            stamp = ()
-        cached = self._cache.get(p.trial_id)
-        if cached and cached[0] == stamp and cached[1] not in ("running", "interrupted"):
-            return cached[1], cached[2]
-        state, status = records.trial_state(_tdir(p)), _status_or_empty(p)
-        self._cache[p.trial_id] = (stamp, state, status)
-        return state, status
-
-    def _poll(self, say) -> int:
-        """Read every record; say each new failure; return the trials this sweep ended."""
-        ended, fractions, running, starts = 0, [], {}, []
-        for p in self.todo:
-            state, record = self._state(p)
-            this_run = state in ENDED and record.get("time", 0) >= self.since  # not an old failure
-            ended += this_run
-            if this_run or state == "running":
-                starts.append(record.get("started") or time.time())
-            fractions.append(fraction_done(record, this_run))
-            if state == "running":
-                running[p.trial_id] = record
-            if this_run and state in FAILED and p.trial_id not in self.reported:
-                self.reported.add(p.trial_id)
-                if len(self.reported) <= MAX_FAILURE_LINES:
-                    error = str(record.get("error", "")).splitlines()[0][:200] if record.get("error") else ""
-                    say(f"[red]{state}[/]: trial {describe(p, self.points[p.trial_id])}: {error}")
-                elif len(self.reported) == MAX_FAILURE_LINES + 1:
-                    say("[red]more failures[/]: the summary at the end lists them all")
-        if starts:  # from the records, not from polls: a fast trial may start and end between two
-            first = max(self.since, min(starts))
-            self.work_started = first if self.work_started is None else min(self.work_started, first)
-        self.ended, self.fractions, self.running = ended, fractions, running
-        return ended
-
-    def eta(self, now: float) -> float | None:
-        """Seconds left: the time since the first trial started, scaled by planned cost."""
-        if self.work_started is None:
-            return None
-        return eta_seconds(now - self.work_started, self.costs, self.fractions)
-
-    def plain_lines(self, now: float, last_ended: int) -> list[str]:
-        """What the plain display prints after a poll at `now`: the progress line when trials
-        ended since the last one, and every PLAIN_SECONDS with each running group's progress."""
-        lines = []
-        due = now - self.plain_at >= PLAIN_SECONDS
-        if self.ended != last_ended or due:
-            lines.append(summary_line(self.ended, len(self.todo), now - self.start_time, self.eta(now)))
-        if due:
-            lines += running_lines(self.running, self.labels)
-        if lines:
-            self.plain_at = now
-        return lines
-
-    def run(self) -> None:
-        if self.console.is_terminal:
-            self._run_bar()
-            return
-        say = lambda m: self.console.print(m, highlight=False)  # noqa: E731
-        last = self._poll(say)
-        while not self.stop.wait(POLL_SECONDS):
-            before = last
-            last = self._poll(say)
-            for line in self.plain_lines(time.time(), before):
-                self.console.print(line, highlight=False, markup=False)
-        self._poll(say)
-
-    def _run_bar(self) -> None:
-        """The terminal display: a bar of trials ended, then a bar of steps per running group."""
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}"))
-        groups: dict[str, TaskID] = {}
-        with Progress(*columns, console=self.console, transient=False) as bar:
-            say = lambda m: bar.console.print(m, highlight=False)  # noqa: E731
-            trials = bar.add_task("trials", total=len(self.todo), info="")
-            while True:
-                done = self._poll(say)
-                eta = self.eta(time.time())
-                bar.update(trials, completed=done, info=f"ETA {format_seconds(eta)}" if eta is not None else "")
-                shown = dict(running_groups(self.running, self.labels))
-                for label in set(groups) - set(shown):
-                    bar.remove_task(groups.pop(label))
-                for label, progress in shown.items():
-                    step = max(p.get("step", 0) for p in progress)
-                    total = max(p.get("total_steps", 0) for p in progress) or None
-                    info = progress_text(progress).partition(", ")[2]  # the bar shows the steps
-                    if label not in groups:
-                        groups[label] = bar.add_task(f"  {escape(label)}", total=total, info="")
-                    bar.update(groups[label], completed=step, total=total, info=escape(info))
-                if self.stop.wait(POLL_SECONDS):
-                    break
-            for task in groups.values():
-                bar.remove_task(task)
-            bar.update(trials, completed=self._poll(say), info="")
 
 
 def hydra_node(base: DictConfig) -> dict:
@@ -507,7 +344,7 @@ def _settle(planned: list[PlannedTrial], states: dict[str, str]) -> dict[str, st
             break
         time.sleep(0.5)
         for p in odd:
-            states[p.trial_id] = records.trial_state(_tdir(p))
+            states[p.trial_id] = records.trial_state(trial_folder(p))
     return states
 
 
@@ -657,7 +494,7 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     todo = [p for p in planned if before[p.trial_id] not in records.FINISHED]
     plan_path = plan_file(planned, sweep_id)
     write_plan(plan_path, planned, overrides, base if base is not None else compose_base(overrides))
-    watcher = _Watcher(planned, todo, console, since, planned_costs(todo))
+    watcher = Watcher(planned, todo, console, since, planned_costs(todo))
     watcher.start()
     try:
         with stop_on_signals(fresh=True) as stop:  # Ctrl-C: trials checkpoint and end, none start
@@ -670,13 +507,13 @@ def run_sweep(overrides: list[str], console: Console | None = None) -> SweepOutc
     states = trial_states(planned)
     if stop.signal_name is None:  # stopped: nobody is about to take a lease
         states = _settle(planned, states)
-    status = {p.trial_id: _status_or_empty(p) for p in planned}
+    status = {p.trial_id: status_of(p) for p in planned}
     bracket = records.read_bracket_record(study_dir(planned[0].config))
     if bracket is not None and bracket.get("time", 0) < since:
         bracket = None  # an earlier sweep's
     added = bracket_trials(bracket, planned)
     states.update(trial_states(added))
-    status.update({p.trial_id: _status_or_empty(p) for p in added})
+    status.update({p.trial_id: status_of(p) for p in added})
     # an added trial a rerun found finished (the sweeper asks for it again) was finished before
     before.update({p.trial_id: states[p.trial_id] for p in added if status[p.trial_id].get("time", since) < since})
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status,
@@ -721,7 +558,7 @@ def run_one(overrides: list[str]) -> SweepOutcome:
     with stop_on_signals(fresh=True) as stop:
         code = call_hydra(overrides, {records.SWEEP_ENV: sweep_id, PARALLEL_ENV: "1"})
     states = trial_states(planned)
-    status = {p.trial_id: _status_or_empty(p) for p in planned}
+    status = {p.trial_id: status_of(p) for p in planned}
     return SweepOutcome(planned, _ours_ended(states, status, sweep_id), code, before, status, sweep_id,
                         stopped_by=stop.signal_name)
 

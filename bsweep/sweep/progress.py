@@ -1,6 +1,7 @@
-"""What a sweep shows while it runs, as pure functions of the trials' planned costs and their
-status records: the time left, and how far each running trial (or fused group) has come.
-`bsweep.sweep.launch` reads the records and prints; nothing here reads a clock or a file.
+"""What a sweep shows while it runs: the time left, and how far each running trial (or fused
+group) has come, as pure functions of the trials' planned costs and their status records; and
+the `Watcher`, the thread that reads those records while `bsweep.sweep.launch` runs Hydra and
+prints them.
 
 The time left is the elapsed time scaled by the planned cost still to do over the planned cost
 done (`bsweep.sweep.executor`: steps x per-step costs + evaluations), counting running trials by their
@@ -11,7 +12,28 @@ times over (small batches cost most and run first), and until one ends there is 
 from __future__ import annotations
 
 import math
+import threading
+import time
+from pathlib import Path
 from typing import Iterable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from bsweep import records
+from bsweep.plan import PlannedTrial, study_dir
+
+# How often the watcher reads the trial records, in seconds: often enough for a live bar,
+# rarely enough to cost nothing beside training.
+POLL_SECONDS = 0.5
+ENDED = ("complete", "diverged", "failed", "oom")
+FAILED = ("failed", "oom")
+# At most this many failures are printed as they happen; the summary table lists them all.
+MAX_FAILURE_LINES = 10
+# Where stdout is not a terminal (a log, CI, SLURM), the running groups' progress is printed
+# this often, in seconds: a long trial shows it is alive without flooding the log.
+PLAIN_SECONDS = 30.0
 
 
 def fraction_done(status: dict | None, ended: bool) -> float:
@@ -94,3 +116,155 @@ def running_groups(statuses: dict[str, dict], points: dict[str, str]) -> list[tu
 def running_lines(statuses: dict[str, dict], points: dict[str, str]) -> list[str]:
     """One plain line per running group: `  training batch_size=16 norm=batch: step 120/480, ...`."""
     return [f"  training {label}: {progress_text(progress)}" for label, progress in running_groups(statuses, points)]
+
+
+def trial_folder(p: PlannedTrial) -> Path:
+    """The folder of a planned trial's record."""
+    return records.trial_dir(study_dir(p.config), p.trial_id)
+
+
+def status_of(p: PlannedTrial) -> dict:
+    """A planned trial's status record; {} when it has none or it cannot be read."""
+    try:
+        return records.read_status(trial_folder(p)) or {}
+    except records.DamagedRecord:
+        return {}
+
+
+def grid_points(planned: list[PlannedTrial]) -> dict[str, str]:
+    """trial_id -> its point in the grid: the overrides that differ between the plan's trials
+    (all of them for a one-trial plan)."""
+    common = set.intersection(*(set(p.overrides) for p in planned)) if len(planned) > 1 else set()
+    return {p.trial_id: " ".join(o for o in p.overrides if o not in common) for p in planned}
+
+
+def describe(p: PlannedTrial, point: str | None = None) -> str:
+    """A trial as the user swept it: its id and its grid point."""
+    point = " ".join(p.overrides) if point is None else point
+    return f"{p.trial_id} ({point or 'default point'})"
+
+
+class Watcher(threading.Thread):
+    """Reads the records of the trials this sweep trains every POLL_SECONDS: draws a bar and
+    each running group's steps in a terminal, plain lines elsewhere (when trials end, and every
+    PLAIN_SECONDS with the running groups), and prints each failure the moment its record says
+    so. The time left weighs each trial by its planned cost (`eta_seconds`)."""
+
+    def __init__(self, planned: list[PlannedTrial], todo: list[PlannedTrial], console: Console, since: float,
+                 costs: dict[str, float]) -> None:
+        """`todo`: the planned trials not finished before; `costs`: trial_id -> planned cost."""
+        super().__init__(daemon=True)
+        self.todo, self.console, self.since = todo, console, since
+        self.costs = [costs.get(p.trial_id, 1.0) for p in todo]
+        self.stop = threading.Event()
+        # wall-clock times (time.time()), as the records' own `started` and `time`
+        self.start_time = time.time()
+        self.work_started: float | None = None  # when this sweep's first trial started training
+        self._cache: dict[str, tuple[tuple, str, dict]] = {}  # trial_id -> (status file stamp, state, status)
+        self.reported: set[str] = set()
+        self.points = grid_points(planned)
+        # a running trial's name: its grid point (a one-trial plan has none: its id)
+        self.labels = self.points if len(planned) > 1 else {p.trial_id: f"trial {p.trial_id}" for p in planned}
+        self.ended, self.fractions, self.running = 0, [0.0] * len(self.todo), {}
+        self.plain_at = self.start_time  # when plain lines were last printed
+
+    def _state(self, p: PlannedTrial) -> tuple[str, dict]:
+        """(trial_state, status record), re-read only when status.json changed (a finished study
+        of hundreds of trials would otherwise re-read every parquet file twice a second)."""
+        path = trial_folder(p) / records.STATUS_FILE
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = ()
+        cached = self._cache.get(p.trial_id)
+        if cached and cached[0] == stamp and cached[1] not in ("running", "interrupted"):
+            return cached[1], cached[2]
+        state, status = records.trial_state(trial_folder(p)), status_of(p)
+        self._cache[p.trial_id] = (stamp, state, status)
+        return state, status
+
+    def _poll(self, say) -> int:
+        """Read every record; say each new failure; return the trials this sweep ended."""
+        ended, fractions, running, starts = 0, [], {}, []
+        for p in self.todo:
+            state, record = self._state(p)
+            this_run = state in ENDED and record.get("time", 0) >= self.since  # not an old failure
+            ended += this_run
+            if this_run or state == "running":
+                starts.append(record.get("started") or time.time())
+            fractions.append(fraction_done(record, this_run))
+            if state == "running":
+                running[p.trial_id] = record
+            if this_run and state in FAILED and p.trial_id not in self.reported:
+                self.reported.add(p.trial_id)
+                if len(self.reported) <= MAX_FAILURE_LINES:
+                    error = str(record.get("error", "")).splitlines()[0][:200] if record.get("error") else ""
+                    say(f"[red]{state}[/]: trial {describe(p, self.points[p.trial_id])}: {error}")
+                elif len(self.reported) == MAX_FAILURE_LINES + 1:
+                    say("[red]more failures[/]: the summary at the end lists them all")
+        if starts:  # from the records, not from polls: a fast trial may start and end between two
+            first = max(self.since, min(starts))
+            self.work_started = first if self.work_started is None else min(self.work_started, first)
+        self.ended, self.fractions, self.running = ended, fractions, running
+        return ended
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left: the time since the first trial started, scaled by planned cost."""
+        if self.work_started is None:
+            return None
+        return eta_seconds(now - self.work_started, self.costs, self.fractions)
+
+    def plain_lines(self, now: float, last_ended: int) -> list[str]:
+        """What the plain display prints after a poll at `now`: the progress line when trials
+        ended since the last one, and every PLAIN_SECONDS with each running group's progress."""
+        lines = []
+        due = now - self.plain_at >= PLAIN_SECONDS
+        if self.ended != last_ended or due:
+            lines.append(summary_line(self.ended, len(self.todo), now - self.start_time, self.eta(now)))
+        if due:
+            lines += running_lines(self.running, self.labels)
+        if lines:
+            self.plain_at = now
+        return lines
+
+    def run(self) -> None:
+        if self.console.is_terminal:
+            self._run_bar()
+            return
+        say = lambda m: self.console.print(m, highlight=False)  # noqa: E731
+        last = self._poll(say)
+        while not self.stop.wait(POLL_SECONDS):
+            before = last
+            last = self._poll(say)
+            for line in self.plain_lines(time.time(), before):
+                self.console.print(line, highlight=False, markup=False)
+        self._poll(say)
+
+    def _run_bar(self) -> None:
+        """The terminal display: a bar of trials ended, then a bar of steps per running group."""
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}"))
+        groups: dict[str, TaskID] = {}
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            say = lambda m: bar.console.print(m, highlight=False)  # noqa: E731
+            trials = bar.add_task("trials", total=len(self.todo), info="")
+            while True:
+                done = self._poll(say)
+                eta = self.eta(time.time())
+                bar.update(trials, completed=done, info=f"ETA {format_seconds(eta)}" if eta is not None else "")
+                shown = dict(running_groups(self.running, self.labels))
+                for label in set(groups) - set(shown):
+                    bar.remove_task(groups.pop(label))
+                for label, progress in shown.items():
+                    step = max(p.get("step", 0) for p in progress)
+                    total = max(p.get("total_steps", 0) for p in progress) or None
+                    info = progress_text(progress).partition(", ")[2]  # the bar shows the steps
+                    if label not in groups:
+                        groups[label] = bar.add_task(f"  {escape(label)}", total=total, info="")
+                    bar.update(groups[label], completed=step, total=total, info=escape(info))
+                if self.stop.wait(POLL_SECONDS):
+                    break
+            for task in groups.values():
+                bar.remove_task(task)
+            bar.update(trials, completed=self._poll(say), info="")
