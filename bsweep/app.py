@@ -19,7 +19,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> dict:
     # here, not at import: a sweep whose launcher trains elsewhere (bsweep_fused's worker
-    # processes, a cluster) does not load torch (~2.5 s) in the process that launches it
+    # processes, a cluster) does not load torch in the process that launches it
     from bsweep.train.trial import run_trial_task
 
     return run_trial_task(cfg)

@@ -150,9 +150,9 @@ def sweep(overrides: Overrides = None) -> None:
     from bsweep.sweep.executor import NAME
     from bsweep.sweep.workers import start_server, stop_server
 
-    # The bsweep_fused launcher's workers fork from a server that imports torch (2.5-4.4 s of a
-    # core on the 2-core CPUs); started before this process's own imports and composition
-    # (~2.4 s), it is ready sooner. Started here when the command line names that launcher
+    # The bsweep_fused launcher's workers fork from a server that imports torch; started before
+    # this process's own imports and composition, it is ready sooner (docs/performance.md,
+    # "Planning and sweeping"). Started here when the command line names that launcher
     # (a config that picks it gets its server after composing, in `run_sweep`, which also
     # stops this one if the launcher runs no workers here). One core: nothing to overlap.
     if cores() > 1 and f"hydra/launcher={NAME}" in (overrides or []):
