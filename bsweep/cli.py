@@ -430,7 +430,7 @@ def report(
 
 def _compare(studies: list[Path], out: Optional[Path], svg: bool, figures: bool, verbose: bool) -> None:
     """`bsweep report A B ...`: each study's report and answer, then the comparison page."""
-    from bsweep.analysis.compare import write_comparison
+    from bsweep.analysis.report.compare import write_comparison
     from bsweep.analysis.report import read_answer, read_verdicts
 
     for study in studies:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from bsweep.analysis import plots
+from bsweep.analysis.report import plots
 from bsweep.analysis.metrics import (
     aggregate_over_seeds,
     summarize_trials,

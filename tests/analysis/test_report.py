@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bsweep.analysis import report
+from bsweep.analysis.report import build as report_build
 from bsweep.analysis.report import build_report, write_report
 
 VOID_TAGS = {"meta", "img", "br", "hr", "link", "input"}
@@ -157,7 +158,7 @@ def test_write_report_loads_the_study(frames, tmp_path, monkeypatch):
         return out_dir / "index.html"
 
     # Drawing is tested above; here only the wiring from disk to the Study the report renders.
-    monkeypatch.setattr(report, "write_study", fake_write)
+    monkeypatch.setattr(report_build, "write_study", fake_write)
     assert write_report(study_dir) == study_dir / "report" / "index.html"
     assert set(calls) == {study_dir}
     assert built["study"].trials is trials and built["study"].measurements is measurements
@@ -184,7 +185,7 @@ def test_analysis_imports_no_torch_and_no_runner():
     import sys
 
     code = (
-        "import sys, bsweep.analysis.report, bsweep.analysis.claims, bsweep.analysis.plots;"
+        "import sys, bsweep.analysis.report, bsweep.analysis.claims, bsweep.analysis.report.plots;"
         "bad = [m for m in sys.modules if m == 'torch' or m.split('.')[0] == 'torch' or "
         "m in ('bsweep.train.engine', 'bsweep.train.fused', 'bsweep.train.trial', 'bsweep.train.data', 'bsweep.train.models')];"
         "print(bad); sys.exit(1 if bad else 0)"
@@ -241,7 +242,7 @@ def test_critical_section_says_why_it_cannot_fit(frames, tmp_path):
     keep = trials["batch_size"].isin([4, 16])
     from bsweep.analysis.metrics import summarize_trials
 
-    section_ = report.critical_section(
+    section_ = report_build.critical_section(
         summarize_trials(trials[keep], measurements), measurements, None, tmp_path / "figures"
     )
     assert not section_.figures and not section_.reading
@@ -257,7 +258,7 @@ def test_critical_section_says_why_it_cannot_fit(frames, tmp_path):
 def test_report_says_where_bf16_and_channels_last_ran():
     import pandas as pd
 
-    from bsweep.analysis.report import _settings_line
+    from bsweep.analysis.report.build import _settings_line
 
     trials = pd.DataFrame({"batch_size": [16, 256, 1024, 1024], "amp": ["off", "bf16", "bf16", "bf16"],
                            "channels_last": ["off"] * 4})

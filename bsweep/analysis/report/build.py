@@ -15,311 +15,37 @@ work on a study that is still running or has failed trials, and say so at the to
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import numpy as np
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure
 
-from bsweep.analysis import critical, plots, scaling_plots
+from bsweep.analysis import critical
 from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
 from bsweep.analysis.answer import TEXT_COLUMNS as ANSWER_TEXT
 from bsweep.analysis.answer import EVIDENCE, answer_items, claim_rows
 from bsweep.records import bracket_settings, bracket_table
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
-    DEFAULT_METRICS,
     FINISHED_STATUSES,
     aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
-    time_optimal_batch_size,
     tuned_view,
 )
 from bsweep.analysis.study import Study, study_name
-from bsweep.analysis.claims.batch_size import cosine_batch_sizes
 from bsweep.analysis.stats import ALPHA, MIN_SEEDS
+from bsweep.analysis.report.figures import ReportFigure, critical_specs, draw_figures, draw_specs
 
-# Figure resolution for the PNGs (dots per inch): sharp on a laptop screen, ~100 kB a figure.
-PNG_DPI = 110
-# Width of one panel in inches; figures are this wide per column, 0.8 as tall per row.
-PANEL_INCHES = 5.0
 # Characters of a failed trial's error message shown in the report (the full text is on disk).
 ERROR_CHARS = 200
 
 VERDICT_COLORS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700"}
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
-       margin: 2em auto; padding: 0 1em; color: #1f2328; line-height: 1.45; }
-h1 { border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
-h2 { margin-top: 2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #d0d7de; padding: 4px 8px; vertical-align: top; text-align: left; }
-th { background: #f6f8fa; }
-.verdict { font-weight: bold; white-space: nowrap; }
-.notice { background: #fff8c5; border: 1px solid #d4a72c; padding: .6em 1em; margin: 1em 0; }
-.ok { background: #dafbe1; border: 1px solid #4ac26b; padding: .6em 1em; margin: 1em 0; }
-.small { font-size: 0.85em; color: #59636e; }
-figure { margin: 1.5em 0; }
-figure img { max-width: 100%; border: 1px solid #d0d7de; }
-figcaption { font-size: 0.9em; color: #59636e; }
-pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.85em; }
-details summary { cursor: pointer; }
-.answer { display: flex; flex-wrap: wrap; gap: 1em; margin: .5em 0 1em; }
-.card { flex: 1 1 420px; border: 1px solid #d0d7de; border-radius: 6px; padding: .2em 1em .6em; }
-.card h3 { margin: .4em 0 .1em; }
-.card table { margin: .4em 0; width: 100%; }
-.card th { width: 9em; white-space: nowrap; }
-.claims td:first-child { white-space: nowrap; font-weight: bold; }
-.claims { width: 100%; }
-/* a phone: the claims keep id, words and verdicts (the id links to the rest); wide tables scroll */
-@media (max-width: 700px) {
-  .claims th:nth-child(4), .claims td:nth-child(4) { display: none; }
-  table:not(.claims) { display: block; overflow-x: auto; }
-}
-"""
-
-
-@dataclass(frozen=True)
-class ReportFigure:
-    """One figure as written to disk: file stem, title and caption (what to read off it)."""
-
-    name: str
-    title: str
-    caption: str
-    png: Path | None
-    svg: Path | None
-    error: str = ""
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _norm_order(summary: pd.DataFrame) -> list[str]:
-    norms = [n for n in plots.NORM_COLORS if n in set(summary["norm"].dropna())]
-    return norms + sorted(set(summary["norm"].dropna()) - set(norms))
-
-
-def _learning_curve_trials(summary: pd.DataFrame, tuned_time: pd.DataFrame) -> pd.DataFrame:
-    """Trials shown in the learning curves: per norm and batch size, the lr fastest to target
-    (tuned by seconds), every seed."""
-    keys = [*condition_columns(tuned_time), "batch_size", *nuisance_columns(tuned_time)]
-    chosen = tuned_time[keys].drop_duplicates()
-    finished = summary[summary["status"].isin(FINISHED_STATUSES)]
-    return finished.merge(chosen, on=keys)[["trial_id", *keys]]
-
-
-def _figure_specs(
-    summary: pd.DataFrame, measurements: pd.DataFrame
-) -> list[tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]]:
-    """(name, title, caption, (rows, cols), draw) for each figure of the report."""
-    fixed = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "trained"])
-    tuned_acc = tuned_view(fixed, "final_test_acc")
-    tuned_time = tuned_view(fixed, "seconds_to_target")
-    tuned_epochs = tuned_view(fixed, "epochs_to_target")
-    tuned_steps = tuned_view(fixed, "steps_to_target")
-    pooled = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "step_memory_bytes"],
-                                  by=[*condition_columns(fixed), "batch_size"])
-    norms = _norm_order(summary[summary["status"].isin(FINISHED_STATUSES)])
-    target = float(summary["target"].dropna().iloc[0]) if summary["target"].notna().any() else None
-
-    def pair(draw_left: Callable, draw_right: Callable) -> Callable[[Figure], None]:
-        def draw(fig: Figure) -> None:
-            left, right = fig.subplots(1, 2)
-            draw_left(left)
-            draw_right(right)
-
-        return draw
-
-    def seconds(fig: Figure) -> None:
-        left, right = fig.subplots(1, 2)
-        plots.plot_seconds_to_target(left, tuned_time, time_optimal_batch_size(tuned_time))
-        left.set_title("Time to target, tuned lr (★ fastest batch size)")
-        plots.plot_seconds_to_target(right, fixed)
-        right.set_title("Time to target, each lr on its own")
-
-    def learning_curves(fig: Figure) -> None:
-        chosen = _learning_curve_trials(summary, tuned_time)
-        curves = measurements.merge(chosen[["trial_id", "norm", "batch_size"]], on="trial_id")
-        axes = fig.subplots(max(len(norms), 1), 2, squeeze=False)
-        for row, norm in enumerate(norms or ["(none)"]):
-            these = curves[curves["norm"] == norm]
-            for col, x in enumerate(("train_seconds", "samples")):
-                plots.plot_learning_curves(axes[row][col], these, x=x, target=target)
-                axes[row][col].set_title(f"{axes[row][col].get_title()}, norm={norm}")
-
-    def heatmaps(fig: Figure) -> None:
-        axes = fig.subplots(max(len(norms), 1), 3, squeeze=False)
-        for row, norm in enumerate(norms):
-            one = fixed[fixed["norm"] == norm]
-            plots.plot_lr_batch_size_heatmap(axes[row][0], one)
-            axes[row][0].set_title(f"Final test accuracy (%), norm={norm}")
-            plots.plot_divergence_heatmap(axes[row][1], one)
-            axes[row][1].set_title(f"Diverged seeds (%), norm={norm}")
-            plots.plot_trained_heatmap(axes[row][2], one)
-            axes[row][2].set_title(f"Seeds that trained (%), norm={norm}")
-
-    rows = max(len(norms), 1)
-    return [
-        (
-            "seconds_to_target", "Training time to target accuracy (C4)",
-            "Seconds of training (evaluation excluded) until the first measurement at or above the "
-            "target; batch sizes where some seed never reached it are left out. Left: best lr per "
-            "batch size (fastest); right: each lr on its own. The star marks the time-optimal "
-            "batch size per norm.",
-            (1, 2), seconds,
-        ),
-        (
-            "final_accuracy", "Final test error vs batch size (C1, C5)",
-            "Final test error = 1 - mean test accuracy of the last measurements. Left: each lr "
-            "on its own (fixed-lr protocol); right: best lr per batch size (tuned protocol). "
-            "Bars: ±1 std over seeds.",
-            (1, 2),
-            pair(lambda ax: plots.plot_final_accuracy(ax, fixed), lambda ax: plots.plot_final_accuracy(ax, tuned_acc)),
-        ),
-        (
-            "lr_scaling", "How the best learning rate scales with batch size",
-            "Points: the most accurate lr per batch size (chosen on the validation half), as in "
-            "the answer above. Solid: lr* ~ B^alpha fitted by least squares on log-log axes (the "
-            "legend gives alpha and its 95 % interval; the lr grid's half-decade steps make it "
-            "coarse). Dashed and dotted: the linear and square-root rules through the points' "
-            "geometric mean.",
-            (1, 1), lambda fig: plots.plot_best_lr(fig.subplots(), tuned_acc),
-        ),
-        (
-            "throughput", "Throughput vs batch size (C2)",
-            "Training samples per second at the end of each trial, pooled over lr and seeds.",
-            (1, 1), lambda fig: plots.plot_throughput(fig.subplots(), pooled),
-        ),
-        (
-            "epochs_to_target", "Epochs to target vs batch size (C3)",
-            "Passes over the training set until the target. Left: each lr on its own; right: "
-            "the lr with fewest epochs per batch size.",
-            (1, 2),
-            pair(
-                lambda ax: plots.plot_epochs_to_target(ax, fixed),
-                lambda ax: plots.plot_epochs_to_target(ax, tuned_epochs),
-            ),
-        ),
-        (
-            "steps_to_target", "Steps to target vs batch size, log-log",
-            "Dashed: perfect scaling (slope -1, doubling the batch halves the steps). Following "
-            "it: perfect scaling; bending away: diminishing returns; flat: maximal parallelism. "
-            "Left: best lr per batch size (fewest steps); right: each lr on its own.",
-            (1, 2),
-            pair(
-                lambda ax: plots.plot_steps_to_target(ax, tuned_steps),
-                lambda ax: plots.plot_steps_to_target(ax, fixed),
-            ),
-        ),
-        (
-            "learning_curves", "Learning curves",
-            "Test accuracy vs training seconds (time-to-accuracy curves) and vs samples seen, "
-            "one colour per batch size, each batch size at its fastest lr, every seed.",
-            (rows, 2), learning_curves,
-        ),
-        (
-            "heatmaps", "Learning rate x batch size (N4)",
-            "Mean final test accuracy over seeds, the share of seeds that diverged, and the share "
-            "that trained (final test loss below 0.9x its initial one, nothing non-finite: N4's "
-            "lr range), for every lr and batch size of the grid.",
-            (rows, 3), heatmaps,
-        ),
-        (
-            "loss_jitter", "Training-loss jitter vs batch size (C7)",
-            "Root mean square of the step-to-step change of the training loss over the second "
-            "half of the epoch budget (divided by sqrt 2: one step's spread for independent "
-            "steps). Dashed: the B^-0.5 slope of a batch mean's sampling noise alone. Left: each "
-            "lr on its own; right: the most accurate lr per batch size.",
-            (1, 2),
-            pair(lambda ax: plots.plot_loss_jitter(ax, fixed), lambda ax: plots.plot_loss_jitter(ax, tuned_acc)),
-        ),
-        *_cosine_specs(summary, measurements),
-        (
-            "step_memory", "Memory per training step vs batch size (C8)",
-            "Parameters, gradients, optimizer state and the tensors autograd saves for backward "
-            "of one step of a trial alone, counted from shapes by `bsweep bench` (the same on "
-            "every machine). Without a bench the panel is empty.",
-            (1, 1), lambda fig: plots.plot_step_memory(fig.subplots(), pooled),
-        ),
-        (
-            "error_by_norm", "Error vs batch size per normalization (N1)",
-            "Final test error at the best lr per batch size, batch size decreasing to the right "
-            "as in the GroupNorm paper. Bars: ±1 std over seeds.",
-            (1, 1), lambda fig: plots.plot_error_by_norm(fig.subplots(), tuned_acc),
-        ),
-    ]
-
-
-def _cosine_specs(summary: pd.DataFrame, measurements: pd.DataFrame) -> list:
-    """C6's figure: one panel per trial that measured gradient cosines (none: no figure)."""
-    sizes = cosine_batch_sizes(measurements.columns)
-    if not sizes:
-        return []
-    rows = measurements[measurements[[f"cosine_b{b}" for b in sizes]].notna().any(axis=1)]
-    trials = sorted(set(rows["trial_id"]))
-    if not trials:
-        return []
-    names = summary.set_index("trial_id")
-
-    def draw(fig: Figure) -> None:
-        for ax, trial in zip(np.atleast_1d(fig.subplots(1, len(trials))), trials):
-            plots.plot_gradient_cosines(ax, rows[rows["trial_id"] == trial], sizes)
-            if trial in names.index:
-                t = names.loc[trial]
-                ax.set_title(f"norm={t['norm']}, bs {int(t['batch_size'])}, lr {float(t['lr']):g}, seed {t['seed']}")
-
-    return [(
-        "gradient_cosines", "Descent direction vs batch size (C6)",
-        "At checkpoints of the trials with noise.cosine_at: the mean cosine between mini-batch "
-        "gradients and the full training-set gradient (bars: standard error over draws), and "
-        "dashed the noise-scale model's (1 + B_simple / B)^(-1/2) from the same gradients.",
-        (1, len(trials)), draw,
-    )]
-
-
-def draw_figures(
-    summary: pd.DataFrame, measurements: pd.DataFrame, figures_dir: Path, svg: bool = False
-) -> list[ReportFigure]:
-    """Draw every report figure to ``figures_dir`` as PNG and SVG.
-
-    A figure that fails to draw does not stop the report: it is listed with its error, so a
-    half-finished study still gets the figures it can.
-    """
-    return draw_specs(_figure_specs(summary, measurements), figures_dir, svg)
-
-
-FigureSpec = tuple[str, str, str, tuple[int, int], Callable[[Figure], None]]
-
-
-def draw_specs(specs: list[FigureSpec], figures_dir: Path, svg: bool = False) -> list[ReportFigure]:
-    """Draw each (name, title, caption, (rows, cols), draw) to PNG (+ SVG when `svg`); a failure
-    is listed."""
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, title, caption, (rows, cols), draw in specs:
-        # A Figure made directly (not through pyplot) is never registered globally, so nothing
-        # leaks between figures and there is nothing to close.
-        fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), layout="constrained")
-        try:
-            draw(fig)
-            png, vector = figures_dir / f"{name}.png", (figures_dir / f"{name}.svg" if svg else None)
-            fig.savefig(png, dpi=PNG_DPI)
-            if vector is not None:
-                fig.savefig(vector)
-            out.append(ReportFigure(name, title, caption, png, vector))
-        except Exception as error:  # noqa: BLE001 - reported in the page, see docstring
-            out.append(ReportFigure(name, title, caption, None, None, f"{type(error).__name__}: {error}"))
-    return out
+# The report's style sheet, inlined into each page so it stands alone.
+CSS = (Path(__file__).parent / "report.css").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- critical batch size
@@ -410,45 +136,6 @@ def _critical_tables(result: critical.CriticalBatchSize) -> tuple[pd.DataFrame, 
     return fit_table, prediction_table, noise_table
 
 
-def _critical_specs(result: critical.CriticalBatchSize) -> list[FigureSpec]:
-    def fit_and_tradeoff(fig: Figure) -> None:
-        left, right = fig.subplots(1, 2)
-        scaling_plots.plot_steps_fit(left, result.points, result.curve, result.fits)
-        scaling_plots.plot_tradeoff(right, result.points, result.curve, result.fits)
-
-    specs: list[FigureSpec] = [
-        (
-            "critical_batch_size", "Fitted steps vs batch size, and the steps-examples trade-off",
-            "Left: steps to target at the best lr per batch size (points, ±1 std over seeds) and "
-            "the fitted S(B) (line); dashed: S_min, dotted: B_crit, where the two asymptotes "
-            "meet. Right: the same points as examples (B x steps) against steps, with the "
-            "fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1; x marks B = B_crit.",
-            (1, 2), fit_and_tradeoff,
-        ),
-        (
-            "critical_time_optimal", "Predicted vs measured time to target",
-            "Line: time to target predicted by the fitted S(B) times the step time t(B) (a "
-            "calibrated benchmark when the study has one, else the trials' own seconds per "
-            "step). Points: measured seconds to target at the fastest lr per batch size. Star: "
-            "predicted time-optimal batch size; diamond: the measured one.",
-            (1, 1),
-            lambda fig: scaling_plots.plot_time_optimal(
-                fig.subplots(), result.time_curve, result.seconds_view, result.prediction),
-        ),
-    ]
-    if len(result.noise_curves):
-        specs.append((
-            "critical_noise_scale", "Gradient noise scale over training",
-            "The smoothed simple noise scale B_simple = tr(Sigma) / |G|^2 at the measurement "
-            "points of each trial shown in the fit (one line per trial, coloured by batch size), "
-            "against samples seen; dashed: the fitted B_crit. McCandlish et al. expect B_simple "
-            "near the target to be of the order of B_crit.",
-            (1, 1),
-            lambda fig: scaling_plots.plot_noise_scale(fig.subplots(), result.noise_curves, result.fits),
-        ))
-    return specs
-
-
 def critical_section(
     summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None, figures_dir: Path | None,
     svg: bool = False, analysed: critical.CriticalBatchSize | Exception | None = None,
@@ -476,7 +163,7 @@ def critical_section(
         notes.append("No gradient noise scale was measured in these trials (noise tracking "
                      "is off by default), so B_crit is not compared with it.")
         noise_table = empty
-    figures = draw_specs(_critical_specs(result), figures_dir, svg) if result.any_fit and figures_dir else []
+    figures = draw_specs(critical_specs(result), figures_dir, svg) if result.any_fit and figures_dir else []
     return CriticalSection(notes, fit_table, prediction_table if result.any_fit else empty,
                            noise_table, critical.reading(result) if result.any_fit else [], figures, result)
 
@@ -661,7 +348,7 @@ def _md_escape(text: str) -> str:
 
 # The report's layout lives in templates/ (Jinja2); this module computes what they show.
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("bsweep.analysis", "templates"),
+    loader=jinja2.PackageLoader("bsweep.analysis.report", "templates"),
     autoescape=jinja2.select_autoescape(["html.j2"]),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,

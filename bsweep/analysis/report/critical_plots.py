@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
-from bsweep.analysis.plots import NORM_COLORS, _batch_size_axis, _grid_and_legend, _log_y
+from bsweep.analysis.report.plots import NORM_COLORS, _batch_size_axis, _grid_and_legend, _log_y
 from bsweep.analysis.critical import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
 
 # Marker size of the measured points and of the optimum markers (points^2, matplotlib's unit).

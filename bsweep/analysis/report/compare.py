@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsweep.analysis import plots
 from bsweep.analysis.answer import answer_items, claim_rows
 from bsweep.analysis.metrics import aggregate_over_seeds, tuned_view
-from bsweep.analysis.report import FigureSpec, draw_specs, read_answer, read_verdicts, render, write_study
+from bsweep.analysis.report import plots
+from bsweep.analysis.report.build import read_answer, read_verdicts, render, write_study
+from bsweep.analysis.report.figures import FigureSpec, draw_specs
 from bsweep.analysis.study import Study
 
 # The column that tells the studies apart in the overlays: a dotted config name, so the views
