@@ -395,142 +395,169 @@ def train(members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoi
     """
     if requested() is not None:  # stopped before this group began: nothing to save
         raise Interrupted(requested())
-    cfg, k, device = cfgs[0], members.k, data.x_train.device
-    n, batch = data.n_train, cfg.batch_size
-    steps = total_steps(cfg.study.budget, n, batch)
-    warm_up(members, data, batch, perf.amp)
-    orders = [torch.Generator(device=device) for _ in cfgs]
-    for g, c in zip(orders, cfgs):
-        g.manual_seed(c.seed)
-    trackers = []
-    if measures_gradients(cfg):  # gradients of one model: a trial alone only
-        from bsweep.train.gradient_noise import GradientCosineTracker, NoiseScaleTracker
+    warm_up(members, data, cfgs[0].batch_size, perf.amp)
+    loop = _Loop(members, cfgs, data, perf, on_measure)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
+        skip = loop.restore(saved)
+    else:
+        skip = 0
+        loop.set_lr()
+        loop.measure()
+    loop.set_lr()
+    loop.run(skip, checkpoint)
+    return loop.results
 
-        assert k == 1, "gradient measurements need a trial alone"
-        if cfg.noise.enabled:
-            trackers.append(NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed))
-        if cfg.noise.cosine_at:
-            trackers.append(GradientCosineTracker(list(cfg.noise.cosine_at), steps, list(cfg.noise.cosine_batch_sizes),
-                                                  cfg.noise.cosine_draws, n, seed=cfg.seed))
-    results = [TrialResult(status="complete", total_steps=steps) for _ in cfgs]
-    active = [True] * k
-    base_lr = [effective_lr(c) for c in cfgs]
-    watch = Stopwatch(device)
-    eval_watch = Stopwatch(device)  # evaluation's own seconds: where a study's wall time goes
-    step, factor = 0, lr_factor(cfg.schedule, 0, steps)
-    at = measurement_steps(cfg.study.eval, batch, steps)
-    # Every step's training loss since the last measurement, one row per step (a row write
-    # costs what the running sum it replaces did): their mean is the row's train_loss, and
-    # their step-to-step differences its train_loss_jitter (C7: how much training oscillates).
-    # Row 0 holds the step before the window, so a window of one step (large batches measure
-    # after every step) still has a difference.
-    window = torch.zeros(1 + max([b - a for a, b in zip(at, at[1:])], default=1), k, device=device, dtype=torch.float64)
-    losses_since, before = 0, False
-    latest: list[dict | None] = [None] * k  # each member's last row, for `on_measure`
 
-    def set_lr() -> None:
-        members.set_lr([lr if on else 0.0 for lr, on in zip(base_lr, active)], factor)
+def _trackers(cfg: Config, k: int, steps: int, n: int) -> list:
+    """The gradient measurements a trial asks for (noise scale, C6's cosines); a trial alone."""
+    if not measures_gradients(cfg):
+        return []
+    from bsweep.train.gradient_noise import GradientCosineTracker, NoiseScaleTracker
 
-    def measure() -> None:
+    assert k == 1, "gradient measurements need a trial alone"
+    trackers: list = []
+    if cfg.noise.enabled:
+        trackers.append(NoiseScaleTracker.from_config(cfg.noise, seed=cfg.seed))
+    if cfg.noise.cosine_at:
+        trackers.append(GradientCosineTracker(list(cfg.noise.cosine_at), steps, list(cfg.noise.cosine_batch_sizes),
+                                              cfg.noise.cosine_draws, n, seed=cfg.seed))
+    return trackers
+
+
+class _Loop:
+    """The state `train` carries from step to step, and the steps of the loop over it."""
+
+    def __init__(self, members: Members, cfgs: list[Config], data: TensorData, perf: PerfChoice,
+                 on_measure: OnMeasure | None) -> None:
+        cfg, k, device = cfgs[0], members.k, data.x_train.device
+        self.members, self.cfg, self.data, self.perf, self.on_measure = members, cfg, data, perf, on_measure
+        self.k, self.device, self.n, self.batch = k, device, data.n_train, cfg.batch_size
+        self.steps = total_steps(cfg.study.budget, self.n, self.batch)
+        self.orders = [torch.Generator(device=device) for _ in cfgs]
+        for g, c in zip(self.orders, cfgs):
+            g.manual_seed(c.seed)
+        self.trackers = _trackers(cfg, k, self.steps, self.n)
+        self.results = [TrialResult(status="complete", total_steps=self.steps) for _ in cfgs]
+        self.active = [True] * k
+        self.base_lr = [effective_lr(c) for c in cfgs]
+        self.watch = Stopwatch(device)
+        self.eval_watch = Stopwatch(device)  # evaluation's own seconds: where a study's wall time goes
+        self.step, self.factor = 0, lr_factor(cfg.schedule, 0, self.steps)
+        self.at = measurement_steps(cfg.study.eval, self.batch, self.steps)
+        # Every step's training loss since the last measurement, one row per step (a row write
+        # costs what the running sum it replaces did): their mean is the row's train_loss, and
+        # their step-to-step differences its train_loss_jitter (C7: how much training oscillates).
+        # Row 0 holds the step before the window, so a window of one step (large batches measure
+        # after every step) still has a difference.
+        gaps = [b - a for a, b in zip(self.at, self.at[1:])]
+        self.window = torch.zeros(1 + max(gaps, default=1), k, device=device, dtype=torch.float64)
+        self.losses_since, self.before = 0, False
+        self.latest: list[dict | None] = [None] * k  # each member's last row, for `on_measure`
+
+    def set_lr(self) -> None:
+        self.members.set_lr([lr if on else 0.0 for lr, on in zip(self.base_lr, self.active)], self.factor)
+
+    def measure(self) -> None:
         """Evaluate, record a row per active member, and freeze the ones that are done."""
-        nonlocal losses_since, before
-        eval_watch.start()
-        scores = evaluate(members, data, cfg.study.eval.batch_size, perf.amp)
-        eval_watch.stop()
-        train_loss, jitter = window_statistics(window, losses_since, k, before)
-        if losses_since:
-            window[0].copy_(window[losses_since])
-            before = True
-        losses_since = 0
+        cfg, step, k = self.cfg, self.step, self.k
+        self.eval_watch.start()
+        scores = evaluate(self.members, self.data, cfg.study.eval.batch_size, self.perf.amp)
+        self.eval_watch.stop()
+        train_loss, jitter = window_statistics(self.window, self.losses_since, k, self.before)
+        if self.losses_since:
+            self.window[0].copy_(self.window[self.losses_since])
+            self.before = True
+        self.losses_since = 0
         stopped = []
-        for m in (m for m in range(k) if active[m]):
-            row = {"step": step, "samples": step * batch, "epoch": step * batch / n,
-                   "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds, "train_loss": train_loss[m],
-                   "train_loss_jitter": jitter[m],
-                   **{name: values[m] for name, values in scores.items()}, "lr": base_lr[m] * factor}
-            for tracker in trackers:  # the clock is stopped here: gradient passes are not training time
-                row.update(tracker.update(members.model, data, step))
-            results[m].measurements.append(row)
-            if on_measure is not None:
-                latest[m] = row
+        for m in (m for m in range(k) if self.active[m]):
+            row = {"step": step, "samples": step * self.batch, "epoch": step * self.batch / self.n,
+                   "train_seconds": self.watch.seconds, "eval_seconds": self.eval_watch.seconds,
+                   "train_loss": train_loss[m], "train_loss_jitter": jitter[m],
+                   **{name: values[m] for name, values in scores.items()}, "lr": self.base_lr[m] * self.factor}
+            for tracker in self.trackers:  # the clock is stopped here: gradient passes are not training time
+                row.update(tracker.update(self.members.model, self.data, step))
+            self.results[m].measurements.append(row)
+            self.latest[m] = row
             if step == 0:
                 continue
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
-                results[m].status = "diverged"
+                self.results[m].status = "diverged"
                 stopped.append(m)
             # both halves: the tuned view reads time to target on the held-out one
             elif cfg.study.budget.stop_at_target and min(row["val_acc"], row["heldout_acc"]) >= cfg.study.target:
                 stopped.append(m)
         if stopped:
-            members.freeze(stopped)
+            self.members.freeze(stopped)
             for m in stopped:
-                active[m] = False
-            set_lr()
-        if on_measure is not None:
-            on_measure(step, steps, list(latest))
+                self.active[m] = False
+            self.set_lr()
+        if self.on_measure is not None:
+            self.on_measure(step, self.steps, list(self.latest))
 
-    def snapshot(epoch_start: list[torch.Tensor], at_index: int) -> dict:
+    def snapshot(self, epoch_start: list[torch.Tensor], at_index: int) -> dict:
         """The loop's whole state at a step boundary (clock stopped)."""
-        return {"version": CHECKPOINT_VERSION, "step": step, "factor": factor, "active": list(active),
-                "results": copy.deepcopy(results), "members": members.state(),
-                "window": window[: losses_since + 1].clone(), "losses_since": losses_since, "before": before,
-                "train_seconds": watch.seconds, "eval_seconds": eval_watch.seconds,
+        return {"version": CHECKPOINT_VERSION, "step": self.step, "factor": self.factor, "active": list(self.active),
+                "results": copy.deepcopy(self.results), "members": self.members.state(),
+                "window": self.window[: self.losses_since + 1].clone(), "losses_since": self.losses_since,
+                "before": self.before, "train_seconds": self.watch.seconds, "eval_seconds": self.eval_watch.seconds,
                 "orders_at_epoch_start": epoch_start, "index_in_epoch": at_index,
-                "trackers": copy.deepcopy(trackers), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+                "trackers": copy.deepcopy(self.trackers), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
 
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
-        members.load_state(saved["members"])
-        step, factor, active, results = saved["step"], saved["factor"], saved["active"], saved["results"]
+    def restore(self, saved: dict) -> int:
+        """Put a `snapshot` back; returns the steps of its epoch already trained."""
+        self.members.load_state(saved["members"])
+        self.step, self.factor, self.active, self.results = saved["step"], saved["factor"], saved["active"], saved["results"]
         # saved at a measurement point, an earlier version kept only the window's row 0
         rows = saved["window"] if "window" in saved else saved["window0"][None]
-        window[: len(rows)].copy_(rows)
-        losses_since = saved.get("losses_since", 0)
-        before, trackers = saved["before"], saved["trackers"]
-        watch.seconds, eval_watch.seconds = saved["train_seconds"], saved["eval_seconds"]
-        for g, state in zip(orders, saved["orders_at_epoch_start"]):
+        self.window[: len(rows)].copy_(rows)
+        self.losses_since = saved.get("losses_since", 0)
+        self.before, self.trackers = saved["before"], saved["trackers"]
+        self.watch.seconds, self.eval_watch.seconds = saved["train_seconds"], saved["eval_seconds"]
+        for g, state in zip(self.orders, saved["orders_at_epoch_start"]):
             g.set_state(state)
         torch.set_rng_state(saved["torch_rng"])
         if saved["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        skip = saved["index_in_epoch"]  # steps of the saved epoch already trained
-    else:
-        skip = 0
-        set_lr()
-        measure()
-    set_lr()
-    pending = iter([s for s in at[1:] if s > step])
-    measure_at = next(pending, None)
-    last_save = time.monotonic()
-    watch.start()
-    while step < steps and any(active):
-        epoch_start = [g.get_state() for g in orders] if checkpoint is not None else []
-        perms = epoch_order(cfg.data.order, n, orders, device, batch, data.y_train)
-        first, skip = skip, 0
-        for i in range(first, min(n // batch, steps - step + first)):
-            new_factor = lr_factor(cfg.schedule, step, steps)
-            if new_factor != factor:  # touch the optimizer only when the schedule moves
-                factor = new_factor
-                set_lr()
-            window[1 + losses_since].copy_(train_step(members, data, perms[:, i * batch : (i + 1) * batch], perf.amp))
-            losses_since += 1
-            step += 1
-            if step == measure_at:
-                watch.stop()
-                measure()
-                measure_at = next(pending, None)
-                if not any(active):
-                    break
-                if checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds and step < steps:
-                    checkpoint.save(snapshot(epoch_start, i + 1))
-                    last_save = time.monotonic()
-                watch.start()
-            if requested() is not None and step < steps:  # a plain read: no cost worth a sync
-                watch.stop()
-                saved_step = None
-                if checkpoint is not None:
-                    checkpoint.save(snapshot(epoch_start, i + 1))
-                    saved_step = step
-                raise Interrupted(requested(), saved_step)
-    return results
+        return saved["index_in_epoch"]
+
+    def run(self, skip: int, checkpoint: Checkpoint | None) -> None:
+        """Train from the current step to the budget's end (or until every member stopped),
+        measuring on the cadence; `skip`: steps of the first epoch already trained."""
+        cfg, n, batch, steps, members, window = self.cfg, self.n, self.batch, self.steps, self.members, self.window
+        pending = iter([s for s in self.at[1:] if s > self.step])
+        measure_at = next(pending, None)
+        last_save = time.monotonic()
+        self.watch.start()
+        while self.step < steps and any(self.active):
+            epoch_start = [g.get_state() for g in self.orders] if checkpoint is not None else []
+            perms = epoch_order(cfg.data.order, n, self.orders, self.device, batch, self.data.y_train)
+            first, skip = skip, 0
+            for i in range(first, min(n // batch, steps - self.step + first)):
+                new_factor = lr_factor(cfg.schedule, self.step, steps)
+                if new_factor != self.factor:  # touch the optimizer only when the schedule moves
+                    self.factor = new_factor
+                    self.set_lr()
+                losses = train_step(members, self.data, perms[:, i * batch : (i + 1) * batch], self.perf.amp)
+                window[1 + self.losses_since].copy_(losses)
+                self.losses_since += 1
+                self.step += 1
+                if self.step == measure_at:
+                    self.watch.stop()
+                    self.measure()
+                    measure_at = next(pending, None)
+                    if not any(self.active):
+                        break
+                    if (checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds
+                            and self.step < steps):
+                        checkpoint.save(self.snapshot(epoch_start, i + 1))
+                        last_save = time.monotonic()
+                    self.watch.start()
+                if requested() is not None and self.step < steps:  # a plain read: no cost worth a sync
+                    self.watch.stop()
+                    saved_step = None
+                    if checkpoint is not None:
+                        checkpoint.save(self.snapshot(epoch_start, i + 1))
+                        saved_step = self.step
+                    raise Interrupted(requested(), saved_step)
