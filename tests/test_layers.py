@@ -120,3 +120,26 @@ def test_the_bottom_layer_and_analysis_load_no_torch():
         code = f"import sys, {module}; print('torch' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
         assert out.stdout.strip() == "False", f"import {module} loads torch"
+
+
+def test_the_plugins_use_only_public_names_of_bsweep():
+    # a plugin is a thin adapter over bsweep.sweep: what it needs is bsweep's public API
+    for path in (ROOT / "hydra_plugins").rglob("*.py"):
+        tree, modules = ast.parse(path.read_text()), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "bsweep":
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                private += [part for part in node.module.split(".") if part.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+                modules |= {a.asname or a.name for a in node.names}
+            if isinstance(node, ast.Import):
+                modules |= {a.asname or a.name for a in node.names if a.name.split(".")[0] == "bsweep"}
+        for node in ast.walk(tree):  # `plan._x` on a module imported from bsweep
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                assert not node.attr.startswith("_"), f"{path.name} uses {node.value.id}.{node.attr}"
+
+
+def test_only_workers_knows_the_fork_server():
+    # the worker pool and the fork server it forks from are one module's state
+    knows = {module_name(p) for p in modules().values() if "forkserver" in p.read_text()}
+    assert knows <= {"bsweep.sweep.workers", "bsweep.sweep.forkserver_signals"}, knows
