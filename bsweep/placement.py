@@ -1,7 +1,7 @@
 """Where a job runs: how many trials run at once, torch threads per trial, which GPU. No torch.
 
-Shared by `launch` (which warns at plan time) and `runner` (which applies it in every job), so the
-same rule holds whatever launcher runs the jobs.
+Shared by `launch` (which warns at plan time) and `train.trial` (which applies it in every job),
+so the same rule holds whatever launcher runs the jobs.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ A `running` status carries the owner's pid, host and a heartbeat time as well, s
 process died (`interrupted`) without touching any lock. It also carries the trial's `progress`
 (step, total steps, samples, latest test accuracy), refreshed at measurement points.
 
-The lifecycle of a trial, the same for every launcher (the runner trains one trial, the fused
-launcher several at once):
+The lifecycle of a trial, the same for every launcher (`bsweep.train.trial.train_trials` trains
+one trial for Hydra's launchers, several at once for the fused launcher):
 
     take()      lease -> previous attempt cleared -> a line in claims.jsonl -> config.yaml
     Attempt     env.json -> `running` with a heartbeat that keeps the lease fresh as well ->

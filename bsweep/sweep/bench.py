@@ -103,7 +103,7 @@ def run_bench(configs: list[Config], widths: tuple[int, ...] = (1,), on_row=None
     datasets: dict = {}
     for point in points_of(configs):
         cfg = point.cfg
-        device = settle(cfg.threads or torch.get_num_threads(), cfg.device)  # as the runner does
+        device = settle(cfg.threads or torch.get_num_threads(), cfg.device)  # as a trial does (`trial.place`)
         key = (repr(cfg.data), str(device))
         if key not in datasets:
             datasets[key] = load_data(cfg.data, device)

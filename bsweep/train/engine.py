@@ -97,7 +97,7 @@ class Members(Protocol):
 
 
 class Checkpoint(Protocol):
-    """Where `train` keeps its state for a resume after preemption (the runner's files)."""
+    """Where `train` keeps its state for a resume after preemption (`trial.FileCheckpoint`)."""
 
     every_seconds: float  # wall seconds between saves, at measurement points (and on a stop request)
 

@@ -1,10 +1,10 @@
 """`hydra/launcher=bsweep_fused`: train a sweep's trials as fused groups (see bsweep.train.fused).
 
 The jobs of a sweep are grouped by `bsweep.plan.fusion_key` (everything equal but lr and seed);
-finished trials are skipped (`records.is_finished`); each group is trained by the engine
-(`bsweep.train.engine.train` over `bsweep.train.fused.Fused`) at a width chosen by measurement
-(`bsweep.train.perf.choose_width`), and every member is written as its own trial record through the
-runner's lifecycle (`records.take`, `records.Attempt`). Groups run in this process, or in
+finished trials are skipped (`records.is_finished`); each group is trained by
+`bsweep.train.trial.train_trials`, the one trial entry point, at a width chosen by measurement
+(`bsweep.train.perf.choose_width`), and every member is written as its own trial record.
+`bsweep.sweep.executor` schedules the groups: in this process, or in
 `hydra.launcher.n_jobs` worker processes (each with `threads` torch threads), costliest first,
 one fused chunk per worker at a time.
 Jobs with `perf.fuse=off` or gradient measurements (`noise.enabled`, `noise.cosine_at`) train one member at a time,
