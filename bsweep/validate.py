@@ -101,6 +101,11 @@ def study_name_problems(name: str) -> list[str]:
 
 def problems(cfg: Config) -> list[str]:
     """Every problem found in one trial's config (empty when it is fine)."""
+    return _point_problems(cfg) + _study_problems(cfg) + _rule_and_noise_problems(cfg) + _runtime_problems(cfg)
+
+
+def _point_problems(cfg: Config) -> list[str]:
+    """The names, sizes and lr of the point trained, and the built-in CNN's keys."""
     out: list[str] = study_name_problems(cfg.study.name)
     if cfg.data.target is None:
         out += _choice("data.name", cfg.data.name, DATASETS)
@@ -132,6 +137,12 @@ def problems(cfg: Config) -> list[str]:
             out.append(f"model.width={cfg.model.width} and model.depth={cfg.model.depth} must be >= 1")
         if cfg.model.kernel_size < 1 or cfg.model.kernel_size % 2 == 0:
             out.append(f"model.kernel_size={cfg.model.kernel_size} must be odd and >= 1")
+    return out
+
+
+def _study_problems(cfg: Config) -> list[str]:
+    """The study's target, memory limit, budget, nuisance keys, cadence and warm-up."""
+    out: list[str] = []
     if not 0 < cfg.study.target <= 1:
         out.append(f"study.target={cfg.study.target} must be an accuracy in (0, 1]")
     if cfg.study.memory_limit_gib is not None and not cfg.study.memory_limit_gib > 0:
@@ -155,7 +166,12 @@ def problems(cfg: Config) -> list[str]:
         )
     if not 0 <= cfg.schedule.warmup_fraction < 1:
         out.append(f"schedule.warmup_fraction={cfg.schedule.warmup_fraction} must be in [0, 1)")
-    out += _choice("lr_scaling", cfg.lr_scaling, LR_SCALINGS)
+    return out
+
+
+def _rule_and_noise_problems(cfg: Config) -> list[str]:
+    """The lr rule, the inputs' normalization and order, and the gradient measurements."""
+    out = _choice("lr_scaling", cfg.lr_scaling, LR_SCALINGS)
     out += _choice("data.input_norm", cfg.data.input_norm, INPUT_NORMS)
     out += _choice("data.order", cfg.data.order, ORDERS)
     if cfg.base_batch_size < 1:
@@ -173,6 +189,12 @@ def problems(cfg: Config) -> list[str]:
                                 or min(cfg.noise.cosine_batch_sizes) < 1):
         out.append(f"noise.cosine_draws={cfg.noise.cosine_draws} must be >= 2 and noise.cosine_batch_sizes="
                    f"{list(cfg.noise.cosine_batch_sizes)} a non-empty list of sizes >= 1")
+    return out
+
+
+def _runtime_problems(cfg: Config) -> list[str]:
+    """How the trial runs: perf settings, threads, and dataset files on disk."""
+    out: list[str] = []
     for name in ("amp", "channels_last", "compile"):
         try:
             perf_setting(getattr(cfg.perf, name), name)
