@@ -276,7 +276,7 @@ def train_group(group: list[Job], jobs: int = 1, group_num: int = 0, env: dict[s
                 return not_started(group), []
             from bsweep.train.trial import train_trials  # torch: in the process that trains
 
-            results, rest = train_trials([job.config for job in group], jobs, group_num, width)
+            results, rest = train_trials([job.config for job in group], jobs, group_num, width, fused=True)
             return {group[i].index: value for i, value in results.items()}, [[group[i] for i in part] for part in rest]
     finally:
         for k, v in saved.items():

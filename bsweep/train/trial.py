@@ -137,8 +137,8 @@ def run_trial_task(cfg: DictConfig) -> dict:
         return results[0]
 
 
-def train_trials(configs: list[dict], jobs: int = 1, job_num: int = 0, width: int | None = None,
-                 fused: bool = True) -> tuple[dict[int, dict], list[list[int]]]:
+def train_trials(configs: list[dict], jobs: int, job_num: int, width: int | None = None, *,
+                 fused: bool) -> tuple[dict[int, dict], list[list[int]]]:
     """Train the first chunk of `configs` (K >= 1 resolved trial configs of one fusion group)
     in this process, one of `jobs` at once, and write each member's record: leased
     (`records.take`), trained (`engine.train`), finished or failed (`records.Attempt`). A
