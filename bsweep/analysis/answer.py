@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bsweep.analysis.metrics import aggregate_over_seeds, condition_columns, time_optimal_batch_size, tuned_view
+from bsweep.analysis.metrics import condition_columns, time_optimal_batch_size
 from bsweep.analysis.critical import REGIMES, CriticalBatchSize, regime, select_rows
 from bsweep.analysis.claims import CLAIMS
-from bsweep.analysis.claims.verdict import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, TUNED_LR, slice_curve,
+from bsweep.analysis.claims.verdict import (AT_CHECKPOINTS, FIXED_LR, PER_STEP, POOLED_LR, TUNED_LR, slice_curve, 
                                             usable_points)
 from bsweep.analysis.stats import MIN_SEEDS, SeedSpread
+from bsweep.analysis.views import SeedViews
 
 # The lr rules of thumb the fitted exponent is compared with (Goyal et al. 2017: linear;
 # Hoffer et al. 2017, Krizhevsky 2014: square root).
@@ -134,14 +135,17 @@ def stops_rising_at(batch_sizes: np.ndarray, lrs: np.ndarray) -> float:
     return float(b[first]) if first < len(b) - 1 else np.nan
 
 
-def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time_basis: str = "") -> pd.DataFrame:
-    """One row per scientific point (COLUMNS); empty without a finished trial."""
-    fixed = aggregate_over_seeds(summary)
+def answer_table(summary: pd.DataFrame, critical: CriticalBatchSize | None, time_basis: str = "",
+                 views: SeedViews | None = None) -> pd.DataFrame:
+    """One row per scientific point (COLUMNS); empty without a finished trial. `views`: the
+    summary's views, when the caller shares them (`study.Study`)."""
+    views = SeedViews(summary) if views is None else views
+    fixed = views.fixed()
     if not len(fixed):
         return pd.DataFrame(columns=COLUMNS)
     by = condition_columns(fixed)
-    by_acc = tuned_view(fixed, "final_test_acc")
-    by_time = tuned_view(fixed, "seconds_to_target")
+    by_acc = views.tuned("final_test_acc")
+    by_time = views.tuned("seconds_to_target")
     fastest = time_optimal_batch_size(by_time, by=by)
     device = ", ".join(sorted(set(summary["device_name"].dropna().astype(str)))) if "device_name" in summary else ""
     subject = study_subject(summary)

@@ -52,6 +52,7 @@ from bsweep.analysis.metrics import (
     tuned_view,
 )
 from bsweep.analysis.timebase import step_times
+from bsweep.analysis.views import SeedViews
 
 # Batch sizes needed for a fit: two determine the two parameters exactly, leaving no residual
 # to test the model or to estimate its uncertainty; three is the least that does both.
@@ -465,13 +466,16 @@ class CriticalBatchSize:
 
 
 def analyse_critical_batch_size(
-    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None = None
+    summary: pd.DataFrame, measurements: pd.DataFrame, bench: pd.DataFrame | None = None,
+    views: SeedViews | None = None,
 ) -> CriticalBatchSize:
-    """The whole analysis from ``metrics.summarize_trials`` output and the measurements."""
-    fixed = aggregate_over_seeds(summary)
-    points = tuned_view(fixed, "steps_to_target") if len(fixed) else fixed
+    """The whole analysis from ``metrics.summarize_trials`` output and the measurements;
+    `views`: the summary's views, when the caller shares them (`study.Study`)."""
+    views = SeedViews(summary) if views is None else views
+    fixed = views.fixed()
+    points = views.tuned("steps_to_target") if len(fixed) else fixed
     fits = fit_critical_batch_size(points)
-    seconds = tuned_view(fixed, "seconds_to_target") if len(fixed) else fixed
+    seconds = views.tuned("seconds_to_target") if len(fixed) else fixed
     measured = time_optimal_batch_size(seconds) if len(seconds) else None
     times = step_times(summary, bench)
     curves = noise_curves(summary, measurements, points)

@@ -18,6 +18,8 @@ from bsweep.analysis.answer import answer_lines, answer_table
 from bsweep.records import read_bracket_record as read_record
 from bsweep.analysis.metrics import FINISHED_STATUSES, summarize_trials
 from bsweep.analysis.claims import all_verdicts
+from bsweep.analysis.claims.verdict import CLAIM_METRICS
+from bsweep.analysis.views import SeedViews
 
 # Why a trial of each status has no result: the report's one line on what it left out.
 LEFT_OUT_WHY = {
@@ -121,15 +123,21 @@ class Study:
         return self._judged[2]
 
     @cached_property
+    def views(self) -> SeedViews:
+        """The summary's views over seeds (every lr on its own, tuned per criterion), each
+        computed once and shared by the verdicts, the answer and the critical-batch-size fit."""
+        return SeedViews(self.summary, CLAIM_METRICS)
+
+    @cached_property
     def verdicts(self) -> pd.DataFrame:
         """One row per claim and protocol (columns of `claims.verdict.Verdict`)."""
-        return all_verdicts(self.summary, self.judged_measurements)
+        return all_verdicts(self.summary, self.judged_measurements, self.views)
 
     @cached_property
     def _critical(self) -> critical.CriticalBatchSize | Exception:
         # The report turns a failed fit into a note in its section; `critical` raises it.
         try:
-            return critical.analyse_critical_batch_size(self.summary, self.judged_measurements, self.bench)
+            return critical.analyse_critical_batch_size(self.summary, self.judged_measurements, self.bench, self.views)
         except Exception as error:  # noqa: BLE001 - kept for the report, raised by `critical`
             return error
 
@@ -146,7 +154,7 @@ class Study:
         """The report's answer block: per scientific point the fastest and the most accurate
         batch size with their lrs, B_crit, and how the best lr scales (`answer.COLUMNS`)."""
         critical = None if isinstance(self._critical, Exception) else self._critical
-        return answer_table(self.summary, critical, self.time_basis)
+        return answer_table(self.summary, critical, self.time_basis, self.views)
 
     def answer_lines(self) -> list[str]:
         """The answer block as the terminal prints it."""

@@ -11,7 +11,8 @@ from dataclasses import asdict
 import pandas as pd
 
 from bsweep.analysis.claims import batch_size, normalization
-from bsweep.analysis.claims.verdict import Claim, Verdict
+from bsweep.analysis.claims.verdict import CLAIM_METRICS, Claim, Verdict
+from bsweep.analysis.views import SeedViews
 
 # Claim id -> Claim, in the order the report and the terminal list them.
 CLAIMS: dict[str, Claim] = {
@@ -25,16 +26,23 @@ CLAIMS: dict[str, Claim] = {
 }
 
 
-def judge(claim: Claim, summary: pd.DataFrame, protocol: str,
-          measurements: pd.DataFrame | None = None) -> Verdict:
-    """One claim's verdict under one protocol."""
+def judge(claim: Claim, summary: pd.DataFrame, protocol: str, measurements: pd.DataFrame | None = None,
+          views: SeedViews | None = None) -> Verdict:
+    """One claim's verdict under one protocol; `views`: the summary's views over CLAIM_METRICS,
+    shared between claims (made for this claim alone when None)."""
+    extra: dict = {}
+    if claim.reads_seed_views:
+        extra["views"] = views
     if claim.reads_measurements:
-        return claim.judge(summary, protocol, measurements)
-    return claim.judge(summary, protocol)
+        return claim.judge(summary, protocol, measurements, **extra)
+    return claim.judge(summary, protocol, **extra)
 
 
-def all_verdicts(summary: pd.DataFrame, measurements: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The verdict table: one row per claim and protocol, columns as in ``Verdict``."""
-    rows = [asdict(judge(claim, summary, protocol, measurements))
+def all_verdicts(summary: pd.DataFrame, measurements: pd.DataFrame | None = None,
+                 views: SeedViews | None = None) -> pd.DataFrame:
+    """The verdict table: one row per claim and protocol, columns as in ``Verdict``. The claims
+    share one `SeedViews` (`views`, or one made here), so each view is computed once."""
+    views = SeedViews(summary, CLAIM_METRICS) if views is None else views
+    rows = [asdict(judge(claim, summary, protocol, measurements, views))
             for claim in CLAIMS.values() for protocol in claim.protocols]
     return pd.DataFrame(rows, columns=list(Verdict.__dataclass_fields__))

@@ -16,6 +16,7 @@ from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     condition_columns,
 )
+from bsweep.analysis.views import SeedViews
 from bsweep.analysis.stats import (
     ALPHA,
     MATTERS_ERROR,
@@ -94,9 +95,9 @@ def _c1_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return DOES_NOT_HOLD, "smallest batch size not significantly worse than the best", numbers
 
 
-def verdict_c1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_c1(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """C1: at too small a batch size the final error spikes."""
-    return per_slice_verdict(C1, summary, protocol, "final_test_acc", "final_test_error", _c1_slice)
+    return per_slice_verdict(C1, summary, protocol, "final_test_acc", "final_test_error", _c1_slice, views)
 
 
 # --------------------------------------------------------------------------- C2
@@ -137,9 +138,9 @@ def _c2_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return _monotone_slice(curve, slices, True, "samples/s")
 
 
-def verdict_c2(summary: pd.DataFrame, protocol: str = POOLED_LR) -> Verdict:
+def verdict_c2(summary: pd.DataFrame, protocol: str = POOLED_LR, views: SeedViews | None = None) -> Verdict:
     """C2: throughput (samples per second) rises with batch size. Pooled over lr and seeds."""
-    return per_slice_verdict(C2, summary, POOLED_LR, "samples_per_second", "samples_per_second", _c2_slice)
+    return per_slice_verdict(C2, summary, POOLED_LR, "samples_per_second", "samples_per_second", _c2_slice, views)
 
 
 # --------------------------------------------------------------------------- C3
@@ -180,9 +181,9 @@ def _c3_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return DOES_NOT_HOLD, f"no larger batch size needs significantly more epochs than {format_batch_size(fewest.batch_size)}", numbers
 
 
-def verdict_c3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_c3(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """C3: larger batches need more epochs to reach the target (tuned: lr with fewest epochs)."""
-    return per_slice_verdict(C3, summary, protocol, "epochs_to_target", "epochs_to_target", _c3_slice)
+    return per_slice_verdict(C3, summary, protocol, "epochs_to_target", "epochs_to_target", _c3_slice, views)
 
 
 # --------------------------------------------------------------------------- C4, C5
@@ -234,18 +235,18 @@ def _c4_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return _interior_optimum(reached.reset_index(drop=True), never, "training seconds to target", slices)
 
 
-def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_c4(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """C4: an interior batch size minimises training time to target (tuned: fastest lr)."""
-    return per_slice_verdict(C4, summary, protocol, "seconds_to_target", "seconds_to_target", _c4_slice)
+    return per_slice_verdict(C4, summary, protocol, "seconds_to_target", "seconds_to_target", _c4_slice, views)
 
 
 def _c5_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return _interior_optimum(usable_points(curve), curve.iloc[0:0], "final test error", slices, MATTERS_ERROR)
 
 
-def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_c5(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """C5: an interior batch size gives the best final accuracy (tuned: most accurate lr)."""
-    return per_slice_verdict(C5, summary, protocol, "final_test_acc", "final_test_error", _c5_slice)
+    return per_slice_verdict(C5, summary, protocol, "final_test_acc", "final_test_error", _c5_slice, views)
 
 
 # --------------------------------------------------------------------------- C6
@@ -323,10 +324,10 @@ def _c7_slice(curve: pd.DataFrame, slices: int = 1) -> tuple[str, str, str]:
     return outcome, where, numbers
 
 
-def verdict_c7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_c7(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """C7: a larger batch oscillates less: the training loss's step-to-step jitter falls with
     batch size (tuned: at the most accurate lr)."""
-    return per_slice_verdict(C7, summary, protocol, "final_test_acc", "loss_jitter", _c7_slice)
+    return per_slice_verdict(C7, summary, protocol, "final_test_acc", "loss_jitter", _c7_slice, views)
 
 
 # --------------------------------------------------------------------------- C8
@@ -470,6 +471,7 @@ C6 = Claim(
     ),
     protocols=(AT_CHECKPOINTS,),
     judge=verdict_c6,
+    reads_seed_views=False,
     reads_measurements=True,
 )
 
@@ -506,4 +508,5 @@ C8 = Claim(
     ),
     protocols=(PER_STEP,),
     judge=verdict_c8,
+    reads_seed_views=False,
 )

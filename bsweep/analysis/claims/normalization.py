@@ -21,6 +21,7 @@ from bsweep.analysis.metrics import (
     nuisance_columns,
     tuned_view,
 )
+from bsweep.analysis.views import SeedViews
 from bsweep.analysis.stats import (
     MATTERS_ERROR,
     MATTERS_RELATIVE,
@@ -75,11 +76,11 @@ def _lacks_norms(summary: pd.DataFrame, claim: Claim, protocol: str, needed: tup
     return combine(claim, protocol, [SliceOutcome("study", INCONCLUSIVE, reason, "")])
 
 
-def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """N1: BatchNorm's error rises as the batch shrinks, GroupNorm's does not."""
     if lacking := _lacks_norms(summary, N1, protocol, ("batch", "group")):
         return lacking
-    view, columns = build_view(summary, protocol, "final_test_acc")
+    view, columns = build_view(summary, protocol, "final_test_acc", views)
     view = view[view["norm"].isin(["batch", "group"])]
     columns = [c for c in columns if c != "norm"]
     outcomes = []
@@ -140,7 +141,7 @@ def verdict_n1(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 # --------------------------------------------------------------------------- N2
 
 
-def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """N2: each normalized network reaches the target in fewer steps than norm=none."""
     norms = set(summary["norm"]) if "norm" in summary.columns else set()
     if "none" not in norms:
@@ -149,10 +150,10 @@ def verdict_n2(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     if norms == {"none"}:
         reason = "the study has only norm=none"
         return combine(N2, protocol, [SliceOutcome("study", INCONCLUSIVE, reason, "")])
-    return _fewer_steps_than(N2, summary, protocol, "norm", "none")
+    return _fewer_steps_than(N2, summary, protocol, "norm", "none", views)
 
 
-def verdict_n3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_n3(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """N3: inputs scaled to zero mean (zscore, or as stored) reach the target in fewer steps
     than all-positive inputs in [0, 1] (data.input_norm=minmax)."""
     column = "data.input_norm"
@@ -161,7 +162,7 @@ def verdict_n3(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
         reason = ("needs data.input_norm swept over minmax and zscore (or none); the study has "
                   + (", ".join(sorted(map(str, values))) if values else "one input scaling"))
         return combine(N3, protocol, [SliceOutcome("study", INCONCLUSIVE, reason, "")])
-    return _fewer_steps_than(N3, summary, protocol, column, "minmax")
+    return _fewer_steps_than(N3, summary, protocol, column, "minmax", views)
 
 
 def _against_baseline(view: pd.DataFrame, columns: list[str], summary: pd.DataFrame, column: str,
@@ -197,10 +198,11 @@ def _majority(better: list, worse: list, same: list, better_text: str, worse_tex
     return DOES_NOT_HOLD, where
 
 
-def _fewer_steps_than(claim: Claim, summary: pd.DataFrame, protocol: str, column: str, baseline: str) -> Verdict:
+def _fewer_steps_than(claim: Claim, summary: pd.DataFrame, protocol: str, column: str, baseline: str,
+                      views: SeedViews | None = None) -> Verdict:
     """N2 and N3: each value of `column` against its `baseline` value, per batch size, in steps
     to target; holds for a value that is faster at more than half of the comparable batch sizes."""
-    view, columns = build_view(summary, protocol, "steps_to_target")
+    view, columns = build_view(summary, protocol, "steps_to_target", views)
     outcomes = []
     slices = _against_baseline(view, columns, summary, column, baseline)
     for label, frame, base_rows in slices:
@@ -273,12 +275,12 @@ def _step_blocks(summary: pd.DataFrame, row: pd.Series, batch_size) -> tuple[flo
     return blocks[0] if blocks else None
 
 
-def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_n5(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """N5: weight norm costs less per step than BatchNorm, and its error does not depend on
     batch size (no small-batch spike, N1's GroupNorm test)."""
     if lacking := _lacks_norms(summary, N5, protocol, ("weight", "batch")):
         return lacking
-    view, columns = build_view(summary, protocol, "final_test_acc")
+    view, columns = build_view(summary, protocol, "final_test_acc", views)
     outcomes = []
     slices = _against_baseline(view, columns, summary, "norm", "batch", "weight")
     for label, frame, bn_rows in slices:
@@ -383,7 +385,7 @@ def verdict_n6(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
 # --------------------------------------------------------------------------- N7
 
 
-def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
+def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR, views: SeedViews | None = None) -> Verdict:
     """N7: BatchNorm's final error rises when the data are not shuffled (each order other than
     "shuffled" the study has: sorted by class, or class-blocked batches), by more than
     GroupNorm's (which does not mix the examples of a batch)."""
@@ -395,7 +397,7 @@ def verdict_n7(summary: pd.DataFrame, protocol: str = TUNED_LR) -> Verdict:
     missing += [f"norm={n}" for n in ("batch", "group") if n not in norms]
     if missing:
         return combine(N7, protocol, [SliceOutcome("study", INCONCLUSIVE, "needs " + ", ".join(missing), "")])
-    view, columns = build_view(summary, protocol, "final_test_acc")
+    view, columns = build_view(summary, protocol, "final_test_acc", views)
     others = [c for c in columns if c not in ("norm", column)]
     outcomes = []
     groups = list(view.groupby(others, sort=True, dropna=False)) if others else [((), view)]
@@ -590,6 +592,7 @@ N4 = Claim(
     ),
     protocols=(LR_RANGE,),
     judge=verdict_n4,
+    reads_seed_views=False,
 )
 
 N5 = Claim(
@@ -622,6 +625,7 @@ N6 = Claim(
     ),
     protocols=(FIXED_LR, TUNED_LR),
     judge=verdict_n6,
+    reads_seed_views=False,
 )
 
 N7 = Claim(

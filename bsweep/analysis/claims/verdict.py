@@ -39,9 +39,9 @@ from bsweep.analysis.metrics import (
     aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
-    tuned_view,
 )
 from bsweep.analysis.stats import ALPHA, MIN_SEEDS
+from bsweep.analysis.views import SeedViews
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -69,6 +69,8 @@ MIN_BATCH_SIZES_TREND = 3
 # Batch sizes needed for a two-point comparison (smallest vs best or vs largest).
 MIN_BATCH_SIZES_PAIR = 2
 
+# The metrics the claims' views aggregate over seeds (`build_view`).
+CLAIM_METRICS: tuple[str, ...] = (*DEFAULT_METRICS, "last_epoch")
 # How the rules name a significant difference.
 SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed spread)"
 
@@ -76,7 +78,8 @@ SE = f"the slice's significance margin (family-wise {ALPHA:g}, pooled seed sprea
 @dataclass(frozen=True)
 class Claim:
     """One claim of the source text and how bsweep judges it: `judge(summary, protocol)` (with
-    the measurement rows too when `reads_measurements`) gives its `Verdict` under each protocol."""
+    the measurement rows too when `reads_measurements`, and the shared views when
+    `reads_seed_views`) gives its `Verdict` under each protocol."""
 
     id: str
     statement: str
@@ -85,6 +88,8 @@ class Claim:
     protocols: tuple[str, ...]
     judge: Callable[..., "Verdict"]
     reads_measurements: bool = False
+    # judge(..., views=) takes the summary's SeedViews, shared with the other claims
+    reads_seed_views: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,15 +150,17 @@ def slice_curve(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def build_view(
-    summary: pd.DataFrame, protocol: str, criterion: str
+    summary: pd.DataFrame, protocol: str, criterion: str, views: SeedViews | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The aggregated view for a protocol and the columns that define one slice."""
-    aggregated = aggregate_over_seeds(summary, metrics=[*DEFAULT_METRICS, "last_epoch"])
+    """The aggregated view for a protocol and the columns that define one slice; `views`: the
+    summary's views over CLAIM_METRICS, when the caller shares them between claims."""
+    views = SeedViews(summary, CLAIM_METRICS) if views is None else views
+    aggregated = views.fixed()
     conditions = condition_columns(aggregated)
     if protocol == FIXED_LR:
         return aggregated, [*conditions, *nuisance_columns(aggregated)]
     if protocol == TUNED_LR:
-        return tuned_view(aggregated, criterion), conditions
+        return views.tuned(criterion), conditions
     if protocol == POOLED_LR:
         pooled = aggregate_over_seeds(
             summary, metrics=["samples_per_second"], by=[*conditions, "batch_size"]
@@ -283,8 +290,9 @@ def per_slice_verdict(
     criterion: str,
     metric: str,
     rule: Callable[[pd.DataFrame, int], tuple[str, str, str]],
+    views: SeedViews | None = None,
 ) -> Verdict:
-    view, columns = build_view(summary, protocol, criterion)
+    view, columns = build_view(summary, protocol, criterion, views)
     outcomes = []
     slices = split_slices(view, columns, summary)
     for label, _, frame in slices:
