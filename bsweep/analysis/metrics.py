@@ -187,31 +187,7 @@ def summarize_trials(
         m.groupby("trial_id")[[f"{p}acc" for p in halves]].count().gt(0).all().all())
 
     if len(m):
-        grouped = m.groupby("trial_id", sort=False)
-        last = grouped.tail(1).set_index("trial_id")
-        targets = trials.drop_duplicates("trial_id").set_index("trial_id")["target"]
-        per_trial = per_trial.join(_accuracy_metrics(m, targets, "test_acc", "test_loss", final_window))
-        if split:
-            for prefix in SPLIT_PREFIXES:
-                half = _accuracy_metrics(m, targets, f"{prefix}acc", f"{prefix}loss", final_window)
-                per_trial = per_trial.join(half.add_prefix(prefix))
-        per_trial["n_measurements"] = grouped.size()
-        per_trial["last_step"] = last["step"]
-        per_trial["last_epoch"] = last["epoch"]
-        per_trial["last_samples"] = last["samples"]
-        per_trial["last_seconds"] = last["train_seconds"]
-        seconds = last["train_seconds"].where(last["train_seconds"] > 0)
-        per_trial["samples_per_second"] = last["samples"] / seconds
-
-        final_rows = m[m["step"] > 0].groupby("trial_id", sort=False).tail(final_window)
-        per_trial["final_train_loss"] = final_rows.groupby("trial_id")["train_loss"].mean()
-        initial = m[m["step"] == 0].drop_duplicates("trial_id").set_index("trial_id")["test_loss"]
-        per_trial["initial_test_loss"] = initial
-        per_trial["loss_jitter"] = _loss_jitter(m, trials)
-
-        bad_test = ~np.isfinite(m["test_loss"].astype(float))
-        bad_train = (m["step"] > 0) & ~np.isfinite(m["train_loss"].astype(float))
-        per_trial["nonfinite_loss"] = (bad_test | bad_train).groupby(m["trial_id"]).any()
+        per_trial = _measured_metrics(per_trial, m, trials, split, final_window)
 
     columns = list(TRIAL_METRIC_COLUMNS)
     if split:
@@ -236,6 +212,38 @@ def summarize_trials(
                       & (out["final_test_loss"] < TRAINED_LOSS_SHARE * out["initial_test_loss"])).astype(float).where(
         out["n_measurements"] > 0)  # 1.0 / 0.0, NaN without measurements
     return out
+
+
+def _measured_metrics(per_trial: pd.DataFrame, m: pd.DataFrame, trials: pd.DataFrame, split: bool,
+                      final_window: int) -> pd.DataFrame:
+    """`per_trial` (indexed by trial id) plus the metrics the sorted measurement rows `m` give:
+    accuracy, how far each trial got, throughput, losses, jitter (see `summarize_trials`)."""
+    grouped = m.groupby("trial_id", sort=False)
+    last = grouped.tail(1).set_index("trial_id")
+    targets = trials.drop_duplicates("trial_id").set_index("trial_id")["target"]
+    per_trial = per_trial.join(_accuracy_metrics(m, targets, "test_acc", "test_loss", final_window))
+    if split:
+        for prefix in SPLIT_PREFIXES:
+            half = _accuracy_metrics(m, targets, f"{prefix}acc", f"{prefix}loss", final_window)
+            per_trial = per_trial.join(half.add_prefix(prefix))
+    per_trial["n_measurements"] = grouped.size()
+    per_trial["last_step"] = last["step"]
+    per_trial["last_epoch"] = last["epoch"]
+    per_trial["last_samples"] = last["samples"]
+    per_trial["last_seconds"] = last["train_seconds"]
+    seconds = last["train_seconds"].where(last["train_seconds"] > 0)
+    per_trial["samples_per_second"] = last["samples"] / seconds
+
+    final_rows = m[m["step"] > 0].groupby("trial_id", sort=False).tail(final_window)
+    per_trial["final_train_loss"] = final_rows.groupby("trial_id")["train_loss"].mean()
+    initial = m[m["step"] == 0].drop_duplicates("trial_id").set_index("trial_id")["test_loss"]
+    per_trial["initial_test_loss"] = initial
+    per_trial["loss_jitter"] = _loss_jitter(m, trials)
+
+    bad_test = ~np.isfinite(m["test_loss"].astype(float))
+    bad_train = (m["step"] > 0) & ~np.isfinite(m["train_loss"].astype(float))
+    per_trial["nonfinite_loss"] = (bad_test | bad_train).groupby(m["trial_id"]).any()
+    return per_trial
 
 
 def _loss_jitter(m: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
