@@ -30,10 +30,8 @@ from bsweep.records import bracket_settings, bracket_table
 from bsweep.analysis.load import config_key
 from bsweep.analysis.metrics import (
     FINISHED_STATUSES,
-    aggregate_over_seeds,
     condition_columns,
     nuisance_columns,
-    tuned_view,
 )
 from bsweep.analysis.study import Study, study_name
 from bsweep.analysis.stats import ALPHA, MIN_SEEDS
@@ -201,9 +199,8 @@ def _notices(trials: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _tuned_lr_table(summary: pd.DataFrame) -> pd.DataFrame:
-    fixed = aggregate_over_seeds(summary)
-    tuned = tuned_view(fixed, "final_test_acc")
+def _tuned_lr_table(tuned: pd.DataFrame) -> pd.DataFrame:
+    """The tuned view by final accuracy (`Study.views`) as the report's table of best lrs."""
     # Conditions the study holds fixed (one dataset, one model, ...) would only repeat.
     shown = [c for c in condition_columns(tuned) if c == "norm" or tuned[c].nunique() > 1]
     keys = [*shown, "batch_size"]
@@ -462,7 +459,7 @@ def write_study(study: Study, out_dir: Path, svg: bool = False, figures: bool = 
                      *filter(None, [_settings_line(trials)])],
         verdicts=study.verdicts,
         figures=drawn,
-        tuned_lrs=_tuned_lr_table(summary),
+        tuned_lrs=_tuned_lr_table(study.views.tuned("final_test_acc")),
         config_text=yaml.dump(study.config, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
         environment={str(k): str(v) for k, v in study.environment.items()},
         counts=_status_counts(trials),
