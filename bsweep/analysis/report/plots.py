@@ -48,7 +48,7 @@ SPREAD_NOTE = "bars: ±1 std over seeds"
 # --------------------------------------------------------------------------- helpers
 
 
-def _batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") -> None:
+def batch_size_axis(ax: Axes, batch_sizes: Sequence[float], axis: str = "x") -> None:
     """log2 axis with a tick at each batch size, labelled as a plain integer."""
     sizes = sorted({int(b) for b in batch_sizes if pd.notna(b)})
     set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
@@ -78,13 +78,13 @@ def _legend(ax: Axes) -> None:
         ax.legend(fontsize="small")
 
 
-def _grid_and_legend(ax: Axes) -> None:
+def grid_and_legend(ax: Axes) -> None:
     """Major grid lines, and a small legend when anything on the axes has a label."""
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax)
 
 
-def _log_y(ax: Axes) -> None:
+def log_y(ax: Axes) -> None:
     """log y axis labelled 0.2, 0.5, 1, 2, 5, ... rather than 2x10^-1 (readable at a glance)."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -188,11 +188,11 @@ def _plot_metric_vs_batch_size(
             frame["batch_size"].astype(float), mean, yerr=err, label=label if labelled else None, color=color,
             marker=marker, markersize=4, capsize=2, linewidth=1.2, linestyle=style,
         )
-    _batch_size_axis(ax, view["batch_size"])
+    batch_size_axis(ax, view["batch_size"])
     if log_y:
-        _log_y(ax)
+        log_y(ax)
     ax.set_ylabel(ylabel)
-    _grid_and_legend(ax)
+    grid_and_legend(ax)
 
 
 # --------------------------------------------------------------------------- 1-5: over batch size
@@ -406,11 +406,11 @@ def plot_best_lr(ax: Axes, view: pd.DataFrame) -> None:
                         linewidth=0.7, alpha=0.6)
     ax.plot([], [], color="grey", linestyle="--", linewidth=0.7, label="linear rule (B^1)")
     ax.plot([], [], color="grey", linestyle=":", linewidth=0.7, label="square-root rule (B^0.5)")
-    _batch_size_axis(ax, view["batch_size"])
-    _log_y(ax)
+    batch_size_axis(ax, view["batch_size"])
+    log_y(ax)
     ax.set_ylabel("best learning rate")
     ax.set_title("Best lr per batch size")
-    _grid_and_legend(ax)
+    grid_and_legend(ax)
 
 
 def plot_loss_jitter(ax: Axes, view: pd.DataFrame) -> None:
@@ -446,10 +446,10 @@ def plot_gradient_cosines(ax: Axes, rows: pd.DataFrame, sizes: Sequence[int]) ->
         if np.isfinite(noise) and noise > 0:
             grid = np.geomspace(b.min(), b.max(), 50)
             ax.plot(grid, (1 + noise / grid) ** -0.5, color=color, linestyle="--", linewidth=0.8)
-    _batch_size_axis(ax, list(sizes))
+    batch_size_axis(ax, list(sizes))
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
     ax.set_ylabel("cosine with the full-set gradient")
-    _grid_and_legend(ax)
+    grid_and_legend(ax)
 
 
 def plot_step_memory(ax: Axes, view: pd.DataFrame) -> None:
