@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
-from bsweep.analysis.report.plots import NORM_COLORS, batch_size_axis, grid_and_legend, log_y
+from bsweep.analysis.report.plots import NORM_COLORS, batch_size_axis, grid_and_legend, log_y_axis
 from bsweep.analysis.critical import FIT_COLUMNS, PREDICTION_COLUMNS, select_rows
 
 # Marker size of the measured points and of the optimum markers (points^2, matplotlib's unit).
@@ -63,7 +63,7 @@ def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd
         ax.axhline(fit["s_min"], color=colour, linestyle="--", linewidth=0.8, alpha=0.6)
         ax.axvline(fit["b_crit"], color=colour, linestyle=":", linewidth=1.0)
     batch_size_axis(ax, points["batch_size"] if len(points) else [])
-    log_y(ax)
+    log_y_axis(ax)
     ax.set_ylabel("optimizer steps to target (steps)")
     ax.set_title("Steps to target, tuned lr: S(B) = S_min (1 + B_crit / B)")
     grid_and_legend(ax)
@@ -120,7 +120,7 @@ def plot_noise_scale(ax: Axes, noise_curves: pd.DataFrame, fits: pd.DataFrame) -
     mappable = matplotlib.cm.ScalarMappable(norm=colours, cmap=cmap)
     ax.figure.colorbar(mappable, ax=ax, label="batch size")
     ax.set_xscale("log")
-    log_y(ax)
+    log_y_axis(ax)
     ax.set_xlabel("training samples seen")
     ax.set_ylabel("noise scale B_simple (examples)")
     ax.set_title("Gradient noise scale over training")
@@ -152,7 +152,7 @@ def plot_time_optimal(ax: Axes, time_curve: pd.DataFrame, seconds_view: pd.DataF
                        s=OPTIMUM_SIZE / 3, facecolor="none", edgecolor=colour, linewidth=2, zorder=6,
                        label=f"{label}: measured optimum {row['measured_batch_size']:g}")
     batch_size_axis(ax, seconds_view["batch_size"] if len(seconds_view) else [])
-    log_y(ax)
+    log_y_axis(ax)
     ax.set_ylabel("training time to target (s)")
     ax.set_title("Time to target: predicted from the fit vs measured")
     grid_and_legend(ax)

@@ -84,7 +84,7 @@ def grid_and_legend(ax: Axes) -> None:
     _legend(ax)
 
 
-def log_y(ax: Axes) -> None:
+def log_y_axis(ax: Axes) -> None:
     """log y axis labelled 0.2, 0.5, 1, 2, 5, ... rather than 2x10^-1 (readable at a glance)."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -190,7 +190,7 @@ def _plot_metric_vs_batch_size(
         )
     batch_size_axis(ax, view["batch_size"])
     if log_y:
-        log_y(ax)
+        log_y_axis(ax)
     ax.set_ylabel(ylabel)
     grid_and_legend(ax)
 
@@ -407,7 +407,7 @@ def plot_best_lr(ax: Axes, view: pd.DataFrame) -> None:
     ax.plot([], [], color="grey", linestyle="--", linewidth=0.7, label="linear rule (B^1)")
     ax.plot([], [], color="grey", linestyle=":", linewidth=0.7, label="square-root rule (B^0.5)")
     batch_size_axis(ax, view["batch_size"])
-    log_y(ax)
+    log_y_axis(ax)
     ax.set_ylabel("best learning rate")
     ax.set_title("Best lr per batch size")
     grid_and_legend(ax)
