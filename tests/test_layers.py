@@ -41,7 +41,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
         for t in targets:
             while t and t not in known:  # `import a.b.c` depends on the deepest known module
                 t = t.rpartition(".")[0]
-            if t and t != name and not name.startswith(t + "."):  # a package's own __init__
+            if t and t != name:  # a package's __init__ counts: importing it runs it
                 found.add(t)
     return found
 

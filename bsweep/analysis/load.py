@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bsweep import records
+import bsweep.records as records
 from bsweep.config import (FULL_SIZES, NOT_GRID, NUISANCE_KEYS, OWN_DATA_KEYS, RUNTIME_KEYS, TARGET_NODES, flatten,
                            grid_defaults, is_under)
 

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bsweep import records
+import bsweep.records as records
 from bsweep.analysis.load import NUISANCE_PREFIX
 
 # Columns that identify a scientific point, in the order used for sorting and display.

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bsweep.analysis.answer import answer_items, claim_rows
 from bsweep.analysis.metrics import aggregate_over_seeds, tuned_view
-from bsweep.analysis.report import plots
+import bsweep.analysis.report.plots as plots
 from bsweep.analysis.report.build import read_answer, read_verdicts, render, write_study
 from bsweep.analysis.report.figures import FigureSpec, draw_specs
 from bsweep.analysis.study import Study

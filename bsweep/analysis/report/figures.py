@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+import bsweep.analysis.report.critical_plots as critical_plots
+import bsweep.analysis.report.plots as plots
 from bsweep.analysis import critical
 from bsweep.analysis.claims.batch_size import cosine_batch_sizes
 from bsweep.analysis.metrics import (
@@ -28,7 +30,6 @@ from bsweep.analysis.metrics import (
     time_optimal_batch_size,
     tuned_view,
 )
-from bsweep.analysis.report import critical_plots, plots
 
 # Figure resolution for the PNGs (dots per inch): sharp on a laptop screen, ~100 kB a figure.
 PNG_DPI = 110
