@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsweep.analysis import critical, load, timebase
+from bsweep.analysis import critical, load, predicted, timebase
 from bsweep.analysis.answer import answer_lines, answer_table
 from bsweep.records import read_bracket_record as read_record
 from bsweep.analysis.metrics import FINISHED_STATUSES, summarize_trials
@@ -74,18 +74,23 @@ class Study:
     ``trials`` and ``measurements``: as read from disk (`load.load_trials_and_measurements`);
     ``summary``: one row per trial with its metrics, on the time basis of ``time_basis``;
     ``verdicts``: one row per claim and protocol; ``answer``: the report's first screen, one row
-    per scientific point (``answer_lines`` as text); ``critical``: the critical-batch-size fit.
+    per scientific point (``answer_lines`` as text); ``critical``: the critical-batch-size fit;
+    ``predictions``: what `bsweep predict` predicted for the study (its predict/*/predict.json,
+    `predicted.load_predictions`), each shown under the answer's point it matches, and
+    ``prediction_notes``: the files it could not read.
     """
 
     def __init__(self, trials: pd.DataFrame, measurements: pd.DataFrame, *, config: dict | None = None,
                  environment: dict | None = None, name: str = "", bench: pd.DataFrame | None = None,
                  grid: pd.DataFrame | None = None, bracket: dict | None = None, final_window: int = 3,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, predictions: list[dict] | None = None,
+                 prediction_notes: list[str] | None = None) -> None:
         self.trials, self.measurements = trials, measurements
         self.config, self.environment = config or {}, environment or {}
         self.name = name or study_name(trials, self.config, Path(path).name if path else "")
         self.bench, self.grid, self.bracket = bench, grid, bracket
         self.final_window, self.path = final_window, Path(path) if path else None
+        self.predictions, self.prediction_notes = list(predictions or []), list(prediction_notes or [])
 
     @classmethod
     def load(cls, path: Path | str, nuisance: tuple[str, ...] = ()) -> Study:
@@ -95,9 +100,11 @@ class Study:
         if not (path / "trials").is_dir():
             raise FileNotFoundError(f"{path} is not a study folder (it has no trials/)")
         trials, measurements = load.load_trials_and_measurements(path, nuisance)
+        notes: list[str] = []
+        predictions = predicted.load_predictions(path, notes)
         return cls(trials, measurements, config=load.load_study_config(path), environment=load.load_environment(path),
                    bench=timebase.load_bench(path), grid=load.load_grid_keys(path, nuisance).table(),
-                   bracket=read_record(path), path=path)
+                   bracket=read_record(path), path=path, predictions=predictions, prediction_notes=notes)
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}: {len(self.trials)} trials, {len(self.measurements)} measurements)"
@@ -156,9 +163,33 @@ class Study:
         critical = None if isinstance(self._critical, Exception) else self._critical
         return answer_table(self.summary, critical, self.time_basis, self.views)
 
+    @cached_property
+    def answer_points(self) -> pd.DataFrame:
+        """``answer`` with a column per condition of the study's points (data, model, norm, ...,
+        each swept dotted key) holding each point's value (`predicted.point_conditions`)."""
+        return predicted.point_conditions(self.answer, self.views.fixed()) if len(self.answer) else self.answer
+
+    @cached_property
+    def matched_predictions(self) -> tuple[list[list[dict]], list[dict]]:
+        """Per row of ``answer``, the predictions of its point (`predicted.matches` on the
+        point's config values, dataset and model included), and the predictions of no point."""
+        if not self.predictions or not len(self.answer):  # nothing to match: skip the views
+            return [[] for _ in range(len(self.answer))], list(self.predictions)
+        return predicted.assign(self.answer_points, self.predictions)
+
     def answer_lines(self) -> list[str]:
-        """The answer block as the terminal prints it."""
-        return [line for point in answer_lines(self.answer) for line in point]
+        """The answer block as the terminal prints it: under each point the lines of the
+        predictions made for it ("predicted from one pilot"), then the predictions of no point,
+        each under its setting, and the predict.json files that could not be read."""
+        per_point, unmatched = self.matched_predictions
+        lines = []
+        for point, mine in zip(answer_lines(self.answer), per_point):
+            lines += point
+            for prediction in mine:
+                lines += predicted.prediction_lines(prediction)
+        for prediction in unmatched:
+            lines += [predicted.unmatched_heading(prediction), *predicted.prediction_lines(prediction)]
+        return lines + self.prediction_notes
 
     @property
     def left_out(self) -> dict[str, int]:

@@ -15,14 +15,15 @@ work on a study that is still running or has failed trials, and say so at the to
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 import yaml
 
-from bsweep.analysis import critical
+from bsweep.analysis import critical, predicted
 from bsweep.analysis.answer import COLUMNS as ANSWER_COLUMNS
 from bsweep.analysis.answer import TEXT_COLUMNS as ANSWER_TEXT
 from bsweep.analysis.answer import EVIDENCE, answer_items, claim_rows
@@ -298,6 +299,11 @@ class ReportContent:
     bracketing: pd.DataFrame | None = None  # where the lr grid was extended, and why (bracket.json)
     bracket_settings: str = ""
     no_figures: str = "No figures: no trial has finished yet."  # said where the figures would be
+    # Per point of `answer`, the predictions of `bsweep predict` for it (`PredictedBlock`); then
+    # those of no point, and why any predict.json was skipped.
+    predicted: list = field(default_factory=list)
+    predicted_elsewhere: list = field(default_factory=list)
+    prediction_notes: list[str] = field(default_factory=list)
 
 
 def _verdict_rows(verdicts: pd.DataFrame) -> list[dict]:
@@ -379,6 +385,67 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class PredictedBlock:
+    """One prediction as the first screen shows it under its point: its setting in words, its
+    lines (`predicted.prediction_items`) and its figure (None when figures are off)."""
+
+    setting: str
+    items: list[tuple[str, str]]
+    figure: ReportFigure | None = None
+
+
+def _prediction_figure(prediction: dict, measured: pd.DataFrame | None, figures_dir: Path, svg: bool) -> ReportFigure:
+    """Draw one prediction's figure into the report's figures folder; a failure is listed, as
+    `draw_specs` lists one, and never stops the report."""
+    from bsweep.analysis.report.prediction_plots import write_prediction_figure  # matplotlib: only when drawn
+
+    stem = "predicted_" + re.sub(r"[^A-Za-z0-9._-]", "_", str(prediction.get(predicted.FOLDER_KEY, "prediction")))
+    title = f"Time to target, {predicted.MARK}: {predicted.setting_text(prediction)}"
+    caption = ("Line and band: seconds to target predicted from one pilot run, T(B) = S(B) t(B), with its "
+               "interval; star: the predicted fastest batch size B* with its interval (shaded). "
+               + ("No point of this study has this setting: nothing measured to compare." if measured is None else
+                  "No batch size of this setting reached the target at every seed: nothing measured to compare."
+                  if not len(measured) else
+                  "Points: the grid's seconds to target at the fastest lr per batch size (mean ± std over seeds, "
+                  "on the report's time basis); diamond: the grid's fastest."))
+    png = figures_dir / f"{stem}.png"
+    try:
+        write_prediction_figure(prediction, png, measured, svg)
+    except Exception as error:  # noqa: BLE001 - reported in the page, see docstring
+        return ReportFigure(stem, title, caption, None, None, f"{type(error).__name__}: {error}")
+    return ReportFigure(stem, title, caption, png, png.with_suffix(".svg") if svg else None)
+
+
+def prediction_blocks(study: Study, figures_dir: Path | None, svg: bool = False) -> tuple[list, list]:
+    """Per answer point, a `PredictedBlock` per prediction made for it, and the blocks of the
+    predictions of no point. Each figure draws the grid's measured seconds of the prediction's
+    (first) point beside the prediction, so the first screen checks the predictor."""
+    per_point, unmatched = study.matched_predictions
+    if not study.predictions:
+        return per_point, []
+    points, any_point = study.answer_points, len(study.answer) > 0
+    by = condition_columns(study.views.fixed()) if any_point else []  # no finished trial: no views to ask
+    by_time = study.views.tuned("seconds_to_target") if figures_dir is not None and any_point else None
+    drawn: dict[int, ReportFigure] = {}
+
+    def block(prediction: dict, conditions: dict | None) -> PredictedBlock:
+        figure = None
+        if figures_dir is not None:
+            if id(prediction) not in drawn:  # one figure a prediction, under its first point
+                measured = predicted.measured_seconds(by_time, conditions) if by_time is not None and conditions else None
+                drawn[id(prediction)] = _prediction_figure(prediction, measured, figures_dir, svg)
+            figure = drawn[id(prediction)]
+        return PredictedBlock(predicted.setting_text(prediction), predicted.prediction_items(prediction), figure)
+
+    blocks = [[block(p, {c: points.iloc[i][c] for c in by if c in points}) for p in mine]
+              for i, mine in enumerate(per_point)]
+    return blocks, [block(p, None) for p in unmatched]
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -447,6 +514,7 @@ def write_study(study: Study, out_dir: Path, svg: bool = False, figures: bool = 
     drawn = draw_figures(summary, measurements, out_dir / "figures", svg) if finished and figures else []
     critical = critical_section(summary, measurements, study.bench, out_dir / "figures" if figures else None, svg,
                                 analysed=study._critical)
+    predicted_here, predicted_elsewhere = prediction_blocks(study, out_dir / "figures" if figures else None, svg)
     targets = sorted(summary["target"].dropna().unique()) if "target" in summary.columns else []
     target_text = ", ".join(f"{t:.1%}" for t in targets) or "not set"
     content = ReportContent(
@@ -469,6 +537,9 @@ def write_study(study: Study, out_dir: Path, svg: bool = False, figures: bool = 
         bracketing=bracket_table(study.bracket) if study.bracket else None,
         bracket_settings=bracket_settings(study.bracket) if study.bracket else "",
         **({} if figures else {"no_figures": "No figures: this report was written with --no-figures."}),
+        predicted=predicted_here,
+        predicted_elsewhere=predicted_elsewhere,
+        prediction_notes=list(study.prediction_notes),
     )
     index = out_dir / "index.html"
     index.write_text(_render(content, "report.html.j2", out_dir), encoding="utf-8")
