@@ -10,7 +10,7 @@ PRESETS = sorted(p.stem for p in (CONFIG_DIR / "study").glob("*.yaml"))
 
 
 def test_presets_named_in_the_issue_exist():
-    assert {"claims", "claims_quick", "norm", "smoke", "default"} <= set(PRESETS)
+    assert {"claims", "claims_quick", "digits_quick", "adam_quick", "norm", "smoke", "default"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
