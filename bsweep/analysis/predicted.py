@@ -218,7 +218,7 @@ def _pilot_item(p: dict) -> tuple[str, str]:
 def _optimum_item(p: dict) -> tuple[str, str]:
     best = p.get("optimum") if isinstance(p.get("optimum"), dict) else {}
     if _finite(best.get("batch_size")) is None:
-        return "fastest to target", "none: the prediction has no optimum (see weak)"
+        return "fastest to target", f"none: {best.get('reason') or 'the prediction has no optimum (see weak)'}"
     b = _num(best.get("batch_size"), "g")
     interval = (f" [{_num(best.get('lo'), 'g')}, {_num(best.get('hi'), 'g')}]"
                 if _finite(best.get("lo")) is not None and _finite(best.get("hi")) is not None else " (no interval)")
@@ -256,8 +256,8 @@ def _verify_item(verify: dict) -> tuple[str, str]:
     measured = verify.get("measured") if isinstance(verify.get("measured"), dict) else {}
     held = verify.get("held")
     verdict = "held within noise" if held is True else "did not hold" if held is False else "no verdict"
-    return "verified", (f"{verdict}: measured batch {_num(measured.get('batch_size'), 'g')}, B_crit "
-                        f"{_with_interval(measured.get('b_crit'), measured.get('b_crit_lo'), measured.get('b_crit_hi'))}, "
+    b_crit = _with_interval(measured.get("b_crit"), measured.get("b_crit_lo"), measured.get("b_crit_hi"))
+    return "verified", (f"{verdict}: measured batch {_num(measured.get('batch_size'), 'g')}, B_crit {b_crit}, "
                         f"{_num(measured.get('seconds'))} s")
 
 

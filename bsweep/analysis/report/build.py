@@ -403,7 +403,9 @@ def _prediction_figure(prediction: dict, measured: pd.DataFrame | None, figures_
     `draw_specs` lists one, and never stops the report."""
     from bsweep.analysis.report.prediction_plots import write_prediction_figure  # matplotlib: only when drawn
 
-    stem = "predicted_" + re.sub(r"[^A-Za-z0-9._-]", "_", str(prediction.get(predicted.FOLDER_KEY, "prediction")))
+    # Its predict folder names it; a prediction made in memory has none, and its setting is unique.
+    name = prediction.get(predicted.FOLDER_KEY) or predicted.setting_text(prediction)
+    stem = "predicted_" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
     title = f"Time to target, {predicted.MARK}: {predicted.setting_text(prediction)}"
     caption = ("Line and band: seconds to target predicted from one pilot run, T(B) = S(B) t(B), with its "
                "interval; star: the predicted fastest batch size B* with its interval (shaded). "
@@ -436,7 +438,8 @@ def prediction_blocks(study: Study, figures_dir: Path | None, svg: bool = False)
         figure = None
         if figures_dir is not None:
             if id(prediction) not in drawn:  # one figure a prediction, under its first point
-                measured = predicted.measured_seconds(by_time, conditions) if by_time is not None and conditions else None
+                measured = (predicted.measured_seconds(by_time, conditions)
+                            if by_time is not None and conditions else None)
                 drawn[id(prediction)] = _prediction_figure(prediction, measured, figures_dir, svg)
             figure = drawn[id(prediction)]
         return PredictedBlock(predicted.setting_text(prediction), predicted.prediction_items(prediction), figure)
