@@ -509,6 +509,32 @@ def reproduce(
         raise stopped[0]
 
 
+@app.command(context_settings=HYDRA_ARGS, cls=_ComposesConfigs)
+def predict(
+    overrides: Overrides = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Then train a sparse grid around the prediction (2 seeds, lr bracketed) and say whether it held.")] = False,
+) -> None:
+    """Predict the time-optimal batch size, its lr and B_crit from one pilot run and short branches (minutes, not a grid); written to results/<study>/predict/. study.name defaults to `predict`."""
+    from bsweep.analysis.predicted import prediction_lines
+    from bsweep.sweep.predict import PilotMissed, predict as run_prediction
+
+    _hydra_prints_only(overrides or [])
+    try:
+        prediction, folder = run_prediction(overrides or [], say=lambda line: console.print(line, highlight=False))
+    except _user_errors() as e:
+        _fail(str(e).strip())
+    except PilotMissed as e:
+        _fail(str(e), code=1)
+    if verify:
+        from bsweep.sweep.verify import verify as run_verification
+
+        prediction = run_verification(prediction, overrides or [], folder, console)
+    console.print(f"What batch size, and why ({prediction['study']})", highlight=False)
+    for line in prediction_lines(prediction):
+        console.print(line, highlight=False)
+    console.print(f"wrote {folder}", highlight=False)
+
+
 @app.command(context_settings=HYDRA_ARGS)
 def bench(
     overrides: Overrides = None,

@@ -254,6 +254,59 @@ def measure_noise_scale(
     }
 
 
+def measure_microbatch_noise(
+    model: nn.Module,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    micro_batch: int,
+    micro_batches: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Unbiased |G|^2 and tr(Sigma) at the model's current weights from ``micro_batches``
+    gradients of ``micro_batch`` examples each, every one taken in train mode exactly as a
+    training step at batch ``micro_batch`` takes it (``loss_of(idx)``: the mean training loss on
+    training examples ``idx``, so the model's own input layout and loss apply).
+
+    With BatchNorm a gradient of B examples normalizes them by their own statistics, so the
+    examples of one batch are not independent and the two-batch-size estimate of
+    ``measure_noise_scale`` compares the gradients of two different functions. Here every
+    gradient is of the function training follows at ``micro_batch``, and the micro-batches are
+    independent (indices drawn with replacement), so with g_i the micro-batch gradients
+
+        E |g_i|^2 = |G|^2 + tr(C),   E |mean_i g_i|^2 = |G|^2 + tr(C) / m,
+
+    C the covariance of one micro-batch gradient: the formulas of ``unbiased_grad_norm_sq`` and
+    ``unbiased_trace_sigma`` with b_small = micro_batch and b_big = m micro_batch, and tr(Sigma)
+    = micro_batch tr(C) in per-example units (exact without BatchNorm, where C = Sigma / B).
+
+    Cost: ``micro_batches`` forward+backward passes of ``micro_batch`` examples. The model is
+    left as found (weights, ``.grad``, buffers, train/eval flag).
+    """
+    if micro_batches < 2:
+        raise ValueError(f"micro_batches must be >= 2, got {micro_batches}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = next(iter(params)).device
+    sq_sum = torch.zeros((), dtype=torch.float64, device=device)
+    total: torch.Tensor | None = None
+    with _left_as_found(model, True):
+        for _ in range(micro_batches):
+            idx = torch.randint(0, n, (micro_batch,), generator=generator, device=device)
+            grads = torch.autograd.grad(loss_of(idx), params, allow_unused=True)
+            g = torch.cat([(d if d is not None else torch.zeros_like(p)).double().flatten()
+                           for d, p in zip(grads, params)])
+            sq_sum += g.square().sum()
+            total = g if total is None else total + g
+    assert total is not None
+    g_small_sq = float(sq_sum) / micro_batches
+    g_big_sq = float((total / micro_batches).square().sum())
+    b_big = micro_batch * micro_batches
+    grad_norm_sq = unbiased_grad_norm_sq(g_small_sq, g_big_sq, micro_batch, b_big)
+    trace_sigma = unbiased_trace_sigma(g_small_sq, g_big_sq, micro_batch, b_big)
+    return {"grad_norm_sq": grad_norm_sq, "trace_sigma": trace_sigma,
+            "noise_scale": simple_noise_scale(trace_sigma, grad_norm_sq),
+            "micro_batch": micro_batch, "micro_batches": micro_batches}
+
+
 # --------------------------------------------------------------------------- training hook
 
 
