@@ -424,7 +424,8 @@ def report(
     study = _study_or_latest(studies[0] if studies else None, results_dir, "report on")
     loaded = Study.load(study, tuple(_nuisance_or_fail(nuisance)))  # the report's numbers, and what it left out
     html = write_report(study, out, svg=svg, study=loaded, figures=figures)
-    _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose, loaded.left_out_line)
+    _print_answer(read_answer(html.parent), read_verdicts(html.parent), study.name, verbose, loaded.left_out_line,
+                  loaded.predictions)
     console.print(f"report: {html}")
 
 
@@ -448,11 +449,14 @@ def _compare(studies: list[Path], out: Optional[Path], svg: bool, figures: bool,
     console.print(f"comparison: {html}")
 
 
-def _print_answer(answer, verdicts, study: str, verbose: bool, left_out: str = "") -> None:
+def _print_answer(answer, verdicts, study: str, verbose: bool, left_out: str = "",
+                  predictions: list[dict] | None = None) -> None:
     """The report's first screen in the terminal: per point the batch sizes to use and why, then
     one line per claim; with `verbose`, every claim's full verdict table before them; `left_out`:
-    the line saying which trials no number uses, and why (first, when there is one)."""
+    the line saying which trials no number uses, and why (first, when there is one);
+    `predictions`: the study's predict.json files, each after the answer under its setting."""
     from bsweep.analysis.answer import answer_lines, claim_lines
+    from bsweep.analysis.predicted import MARK, prediction_lines, setting_text
 
     if verbose:
         table = Table(title="Verdicts (the report explains each rule)", show_lines=True)
@@ -470,6 +474,9 @@ def _print_answer(answer, verdicts, study: str, verbose: bool, left_out: str = "
             console.print(escape(line), highlight=False, soft_wrap=True)
     if not len(answer):
         console.print("no answer yet: no trial has finished", highlight=False)
+    for prediction in predictions or []:
+        for line in [f"{MARK} for {setting_text(prediction)}", *prediction_lines(prediction)]:
+            console.print(escape(line), highlight=False, soft_wrap=True)
     console.print("[bold]Claims[/] (report: rules and numbers; --verbose: every condition)")
     for line in claim_lines(verdicts):
         console.print(escape(line), highlight=False, soft_wrap=True)
@@ -504,7 +511,8 @@ def reproduce(
     for run in result.studies:
         console.print(f"report: {run.report}", highlight=False)
     # the last screen: the batch-size study's answer, each claim from the study made for it
-    _print_answer(result.answer, result.verdicts, result.studies[0].study_dir.name, verbose)
+    _print_answer(result.answer, result.verdicts, result.studies[0].study_dir.name, verbose,
+                  predictions=result.predictions)
     if stopped:
         raise stopped[0]
 
@@ -515,7 +523,7 @@ def predict(
     verify: Annotated[bool, typer.Option("--verify", help="Then train a sparse grid around the prediction (2 seeds, lr bracketed) and say whether it held.")] = False,
 ) -> None:
     """Predict the time-optimal batch size, its lr and B_crit from one pilot run and short branches (minutes, not a grid); written to results/<study>/predict/. study.name defaults to `predict`."""
-    from bsweep.analysis.predicted import prediction_lines
+    from bsweep.analysis.predicted import MARK, prediction_lines, setting_text
     from bsweep.sweep.predict import PilotMissed, predict as run_prediction
 
     _hydra_prints_only(overrides or [])
@@ -529,7 +537,8 @@ def predict(
         from bsweep.sweep.verify import verify as run_verification
 
         prediction = run_verification(prediction, overrides or [], folder, console)
-    console.print(f"What batch size, and why ({prediction['study']})", highlight=False)
+    console.print(f"What batch size, and why ({prediction['study']}), {MARK}: {setting_text(prediction)}",
+                  highlight=False)
     for line in prediction_lines(prediction):
         console.print(line, highlight=False)
     console.print(f"wrote {folder}", highlight=False)

@@ -11,7 +11,7 @@
 4. **Pilot:** B0 at that lr until the target, keeping its state at every measurement point.
 5. **Branches** (Merrill et al. 2025, "Critical Batch Size Revisited"): from pilot states at
    BRANCH_AT of its steps, train at k B0 (k in BRANCH_FACTORS) until the target, at lr0 k^a for
-   each rule a of LR_RULES, keeping the faster. Steps from one state to the target fall with
+   each rule a of LR_RULES, keeping the fastest. Steps from one state to the target fall with
    batch size as S(B) = S_min (1 + B_crit / B) does; the fit of that model to the branches'
    steps (each state's relative to its own k = 1) is B_crit, with its interval.
 6. **Noise scale:** B_simple = tr(Sigma) / |G|^2 at pilot states in the last half of its run,
@@ -57,12 +57,13 @@ DEFAULT_STUDY = "predict"
 # B0) uses at most a quarter of the training set per step.
 SPACE = 64
 BRANCH_FACTORS = (1, 2, 4, 8, 16)
-# Where branches start, as shares of the pilot's steps to target: late enough that the noise
-# scale is the one near the target, early enough that a branch's window spans many measurements.
-BRANCH_AT = (0.25, 0.5)
-# Exponents a of the branches' lr rules lr0 (B / B0)^a: square-root and linear scaling
-# (Hoffer et al. 2017; Goyal et al. 2017); each branch keeps the faster.
-LR_RULES = (0.5, 1.0)
+# Where branches start, as shares of the pilot's steps to target: its initialization (steps to
+# target from there are what a grid measures) and halfway, a second, shorter window.
+BRANCH_AT = (0.0, 0.5)
+# Exponents a of the branches' lr rules lr0 (B / B0)^a: square-root, constant and linear
+# (Hoffer et al. 2017; Goyal et al. 2017); each branch keeps the fastest. In this order: a later
+# rule trains only until the best so far reached the target.
+LR_RULES = (0.5, 0.0, 1.0)
 # A batch size whose cost per example is within this factor of the cheapest is efficient.
 KNEE = 2.0
 # The pilot's smallest batch size: below it BatchNorm's batch statistics are mostly noise.
@@ -70,7 +71,7 @@ MIN_PILOT_BATCH = 8
 # The lr probe extends its grid at most this many half-decades beyond the first three lrs.
 PROBE_EXTENSIONS = 3
 # Noise points in the pilot's last half, and micro-batches per point.
-NOISE_POINTS = 12
+NOISE_POINTS = 16
 MICRO_BATCHES = 16
 # Step times: rounds of interleaved blocks of about this many seconds each.
 BENCH_ROUNDS = 5
@@ -144,9 +145,13 @@ def pilot_batch_size(step_seconds: dict[int, float], n_train: int) -> tuple[int,
 
 
 def probe_key(run: Run) -> tuple:
-    """Fewest steps to target first; where none reached it, the lowest final test loss."""
+    """Fewest steps to target first; where none reached it, the lowest training loss over the
+    run's last quarter (a mean over many steps: one evaluation's test loss jumps with BatchNorm
+    at a high lr)."""
     steps = run.steps_to_target
-    loss = run.final_test_loss if run.status != "diverged" and math.isfinite(run.final_test_loss) else math.inf
+    late = [r["train_loss"] for r in run.rows if r["step"] >= 0.75 * run.rows[-1]["step"] and r["step"] > 0]
+    loss = float(np.mean(late)) if late and run.status != "diverged" else math.inf
+    loss = loss if math.isfinite(loss) else math.inf
     return (0, steps, loss) if math.isfinite(steps) else (1, loss, 0.0)
 
 
@@ -172,10 +177,11 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
             break
     best = min(runs, key=lambda lr: probe_key(runs[lr]))
     on_edge = best in (min(runs), max(runs))
-    table = [{"lr": lr, "steps_to_target": runs[lr].steps_to_target, "final_test_loss": runs[lr].final_test_loss,
+    table = [{"lr": lr, "steps_to_target": runs[lr].steps_to_target, "late_train_loss": probe_key(runs[lr])[1 if
+              math.isnan(runs[lr].steps_to_target) else 2],
               "status": runs[lr].status, "kept": lr == best, "seconds": runs[lr].seconds} for lr in sorted(runs)]
     why = (f"best of {len(runs)} lrs after {horizon} steps at batch {b0} (fewest steps to target, else lowest "
-           f"test loss){'; still on the edge of the lrs tried' if on_edge else ', bracketed'}")
+           f"training loss){'; still on the edge of the lrs tried' if on_edge else ', bracketed'}")
     return best, table, why
 
 
@@ -214,9 +220,12 @@ def run_branches(setup: Setup, pilot: Run, b0: int, lr0: float) -> list[dict]:
             b = b0 * k
             if k == 1 or b > setup.n_train // 4:  # the pilot itself is the k = 1 branch
                 continue
+            budget = max(int(2 * left), 8)
             for rule in LR_RULES:
                 lr = lr0 * k**rule
-                run = branch(setup, pilot, start, b, lr, max(int(2 * left), 8), setup.cfg.seed + 1 + i)
+                run = branch(setup, pilot, start, b, lr, budget, setup.cfg.seed + 1 + i)
+                if math.isfinite(run.steps_to_target):  # the next rule counts only if it is faster
+                    budget = min(budget, int(run.steps_to_target))
                 rows.append({"from_step": start, "k": k, "batch_size": b, "rule": rule, "lr": lr,
                              "steps": run.steps_to_target, "status": run.status, "seconds": run.seconds})
     return rows
@@ -303,8 +312,8 @@ def branch_fit(rows: list[dict], b0: int, pilot_steps: float) -> dict:
 
 
 def lr_rule(rows: list[dict]) -> tuple[float, str]:
-    """The rule whose branches reached the target in fewer steps more often (ties: the smaller
-    exponent, the more cautious lr), and a line saying how often each won."""
+    """The rule whose branches reached the target first most often (ties: the rule tried
+    first, LR_RULES' order), and a line saying how often each won."""
     wins = {rule: 0 for rule in LR_RULES}
     for start in {r["from_step"] for r in rows}:
         for b in {r["batch_size"] for r in rows if r["from_step"] == start}:
@@ -314,10 +323,10 @@ def lr_rule(rows: list[dict]) -> tuple[float, str]:
             finite = {rule: s for rule, s in tried.items() if math.isfinite(s)}
             if finite:
                 best = min(finite.values())
-                winner = min(rule for rule, s in finite.items() if s == best)
-                wins[winner] += 1
-    exponent = min(wins, key=lambda rule: (-wins[rule], rule))
-    name = {0.5: "square-root rule", 1.0: "linear rule"}.get(exponent, "")
+                # a later rule trains only up to the best so far, so a tie is the earlier rule's
+                wins[next(rule for rule in LR_RULES if finite.get(rule) == best)] += 1
+    exponent = min(wins, key=lambda rule: (-wins[rule], LR_RULES.index(rule)))
+    name = {0.0: "constant", 0.5: "square-root rule", 1.0: "linear rule"}.get(exponent, "")
     tally = ", ".join(f"B^{rule:g} {n}" for rule, n in wins.items())
     return exponent, f"lr ~ B^{exponent:g} ({name}; faster branch, of {sum(wins.values())}: {tally})"
 

@@ -31,6 +31,39 @@ class Reproduction:
     studies: list[StudyRun]
     verdicts: pd.DataFrame  # every claim once, judged on the study made for it (column `study`)
     answer: pd.DataFrame  # the batch-size study's answer block (`analysis.answer.answer_table`)
+    predictions: list[dict]  # `bsweep predict` at each norm of the batch-size study
+
+
+# Keys `bsweep predict` chooses itself or takes from the study's grid: left out of the
+# reproduction's own overrides when it runs the predictor.
+NOT_FOR_PREDICT = ("batch_size", "lr", "seed", "norm", "norm.kind")
+
+
+def predict_overrides(name: str, results_dir: Path, extra: list[str], norm: str) -> list[str]:
+    """The predictor's command line for one norm of the study `name` (the study's own target,
+    budget and data; `extra` without the keys the predictor picks, nor Hydra's)."""
+    own = [o for o in extra if o.split("=", 1)[0].lstrip("+~") not in NOT_FOR_PREDICT and not o.startswith("hydra")]
+    return [f"study={name}", f"results_dir={results_dir}", f"norm={norm}", *own]
+
+
+def run_predictions(outcome: SweepOutcome, results_dir: Path, extra: list[str], console: Console) -> list[dict]:
+    """`bsweep predict` at every norm of the batch-size study's grid, beside it in its folder,
+    so its report shows the prediction next to what the grid measured."""
+    from bsweep.sweep.predict import PilotMissed, predict
+
+    config = outcome.planned[0].config
+    norms = sorted({p.config["norm"]["kind"] for p in outcome.planned})
+    out = []
+    for norm in norms:
+        console.print(f"predicting from one pilot: {config['study']['name']}, norm={norm}", highlight=False)
+        try:
+            prediction, _ = predict(predict_overrides(config["study"]["name"], results_dir, extra, norm),
+                                    say=lambda line: console.print(f"  {line}", highlight=False))
+        except PilotMissed as missed:  # the grid's answer stands alone; say why there is no prediction
+            console.print(f"  no prediction: {missed}", highlight=False)
+            continue
+        out.append(prediction)
+    return out
 
 
 # Worker processes per GPU. A study of small CNNs keeps a GPU waiting on the host (per-group
@@ -131,6 +164,7 @@ def reproduce(
     from bsweep.analysis.report import read_answer, read_verdicts
 
     swept = [run_study(name, jobs, results_dir, extra, console, rebench) for name in STUDIES[full]]
+    predictions = run_predictions(swept[0][0], results_dir, extra, console)
     console.print(f"writing {len(swept)} reports")
     reports = write_reports([sdir for _, sdir in swept], jobs, figures)
     runs = [StudyRun(outcome, sdir, report) for (outcome, sdir), report in zip(swept, reports)]
@@ -139,4 +173,4 @@ def reproduce(
         study=run.study_dir.name) for i, (run, table) in enumerate(zip(runs, tables))])
     order = {claim: k for k, claim in enumerate(dict.fromkeys(tables[0]["claim"]))}
     verdicts = verdicts.sort_values("claim", key=lambda c: c.map(order), kind="stable")
-    return Reproduction(runs, verdicts.reset_index(drop=True), read_answer(runs[0].report.parent))
+    return Reproduction(runs, verdicts.reset_index(drop=True), read_answer(runs[0].report.parent), predictions)
