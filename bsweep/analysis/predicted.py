@@ -230,14 +230,22 @@ def _optimum_item(p: dict) -> tuple[str, str]:
 def _critical_item(p: dict) -> tuple[str, str]:
     crit = p.get("b_crit") if isinstance(p.get("b_crit"), dict) else {}
     noise = p.get("noise") if isinstance(p.get("noise"), dict) else {}
-    text = f"B_crit est {_with_interval(crit.get('estimate'), crit.get('lo'), crit.get('hi'))}"
+    late = crit.get("late") if isinstance(crit.get("late"), dict) else {}
+    text = f"B_crit {_with_interval(crit.get('estimate'), crit.get('lo'), crit.get('hi'))}"
     if crit.get("source"):
-        text += f" from {crit['source']}"
-    text += f"; B_simple {_with_interval(noise.get('b_simple'), noise.get('lo'), noise.get('hi'))}"
-    if noise.get("reason"):
-        text += f" ({noise['reason']})"
+        text += f" from {'branches from the start' if crit['source'] == 'branches' else crit['source']}"
     if p.get("regimes"):
         text += f": {p['regimes']}"
+    near = []
+    if _finite(late.get("b_crit")) is not None:
+        near.append(f"B_crit {_with_interval(late.get('b_crit'), late.get('b_crit_lo'), late.get('b_crit_hi'))}")
+    if _finite(noise.get("b_simple")) is not None:
+        bound = "" if _finite(noise.get("hi")) is not None else " (no upper bound: |G|^2 not resolved from 0)"
+        near.append(f"B_simple {_with_interval(noise.get('b_simple'), noise.get('lo'), noise.get('hi'))}{bound}")
+    elif noise.get("reason"):
+        near.append(f"B_simple none ({noise['reason']})")
+    if near:
+        text += "; near the target " + ", ".join(near)
     return "critical batch", text
 
 

@@ -12,8 +12,9 @@
 5. **Branches** (Merrill et al. 2025, "Critical Batch Size Revisited"): from pilot states at
    BRANCH_AT of its steps, train at k B0 (k in BRANCH_FACTORS) until the target, at lr0 k^a for
    each rule a of LR_RULES, keeping the fastest. Steps from one state to the target fall with
-   batch size as S(B) = S_min (1 + B_crit / B) does; the fit of that model to the branches'
-   steps (each state's relative to its own k = 1) is B_crit, with its interval.
+   batch size as S(B) = S_min (1 + B_crit / B) does; the fit of that model to the steps of the
+   branches from the initialization (relative to the pilot's, the k = 1 branch) is the whole
+   run's B_crit, with its interval; the halfway branches give B_crit near the target.
 6. **Noise scale:** B_simple = tr(Sigma) / |G|^2 at pilot states in the last half of its run,
    from micro-batches of the training step (`gradient_noise.measure_microbatch_noise`), with a
    batch-means interval (`analysis.prediction.noise_scale_interval`). It is reported beside the
@@ -353,8 +354,6 @@ def critical_of(fit: dict, noise: dict, b0: int) -> tuple[dict, list[str]]:
         crit = {"estimate": math.nan, "lo": math.nan, "hi": math.nan, "source": "none"}
         weak.append(f"no B_crit: the branches gave no fit ({fit['reason']}) and the noise scale none "
                     f"({noise['reason']})")
-    crit["noise_ratio"] = crit["estimate"] / noise["b_simple"] if noise["b_simple"] and math.isfinite(
-        noise["b_simple"]) else math.nan
     if not (crit["lo"] > 0 and math.isfinite(crit["hi"])):
         weak.append(f"B_crit's interval [{crit['lo']:.3g}, {crit['hi']:.3g}] is unbounded")
     elif crit["hi"] > 16 * crit["lo"]:
@@ -385,9 +384,15 @@ def assemble(setup: Setup, bench: dict[int, float], b0: int, why_b0: str, lr0: f
     from bsweep.analysis import prediction as pr
 
     s0 = pilot.steps_to_target
-    fit = branch_fit(branches, b0, s0)
+    # The branches from the initialization measure what a grid does (steps from the start to the
+    # target): the whole run's B_crit. The halfway ones measure it near the target, where the
+    # noise scale is measured too: their ratio calibrates B_simple for this run.
+    fit = branch_fit([r for r in branches if r["from_step"] == 0], b0, s0)
+    late = branch_fit([r for r in branches if r["from_step"] > 0], b0, s0)
     estimate = noise_estimate(noise)
     crit, weak = critical_of(fit, estimate, b0)
+    crit["late"] = {k: late[k] for k in ("b_crit", "b_crit_lo", "b_crit_hi", "reason")}
+    crit["noise_ratio"] = late["b_crit"] / estimate["b_simple"] if estimate["b_simple"] else math.nan
     exponent, rule_text = lr_rule(branches)
     sizes = sorted(bench)
     bc, lo, hi = crit["estimate"], crit["lo"], crit["hi"]

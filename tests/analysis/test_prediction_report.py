@@ -125,7 +125,7 @@ def test_the_reports_first_screen_shows_the_prediction_and_its_figure(smoke, tmp
     mark = '<div class="mark">predicted from one pilot</div>'
     assert first_screen.count(mark) == 2  # under norm=batch, and digits' on its own
     assert first_screen.index("norm=batch") < first_screen.index(mark) < first_screen.index("norm=group")
-    assert "B_crit est 230 [120, 440] from branches" in first_screen
+    assert "B_crit 230 [120, 440] from branches from the start" in first_screen
     assert "zz-half-written/predict.json" in first_screen  # the damaged file, as a note
     assert first_screen.count('<img src="data:image/png;base64,') == 2
     model = study.trials["model"].iloc[0]
@@ -195,13 +195,14 @@ def test_items_say_none_never_nan_and_name_each_weakness_and_the_check():
     text = dict(items)
     assert text["predicted"].startswith("from one pilot (time not recorded")
     assert text["critical batch"].startswith(
-        "B_crit est 230 (no interval) from branches; B_simple none (too few points near the target)")
+        "B_crit 230 (no interval) from branches from the start")
+    assert "B_simple none (too few points near the target)" in text["critical batch"]
     assert "(no interval) s; within: none" in text["fastest to target"]
     assert text["verified"] == "held: measured B* 128 within [64, 256]"
     assert not any("nan" in value.lower() for _, value in items)
     empty = prediction_items({})  # a file with nothing in it still reads as words
     assert [v for _, v in empty][1:4] == ["none: the prediction has no optimum (see weak)",
-                                          "B_crit est none; B_simple none", "none: no lr rule"]
+                                          "B_crit none", "none: no lr rule"]
 
 
 def test_lines_align_with_the_answer_blocks_labels():
@@ -222,7 +223,7 @@ def test_load_predictions_sorts_by_folder_and_notes_what_it_skips(tmp_path):
     notes: list[str] = []
     loaded = load_predictions(tmp_path, notes)
     assert [p[FOLDER_KEY] for p in loaded] == ["a", "b"]
-    assert dict(prediction_items(loaded[0]))["critical batch"].startswith("B_crit est 230 (no interval)")
+    assert dict(prediction_items(loaded[0]))["critical batch"].startswith("B_crit 230 (no interval)")
     assert len(notes) == 1 and notes[0].startswith("skipped c/predict.json")
     assert load_predictions(tmp_path / "nowhere") == []
 
