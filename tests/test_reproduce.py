@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bsweep.analysis.answer import answer_lines, claim_lines
+from bsweep.analysis.predicted import MARK, load_predictions, prediction_lines, setting_text
 from bsweep.analysis.report import read_answer, read_verdicts
 from bsweep.analysis.claims import CLAIMS
 
@@ -60,8 +61,16 @@ def test_reproduce_runs_the_study_writes_the_report_and_prints_verdicts(tmp_path
     tail = out.output.splitlines()
     assert tail[-len(lines):] == lines, "\n".join(tail[-len(lines) - 3:])
     answer = answer_lines(read_answer(results / "claims_quick" / "report"))
-    assert answer and [line for block in answer for line in block] == \
-        tail[-len(lines) - 1 - sum(map(len, answer)):-len(lines) - 1]
+    # the predictor ran at each norm of the grid; its lines follow the answer's
+    # (or says why not: at 64 steps a pilot may miss the target, which depends on the machine)
+    predictions = load_predictions(study)
+    predicted_norms = {p["setting"]["norm.kind"] for p in predictions}
+    for norm in ("batch", "group"):
+        assert norm in predicted_norms or "no prediction:" in out.output
+    predicted = [line for p in predictions for line in [f"{MARK} for {setting_text(p)}", *prediction_lines(p)]]
+    expected = [line for block in answer for line in block] + predicted
+    assert answer and expected == tail[-len(lines) - 1 - len(expected):-len(lines) - 1]
+    assert html.count(MARK) >= len(predictions)
     assert "What batch size, and why (claims_quick)" in out.output
     assert "the study has no norm=none arm" not in out.output
     # (a second `reproduce` reuses the 12 trials: run_sweep's skip, pinned by test_cli's rerun

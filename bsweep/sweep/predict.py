@@ -69,6 +69,8 @@ LR_RULES = (0.5, 0.0, 1.0)
 KNEE = 2.0
 # The pilot's smallest batch size: below it BatchNorm's batch statistics are mostly noise.
 MIN_PILOT_BATCH = 8
+# The seed of the second branch from the start at each batch size, past the pilot's.
+REPLICA_SEED = 100
 # The lr probe extends its grid at most this many half-decades beyond the first three lrs.
 PROBE_EXTENSIONS = 3
 # Noise points in the pilot's last half, and micro-batches per point.
@@ -188,11 +190,11 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
 
 def branch(setup: Setup, pilot: Run, start_step: int, batch_size: int, lr: float, max_steps: int,
            seed: int) -> Run:
-    """From the pilot's state at `start_step` (0: its initialization, the pilot's own seed),
-    train at `batch_size` and `lr` until the target. The first evaluation waits for half the
+    """From the pilot's state at `start_step` (0: a fresh initialization from `seed`, the
+    pilot's own at the pilot's seed), train at `batch_size` and `lr` until the target. The first evaluation waits for half the
     steps perfect scaling would need (the pilot's steps from there over k): before it the
     target is out of reach, and evaluations would cost more than the window's steps."""
-    cfg = run_config(setup.cfg, batch_size, lr, max_steps, pilot.cfg.seed if start_step == 0 else seed)
+    cfg = run_config(setup.cfg, batch_size, lr, max_steps, seed)
     left = pilot.steps_to_target - start_step
     cfg.study.eval.first_samples = max(cfg.study.eval.first_samples, int(0.5 * left * pilot.cfg.batch_size))
     start = None if start_step == 0 else pilot.states[start_step]
@@ -211,24 +213,34 @@ def branch_points(pilot: Run) -> list[int]:
     return points
 
 
+def _branch_row(setup: Setup, pilot: Run, start: int, b0: int, k: int, lr0: float, rule: float, budget: int,
+                seed: int) -> dict:
+    lr = lr0 * k**rule
+    run = branch(setup, pilot, start, b0 * k, lr, budget, seed)
+    return {"from_step": start, "seed": seed, "k": k, "batch_size": b0 * k, "rule": rule, "lr": lr,
+            "steps": run.steps_to_target, "status": run.status, "seconds": run.seconds}
+
+
 def run_branches(setup: Setup, pilot: Run, b0: int, lr0: float) -> list[dict]:
-    """Every branch: (start, k, rule) -> steps from the start to the target (NaN: not reached)."""
-    s0 = pilot.steps_to_target
-    rows = []
-    for i, start in enumerate(branch_points(pilot)):
-        left = s0 - start  # steps the pilot took from here: a branch gets twice that at most
-        for k in BRANCH_FACTORS:
-            b = b0 * k
-            if k == 1 or b > setup.n_train // 4:  # the pilot itself is the k = 1 branch
-                continue
-            budget = max(int(2 * left), 8)
-            for rule in LR_RULES:
-                lr = lr0 * k**rule
-                run = branch(setup, pilot, start, b, lr, budget, setup.cfg.seed + 1 + i)
-                if math.isfinite(run.steps_to_target):  # the next rule counts only if it is faster
-                    budget = min(budget, int(run.steps_to_target))
-                rows.append({"from_step": start, "k": k, "batch_size": b, "rule": rule, "lr": lr,
-                             "steps": run.steps_to_target, "status": run.status, "seconds": run.seconds})
+    """Every branch: steps from its start to the target (NaN: not reached). From the start, at
+    the pilot's seed, every rule of LR_RULES (a later one only until the best so far reached the
+    target); then at each batch size's fastest rule, a second seed from the start and one branch
+    from each later start."""
+    s0, seed = pilot.steps_to_target, pilot.cfg.seed
+    factors = [k for k in BRANCH_FACTORS if k > 1 and b0 * k <= setup.n_train // 4]  # k = 1: the pilot
+    rows, fastest = [], {}
+    for k in factors:
+        budget = max(int(2 * s0), 8)
+        for rule in LR_RULES:
+            row = _branch_row(setup, pilot, 0, b0, k, lr0, rule, budget, seed)
+            if math.isfinite(row["steps"]) and row["steps"] < budget:
+                budget, fastest[k] = int(row["steps"]), rule
+            rows.append(row)
+    for k in factors:
+        rule = fastest.get(k, LR_RULES[0])
+        rows.append(_branch_row(setup, pilot, 0, b0, k, lr0, rule, max(int(2 * s0), 8), seed + REPLICA_SEED))
+        for start in [s for s in branch_points(pilot) if s > 0]:
+            rows.append(_branch_row(setup, pilot, start, b0, k, lr0, rule, max(int(2 * (s0 - start)), 8), seed + 1))
     return rows
 
 
@@ -292,8 +304,8 @@ def device_label(setup: Setup) -> str:
 
 
 def branch_fit(rows: list[dict], b0: int, pilot_steps: float) -> dict:
-    """B_crit from the branches: per start, each batch size's fewest steps to target (over the
-    lr rules) relative to the pilot's own steps from that start (the pilot is the k = 1
+    """B_crit from branches: per start and seed, each batch size's fewest steps to target (over
+    the lr rules) relative to the pilot's own steps from that start (the pilot is the k = 1
     branch); S(B) = S_min (1 + B_crit / B) fitted to them all (`critical.fit_steps_model`).
     Adds `batch_sizes` and `relative_steps`: the points fitted."""
     from bsweep.analysis.critical import fit_steps_model
@@ -302,12 +314,13 @@ def branch_fit(rows: list[dict], b0: int, pilot_steps: float) -> dict:
     for start in sorted({r["from_step"] for r in rows}):
         sizes.append(b0)
         relative.append(1.0)
-        for b in sorted({r["batch_size"] for r in rows if r["from_step"] == start}):
-            steps = [r["steps"] for r in rows if r["from_step"] == start and r["batch_size"] == b
-                     and math.isfinite(r["steps"])]
-            if steps:
-                sizes.append(b)
-                relative.append(min(steps) / (pilot_steps - start))
+        for seed in sorted({r.get("seed", 0) for r in rows if r["from_step"] == start}):
+            group = [r for r in rows if r["from_step"] == start and r.get("seed", 0) == seed]
+            for b in sorted({r["batch_size"] for r in group}):
+                steps = [r["steps"] for r in group if r["batch_size"] == b and math.isfinite(r["steps"])]
+                if steps:
+                    sizes.append(b)
+                    relative.append(min(steps) / (pilot_steps - start))
     fit = fit_steps_model(sizes, relative)
     return {**fit, "batch_sizes": sizes, "relative_steps": relative}
 
@@ -316,16 +329,13 @@ def lr_rule(rows: list[dict]) -> tuple[float, str]:
     """The rule whose branches reached the target first most often (ties: the rule tried
     first, LR_RULES' order), and a line saying how often each won."""
     wins = {rule: 0 for rule in LR_RULES}
-    for start in {r["from_step"] for r in rows}:
-        for b in {r["batch_size"] for r in rows if r["from_step"] == start}:
-            tried = {r["rule"]: r["steps"] for r in rows if r["from_step"] == start and r["batch_size"] == b}
-            if len(tried) < 2:
-                continue
-            finite = {rule: s for rule, s in tried.items() if math.isfinite(s)}
-            if finite:
-                best = min(finite.values())
-                # a later rule trains only up to the best so far, so a tie is the earlier rule's
-                wins[next(rule for rule in LR_RULES if finite.get(rule) == best)] += 1
+    for key in {(r["from_step"], r.get("seed", 0), r["batch_size"]) for r in rows}:
+        tried = {r["rule"]: r["steps"] for r in rows if (r["from_step"], r.get("seed", 0), r["batch_size"]) == key}
+        finite = {rule: s for rule, s in tried.items() if math.isfinite(s)}
+        if len(tried) >= 2 and finite:
+            best = min(finite.values())
+            # a later rule trains only up to the best so far, so a tie is the earlier rule's
+            wins[next(rule for rule in LR_RULES if finite.get(rule) == best)] += 1
     exponent = min(wins, key=lambda rule: (-wins[rule], LR_RULES.index(rule)))
     name = {0.0: "constant", 0.5: "square-root rule", 1.0: "linear rule"}.get(exponent, "")
     tally = ", ".join(f"B^{rule:g} {n}" for rule, n in wins.items())
