@@ -207,6 +207,9 @@ def _pilot_item(p: dict) -> tuple[str, str]:
     parts = [f"pilot batch {_num(pilot.get('batch_size'), 'g')} at lr {_num(pilot.get('lr'), 'g')}"]
     if _finite(pilot.get("steps_to_target")) is not None:
         parts[0] += f", {_num(pilot.get('steps_to_target'))} steps to target"
+        by_seed = [v for v in pilot.get("steps_by_seed") or [] if _finite(v) is not None]
+        if len(by_seed) > 1:
+            parts[0] += f" (mean of {len(by_seed)} seeds: {', '.join(_num(v) for v in by_seed)})"
     target = _finite(p.get("target"))
     if target is not None:
         parts.append(f"target {target:.0%} test accuracy")

@@ -71,6 +71,9 @@ KNEE = 2.0
 MIN_PILOT_BATCH = 8
 # The seed of the second branch from the start at each batch size, past the pilot's.
 REPLICA_SEED = 100
+# The probe's evaluations: every 25 % more samples (the study's cadence resolves steps to target
+# to 5 %; the probe ranks lrs, mostly on the training loss that every step records anyway).
+PROBE_EVAL_GROWTH = 1.25
 # The lr probe extends its grid at most this many half-decades beyond the first three lrs.
 PROBE_EXTENSIONS = 3
 # Noise points in the pilot's last half, and micro-batches per point.
@@ -166,7 +169,9 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
 
     def trial(lr: float) -> None:
         if lr not in runs:
-            runs[lr] = train_run(run_config(setup.cfg, b0, lr, horizon), setup.data, setup.perf)
+            cfg = run_config(setup.cfg, b0, lr, horizon)
+            cfg.study.eval.growth = max(cfg.study.eval.growth, PROBE_EVAL_GROWTH)
+            runs[lr] = train_run(cfg, setup.data, setup.perf)
 
     for lr in (half_decade_beyond(center, "lower"), center, half_decade_beyond(center, "upper")):
         trial(lr)
@@ -224,8 +229,8 @@ def _branch_row(setup: Setup, pilot: Run, start: int, b0: int, k: int, lr0: floa
 def run_branches(setup: Setup, pilot: Run, b0: int, lr0: float) -> list[dict]:
     """Every branch: steps from its start to the target (NaN: not reached). From the start, at
     the pilot's seed, every rule of LR_RULES (a later one only until the best so far reached the
-    target); then at each batch size's fastest rule, a second seed from the start and one branch
-    from each later start."""
+    target); then a second seed from the start at B0 (its own k = 1) and at each batch size's
+    fastest rule, and one branch from each later start at that rule."""
     s0, seed = pilot.steps_to_target, pilot.cfg.seed
     factors = [k for k in BRANCH_FACTORS if k > 1 and b0 * k <= setup.n_train // 4]  # k = 1: the pilot
     rows, fastest = [], {}
@@ -236,6 +241,8 @@ def run_branches(setup: Setup, pilot: Run, b0: int, lr0: float) -> list[dict]:
             if math.isfinite(row["steps"]) and row["steps"] < budget:
                 budget, fastest[k] = int(row["steps"]), rule
             rows.append(row)
+    # the second seed has its own k = 1 run: each seed's branches are relative to it
+    rows.append(_branch_row(setup, pilot, 0, b0, 1, lr0, LR_RULES[0], max(int(2 * s0), 8), seed + REPLICA_SEED))
     for k in factors:
         rule = fastest.get(k, LR_RULES[0])
         rows.append(_branch_row(setup, pilot, 0, b0, k, lr0, rule, max(int(2 * s0), 8), seed + REPLICA_SEED))
@@ -304,23 +311,24 @@ def device_label(setup: Setup) -> str:
 
 
 def branch_fit(rows: list[dict], b0: int, pilot_steps: float) -> dict:
-    """B_crit from branches: per start and seed, each batch size's fewest steps to target (over
-    the lr rules) relative to the pilot's own steps from that start (the pilot is the k = 1
-    branch); S(B) = S_min (1 + B_crit / B) fitted to them all (`critical.fit_steps_model`).
-    Adds `batch_sizes` and `relative_steps`: the points fitted."""
+    """B_crit from branches. Per start and seed, each batch size's fewest steps to target (over
+    the lr rules) relative to that seed's own k = 1 run from the start (a branch at B0; else the
+    pilot's steps from there); S(B) = S_min (1 + B_crit / B) fitted to them all
+    (`critical.fit_steps_model`). Adds `batch_sizes` and `relative_steps`: the points fitted."""
     from bsweep.analysis.critical import fit_steps_model
 
     sizes, relative = [], []
-    for start in sorted({r["from_step"] for r in rows}):
+    for start, seed in sorted({(r["from_step"], r.get("seed", 0)) for r in rows}):
+        group = [r for r in rows if r["from_step"] == start and r.get("seed", 0) == seed]
+        own = [r["steps"] for r in group if r["batch_size"] == b0 and math.isfinite(r["steps"])]
+        reference = own[0] if own else pilot_steps - start
         sizes.append(b0)
         relative.append(1.0)
-        for seed in sorted({r.get("seed", 0) for r in rows if r["from_step"] == start}):
-            group = [r for r in rows if r["from_step"] == start and r.get("seed", 0) == seed]
-            for b in sorted({r["batch_size"] for r in group}):
-                steps = [r["steps"] for r in group if r["batch_size"] == b and math.isfinite(r["steps"])]
-                if steps:
-                    sizes.append(b)
-                    relative.append(min(steps) / (pilot_steps - start))
+        for b in sorted({r["batch_size"] for r in group} - {b0}):
+            steps = [r["steps"] for r in group if r["batch_size"] == b and math.isfinite(r["steps"])]
+            if steps:
+                sizes.append(b)
+                relative.append(min(steps) / reference)
     fit = fit_steps_model(sizes, relative)
     return {**fit, "batch_sizes": sizes, "relative_steps": relative}
 
@@ -393,12 +401,15 @@ def assemble(setup: Setup, bench: dict[int, float], b0: int, why_b0: str, lr0: f
     """The prediction (the predict.json schema, docs/predict.md) from every measurement."""
     from bsweep.analysis import prediction as pr
 
-    s0 = pilot.steps_to_target
+    # S(B0): the mean over the pilot and the second seed's run at B0 (where it reached the target)
+    at_b0 = [pilot.steps_to_target] + [r["steps"] for r in branches
+                                       if r["from_step"] == 0 and r["k"] == 1 and math.isfinite(r["steps"])]
+    s0 = float(np.mean(at_b0))
     # The branches from the initialization measure what a grid does (steps from the start to the
     # target): the whole run's B_crit. The halfway ones measure it near the target, where the
     # noise scale is measured too: their ratio calibrates B_simple for this run.
-    fit = branch_fit([r for r in branches if r["from_step"] == 0], b0, s0)
-    late = branch_fit([r for r in branches if r["from_step"] > 0], b0, s0)
+    fit = branch_fit([r for r in branches if r["from_step"] == 0], b0, pilot.steps_to_target)
+    late = branch_fit([r for r in branches if r["from_step"] > 0], b0, pilot.steps_to_target)
     estimate = noise_estimate(noise)
     crit, weak = critical_of(fit, estimate, b0)
     crit["late"] = {k: late[k] for k in ("b_crit", "b_crit_lo", "b_crit_hi", "reason")}
@@ -417,7 +428,7 @@ def assemble(setup: Setup, bench: dict[int, float], b0: int, why_b0: str, lr0: f
     return {
         "version": VERSION, "study": cfg.study.name, "setting": setting_of(cfg), "target": cfg.study.target,
         "device": device_label(setup), "seed": cfg.seed,
-        "pilot": {"batch_size": b0, "lr": lr0, "steps_to_target": s0,
+        "pilot": {"batch_size": b0, "lr": lr0, "steps_to_target": s0, "steps_by_seed": at_b0,
                   "seconds_to_target": s0 * bench.get(b0, math.nan), "why_batch_size": why_b0, "why_lr": why_lr},
         "lr_probe": probe,
         "noise": {**estimate, "method": f"micro-batches of {b0} (the pilot's step), {MICRO_BATCHES} a point, "
