@@ -44,20 +44,20 @@ def sweep_overrides(overrides: list[str], batch_size: int, lrs: list[float], job
             "hydra.sweeper.criteria=[steps_to_target]", f"hydra/launcher={NAME}", f"hydra.launcher.n_jobs={jobs}"]
 
 
-def measured_answer(study_path: Path, prediction: dict, batch_sizes: list[int] | None = None) -> dict:
+def measured_answer(study_path: Path, prediction: dict, trial_ids: set[str] | None = None) -> dict:
     """The study's measured answer at the prediction's setting (its report's numbers): the
-    fastest batch size, the batch sizes within noise of it, B_crit with its interval, seconds."""
+    fastest batch size, the batch sizes within noise of it, B_crit with its interval, seconds.
+    `trial_ids`: only these trials (the verification's, in a study that has others)."""
     import pandas as pd
 
     from bsweep.analysis.predicted import matches
     from bsweep.analysis.study import Study
 
     study = Study.load(study_path)
-    if batch_sizes is not None:  # only the verification's trials of a study that has others
-        keep = study.trials["batch_size"].isin(batch_sizes)
-        study = Study(study.trials[keep], study.measurements[study.measurements["trial_id"].isin(
-            study.trials.loc[keep, "trial_id"])], config=study.config, environment=study.environment,
-            bench=study.bench, path=study.path)
+    if trial_ids is not None:
+        keep = study.trials["trial_id"].isin(trial_ids)
+        study = Study(study.trials[keep], study.measurements[study.measurements["trial_id"].isin(trial_ids)],
+                      config=study.config, environment=study.environment, bench=study.bench, path=study.path)
     rows = [r for _, r in study.answer.iterrows() if matches(prediction, r)]
     if not rows:
         return {"batch_size": math.nan, "within": [], "b_crit": math.nan, "b_crit_lo": math.nan,
@@ -86,21 +86,29 @@ def verify(prediction: dict, overrides: list[str], folder: Path, console: Consol
     n_train, pilot, rule = train_size(cfg.data), prediction["pilot"], prediction["lr_rule"]["exponent"]
     sizes, added = first_sizes(int(b_star), n_train), 0
     trained: list[int] = []
+    ids: set[str] = set()
+    cost = {"wall_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
     while True:
         for b in sizes:
             if b not in trained:
                 lrs = nearest_lrs(lr_at(b, pilot["batch_size"], pilot["lr"], rule))
                 console.print(f"verifying batch {b}: lrs {', '.join(f'{lr:g}' for lr in lrs)}, seeds 0 and 1",
                               highlight=False)
-                run_sweep(sweep_overrides(overrides, b, lrs, max(1, cores())), console)
+                outcome = run_sweep(sweep_overrides(overrides, b, lrs, max(1, cores())), console)
+                ids |= set(outcome.states)
                 trained.append(b)
-        measured = measured_answer(study_dir(cfg), prediction, trained)
+                split = outcome.time_split
+                if split is not None:
+                    cost["wall_seconds"] += split.wall
+                    cost["train_seconds"] += split.train
+                    cost["eval_seconds"] += split.evaluation
+        measured = measured_answer(study_dir(cfg), prediction, ids)
         fastest = measured["batch_size"]
         beyond = fastest // GRID_STEP if fastest == min(sizes) else fastest * GRID_STEP if fastest == max(sizes) else 0
         if not math.isfinite(fastest) or added >= MAX_ADDED or not 1 <= beyond <= n_train or beyond in sizes:
             break
         sizes, added = sorted([*sizes, int(beyond)]), added + 1
     held = verify_held({"batch_size": b_star, "b_crit": prediction["b_crit"]["estimate"]}, measured)
-    prediction["verify"] = {"batch_sizes": trained, "measured": measured, **held}
+    prediction["verify"] = {"batch_sizes": trained, "measured": measured, **held, "cost": cost}
     write_prediction(prediction, folder)
     return prediction
