@@ -525,6 +525,7 @@ def predict(
     """Predict the time-optimal batch size, its lr and B_crit from one pilot run and short branches (minutes, not a grid); written to results/<study>/predict/. study.name defaults to `predict`."""
     from bsweep.analysis.predicted import MARK, prediction_lines, setting_text
     from bsweep.sweep.predict import PilotMissed, predict as run_prediction
+    from bsweep.train.data import DatasetError
 
     _hydra_prints_only(overrides or [])
     try:
@@ -533,6 +534,8 @@ def predict(
         _fail(str(e).strip())
     except PilotMissed as e:
         _fail(str(e), code=1)
+    except DatasetError as e:  # the data is not where the config says: the user's to fix
+        _fail(str(e))
     if verify:
         from bsweep.sweep.verify import verify as run_verification
 

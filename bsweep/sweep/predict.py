@@ -7,14 +7,15 @@
    n_train / 64, so the branches at up to 16 B0 stay well inside the training set.
 3. **lr probe:** one epoch at B0 per lr on the half-decade grid around the configured lr, extended
    while the best lr sits on an edge (bracketed); the best reaches the target in the fewest
-   steps, else has the lowest test loss.
+   steps, else has the lowest training loss over its last quarter.
 4. **Pilot:** B0 at that lr until the target, keeping its state at every measurement point.
 5. **Branches** (Merrill et al. 2025, "Critical Batch Size Revisited"): from pilot states at
    BRANCH_AT of its steps, train at k B0 (k in BRANCH_FACTORS) until the target, at lr0 k^a for
-   each rule a of LR_RULES, keeping the fastest. Steps from one state to the target fall with
-   batch size as S(B) = S_min (1 + B_crit / B) does; the fit of that model to the steps of the
-   branches from the initialization (relative to the pilot's, the k = 1 branch) is the whole
-   run's B_crit, with its interval; the halfway branches give B_crit near the target.
+   each rule a of LR_RULES, keeping the fastest; then a second seed from the initialization (at
+   B0 too) and the halfway branches, at each k's fastest rule. Steps from one state to the
+   target fall with batch size as S(B) = S_min (1 + B_crit / B) does; the fit of that model to
+   the steps of the branches from the initialization (each seed's relative to its own k = 1) is
+   the whole run's B_crit, with its interval; the halfway branches give B_crit near the target.
 6. **Noise scale:** B_simple = tr(Sigma) / |G|^2 at pilot states in the last half of its run,
    from micro-batches of the training step (`gradient_noise.measure_microbatch_noise`), with a
    batch-means interval (`analysis.prediction.noise_scale_interval`). It is reported beside the
@@ -196,9 +197,10 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
 def branch(setup: Setup, pilot: Run, start_step: int, batch_size: int, lr: float, max_steps: int,
            seed: int) -> Run:
     """From the pilot's state at `start_step` (0: a fresh initialization from `seed`, the
-    pilot's own at the pilot's seed), train at `batch_size` and `lr` until the target. The first evaluation waits for half the
-    steps perfect scaling would need (the pilot's steps from there over k): before it the
-    target is out of reach, and evaluations would cost more than the window's steps."""
+    pilot's own at the pilot's seed), train at `batch_size` and `lr` until the target. The
+    first evaluation waits for half the steps perfect scaling would need (the pilot's steps
+    from there over k): before it the target is out of reach, and evaluations would cost more
+    than the window's steps."""
     cfg = run_config(setup.cfg, batch_size, lr, max_steps, seed)
     left = pilot.steps_to_target - start_step
     cfg.study.eval.first_samples = max(cfg.study.eval.first_samples, int(0.5 * left * pilot.cfg.batch_size))
