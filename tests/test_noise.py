@@ -124,13 +124,19 @@ def snapshot(model: nn.Module) -> list[torch.Tensor]:
     return tensors + [b.clone() for b in model.buffers()]
 
 
-def test_measurement_leaves_weights_grads_buffers_and_mode_unchanged():
+def bn_net_in_eval_with_grads() -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """A BatchNorm net in eval mode holding gradients (what the optimizer would see next), its
+    data, and a snapshot of everything a measurement must leave alone."""
     model = bn_net()
     x, y = bn_data()
     for p in model.parameters():
-        p.grad = torch.full_like(p, 0.25)  # what the optimizer would see next
+        p.grad = torch.full_like(p, 0.25)
     model.eval()
-    before = snapshot(model)
+    return model, x, y, snapshot(model)
+
+
+def test_measurement_leaves_weights_grads_buffers_and_mode_unchanged():
+    model, x, y, before = bn_net_in_eval_with_grads()
     result = measure_noise_scale(
         model, nn.functional.cross_entropy, x, y, 4, 32, 3, torch.Generator().manual_seed(0)
     )
@@ -235,12 +241,7 @@ def test_cosines_use_the_exact_full_gradient_and_recover_the_noise_scale():
 def test_cosines_leave_weights_grads_buffers_and_mode_unchanged():
     from bsweep.train.gradient_noise import measure_gradient_cosines
 
-    model = bn_net()
-    x, y = bn_data()
-    for p in model.parameters():
-        p.grad = torch.full_like(p, 0.25)
-    model.eval()
-    before = snapshot(model)
+    model, x, y, before = bn_net_in_eval_with_grads()
     got = measure_gradient_cosines(model, nn.functional.cross_entropy, x, y, [1, 8, 32], 3,
                                    torch.Generator().manual_seed(0), chunk=16)
     assert all(torch.equal(a, b) for a, b in zip(before, snapshot(model)))
@@ -270,12 +271,7 @@ def test_micro_batches_recover_the_known_noise_scale_of_least_squares():
 
 
 def test_micro_batches_leave_a_batch_norm_model_as_found():
-    model = bn_net()
-    x, y = bn_data()
-    for p in model.parameters():
-        p.grad = torch.full_like(p, 0.25)
-    model.eval()
-    before = snapshot(model)
+    model, x, y, before = bn_net_in_eval_with_grads()
     result = measure_microbatch_noise(model, lambda idx: nn.functional.cross_entropy(model(x[idx]), y[idx]),
                                       len(x), 8, 4, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(before, snapshot(model)))
