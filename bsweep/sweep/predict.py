@@ -62,10 +62,12 @@ BRANCH_FACTORS = (1, 2, 4, 8, 16)
 # Where branches start, as shares of the pilot's steps to target: its initialization (steps to
 # target from there are what a grid measures) and halfway, a second, shorter window.
 BRANCH_AT = (0.0, 0.5)
-# Exponents a of the branches' lr rules lr0 (B / B0)^a: square-root, constant and linear
-# (Hoffer et al. 2017; Goyal et al. 2017); each branch keeps the fastest. In this order: a later
-# rule trains only until the best so far reached the target.
-LR_RULES = (0.5, 0.0, 1.0)
+# Exponents a of the branches' lr rules lr0 (B / B0)^a: square-root and linear scaling (Hoffer
+# et al. 2017; Goyal et al. 2017); each branch keeps the faster. In this order: the second rule
+# trains only until the first reached the target. (A constant lr, tried as a third rule, was
+# the fastest at none of the 20 batch sizes of docs/predict.md's five settings, and cost 18 %
+# of the group-norm prediction's core-seconds.)
+LR_RULES = (0.5, 1.0)
 # A batch size whose cost per example is within this factor of the cheapest is efficient.
 KNEE = 2.0
 # The pilot's smallest batch size: below it BatchNorm's batch statistics are mostly noise.
