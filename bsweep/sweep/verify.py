@@ -4,8 +4,9 @@ The grid is B*/4, B* and 4 B* (within the training set), each batch size with th
 the half-decade grid nearest its predicted lr, 2 seeds, stopping at the target, lr bracketed by
 the `bsweep_bracket` sweeper on steps to target. While the measured fastest batch size is the
 smallest or largest one trained, the next one beyond it (x4) is added, at most MAX_ADDED times.
-The trials are ordinary records of the study: `bsweep report` reads them. The measured answer
-is the report's own (`Study.answer`), so "within noise" is the verdicts' test.
+The trials are ordinary records of the study: `bsweep report` reads them. Each batch size's step
+is then timed alone (`bsweep bench`), so the measured answer is the report's own
+(`Study.answer`, calibrated seconds), and "within noise" is the verdicts' test.
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ def measured_answer(study_path: Path, prediction: dict, trial_ids: set[str] | No
             "seconds": float(r["time_seconds"]), "lr": float(r["time_lr"])}
 
 
+def calibrate(outcome) -> float:
+    """Time the sweep's batch sizes alone (`bsweep bench`), as `bsweep reproduce` does: fused
+    trials share their seconds, and the comparison reads calibrated seconds, as the grid's
+    report does. Returns the seconds it took."""
+    import time
+
+    from bsweep.plan import structured_all, study_dir
+    from bsweep.sweep.bench import run_bench, unmeasured, write_bench
+
+    began = time.perf_counter()
+    configs = structured_all([p.config for p in outcome.planned])
+    todo = unmeasured(study_dir(configs[0]), configs)
+    if todo:
+        write_bench(study_dir(configs[0]), run_bench(todo, (1,)))
+    return time.perf_counter() - began
+
+
 def verify(prediction: dict, overrides: list[str], folder: Path, console: Console) -> dict:
     """Train the sparse grid, compare, and write the comparison into predict.json."""
     from bsweep.analysis.prediction import lr_at, verify_held
@@ -102,6 +120,7 @@ def verify(prediction: dict, overrides: list[str], folder: Path, console: Consol
                     cost["wall_seconds"] += split.wall
                     cost["train_seconds"] += split.train
                     cost["eval_seconds"] += split.evaluation
+                cost["bench_seconds"] = cost.get("bench_seconds", 0.0) + calibrate(outcome)
         measured = measured_answer(study_dir(cfg), prediction, ids)
         fastest = measured["batch_size"]
         beyond = fastest // GRID_STEP if fastest == min(sizes) else fastest * GRID_STEP if fastest == max(sizes) else 0
