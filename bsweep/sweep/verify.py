@@ -59,7 +59,8 @@ def measured_answer(study_path: Path, prediction: dict, trial_ids: set[str] | No
         keep = study.trials["trial_id"].isin(trial_ids)
         study = Study(study.trials[keep], study.measurements[study.measurements["trial_id"].isin(trial_ids)],
                       config=study.config, environment=study.environment, bench=study.bench, path=study.path)
-    rows = [r for _, r in study.answer.iterrows() if matches(prediction, r)]
+    # the points with their config values: the answer names a point by its label only
+    rows = [r for _, r in study.answer_points.iterrows() if matches(prediction, r)]
     if not rows:
         return {"batch_size": math.nan, "within": [], "b_crit": math.nan, "b_crit_lo": math.nan,
                 "b_crit_hi": math.nan, "seconds": math.nan}
