@@ -140,3 +140,18 @@ def test_reproduce_gives_the_predictor_the_study_and_leaves_out_the_grid():
     got = predict_overrides("claims_quick", "res", ["batch_size=16,64", "lr=0.05", "data.n_train=256",
                                                     "hydra.sweeper.max_rounds=0"], "group")
     assert got == ["study=claims_quick", "results_dir=res", "norm=group", "data.n_train=256"]
+
+
+@pytest.mark.slow(seconds=15)
+def test_predict_takes_a_model_and_dataset_of_ones_own(tmp_path):
+    # the examples/ project: its data has no size in the config; the loaded data's size is used
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parent.parent / "examples" / "configs"
+    out = runner.invoke(app, ["predict", "--config-dir", str(configs), "study=custom_quick", "norm=group",
+                              f"results_dir={tmp_path}"])
+    assert out.exit_code == 0, out.output
+    folder = tmp_path / "custom_quick" / "predict" / "waves-TinyConvNet-group-sgd"
+    prediction = strict_json(folder / "predict.json")
+    assert prediction["setting"]["model.name"] == "examples.tiny_models.TinyConvNet"
+    assert prediction["n_train"] < 1200 and prediction["pilot"]["batch_size"] <= prediction["n_train"] // pr.SPACE

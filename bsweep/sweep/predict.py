@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bsweep.config import Config, train_size
+from bsweep.config import Config
 from bsweep.plan import PlannedTrial, single, structured, study_dir
 from bsweep.sweep.bracket import half_decade_beyond
 from bsweep.train.data import TensorData, load_data
@@ -129,7 +129,7 @@ def prepare(overrides: list[str]) -> Setup:
     device = settle(cfg.threads or torch.get_num_threads(), cfg.device)
     data = load_data(cfg.data, device)
     perf = choose(cfg, data, study_dir(cfg))
-    return Setup(planned, cfg, data, perf, train_size(cfg.data))
+    return Setup(planned, cfg, data, perf, data.n_train)  # a dataset of one's own has no size in the config
 
 
 def candidate_batch_sizes(n_train: int) -> list[int]:
@@ -431,7 +431,7 @@ def assemble(setup: Setup, bench: dict[int, float], b0: int, why_b0: str, lr0: f
     cfg = setup.cfg
     return {
         "version": VERSION, "study": cfg.study.name, "setting": setting_of(cfg), "target": cfg.study.target,
-        "device": device_label(setup), "seed": cfg.seed,
+        "device": device_label(setup), "seed": cfg.seed, "n_train": setup.n_train,
         "pilot": {"batch_size": b0, "lr": lr0, "steps_to_target": s0, "steps_by_seed": at_b0,
                   "seconds_to_target": s0 * bench.get(b0, math.nan), "why_batch_size": why_b0, "why_lr": why_lr},
         "lr_probe": probe,

@@ -102,7 +102,8 @@ def verify(prediction: dict, overrides: list[str], folder: Path, console: Consol
         write_prediction(prediction, folder)
         return prediction
     cfg = structured(single(with_default_study(overrides)).config)
-    n_train, pilot, rule = train_size(cfg.data), prediction["pilot"], prediction["lr_rule"]["exponent"]
+    n_train = prediction.get("n_train") or train_size(cfg.data)
+    pilot, rule = prediction["pilot"], prediction["lr_rule"]["exponent"]
     sizes, added = first_sizes(int(b_star), n_train), 0
     trained: list[int] = []
     ids: set[str] = set()
