@@ -226,7 +226,7 @@ def _optimum_item(p: dict) -> tuple[str, str]:
     interval = (f" [{_num(best.get('lo'), 'g')}, {_num(best.get('hi'), 'g')}]"
                 if _finite(best.get("lo")) is not None and _finite(best.get("hi")) is not None else " (no interval)")
     seconds = _with_interval(best.get("seconds"), best.get("seconds_lo"), best.get("seconds_hi"))
-    return ("fastest to target", f"batch {b}{interval} at lr {_num(best.get('lr'), 'g')}: {seconds} s; "
+    return ("fastest to target", f"batch {b}{interval} at lr {_num(best.get('lr'), '.3g')}: {seconds} s; "
             f"within: {_sizes(best.get('within'))}")
 
 
