@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from bsweep.cli import app
 from bsweep.sweep import predict as pr
 from bsweep.sweep.reproduce import predict_overrides
-from bsweep.sweep.verify import first_sizes, nearest_lrs
+from bsweep.sweep.bracket import nearest_lrs
+from bsweep.sweep.verify import first_sizes
 
 runner = CliRunner()
 TINY = ["study=smoke", "data.n_train=256", "data.n_test=128"]

@@ -47,6 +47,13 @@ def half_decade_grid(lo_exp: int, hi_exp: int) -> list[float]:
     return [float(f"{m}e{e}") for e in range(lo_exp, hi_exp + 1) for m in MANTISSAS]
 
 
+def nearest_lrs(lr: float, n: int = 3) -> list[float]:
+    """The `n` lrs of the half-decade grid nearest `lr` on a log scale, ascending."""
+    e = math.floor(math.log10(lr))
+    grid = half_decade_grid(e - 2, e + 2)
+    return sorted(sorted(grid, key=lambda g: abs(math.log10(g / lr)))[:n])
+
+
 def half_decade_beyond(lr: float, side: str) -> float:
     """The lr of the 1-3 grid nearest to lr x 10^(+-0.5), and strictly beyond `lr` on `side`."""
     if not lr > 0 or not math.isfinite(lr):

@@ -5,9 +5,9 @@
 2. **Pilot batch size B0:** the smallest of those batch sizes whose cost per example is within
    twice the cheapest (the pilot spends its steps where examples are cheap), and at most
    n_train / 64, so the branches at up to 16 B0 stay well inside the training set.
-3. **lr probe:** one epoch at B0 per lr on the half-decade grid around the configured lr, extended
-   while the best lr sits on an edge (bracketed); the best reaches the target in the fewest
-   steps, else has the lowest training loss over its last quarter.
+3. **lr probe:** one epoch at B0 per lr: the three of the half-decade (1-3) grid nearest the
+   configured lr, extended while the best lr sits on an edge (bracketed); the best reaches the
+   target in the fewest steps, else has the lowest training loss over its last quarter.
 4. **Pilot:** B0 at that lr until the target, keeping its state at every measurement point.
 5. **Branches** (Merrill et al. 2025, "Critical Batch Size Revisited"): from pilot states at
    BRANCH_AT of its steps, train at k B0 (k in BRANCH_FACTORS) until the target, at lr0 k^a for
@@ -42,7 +42,7 @@ import torch
 
 from bsweep.config import Config
 from bsweep.plan import PlannedTrial, single, structured, study_dir
-from bsweep.sweep.bracket import half_decade_beyond
+from bsweep.sweep.bracket import half_decade_beyond, nearest_lrs
 from bsweep.train.data import TensorData, load_data
 from bsweep.train.device import device_name, settle
 from bsweep.train.perf import choose
@@ -176,7 +176,7 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
             cfg.study.eval.growth = max(cfg.study.eval.growth, PROBE_EVAL_GROWTH)
             runs[lr] = train_run(cfg, setup.data, setup.perf)
 
-    for lr in (half_decade_beyond(center, "lower"), center, half_decade_beyond(center, "upper")):
+    for lr in nearest_lrs(center):  # on the grids' own half-decade lrs
         trial(lr)
     for _ in range(PROBE_EXTENSIONS):
         best = min(runs, key=lambda lr: probe_key(runs[lr]))

@@ -18,18 +18,11 @@ from rich.console import Console
 
 from bsweep.config import train_size
 from bsweep.plan import structured
-from bsweep.sweep.bracket import half_decade_grid
+from bsweep.sweep.bracket import nearest_lrs
 
 MAX_ADDED = 2
 SEEDS = (0, 1)
 GRID_STEP = 4  # between the verified batch sizes, as claims_quick's grid
-
-
-def nearest_lrs(lr: float, n: int = 3) -> list[float]:
-    """The `n` lrs of the half-decade (1-3) grid nearest `lr` on a log scale."""
-    e = math.floor(math.log10(lr))
-    grid = half_decade_grid(e - 2, e + 2)
-    return sorted(sorted(grid, key=lambda g: abs(math.log10(g / lr)))[:n])
 
 
 def first_sizes(b_star: int, n_train: int) -> list[int]:
