@@ -176,6 +176,16 @@ def unmeasured(study_dir: Path, configs: list[Config]) -> list[Config]:
     return missing
 
 
+def calibrate(study_dir: Path, configs: list[Config], again: bool = False) -> int:
+    """Time alone the points of `configs` whose step time the study's bench.parquet lacks for
+    this machine (`unmeasured`; every point when `again`), and merge them in. Returns how many
+    points it timed."""
+    todo = configs if again else unmeasured(study_dir, configs)
+    if todo:
+        write_bench(study_dir, run_bench(todo, (1,)))
+    return len(points_of(todo))
+
+
 def write_bench(study_dir: Path, frame: pd.DataFrame) -> Path:
     """Merge `frame` into study_dir/bench.parquet (a new row replaces one with the same key)."""
     path = Path(study_dir) / BENCH_FILE

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from bsweep.config import Config
-from bsweep.plan import PlannedTrial, single, structured, study_dir
+from bsweep.plan import single, structured, study_dir
+from bsweep.records import atomic_write_text
 from bsweep.sweep.bracket import half_decade_beyond, nearest_lrs
 from bsweep.train.data import TensorData, load_data
 from bsweep.train.device import device_name, settle
@@ -91,7 +92,6 @@ BENCH_BLOCK_SECONDS = 0.02
 class Setup:
     """What every run of one prediction shares."""
 
-    planned: PlannedTrial
     cfg: Config
     data: TensorData
     perf: object
@@ -129,7 +129,7 @@ def prepare(overrides: list[str]) -> Setup:
     device = settle(cfg.threads or torch.get_num_threads(), cfg.device)
     data = load_data(cfg.data, device)
     perf = choose(cfg, data, study_dir(cfg))
-    return Setup(planned, cfg, data, perf, data.n_train)  # a dataset of one's own has no size in the config
+    return Setup(cfg, data, perf, data.n_train)  # a dataset of one's own has no size in the config
 
 
 def candidate_batch_sizes(n_train: int) -> list[int]:
@@ -153,15 +153,18 @@ def pilot_batch_size(step_seconds: dict[int, float], n_train: int) -> tuple[int,
     return b0, why
 
 
-def probe_key(run: Run) -> tuple:
-    """Fewest steps to target first; where none reached it, the lowest training loss over the
-    run's last quarter (a mean over many steps: one evaluation's test loss jumps with BatchNorm
-    at a high lr)."""
-    steps = run.steps_to_target
+def late_train_loss(run: Run) -> float:
+    """The mean training loss over the run's last quarter (a mean over many steps: one
+    evaluation's test loss jumps with BatchNorm at a high lr); infinite for a diverged run."""
     late = [r["train_loss"] for r in run.rows if r["step"] >= 0.75 * run.rows[-1]["step"] and r["step"] > 0]
     loss = float(np.mean(late)) if late and run.status != "diverged" else math.inf
-    loss = loss if math.isfinite(loss) else math.inf
-    return (0, steps, loss) if math.isfinite(steps) else (1, loss, 0.0)
+    return loss if math.isfinite(loss) else math.inf
+
+
+def probe_key(run: Run) -> tuple:
+    """Fewest steps to target first; where none reached it, the lowest `late_train_loss`."""
+    steps = run.steps_to_target
+    return (0, steps, late_train_loss(run)) if math.isfinite(steps) else (1, late_train_loss(run), 0.0)
 
 
 def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
@@ -188,8 +191,7 @@ def probe_lr(setup: Setup, b0: int) -> tuple[float, list[dict], str]:
             break
     best = min(runs, key=lambda lr: probe_key(runs[lr]))
     on_edge = best in (min(runs), max(runs))
-    table = [{"lr": lr, "steps_to_target": runs[lr].steps_to_target, "late_train_loss": probe_key(runs[lr])[1 if
-              math.isnan(runs[lr].steps_to_target) else 2],
+    table = [{"lr": lr, "steps_to_target": runs[lr].steps_to_target, "late_train_loss": late_train_loss(runs[lr]),
               "status": runs[lr].status, "kept": lr == best, "seconds": runs[lr].seconds} for lr in sorted(runs)]
     why = (f"best of {len(runs)} lrs after {horizon} steps at batch {b0} (fewest steps to target, else lowest "
            f"training loss){'; still on the edge of the lrs tried' if on_edge else ', bracketed'}")
@@ -237,20 +239,22 @@ def run_branches(setup: Setup, pilot: Run, b0: int, lr0: float) -> list[dict]:
     fastest rule, and one branch from each later start at that rule."""
     s0, seed = pilot.steps_to_target, pilot.cfg.seed
     factors = [k for k in BRANCH_FACTORS if k > 1 and b0 * k <= setup.n_train // 4]  # k = 1: the pilot
+    from_start = max(int(2 * s0), 8)  # a branch gets twice the pilot's steps from its start at most
+    later = [s for s in branch_points(pilot) if s > 0]
     rows, fastest = [], {}
     for k in factors:
-        budget = max(int(2 * s0), 8)
+        budget = from_start
         for rule in LR_RULES:
             row = _branch_row(setup, pilot, 0, b0, k, lr0, rule, budget, seed)
             if math.isfinite(row["steps"]) and row["steps"] < budget:
                 budget, fastest[k] = int(row["steps"]), rule
             rows.append(row)
     # the second seed has its own k = 1 run: each seed's branches are relative to it
-    rows.append(_branch_row(setup, pilot, 0, b0, 1, lr0, LR_RULES[0], max(int(2 * s0), 8), seed + REPLICA_SEED))
+    rows.append(_branch_row(setup, pilot, 0, b0, 1, lr0, LR_RULES[0], from_start, seed + REPLICA_SEED))
     for k in factors:
         rule = fastest.get(k, LR_RULES[0])
-        rows.append(_branch_row(setup, pilot, 0, b0, k, lr0, rule, max(int(2 * s0), 8), seed + REPLICA_SEED))
-        for start in [s for s in branch_points(pilot) if s > 0]:
+        rows.append(_branch_row(setup, pilot, 0, b0, k, lr0, rule, from_start, seed + REPLICA_SEED))
+        for start in later:
             rows.append(_branch_row(setup, pilot, start, b0, k, lr0, rule, max(int(2 * (s0 - start)), 8), seed + 1))
     return rows
 
@@ -287,13 +291,10 @@ def output_dir(cfg: Config) -> Path:
 
 
 def write_prediction(prediction: dict, folder: Path) -> Path:
-    """predict.json, written whole (a temporary file renamed over the old one); NaN and an
-    unbounded interval's infinity are written as null, so any JSON reader reads it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """predict.json, written whole (`records.atomic_write_text`); NaN and an unbounded
+    interval's infinity are written as null, so any JSON reader reads it."""
     path = folder / PREDICT_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(plain(prediction), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(plain(prediction), indent=1, allow_nan=False) + "\n")
     return path
 
 
@@ -308,10 +309,6 @@ def plain(value: object) -> object:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-def device_label(setup: Setup) -> str:
-    return device_name(setup.data.x_train.device)
 
 
 def branch_fit(rows: list[dict], b0: int, pilot_steps: float) -> dict:
@@ -431,7 +428,7 @@ def assemble(setup: Setup, bench: dict[int, float], b0: int, why_b0: str, lr0: f
     cfg = setup.cfg
     return {
         "version": VERSION, "study": cfg.study.name, "setting": setting_of(cfg), "target": cfg.study.target,
-        "device": device_label(setup), "seed": cfg.seed, "n_train": setup.n_train,
+        "device": device_name(setup.data.x_train.device), "seed": cfg.seed, "n_train": setup.n_train,
         "pilot": {"batch_size": b0, "lr": lr0, "steps_to_target": s0, "steps_by_seed": at_b0,
                   "seconds_to_target": s0 * bench.get(b0, math.nan), "why_batch_size": why_b0, "why_lr": why_lr},
         "lr_probe": probe,

@@ -117,7 +117,7 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     (`bsweep bench`): (the sweep's outcome, the study's folder). Finished trials are reused, and
     so are step times this machine measured before for the study (`bench.unmeasured`) unless
     `rebench`."""
-    from bsweep.sweep.bench import run_bench, unmeasured, write_bench
+    from bsweep.sweep.bench import calibrate, unmeasured
     from bsweep.plan import study_dir
 
     outcome = run_sweep([f"study={name}", f"results_dir={results_dir}", *launcher_overrides(jobs), SWEEPER,
@@ -131,7 +131,7 @@ def run_study(name: str, jobs: int, results_dir: Path, extra: list[str], console
     if todo:
         console.print(f"calibrating step times ({len({(c.batch_size, c.norm.kind) for c in todo})} of {points} points, "
                       "one at a time)")
-        write_bench(sdir, run_bench(todo, (1,)))
+        calibrate(sdir, todo, again=True)
     else:
         console.print(f"step times: the {points} points this machine measured before ({sdir / 'bench.parquet'}; "
                       "--rebench to time them again)", highlight=False)

@@ -71,13 +71,11 @@ def calibrate(outcome) -> float:
     import time
 
     from bsweep.plan import structured_all, study_dir
-    from bsweep.sweep.bench import run_bench, unmeasured, write_bench
+    from bsweep.sweep.bench import calibrate
 
     began = time.perf_counter()
     configs = structured_all([p.config for p in outcome.planned])
-    todo = unmeasured(study_dir(configs[0]), configs)
-    if todo:
-        write_bench(study_dir(configs[0]), run_bench(todo, (1,)))
+    calibrate(study_dir(configs[0]), configs)
     return time.perf_counter() - began
 
 

@@ -35,10 +35,20 @@ def _conditions(fits: pd.DataFrame, exclude: tuple[str, ...] = FIT_COLUMNS) -> l
     return out
 
 
-def _empty(ax: Axes, text: str) -> None:
+def empty_axes(ax: Axes, text: str) -> None:
+    """Axes that say in words why there is nothing to draw (no ticks to suggest a scale)."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _fitted(fits: pd.DataFrame, points: pd.DataFrame, curve: pd.DataFrame):
+    """Per condition: (label, colour, its fit row, its measured points where every seed reached
+    the target, its curve)."""
+    for values, label, colour in _conditions(fits):
+        measured = select_rows(points, values)
+        measured = measured[measured["n_reached_target"] == measured["n_trials"]]
+        yield label, colour, select_rows(fits, values).iloc[0], measured, select_rows(curve, values)
 
 
 def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.DataFrame) -> None:
@@ -48,14 +58,10 @@ def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd
     ``fits``: ``critical.fit_critical_batch_size`` (B_crit drawn as a dotted vertical line, S_min
     as a dashed horizontal one: the two asymptotes meet at B = B_crit).
     """
-    for values, label, colour in _conditions(fits):
-        fit = select_rows(fits, values).iloc[0]
-        measured = select_rows(points, values)
-        measured = measured[measured["n_reached_target"] == measured["n_trials"]]
+    for label, colour, fit, measured, line in _fitted(fits, points, curve):
         ax.errorbar(measured["batch_size"].astype(float), measured["steps_to_target_mean"],
                     yerr=measured["steps_to_target_std"].fillna(0.0), fmt="o", color=colour,
                     markersize=4, capsize=2, label=f"{label}: measured")
-        line = select_rows(curve, values)
         if line.empty:
             continue
         ax.plot(line["batch_size"], line["steps"], color=colour, linewidth=1.5,
@@ -72,16 +78,12 @@ def plot_steps_fit(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd
 def plot_tradeoff(ax: Axes, points: pd.DataFrame, curve: pd.DataFrame, fits: pd.DataFrame) -> None:
     """Examples vs steps to target: the measured points and the fitted hyperbola
     (S / S_min - 1)(E / E_min - 1) = 1, log-log, each measured point labelled with its batch size."""
-    for values, label, colour in _conditions(fits):
-        fit = select_rows(fits, values).iloc[0]
-        measured = select_rows(points, values)
-        measured = measured[measured["n_reached_target"] == measured["n_trials"]]
+    for label, colour, fit, measured, line in _fitted(fits, points, curve):
         steps = measured["steps_to_target_mean"].astype(float)
         examples = steps * measured["batch_size"].astype(float)
         ax.scatter(steps, examples, color=colour, s=POINT_SIZE, zorder=3, label=f"{label}: measured")
         for b, x, y in zip(measured["batch_size"], steps, examples):
             ax.annotate(f"{int(b)}", (x, y), textcoords="offset points", xytext=(4, 2), fontsize="x-small")
-        line = select_rows(curve, values)
         if line.empty:
             continue
         ax.plot(line["steps"], line["examples"], color=colour, linewidth=1.5,
@@ -102,7 +104,7 @@ def plot_noise_scale(ax: Axes, noise_curves: pd.DataFrame, fits: pd.DataFrame) -
     """Smoothed gradient noise scale B_simple vs samples seen, one line per trial coloured by
     batch size (log colour scale); the fitted B_crit of each condition as a dashed line."""
     if noise_curves.empty:
-        _empty(ax, "no noise-scale measurements\n(noise tracking was off)")
+        empty_axes(ax, "no noise-scale measurements\n(noise tracking was off)")
         return
     sizes = noise_curves["batch_size"].astype(float)
     colours = LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 2))

@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bsweep.analysis.predicted import MARK, setting_text
-from bsweep.analysis.report.critical_plots import OPTIMUM_SIZE
+from bsweep.analysis.report.critical_plots import OPTIMUM_SIZE, empty_axes
 from bsweep.analysis.report.figures import PANEL_INCHES, PNG_DPI
 from bsweep.analysis.report.plots import NORM_COLORS, batch_size_axis, log_y_axis
 
@@ -64,13 +64,6 @@ def short_setting(prediction: dict) -> str:
         return setting_text(prediction)
     parts = [str(v) if str(k).endswith(".name") else f"{str(k).removesuffix('.kind')}={v}" for k, v in setting.items()]
     return ", ".join(parts)
-
-
-def empty_axes(ax: Axes, text: str) -> None:
-    """Axes that say in words why there is nothing to draw (no ticks to suggest a scale)."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _num(value: object) -> float:
