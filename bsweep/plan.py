@@ -340,14 +340,15 @@ def planned_configs(jobs: list[list[str]], hydra_cfg: DictConfig) -> list[dict |
     return [by_job.get(tuple(job)) for job in jobs]
 
 
-def single(overrides: list[str]) -> PlannedTrial:
-    """The one trial `bsweep run OVERRIDES` trains (the study's grid is not expanded)."""
+def single(overrides: list[str], command: str = "bsweep run") -> PlannedTrial:
+    """The one trial `bsweep run OVERRIDES` trains (the study's grid is not expanded); `command`
+    names the command that asked, in the error for a sweep's values."""
     line = parse_command_line(overrides)
     hydra_o, plain, sweep = split_overrides(line.overrides)
     if sweep:
         raise ConfigError(
-            f"`bsweep run` trains one trial, but {' '.join(sweep)} asks for several; "
-            f"use `bsweep sweep` for a grid"
+            f"`{command}` takes one setting, but {' '.join(sweep)} asks for several; "
+            f"run it once per setting, or use `bsweep sweep` for a grid"
         )
     cfg = compose_config(hydra_o + plain, False, line.config_dirs, line.config_name)
     return PlannedTrial(plain, cfg, trial_id(cfg))

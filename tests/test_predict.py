@@ -61,6 +61,10 @@ def test_a_mistake_is_one_line_before_anything_trains(tmp_path):
     out = runner.invoke(app, ["predict", "nrom=batch", f"results_dir={tmp_path}"])
     assert out.exit_code == 2 and "error:" in out.output and "Traceback" not in out.output
     assert not list(tmp_path.iterdir())
+    # a grid's values: one prediction is one setting, and the error names this command
+    out = runner.invoke(app, ["predict", "norm=batch,group", f"results_dir={tmp_path}"])
+    assert out.exit_code == 2 and "`bsweep predict` takes one setting" in " ".join(out.output.split())
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow(seconds=15)

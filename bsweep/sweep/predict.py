@@ -123,7 +123,7 @@ def prepare(overrides: list[str]) -> Setup:
     from bsweep.sweep.launch import _as_config_error, check_config_dirs, check_planned
 
     check_config_dirs(overrides)
-    planned = _as_config_error(single, with_default_study(overrides))
+    planned = _as_config_error(single, with_default_study(overrides), "bsweep predict")
     check_planned([planned])
     cfg = structured(planned.config)
     device = settle(cfg.threads or torch.get_num_threads(), cfg.device)
